@@ -1,0 +1,44 @@
+"""The `Problem` record every test problem fills in."""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+
+Params = Any
+Batch = Any
+
+
+def _no_data() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A test problem: pure functions of (params, data, key) plus the facts a benchmark needs.
+
+    Everything a run needs is a function of the problem and a key: `init(key)` draws
+    the starting point, `sample_batch(data, key)` draws a minibatch (stochastic
+    problems only), and `data()` returns the fixed data set (None for closed-form
+    functions). The same key gives the same numbers, bit for bit.
+    """
+
+    name: str
+    description: str  # one line
+    tags: frozenset[str]  # from {"convex", "nonconvex", "stochastic", "dataset"}
+    dim: int  # number of scalar parameters
+    init: Callable[[jax.Array], Params]
+    loss: Callable[[Params, Batch], jax.Array]  # the objective on a batch (the full data set)
+    f_star: float  # known minimum, or a stored float64 reference value
+    target: float  # steps-to-target counts steps until loss - f_star <= target
+    steps: int  # default step budget
+    data: Callable[[], Batch] = _no_data  # the full data set, built once and cached
+    x_star: Params | None = None  # a known minimiser, where there is one
+    sample_batch: Callable[[Batch, jax.Array], Batch] | None = None  # None: full batch
+    # Extra end-of-run metrics, name -> fn(params) (e.g. held-out test accuracy).
+    metrics: Mapping[str, Callable[[Params], jax.Array]] = field(default_factory=dict)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.sample_batch is not None

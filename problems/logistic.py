@@ -1,0 +1,48 @@
+"""L2-regularised logistic regression on a synthetic binary data set."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from problems.base import Problem
+from problems.losses import binary_cross_entropy_with_logits
+
+
+def synthetic_binary_data(n: int, dim: int, seed: int):
+    """Features x ~ N(0, I); labels from a random linear rule with 10% of them flipped."""
+    kx, kw, kflip = jax.random.split(jax.random.PRNGKey(seed), 3)
+    x = jax.random.normal(kx, (n, dim), jnp.float32)
+    w = jax.random.normal(kw, (dim,), jnp.float32)
+    flip = jax.random.uniform(kflip, (n,), jnp.float32) < 0.1
+    y = jnp.where(flip, x @ w <= 0, x @ w > 0).astype(jnp.float32)
+    return x, y
+
+
+def logistic_loss(params, data, l2):
+    """mean BCE(x w + b, y) + l2/2 |w|^2."""
+    w, b = params["w"], params["b"]
+    x, y = data
+    logits = x @ w + b
+    return binary_cross_entropy_with_logits(logits, y) + 0.5 * l2 * jnp.sum(w**2)
+
+
+def logistic_regression(
+    n: int = 200, dim: int = 10, l2: float = 1e-2, seed: int = 0, f_star: float = 0.0
+) -> Problem:
+    """Strongly convex logistic regression; `f_star` is a stored float64 Newton solve."""
+    return Problem(
+        name=f"logistic_synthetic_{n}x{dim}",
+        description=f"L2-regularised logistic regression, {n} synthetic examples, {dim} features",
+        tags=frozenset({"convex"}),
+        dim=dim + 1,
+        init=lambda key: {
+            "w": 0.1 * jax.random.normal(key, (dim,), jnp.float32),
+            "b": jnp.zeros((), jnp.float32),
+        },
+        loss=functools.partial(logistic_loss, l2=l2),
+        data=functools.cache(lambda: synthetic_binary_data(n, dim, seed)),
+        f_star=f_star,
+        target=1e-5,
+        steps=1000,
+    )
