@@ -22,6 +22,9 @@ class Problem:
     the starting point, `sample_batch(data, key)` draws a minibatch (stochastic
     problems only), and `data()` returns the fixed data set (None for closed-form
     functions). The same key gives the same numbers, bit for bit.
+
+    For "dataset" problems, every leaf of `data()` has the example axis first and
+    `loss(params, subset)` accepts any subset of examples (minibatches, folds).
     """
 
     name: str
@@ -38,6 +41,8 @@ class Problem:
     sample_batch: Callable[[Batch, jax.Array], Batch] | None = None  # None: full batch
     # Extra end-of-run metrics, name -> fn(params) (e.g. held-out test accuracy).
     metrics: Mapping[str, Callable[[Params], jax.Array]] = field(default_factory=dict)
+    # For layered models: grads -> vector of per-layer gradient norms, input layer first.
+    layer_grad_norms: Callable[[Params], jax.Array] | None = None
 
     @property
     def stochastic(self) -> bool:
