@@ -43,13 +43,18 @@ def loss(params):
     return smooth + coupling
 
 
-def trajectory(opt, params, steps=STEPS):
-    """Parameters after each of `steps` updates, stacked on a leading axis."""
+def trajectory(opt, params, steps=STEPS, needs_value_fn=False):
+    """Parameters after each of `steps` updates, stacked on a leading axis.
+
+    Rules that need the loss (Polyak step sizes, line searches) also get the value,
+    the gradient and the loss function, under the names optax uses.
+    """
 
     def step(carry, _):
         params, state = carry
-        grads = jax.grad(loss)(params)
-        updates, state = opt.update(grads, state, params)
+        value, grads = jax.value_and_grad(loss)(params)
+        extra = dict(value=value, grad=grads, value_fn=loss) if needs_value_fn else {}
+        updates, state = opt.update(grads, state, params, **extra)
         params = apply_updates(params, updates)
         return (params, state), params
 
@@ -76,29 +81,29 @@ def assert_trajectories_match(ours, theirs, dtype):
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("name", WITH_OPTAX)
 def test_per_step_parity(name, dtype):
-    params = initial_params(dtype)
-    ours = trajectory(build(name, reference=False), params)
-    theirs = trajectory(build(name, reference=True), params)
+    params, extra = initial_params(dtype), OPTIMIZERS[name].needs_value_fn
+    ours = trajectory(build(name, reference=False), params, needs_value_fn=extra)
+    theirs = trajectory(build(name, reference=True), params, needs_value_fn=extra)
     assert_trajectories_match(ours, theirs, dtype)
 
 
 @pytest.mark.parametrize("name", WITH_OPTAX)
 def test_parity_with_a_schedule(name):
     schedule = optax.cosine_decay_schedule(0.1, decay_steps=STEPS, alpha=0.1)
-    params = initial_params(jnp.float64)
-    ours = trajectory(build(name, reference=False, learning_rate=schedule), params)
-    theirs = trajectory(build(name, reference=True, learning_rate=schedule), params)
+    params, extra = initial_params(jnp.float64), OPTIMIZERS[name].needs_value_fn
+    ours = trajectory(build(name, False, learning_rate=schedule), params, needs_value_fn=extra)
+    theirs = trajectory(build(name, True, learning_rate=schedule), params, needs_value_fn=extra)
     assert_trajectories_match(ours, theirs, jnp.float64)
 
 
 @pytest.mark.parametrize("name", WITH_OPTAX)
 def test_vmapped_learning_rates_equal_separate_optax_runs(name):
     learning_rates = jnp.array([0.01, 0.03, 0.1])
-    params = initial_params(jnp.float64)
-    ours = jax.vmap(lambda lr: trajectory(build(name, False, learning_rate=lr), params, 50))(
-        learning_rates
-    )
+    params, extra = initial_params(jnp.float64), OPTIMIZERS[name].needs_value_fn
+    ours = jax.vmap(
+        lambda lr: trajectory(build(name, False, learning_rate=lr), params, 50, extra)
+    )(learning_rates)
     for i, lr in enumerate([0.01, 0.03, 0.1]):
-        theirs = trajectory(build(name, True, learning_rate=lr), params, 50)
+        theirs = trajectory(build(name, True, learning_rate=lr), params, 50, extra)
         lane = jax.tree.map(lambda x, i=i: x[i], ours)
         assert_trajectories_match(lane, theirs, jnp.float64)
