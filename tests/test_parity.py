@@ -100,9 +100,9 @@ def test_parity_with_a_schedule(name):
 def test_vmapped_learning_rates_equal_separate_optax_runs(name):
     learning_rates = jnp.array([0.01, 0.03, 0.1])
     params, extra = initial_params(jnp.float64), OPTIMIZERS[name].needs_value_fn
-    ours = jax.vmap(
-        lambda lr: trajectory(build(name, False, learning_rate=lr), params, 50, extra)
-    )(learning_rates)
+    ours = jax.vmap(lambda lr: trajectory(build(name, False, learning_rate=lr), params, 50, extra))(
+        learning_rates
+    )
     for i, lr in enumerate([0.01, 0.03, 0.1]):
         theirs = trajectory(build(name, True, learning_rate=lr), params, 50, extra)
         lane = jax.tree.map(lambda x, i=i: x[i], ours)
