@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizers import schedules, transforms
 from optimizers.adam import adam
 from optimizers.base import Optimizer, apply_updates
 from optimizers.sgd import sgd
@@ -66,4 +67,13 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     ),
 }
 
-__all__ = ["OPTIMIZERS", "Optimizer", "OptimizerSpec", "adam", "apply_updates", "sgd"]
+__all__ = [
+    "OPTIMIZERS",
+    "Optimizer",
+    "OptimizerSpec",
+    "adam",
+    "apply_updates",
+    "schedules",
+    "sgd",
+    "transforms",
+]
