@@ -1,0 +1,51 @@
+"""Lanes sharded over several (simulated CPU) devices give the single-device results."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+
+# Run in a fresh interpreter: the device count is fixed when JAX first starts.
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax
+    import numpy as np
+    from bench import distributed, run_sweep
+    from bench.cli import main
+
+    assert jax.device_count() == 4, jax.devices()
+    # 7 lanes over 4 devices: padded to 8, two lanes per device.
+    args, lanes = distributed.shard_lanes(
+        ({"learning_rate": np.full(7, 0.1)}, np.arange(7)), distributed.lane_mesh(4)
+    )
+    seeds = args[1]
+    assert lanes == 7 and seeds.shape == (8,)
+    assert sorted(s.device.id for s in seeds.addressable_shards) == [0, 1, 2, 3]
+    assert all(s.data.shape == (2,) for s in seeds.addressable_shards)
+    out = sys.argv[1]
+    common = ["run", "--problems", "rosenbrock_2d", "logistic_synthetic_200x10",
+              "--optimizers", "sgd", "adam", "--seeds", "3", "--steps", "40", "--dtype", "float64"]
+    assert main(common + ["--devices", "1", "--out", out + "/one"]) == 0
+    assert main(common + ["--devices", "4", "--out", out + "/four"]) == 0
+    """
+)
+
+
+def test_four_devices_give_the_single_device_csv(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], check=True, env=env)
+    for name in ("runs.csv", "curves.csv"):
+        one, four = pd.read_csv(tmp_path / "one" / name), pd.read_csv(tmp_path / "four" / name)
+        timing = [c for c in one.columns if c.endswith("_seconds")]
+        one, four = one.drop(columns=timing), four.drop(columns=timing)
+        # Element-wise problems are bitwise equal: each lane runs the same code on any device.
+        elementwise = one["problem"] == "rosenbrock_2d"
+        pd.testing.assert_frame_equal(one[elementwise], four[elementwise], check_exact=True)
+        # Problems with a matrix product are equal to rounding: XLA:CPU picks its GEMM
+        # blocking by the number of lanes on a device (27 on one, 7 on each of four),
+        # which changes summation order at the last bit; float64 keeps that below 1e-12.
+        pd.testing.assert_frame_equal(one, four, check_exact=False, rtol=1e-12, atol=1e-14)
