@@ -5,9 +5,10 @@ The lane axis (hyperparameter points x seeds) is placed on a one-axis
 lanes of the one compiled program. The lane count is padded to a multiple of the
 device count by repeating the last lane; the padding is dropped from the results.
 
-Multi-host: when the environment says there are several processes (JAX's own
-variables, or a SLURM / Open MPI launch), `jax.distributed.initialize()` joins
-them; the mesh then spans every host's devices, each host computes its lanes, and
+Multi-host: when the environment says there are several processes (a SLURM or
+Open MPI launch, which JAX detects by itself, or JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES and JAX_PROCESS_ID set by hand), `jax.distributed.initialize`
+joins them; the mesh then spans every host's devices, each host computes its lanes, and
 `gather` collects the full lane axis on every process. Only process 0 writes files.
 """
 
@@ -30,7 +31,14 @@ def launched_with_several_processes() -> bool:
 
 def initialize() -> None:
     """Joins the multi-process job when there is one; a no-op on a single process."""
-    if launched_with_several_processes() and not jax.distributed.is_initialized():
+    if not launched_with_several_processes() or jax.distributed.is_initialized():
+        return
+    if "JAX_NUM_PROCESSES" in os.environ:  # a hand-made launch: JAX reads the address itself
+        jax.distributed.initialize(
+            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+            process_id=int(os.environ["JAX_PROCESS_ID"]),
+        )
+    else:  # SLURM or Open MPI: JAX detects the cluster
         jax.distributed.initialize()
 
 
