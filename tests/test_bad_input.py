@@ -1,0 +1,80 @@
+"""Bad input gets a clear error naming the problem, for every registered optimizer.
+
+The hyperparameters checked are found by inspecting each factory's signature, so a
+new rule is covered as soon as it is registered.
+"""
+
+import inspect
+
+import jax.numpy as jnp
+import pytest
+
+import optimizers
+from optimizers import OPTIMIZERS
+
+# Hyperparameters that are a decay factor or momentum coefficient, valid in [0, 1).
+BETA_NAMES = {"b1", "b2", "b3", "beta1", "beta2", "momentum", "decay", "rho"}
+EPS_NAMES = {"eps", "eps_root"}
+
+
+def parameters(name):
+    return inspect.signature(OPTIMIZERS[name].factory).parameters
+
+
+def build(name, **overrides):
+    spec = OPTIMIZERS[name]
+    return spec.factory(**{"learning_rate": 0.1, **spec.hparams, **overrides})
+
+
+def cases(names):
+    return [
+        (optimizer, argument)
+        for optimizer in OPTIMIZERS
+        for argument in parameters(optimizer)
+        if argument in names
+    ]
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_negative_learning_rate_raises_value_error(name):
+    with pytest.raises(ValueError, match="learning_rate"):
+        build(name, learning_rate=-0.1)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5])
+@pytest.mark.parametrize(("name", "argument"), cases(BETA_NAMES))
+def test_beta_outside_unit_interval_raises_value_error(name, argument, value):
+    with pytest.raises(ValueError, match=argument):
+        build(name, **{argument: value})
+
+
+@pytest.mark.parametrize(("name", "argument"), cases(EPS_NAMES))
+def test_negative_eps_raises_value_error(name, argument):
+    with pytest.raises(ValueError, match=argument):
+        build(name, **{argument: -1e-8})
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_mismatched_grads_and_params_raise_a_clear_error(name):
+    params = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}
+    opt = build(name)
+    state = opt.init(params)
+    grads = {"w": jnp.ones((2, 2))}  # "b" missing
+    extra = {}
+    if OPTIMIZERS[name].needs_value_fn:
+        extra = dict(value=jnp.zeros(()), grad=grads, value_fn=lambda p: jnp.zeros(()))
+    with pytest.raises(ValueError, match="grads") as raised:
+        opt.update(grads, state, params, **extra)
+    assert "structure" in str(raised.value)
+
+
+# (factory, option, value): optax options that these rules deliberately do not implement.
+UNSUPPORTED = [("lamb", "mask", {"w": True}), ("lion", "mask", {"w": True})]
+
+
+@pytest.mark.parametrize(("factory", "option", "value"), UNSUPPORTED)
+def test_unsupported_optax_option_raises_not_implemented(factory, option, value):
+    if not hasattr(optimizers, factory):
+        pytest.skip(f"{factory} is not in optimizers yet")
+    with pytest.raises(NotImplementedError, match=option):
+        getattr(optimizers, factory)(learning_rate=0.1, **{option: value})
