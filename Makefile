@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup bench test golden lint clean
+.PHONY: setup bench test golden baseline mutation lint clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,14 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The quick benchmark's reference numbers (tests/baseline/); the only way they change.
+baseline: $(STAMP)
+	$(PY) -m tests.test_regression
+
+# Single-token mutations of the update rules, losses and runner; writes results/MUTATION.md.
+mutation: $(STAMP)
+	$(PY) tests/mutation/run.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check optimizers problems bench tests

@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|list`."""
+"""Command line: `python -m bench run|list|compare`."""
 
 import argparse
 import sys
@@ -48,6 +48,15 @@ def _list(args) -> None:
         print(f"  {name:32s} {spec.factory.__name__}({fixed})")
 
 
+def _compare(args) -> int:
+    from bench.compare import UnusableInput, run
+
+    try:
+        return run(args.base, args.new, args.rtol, args.atol, args.limit)
+    except UnusableInput as error:
+        raise UsageError(str(error)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -63,14 +72,28 @@ def parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list the registered problems and optimizers")
     listing.set_defaults(handler=_list)
+
+    compare = commands.add_parser(
+        "compare", help="compare two results folders; exit 1 when a metric moved"
+    )
+    compare.add_argument("base", metavar="BASE", help="results folder of reference")
+    compare.add_argument("new", metavar="NEW", help="results folder to check")
+    compare.add_argument(
+        "--rtol", action="append", default=[], metavar="[METRIC=]X", help="relative tolerance"
+    )
+    compare.add_argument(
+        "--atol", action="append", default=[], metavar="[METRIC=]X", help="absolute tolerance"
+    )
+    compare.add_argument("--limit", type=int, default=50, help="moved values shown (default 50)")
+    compare.set_defaults(handler=_compare)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.handler(args)
+        status = args.handler(args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
