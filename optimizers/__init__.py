@@ -19,9 +19,19 @@ from typing import Any
 import numpy as np
 
 from optimizers import schedules, transforms
+from optimizers.adafactor import adafactor
 from optimizers.adam import adam
+from optimizers.adan import adan
 from optimizers.base import Optimizer, apply_updates
+from optimizers.fromage import fromage
+from optimizers.lamb import lamb
+from optimizers.lars import lars
+from optimizers.lion import lion
+from optimizers.novograd import novograd
+from optimizers.optimistic import optimistic_adam, optimistic_adam_v2, optimistic_gradient_descent
+from optimizers.rprop import rprop
 from optimizers.sgd import sgd
+from optimizers.sm3 import sm3
 
 
 @dataclass(frozen=True)
@@ -65,15 +75,119 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     "adam": OptimizerSpec(
         adam, LR_GRID, test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-6}, optax_name="adam"
     ),
+    # Part B: sign, trust-ratio, factored, optimistic and second-order rules.
+    "lion": OptimizerSpec(
+        lion,
+        log_grid(1e-5, 1e-1),
+        test_hparams={"b1": 0.8, "b2": 0.95, "weight_decay": 1e-2},
+        optax_name="lion",
+    ),
+    "lamb": OptimizerSpec(
+        lamb,
+        LR_GRID,
+        test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-5, "weight_decay": 1e-2},
+        optax_name="lamb",
+    ),
+    "lars": OptimizerSpec(
+        lars,
+        log_grid(1e-2, 1e2),
+        test_hparams={
+            "weight_decay": 1e-3,
+            "trust_coefficient": 0.02,
+            "eps": 1e-8,
+            "momentum": 0.8,
+            "nesterov": True,
+        },
+        optax_name="lars",
+    ),
+    "novograd": OptimizerSpec(
+        novograd,
+        LR_GRID,
+        test_hparams={"b1": 0.8, "b2": 0.5, "eps": 1e-5, "weight_decay": 1e-3},
+        optax_name="novograd",
+    ),
+    "adan": OptimizerSpec(
+        adan,
+        LR_GRID,
+        test_hparams={
+            "b1": 0.9,
+            "b2": 0.9,
+            "b3": 0.95,
+            "eps": 1e-6,
+            "eps_root": 1e-6,
+            "weight_decay": 1e-3,
+        },
+        optax_name="adan",
+    ),
+    "fromage": OptimizerSpec(
+        fromage, LR_GRID, test_hparams={"min_norm": 1e-4}, optax_name="fromage"
+    ),
+    "rprop": OptimizerSpec(
+        rprop,
+        LR_GRID,
+        test_hparams={
+            "eta_minus": 0.4,
+            "eta_plus": 1.3,
+            "min_step_size": 1e-5,
+            "max_step_size": 1.0,
+        },
+        optax_name="rprop",
+    ),
+    "sm3": OptimizerSpec(
+        sm3, log_grid(1e-3, 10.0), test_hparams={"momentum": 0.7}, optax_name="sm3"
+    ),
+    "adafactor": OptimizerSpec(
+        adafactor,
+        LR_GRID,
+        test_hparams={
+            "min_dim_size_to_factor": 2,
+            "decay_rate": 0.7,
+            "clipping_threshold": 0.5,
+            "momentum": 0.5,
+            "weight_decay_rate": 1e-3,
+            "eps": 1e-20,
+        },
+        optax_name="adafactor",
+    ),
+    "optimistic_gradient_descent": OptimizerSpec(
+        optimistic_gradient_descent,
+        LR_GRID,
+        test_hparams={"alpha": 0.7, "beta": 0.4},
+        optax_name="optimistic_gradient_descent",
+    ),
+    "optimistic_adam": OptimizerSpec(
+        optimistic_adam,
+        LR_GRID,
+        test_hparams={"optimism": 0.02, "b1": 0.8, "b2": 0.99},
+        optax_name="optimistic_adam",
+    ),
+    "optimistic_adam_v2": OptimizerSpec(
+        optimistic_adam_v2,
+        LR_GRID,
+        test_hparams={"alpha": 0.8, "beta": 0.5, "b1": 0.8, "b2": 0.99},
+        optax_name="optimistic_adam_v2",
+    ),
 }
 
 __all__ = [
     "OPTIMIZERS",
     "Optimizer",
     "OptimizerSpec",
+    "adafactor",
     "adam",
+    "adan",
     "apply_updates",
+    "fromage",
+    "lamb",
+    "lars",
+    "lion",
+    "novograd",
+    "optimistic_adam",
+    "optimistic_adam_v2",
+    "optimistic_gradient_descent",
+    "rprop",
     "schedules",
     "sgd",
+    "sm3",
     "transforms",
 ]

@@ -70,6 +70,24 @@ def descend(learning_rate: ScalarOrSchedule, count, direction):
     return jax.tree.map(lambda d: -learning_rate * d, direction)
 
 
+def with_weight_decay(direction, params, weight_decay, count, mask=None):
+    """direction + wd_t * params, as `optax.add_decayed_weights(weight_decay, mask)` adds it.
+
+    `weight_decay` may be a schedule, evaluated at `count`. `mask` selects the leaves
+    that decay: a tree of bools with the structure of the params (or a prefix of it),
+    or a function of the params returning one; None decays every leaf.
+    """
+    if params is None:
+        raise ValueError("weight decay needs the params: call update(grads, state, params)")
+    check_same_tree(direction, params, "grads", "params")
+    decays = jax.tree.map(lambda _: True, params) if mask is None else mask
+    decays = decays(params) if callable(decays) else decays
+    # Broadcast each mask leaf over the subtree of params it covers.
+    decays = jax.tree.map(lambda m, p: jax.tree.map(lambda _: m, p), decays, params)
+    wd = value_at(weight_decay, count)
+    return jax.tree.map(lambda d, p, m: d + wd * p if m else d, direction, params, decays)
+
+
 def increment(count):
     """count + 1, saturating at the int32 maximum instead of wrapping around."""
     limit = jnp.iinfo(jnp.int32).max
@@ -103,3 +121,26 @@ def not_supported(name: str, value, supported) -> None:
         raise NotImplementedError(
             f"{name}={value!r} is not supported by this optimizer (only {name}={supported!r})"
         )
+
+
+def value_at(hyperparameter, count):
+    """A hyperparameter's value at step `count`: the schedule's value, or the number itself."""
+    return hyperparameter(count) if callable(hyperparameter) else hyperparameter
+
+
+def safe_norm(x, min_norm):
+    """max(||x||_2, min_norm), with a gradient that stays finite at x = 0 (as `optax.safe_norm`)."""
+    norm = jnp.linalg.norm(x)
+    x = jnp.where(norm <= min_norm, jnp.ones_like(x), x)
+    return jnp.where(norm <= min_norm, min_norm, jnp.linalg.norm(x))
+
+
+def trust_ratio_scale(update, param, min_norm=0.0, trust_coefficient=1.0, eps=0.0):
+    """Rescales one leaf's update to `trust_coefficient * ||param|| / (||update|| + eps)` times.
+
+    The layer-wise trust ratio of LARS, LAMB and Fromage; left at 1 where either norm is 0.
+    """
+    param_norm, update_norm = safe_norm(param, min_norm), safe_norm(update, min_norm)
+    ratio = trust_coefficient * param_norm / (update_norm + eps)
+    zero_norm = jnp.logical_or(param_norm == 0.0, update_norm == 0.0)
+    return update * jnp.where(zero_norm, jnp.array(1.0, dtype=param.dtype), ratio)

@@ -1,0 +1,61 @@
+"""LAMB: Adam with a layer-wise trust ratio."""
+
+import jax
+
+from optimizers.adam import AdamState, adam
+from optimizers.base import (
+    Optimizer,
+    ScalarOrSchedule,
+    check_nonnegative,
+    check_same_tree,
+    descend,
+    not_supported,
+    trust_ratio_scale,
+    value_at,
+)
+
+
+def lamb(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask=None,
+) -> Optimizer:
+    r"""LAMB (You et al., 2020): the Adam direction plus weight decay, rescaled per layer.
+
+    For step t, with Adam's bias-corrected moments mhat_t, vhat_t (see `adam`):
+
+        u_t     = mhat_t / (sqrt(vhat_t + eps_root) + eps) + wd_t * theta_{t-1}
+        r_t     = ||theta_{t-1}|| / ||u_t||        (per leaf; 1 where a norm is 0)
+        theta_t = theta_{t-1} - lr_t * r_t * u_t
+
+    Same arguments and defaults as `optax.lamb` (`mask` is not supported). The state
+    is Adam's.
+
+    Reference: You et al., "Large Batch Optimization for Deep Learning: Training BERT
+    in 76 minutes", ICLR 2020.
+    """
+    check_nonnegative("learning_rate", learning_rate)
+    check_nonnegative("weight_decay", weight_decay)
+    not_supported("mask", mask, None)
+    # Adam with a unit learning rate returns -direction exactly (a product by 1.0).
+    moments = adam(1.0, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+
+    def init(params) -> AdamState:
+        return moments.init(params)
+
+    def update(grads, state, params=None, **extra):
+        del extra
+        if params is None:
+            raise ValueError("lamb needs params for its trust ratio")
+        check_same_tree(grads, params, "grads", "params")
+        negated, new_state = moments.update(grads, state)
+        decay = value_at(weight_decay, state.count)
+        direction = jax.tree.map(lambda n, p: -n + decay * p, negated, params)
+        direction = jax.tree.map(trust_ratio_scale, direction, params)
+        return descend(learning_rate, state.count, direction), new_state
+
+    return Optimizer(init, update)

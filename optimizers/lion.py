@@ -1,0 +1,70 @@
+"""Lion: evolved sign momentum."""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from optimizers.base import (
+    Optimizer,
+    ScalarOrSchedule,
+    cast_like,
+    check_nonnegative,
+    check_same_tree,
+    check_unit_interval,
+    descend,
+    increment,
+    not_supported,
+    value_at,
+    zeros_like,
+)
+
+
+class LionState(NamedTuple):
+    count: jax.Array  # int32 number of updates taken
+    mu: Any  # momentum m, in mu_dtype when given
+
+
+def lion(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    mu_dtype: Any | None = None,
+    weight_decay: ScalarOrSchedule = 1e-3,
+    mask: Any = None,
+) -> Optimizer:
+    r"""Lion (Chen et al., 2023): the sign of an interpolated momentum, with decoupled decay.
+
+    For step t with gradient g_t and parameters theta_{t-1}:
+
+        c_t     = sign((1 - b1) * g_t + b1 * m_{t-1})
+        m_t     = (1 - b2) * g_t + b2 * m_{t-1}
+        theta_t = theta_{t-1} - lr_t * (c_t + wd_t * theta_{t-1})
+
+    Same arguments and defaults as `optax.lion` (weight decay 1e-3, applied to all
+    leaves; `mask` is not supported).
+
+    Reference: Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023.
+    """
+    check_nonnegative("learning_rate", learning_rate)
+    check_unit_interval("b1", b1)
+    check_unit_interval("b2", b2)
+    check_nonnegative("weight_decay", weight_decay)
+    not_supported("mask", mask, None)
+
+    def init(params):
+        return LionState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params, mu_dtype))
+
+    def update(grads, state, params=None, **extra):
+        del extra
+        if params is None:
+            raise ValueError("lion needs params for its weight decay")
+        check_same_tree(grads, params, "grads", "params")
+        sign = jax.tree.map(lambda g, m: jnp.sign((1.0 - b1) * g + b1 * m), grads, state.mu)
+        mu = jax.tree.map(lambda g, m: (1 - b2) * g + b2 * m, grads, state.mu)
+        decay = value_at(weight_decay, state.count)
+        direction = jax.tree.map(lambda c, p: c + decay * p, sign, params)
+        new_state = LionState(count=increment(state.count), mu=cast_like(mu, state.mu))
+        return descend(learning_rate, state.count, direction), new_state
+
+    return Optimizer(init, update)
