@@ -20,6 +20,10 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# Float64 golden trajectories of every optimizer and schedule (tests/golden/); the only way they change.
+golden: $(STAMP)
+	$(PY) tests/test_golden.py
+
 # The quick benchmark's reference numbers (tests/baseline/); the only way they change.
 baseline: $(STAMP)
 	$(PY) -m tests.test_regression

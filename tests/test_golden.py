@@ -1,0 +1,148 @@
+"""Golden float64 trajectories: a numerical regression check for every optimizer and schedule.
+
+tests/golden/optimizers/<name>.txt holds the parameters after each of STEPS updates of
+one registered optimizer on a fixed problem; tests/golden/schedules.txt holds every
+schedule of tests/test_schedules.py at fixed steps. The tests recompute them and
+compare. The files change only by regeneration:
+
+    make golden          # runs: python tests/test_golden.py
+
+which rewrites them deterministically (same code, same numbers, same text).
+"""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+from test_schedules import CASES  # noqa: E402
+
+from optimizers import OPTIMIZERS, apply_updates, schedules  # noqa: E402
+
+GOLDEN = Path(__file__).parent / "golden"
+STEPS = 25
+LEARNING_RATE = 0.05
+SCHEDULE_STEPS = (0, 1, 2, 3, 5, 10, 30, 50, 100, 300, 500, 1000, 2000, 3000, 5000, 7000, 9999)
+
+# The goldens are float64 and recomputed with the same code: on the machine that wrote
+# them the numbers are bit for bit equal. Another CPU, XLA version or fusion may round
+# a few operations per step differently (1.1e-16 each); 1e-10 relative over 25 steps
+# absorbs that and still catches any change to a rule's arithmetic.
+RTOL = 1e-10
+
+
+def initial_params():
+    """Fixed numbers, not a PRNG draw, so the start does not depend on jax's RNG."""
+    return {
+        "w": jnp.array([[0.5, -1.2], [0.3, 0.8]], jnp.float64),
+        "b": jnp.array([-0.7, 1.1], jnp.float64),
+    }
+
+
+def loss(params):
+    """Smooth, strongly convex, not quadratic, leaves coupled, optimum away from zero."""
+    centred = jax.tree.map(lambda p: p - 0.5, params)
+    smooth = sum(jnp.sum(jnp.logaddexp(p, -p) + 0.1 * p**2) for p in jax.tree.leaves(centred))
+    return smooth + 0.1 * jnp.sum(params["w"] @ params["b"])
+
+
+def optimizer_trajectory(name) -> np.ndarray:
+    """Rows: step 1..STEPS; columns: every parameter entry (leaves in tree order)."""
+    spec = OPTIMIZERS[name]
+    opt = spec.factory(**{"learning_rate": LEARNING_RATE, **spec.test_hparams})
+
+    def step(carry, _):
+        params, state = carry
+        value, grads = jax.value_and_grad(loss)(params)
+        extra = dict(value=value, grad=grads, value_fn=loss) if spec.needs_value_fn else {}
+        updates, state = opt.update(grads, state, params, **extra)
+        params = apply_updates(params, updates)
+        flat = jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree.leaves(params)])
+        return (params, state), flat
+
+    params = initial_params()
+    run = jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, length=STEPS)[1])
+    return np.asarray(run(params))
+
+
+def schedule_values() -> dict[str, np.ndarray]:
+    """Each schedule case at SCHEDULE_STEPS, counts int32 as optimizers pass them."""
+    counts = jnp.array(SCHEDULE_STEPS, jnp.int32)
+    values = {}
+    for i, (name, kwargs) in enumerate(CASES):
+        schedule = getattr(schedules, name)(**kwargs)
+        values[f"{name}-{i}"] = np.asarray(
+            jax.vmap(lambda t, s=schedule: jnp.asarray(s(t)))(counts)
+        )
+    return values
+
+
+def optimizer_file(name) -> Path:
+    return GOLDEN / "optimizers" / f"{name}.txt"
+
+
+def format_rows(header: str, rows) -> str:
+    """One line per row, each number with 17 significant digits (exact for float64)."""
+    lines = [f"# {header}"]
+    lines += [" ".join(f"{x:.17g}" for x in row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def parse_rows(path: Path) -> np.ndarray:
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    return np.array([[float(x) for x in line.split()] for line in lines], np.float64)
+
+
+def write_goldens() -> None:
+    (GOLDEN / "optimizers").mkdir(parents=True, exist_ok=True)
+    for stale in (GOLDEN / "optimizers").glob("*.txt"):
+        if stale.stem not in OPTIMIZERS:
+            stale.unlink()
+    for name, spec in OPTIMIZERS.items():
+        header = (
+            f"{name}: learning_rate={LEARNING_RATE}, {spec.test_hparams}; float64 params after "
+            f"each of {STEPS} steps on tests/test_golden.py:loss (w row-major, then b)"
+        )
+        optimizer_file(name).write_text(format_rows(header, optimizer_trajectory(name)))
+    lines = [f"# schedule case (tests/test_schedules.py CASES index): values at {SCHEDULE_STEPS}"]
+    for key, values in schedule_values().items():
+        lines.append(key + " " + " ".join(f"{x:.17g}" for x in values))
+    (GOLDEN / "schedules.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_optimizer_matches_its_golden_trajectory(name):
+    path = optimizer_file(name)
+    assert path.exists(), f"no golden trajectory for {name!r}: run `make golden`"
+    golden = parse_rows(path)
+    current = optimizer_trajectory(name)
+    assert golden.shape == current.shape, f"{path} has shape {golden.shape}: run `make golden`"
+    np.testing.assert_allclose(current, golden, rtol=RTOL, atol=1e-300)
+
+
+def test_no_golden_for_an_unregistered_optimizer():
+    orphans = {p.stem for p in (GOLDEN / "optimizers").glob("*.txt")} - set(OPTIMIZERS)
+    assert not orphans, f"goldens for unregistered optimizers {orphans}: run `make golden`"
+
+
+def test_schedules_match_their_goldens():
+    path = GOLDEN / "schedules.txt"
+    assert path.exists(), "no golden schedule values: run `make golden`"
+    golden = {
+        line.split()[0]: np.array([float(x) for x in line.split()[1:]])
+        for line in path.read_text().splitlines()
+        if not line.startswith("#")
+    }
+    current = schedule_values()
+    assert set(golden) == set(current), "schedule cases changed: run `make golden`"
+    for key, values in current.items():
+        # Schedules are a few float64 operations: 1e-12 relative as in test_schedules.
+        np.testing.assert_allclose(values, golden[key], rtol=1e-12, atol=1e-15, err_msg=key)
+
+
+if __name__ == "__main__":
+    write_goldens()
