@@ -1,16 +1,55 @@
-"""Test problems: pure-function losses with known optima, registered in `PROBLEMS`."""
+"""Test problems: pure-function losses with known optima, registered in `PROBLEMS`.
+
+f_star of the regularised convex data-set problems is a float64 Newton solve, of the
+least-squares problem the closed-form lstsq solution; tests/test_problems.py re-solves
+each one independently. The MLPs store the cross-entropy lower bound 0.
+"""
 
 from problems.base import Problem
-from problems.logistic import logistic_regression
-from problems.quadratic import quadratic
+from problems.functions import ackley, beale, himmelblau, rastrigin, six_hump_camel, styblinski_tang
+from problems.least_squares import least_squares
+from problems.logistic import logistic_breast_cancer, logistic_regression
+from problems.minibatch import minibatch
+from problems.mlp import mlp_classifier
+from problems.quadratic import noisy_quadratic, quadratic
 from problems.rosenbrock import rosenbrock
+from problems.softmax_regression import softmax_regression
+
+_least_squares = least_squares(f_star=0.48225159381929217)
+_logistic = logistic_breast_cancer(l2=1e-3, f_star=0.05982793700140971)
+_softmax = softmax_regression(n_train=512, l2=1e-3, f_star=0.06188179901231163)
+_mlp_relu = mlp_classifier(hidden=(32,), activation="relu")
 
 PROBLEMS: dict[str, Problem] = {
     p.name: p
     for p in (
+        # convex
+        quadratic(dim=20, condition=1e1),
         quadratic(dim=20, condition=1e3),
-        rosenbrock(dim=2),
+        quadratic(dim=20, condition=1e6, target=10.0),  # f(x0) is about 1e6
         logistic_regression(n=200, dim=10, l2=1e-2, f_star=0.41773311533815294),
+        _least_squares,
+        _logistic,
+        _softmax,
+        # non-convex
+        rosenbrock(dim=2),
+        rosenbrock(dim=10),
+        beale(),
+        himmelblau(),
+        six_hump_camel(),
+        rastrigin(dim=10),
+        ackley(dim=10),
+        styblinski_tang(dim=10),
+        mlp_classifier(hidden=(32,), activation="sigmoid"),
+        _mlp_relu,
+        mlp_classifier(hidden=(16,) * 6, activation="sigmoid"),
+        mlp_classifier(hidden=(16,) * 6, activation="relu"),
+        # stochastic
+        minibatch(_least_squares, batch_size=32),
+        minibatch(_logistic, batch_size=32),
+        minibatch(_softmax, batch_size=64),
+        minibatch(_mlp_relu, batch_size=64),
+        noisy_quadratic(dim=100, p=1.0, q=1.0),
     )
 }
 

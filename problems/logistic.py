@@ -1,10 +1,11 @@
-"""L2-regularised logistic regression on a synthetic binary data set."""
+"""L2-regularised logistic regression on synthetic and real (breast cancer) binary data."""
 
 import functools
 
 import jax
 import jax.numpy as jnp
 
+from problems import datasets
 from problems.base import Problem
 from problems.losses import binary_cross_entropy_with_logits
 
@@ -20,7 +21,11 @@ def synthetic_binary_data(n: int, dim: int, seed: int):
 
 
 def logistic_loss(params, data, l2):
-    """mean BCE(x w + b, y) + l2/2 |w|^2."""
+    """mean BCE(x w + b, y) + l2/2 |w|^2.
+
+    The bias is not penalised (as in scikit-learn): the loss is l2-strongly convex in
+    w and its Hessian in b, mean sigmoid'(x w + b), is positive everywhere.
+    """
     w, b = params["w"], params["b"]
     x, y = data
     logits = x @ w + b
@@ -34,7 +39,7 @@ def logistic_regression(
     return Problem(
         name=f"logistic_synthetic_{n}x{dim}",
         description=f"L2-regularised logistic regression, {n} synthetic examples, {dim} features",
-        tags=frozenset({"convex"}),
+        tags=frozenset({"convex", "dataset"}),
         dim=dim + 1,
         init=lambda key: {
             "w": 0.1 * jax.random.normal(key, (dim,), jnp.float32),
@@ -45,4 +50,29 @@ def logistic_regression(
         f_star=f_star,
         target=1e-5,
         steps=1000,
+    )
+
+
+def logistic_breast_cancer(l2: float, f_star: float) -> Problem:
+    """Logistic regression on the 569 Wisconsin breast-cancer biopsies, 30 features.
+
+    Features standardised. The classes are nearly separable, so the l2 term is what
+    keeps the minimiser finite and sets the condition number. `f_star` is a stored
+    float64 Newton solve; the tests re-solve it with their own Newton iteration.
+    """
+    features = 30
+    return Problem(
+        name="logistic_breast_cancer",
+        description=f"L2-regularised logistic regression, breast cancer (569 x 30), l2={l2:g}",
+        tags=frozenset({"convex", "dataset"}),
+        dim=features + 1,
+        init=lambda key: {
+            "w": 0.1 * jax.random.normal(key, (features,), jnp.float32),
+            "b": jnp.zeros((), jnp.float32),
+        },
+        loss=functools.partial(logistic_loss, l2=l2),
+        data=lambda: datasets.split("breast_cancer")[0],
+        f_star=f_star,
+        target=1e-5,
+        steps=500,
     )
