@@ -26,6 +26,7 @@ from optimizers.base import Optimizer, apply_updates
 from optimizers.fromage import fromage
 from optimizers.lamb import lamb
 from optimizers.lars import lars
+from optimizers.lbfgs import lbfgs
 from optimizers.lion import lion
 from optimizers.novograd import novograd
 from optimizers.optimistic import optimistic_adam, optimistic_adam_v2, optimistic_gradient_descent
@@ -167,6 +168,14 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         test_hparams={"alpha": 0.8, "beta": 0.5, "b1": 0.8, "b2": 0.99},
         optax_name="optimistic_adam_v2",
     ),
+    "lbfgs": OptimizerSpec(
+        lbfgs,
+        log_grid(0.1, 1.0),
+        test_hparams={"memory_size": 5},
+        optax_name="lbfgs",
+        needs_value_fn=True,
+        deterministic_only=True,
+    ),
 }
 
 __all__ = [
@@ -180,6 +189,7 @@ __all__ = [
     "fromage",
     "lamb",
     "lars",
+    "lbfgs",
     "lion",
     "novograd",
     "optimistic_adam",
