@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|list|compare`."""
+"""Command line: `python -m bench run|plot|list|compare`."""
 
 import argparse
 import sys
@@ -10,6 +10,25 @@ from problems import PROBLEMS
 
 class UsageError(Exception):
     """Bad input from the command line: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input as a UsageError (one line, no usage dump)."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+# JAX's persistent compilation cache: a rerun of the same suite loads every program.
+CACHE_DIR = Path(".cache") / "jax"
+
+
+def enable_compilation_cache(folder: Path = CACHE_DIR) -> None:
+    """Keeps every compiled program in `folder` (git-ignored) for the next run."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(Path(folder).resolve()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _names(given: list[str] | None, registry: dict, kind: str) -> list[str]:
@@ -24,17 +43,53 @@ def _names(given: list[str] | None, registry: dict, kind: str) -> list[str]:
 def _run(args) -> None:
     import jax
 
-    if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    from bench.suite import run_suite
+    from bench import distributed, spec
 
+    distributed.initialize()
     problems = _names(args.problems, PROBLEMS, "problem")
     optimizers = _names(args.optimizers, OPTIMIZERS, "optimizer")
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    run_suite(problems, optimizers, args.seeds, args.steps, args.dtype, Path(args.out))
+    if args.grid is not None and not all(0 < lr < float("inf") for lr in args.grid):
+        raise UsageError(f"--grid learning rates must be positive and finite, got {args.grid}")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.cv is not None and args.cv < 2:
+        raise UsageError(f"--cv must be >= 2 folds, got {args.cv}")
+    if args.devices is not None and not 1 <= args.devices <= jax.device_count():
+        raise UsageError(
+            f"--devices must be between 1 and {jax.device_count()}, got {args.devices}"
+        )
+    suite = spec.narrowed(
+        spec.load(quick=args.quick),
+        problems=args.problems and problems,
+        optimizers=args.optimizers and optimizers,
+        seeds=args.seeds,
+        steps=args.steps,
+        grid=args.grid,
+        dtype=args.dtype,
+        folds=args.cv,
+    )
+    if suite.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    from bench.suite import NotAResultsFolder, run_suite
+
+    try:
+        run_suite(suite, Path(args.out), args.devices, jobs=args.jobs)
+    except NotAResultsFolder as error:
+        raise UsageError(str(error)) from None
+
+
+def _plot(args) -> None:
+    from bench.report import MissingResults, render
+
+    try:
+        for path in render(args.folder):
+            print(path)
+    except MissingResults as error:
+        raise UsageError(str(error)) from None
 
 
 def _list(args) -> None:
@@ -45,7 +100,9 @@ def _list(args) -> None:
     print("optimizers:")
     for name, spec in OPTIMIZERS.items():
         fixed = ", ".join(f"{k}={v}" for k, v in spec.hparams.items())
-        print(f"  {name:32s} {spec.factory.__name__}({fixed})")
+        grid = spec.learning_rates
+        lrs = f"{len(grid)} lrs {min(grid):.2g}..{max(grid):.2g}" if grid else "no grid"
+        print(f"  {name:32s} {spec.factory.__name__}({fixed})  [{lrs}]")
 
 
 def _compare(args) -> int:
@@ -58,17 +115,34 @@ def _compare(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    top = _Parser(prog="python -m bench", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="sweep problems x optimizers, write CSV and plots")
     run.add_argument("--problems", nargs="+", metavar="NAME", help="default: all")
     run.add_argument("--optimizers", nargs="+", metavar="NAME", help="default: all")
-    run.add_argument("--seeds", type=int, default=5, help="seeds per grid point (default 5)")
+    run.add_argument("--seeds", type=int, help="seeds per learning rate (default: the spec's, 5)")
     run.add_argument("--steps", type=int, help="step budget (default: each problem's own)")
-    run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    run.add_argument(
+        "--grid", type=float, nargs="+", metavar="LR", help="learning rates for every optimizer"
+    )
+    run.add_argument("--dtype", choices=["float32", "float64"], help="default: float32")
+    run.add_argument(
+        "--quick", action="store_true", help="small smoke suite: few problems, seeds, steps"
+    )
+    run.add_argument("--jobs", type=int, help="pairs compiled at once (default: CPU cores)")
+    run.add_argument(
+        "--cv", type=int, metavar="K", help="tune data-set problems on K-fold held-out loss"
+    )
     run.add_argument("--out", default="results", help="output folder (default results/)")
+    run.add_argument(
+        "--devices", type=int, help="shard lanes over this many devices (default: all)"
+    )
     run.set_defaults(handler=_run)
+
+    plot = commands.add_parser("plot", help="redraw tables and plots from a results folder")
+    plot.add_argument("folder", metavar="DIR", help="a folder written by `run`")
+    plot.set_defaults(handler=_plot)
 
     listing = commands.add_parser("list", help="list the registered problems and optimizers")
     listing.set_defaults(handler=_list)
@@ -90,8 +164,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
+        args = parser().parse_args(argv)
         status = args.handler(args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,4 +1,8 @@
-"""Matplotlib figures drawn from the CSV tables (never from live results)."""
+"""Matplotlib figures drawn from the CSV tables (never from live results).
+
+Legends stay readable with dozens of optimizers: each per-problem figure draws the
+top-ranked few (TOP_K) at their tuned learning rates; TABLES.md lists them all.
+"""
 
 import math
 from pathlib import Path
@@ -7,44 +11,260 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench import tuning  # noqa: E402
 from bench.io import write_atomic  # noqa: E402
 
-# Floor for log-scale suboptimality so that exact zeros stay on the plot.
-FLOOR = 1e-16
+TOP_K = 8
+OVERVIEW_K = 5
+# Suboptimality is drawn down to this fraction of the problem's target: far below the
+# target every optimizer has solved the problem, and float32 rounding makes f - f*
+# noisy or even negative there.
+FLOOR_FRACTION = 1e-4
+COLORS = plt.get_cmap("tab10").colors
 
 
 def _save(fig, path: Path) -> None:
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
     plt.close(fig)
 
 
-def convergence(curves: pd.DataFrame, tuned: pd.DataFrame, f_stars: dict, path: Path) -> None:
-    """One panel per problem: median suboptimality of each tuned optimizer, IQR band."""
-    problems = sorted(curves["problem"].unique())
+def _top(summary: pd.DataFrame, problem: str, k: int) -> pd.DataFrame:
+    return summary[summary["problem"] == problem].sort_values("rank").head(k)
+
+
+def _tuned_lanes(frame: pd.DataFrame, problem: str, optimizer: str) -> pd.DataFrame:
+    return frame[(frame["problem"] == problem) & (frame["optimizer"] == optimizer)]
+
+
+def _log_steps(ax) -> None:
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)
+
+
+def convergence_axes(ax, curves, summary, runs_facts, problem: str, k: int) -> None:
+    """Median suboptimality over seeds (IQR band) of the top-k optimizers of `problem`."""
+    f_star, target = runs_facts.loc[problem, "f_star"], runs_facts.loc[problem, "target"]
+    floor = FLOOR_FRACTION * target
+    for color, pick in zip(COLORS, _top(summary, problem, k).itertuples(), strict=False):
+        lanes = _tuned_lanes(curves, problem, pick.optimizer)
+        gap = (lanes["loss"] - f_star).clip(lower=floor)
+        gap = gap.where(np.isfinite(lanes["loss"]))  # a diverged seed leaves a gap
+        q = gap.groupby(lanes["step"]).quantile([0.25, 0.5, 0.75]).unstack()
+        label = f"{pick.rank}. {pick.optimizer} (lr {pick.learning_rate:.2g})"
+        ax.plot(q.index, q[0.5], color=color, label=label, lw=1.5)
+        ax.fill_between(q.index, q[0.25], q[0.75], color=color, alpha=0.15, lw=0)
+    ax.axhline(target, color="grey", ls=":", lw=1, label="target")
+    ax.set(title=problem, xlabel="step", ylabel="f(x) - f*", yscale="log")
+    _log_steps(ax)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _facts(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs.groupby("problem")[["f_star", "target", "steps"]].first()
+
+
+def convergence(curves, summary, runs, path: Path, problem: str) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    convergence_axes(ax, curves, summary, _facts(runs), problem, TOP_K)
+    ax.legend(fontsize="small", loc="best", framealpha=0.8)
+    ax.set_title(
+        f"{problem}: top {TOP_K} optimizers at their tuned learning rate\n"
+        "median over seeds, band = interquartile range"
+    )
+    _save(fig, path)
+
+
+def overview(curves, summary, runs, path: Path) -> None:
+    """Every problem in one figure, the top few optimizers each."""
+    problems = sorted(summary["problem"].unique())
     cols = min(3, len(problems))
     rows = math.ceil(len(problems) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
-    chosen = curves.merge(tuned[["problem", "optimizer", "learning_rate"]])
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.3 * rows), squeeze=False)
+    facts = _facts(runs)
     for ax, problem in zip(axes.flat, problems, strict=False):
-        for optimizer, group in chosen[chosen["problem"] == problem].groupby("optimizer"):
-            gap = (group["loss"] - f_stars[problem]).clip(lower=FLOOR)
-            by_step = gap.groupby(group["step"])
-            q = by_step.quantile([0.25, 0.5, 0.75]).unstack()
-            lr = group["learning_rate"].iloc[0]
-            ax.plot(q.index, q[0.5], label=f"{optimizer} (lr={lr:.2g})")
-            ax.fill_between(q.index, q[0.25], q[0.75], alpha=0.2)
-        ax.set(title=problem, xlabel="step", ylabel="f(x) - f*", yscale="log")
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlim(left=0)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize="small")
+        convergence_axes(ax, curves, summary, facts, problem, OVERVIEW_K)
+        ax.legend(fontsize="x-small", loc="best", framealpha=0.8)
     for ax in axes.flat[len(problems) :]:
         ax.set_visible(False)
-    fig.suptitle("Convergence at each optimizer's tuned learning rate (median, IQR over seeds)")
+    fig.suptitle(
+        f"Convergence: the top {OVERVIEW_K} optimizers per problem at their tuned learning rate "
+        "(median over seeds, interquartile band)",
+        y=1.0,
+    )
     fig.tight_layout()
     _save(fig, path)
 
 
-__all__ = ["convergence"]
+def sensitivity(runs, summary, path: Path, problem: str) -> None:
+    """Median final suboptimality against learning rate, top-k optimizers; star = tuned."""
+    facts = _facts(runs)
+    floor = FLOOR_FRACTION * facts.loc[problem, "target"]
+    medians = tuning.grid_medians(runs[runs["problem"] == problem])
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for color, pick in zip(COLORS, _top(summary, problem, TOP_K).itertuples(), strict=False):
+        grid = medians[medians["optimizer"] == pick.optimizer]
+        score = grid["score"].where(np.isfinite(grid["score"])).clip(lower=floor)
+        ax.plot(grid["learning_rate"], score, "o-", color=color, ms=3, label=pick.optimizer)
+        best = score[grid["learning_rate"] == pick.learning_rate]
+        ax.plot([pick.learning_rate], best, "*", color=color, ms=12, mec="black", mew=0.5)
+    ax.axhline(facts.loc[problem, "target"], color="grey", ls=":", lw=1, label="target")
+    tuned_on = summary.loc[summary["problem"] == problem, "tuned_on"].iloc[0]
+    ylabel = "median held-out loss (CV)" if tuned_on == "cv_loss" else "median final f - f*"
+    ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel=ylabel)
+    ax.set_title(
+        f"{problem}: learning-rate sensitivity (top {TOP_K})\n"
+        "star = tuned learning rate; a missing point = diverged at the median"
+    )
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize="small", framealpha=0.8)
+    _save(fig, path)
+
+
+def performance_profile(summary, path: Path, k: int = 10) -> None:
+    """Dolan-More profile over median steps-to-target, with the integrated score."""
+    scores = tuning.integrated_scores(summary).sort_values(ascending=False, kind="stable")
+    steps = summary.pivot(index="problem", columns="optimizer", values="median_steps_to_target")
+    steps = steps[np.isfinite(steps).any(axis=1)].clip(lower=1)
+    if steps.empty:  # no optimizer reached any target: say so rather than draw nothing
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.text(
+            0.5,
+            0.5,
+            "No optimizer reached the target on any problem:\nno profile to draw.",
+            ha="center",
+            va="center",
+            fontsize=12,
+        )
+        ax.set_axis_off()
+        ax.set_title("Performance profile over steps-to-target")
+        _save(fig, path)
+        return
+    ratios = steps.div(steps.min(axis=1), axis=0)
+    finite = ratios.to_numpy()[np.isfinite(ratios.to_numpy())]
+    top = max(tuning.MAX_RATIO, float(finite.max()) * 1.2)
+    taus = np.geomspace(1.0, top, 400)
+    profile = tuning.performance_profile(summary, taus)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for optimizer in scores.index[k:]:
+        ax.step(taus, profile[optimizer], where="post", color="lightgrey", lw=0.8)
+    for i, optimizer in enumerate(scores.index[:k]):
+        style = "-" if i < len(COLORS) else "--"
+        ax.step(
+            taus,
+            profile[optimizer],
+            where="post",
+            lw=1.8,
+            ls=style,
+            color=COLORS[i % len(COLORS)],
+            label=f"{optimizer} (score {scores[optimizer]:.2f})",
+        )
+    ax.axvline(tuning.MAX_RATIO, color="grey", ls=":", lw=1)
+    ax.set(
+        xscale="log",
+        xlabel="tau: steps-to-target / fastest optimizer's steps-to-target",
+        ylabel="share of problems solved within tau",
+        ylim=(-0.02, 1.02),
+    )
+    ax.set_title(
+        f"Performance profile over {len(steps)} problems (top {k} by score; grey: the rest)\n"
+        f"score = mean of the profile for tau in [1, {tuning.MAX_RATIO:g}] (AlgoPerf-style)"
+    )
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks([t for t in (1, 1.5, 2, 3, 4, 6, 10, 20, 50, 100) if t <= top])
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right", framealpha=0.85)
+    _save(fig, path)
+
+
+def _loss_surface(problem, box, points: int = 160):
+    """f on a points x points grid over box = (x0, x1, y0, y1), from the registry problem."""
+    import jax
+    from jax.flatten_util import ravel_pytree
+
+    _, unravel = ravel_pytree(problem.init(jax.random.PRNGKey(0)))
+    xs, ys = np.linspace(box[0], box[1], points), np.linspace(box[2], box[3], points)
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    data = problem.data()
+    values = jax.jit(jax.vmap(lambda v: problem.loss(unravel(v), data)))(grid)
+    return xs, ys, np.asarray(values, np.float64).reshape(points, points)
+
+
+def paths(path_frame, summary, runs, problem_obj, path: Path, k: int = 6) -> None:
+    """The iterates of the top-k optimizers (first seed) on a contour plot of f."""
+    from jax.flatten_util import ravel_pytree
+
+    name = problem_obj.name
+    frame = path_frame[path_frame["problem"] == name]
+    picks = list(_top(summary, name, k).itertuples())
+    seed = frame["seed"].min()
+    points = frame[np.isfinite(frame["x"]) & np.isfinite(frame["y"])]
+    start = frame[(frame["step"] == 0) & (frame["seed"] == seed)][["x", "y"]].iloc[0].to_numpy()
+    anchors = [start]
+    if problem_obj.x_star is not None:
+        anchors.append(np.asarray(ravel_pytree(problem_obj.x_star)[0], np.float64))
+    anchors = np.array(anchors)
+    low = np.minimum(anchors.min(0), points[["x", "y"]].quantile(0.02).to_numpy())
+    high = np.maximum(anchors.max(0), points[["x", "y"]].quantile(0.98).to_numpy())
+    pad = 0.15 * np.maximum(high - low, 1e-3)
+    box = (low[0] - pad[0], high[0] + pad[0], low[1] - pad[1], high[1] + pad[1])
+    xs, ys, values = _loss_surface(problem_obj, box)
+    f_star = runs.loc[runs["problem"] == name, "f_star"].iloc[0]
+    gap = np.log10(np.clip(values - f_star, 1e-12, None))
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    filled = ax.contourf(xs, ys, gap, levels=30, cmap="Greys_r", alpha=0.6)
+    ax.contour(xs, ys, gap, levels=15, colors="white", linewidths=0.4, alpha=0.6)
+    fig.colorbar(filled, ax=ax, label="log10(f - f*)")
+    for color, pick in zip(COLORS, picks, strict=False):
+        lane = frame[(frame["optimizer"] == pick.optimizer) & (frame["seed"] == seed)]
+        lane = lane.sort_values("step")
+        ax.plot(lane["x"], lane["y"], "-", color=color, lw=1.3, label=f"{pick.optimizer}")
+        ax.plot(lane["x"].iloc[-1:], lane["y"].iloc[-1:], "o", color=color, ms=4)
+    ax.plot(*start, "o", color="black", ms=7, label="start")
+    if problem_obj.x_star is not None:
+        ax.plot(*anchors[1], "*", color="red", ms=14, mec="black", label="x*")
+    ax.set(xlim=box[:2], ylim=box[2:], xlabel="x1", ylabel="x2")
+    ax.set_title(
+        f"{name}: paths of the top {k} optimizers at their tuned learning rate (seed {seed})"
+    )
+    ax.legend(fontsize="small", loc="best", framealpha=0.85)
+    _save(fig, path)
+
+
+def layer_grad_norms(frame, summary, path: Path, problem: str, panels: int = 4) -> None:
+    """Per-layer gradient norms over steps (median over seeds) for a few optimizers."""
+    frame = frame[frame["problem"] == problem]
+    chosen = list(_top(summary, problem, panels)["optimizer"])
+    if "sgd" in set(frame["optimizer"]) and "sgd" not in chosen:
+        chosen = chosen[: panels - 1] + ["sgd"]  # plain SGD shows the raw gradient decay
+    layers = int(frame["layer"].max()) + 1
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, layers))
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4.6 * len(chosen), 4), squeeze=False)
+    for ax, optimizer in zip(axes.flat, chosen, strict=True):
+        lanes = frame[frame["optimizer"] == optimizer]
+        median = lanes.groupby(["layer", "step"])["grad_norm"].median()
+        for layer in range(layers):
+            series = median.loc[layer]
+            ax.plot(
+                series.index,
+                series.clip(lower=1e-30),
+                color=colors[layer],
+                label=f"layer {layer + 1}",
+            )
+        lr = lanes["learning_rate"].iloc[0]
+        ax.set(
+            title=f"{optimizer} (lr {lr:.2g})", xlabel="step", ylabel="gradient norm", yscale="log"
+        )
+        _log_steps(ax)
+        ax.grid(True, which="major", alpha=0.3)
+    axes.flat[0].legend(fontsize="small", title="input layer first", framealpha=0.85)
+    fig.suptitle(
+        f"{problem}: per-layer gradient norms at the tuned learning rate (median over seeds)"
+    )
+    fig.tight_layout()
+    _save(fig, path)

@@ -57,19 +57,58 @@ def runs_frame(result: SweepResult) -> pd.DataFrame:
     return frame
 
 
-def curves_frame(result: SweepResult, points: int = 100) -> pd.DataFrame:
-    """Tidy loss curves: one row per (lane, recorded step)."""
+def _curve_rows(result: SweepResult, keep: np.ndarray, steps: np.ndarray) -> dict:
+    """The key columns of a tidy curve table: lane identity x recorded step."""
+    return {
+        "problem": result.problem,
+        "optimizer": result.optimizer,
+        **{k: np.repeat(v[keep], len(steps)) for k, v in result.hparams.items()},
+        "seed": np.repeat(result.seeds[keep], len(steps)),
+        "step": np.tile(steps, int(keep.sum())),
+    }
+
+
+def curves_frame(result: SweepResult, points: int = 100, keep=None) -> pd.DataFrame:
+    """Tidy loss and gradient-norm curves: one row per (kept lane, recorded step)."""
+    keep = np.ones(result.lanes, bool) if keep is None else np.asarray(keep, bool)
     steps = log_step_grid(result.losses.shape[1] - 1, points)
-    lanes = result.lanes
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "problem": result.problem,
-            "optimizer": result.optimizer,
-            **{k: np.repeat(v, len(steps)) for k, v in result.hparams.items()},
-            "seed": np.repeat(result.seeds, len(steps)),
-            "step": np.tile(steps, lanes),
-            "loss": result.losses[:, steps].ravel(),
-            "grad_norm": result.grad_norms[:, steps].ravel(),
+            **_curve_rows(result, keep, steps),
+            "loss": result.losses[keep][:, steps].ravel(),
+            "grad_norm": result.grad_norms[keep][:, steps].ravel(),
         }
     )
-    return frame
+
+
+def layer_grad_norms_frame(result: SweepResult, points: int = 100, keep=None) -> pd.DataFrame:
+    """Tidy per-layer gradient norms: one row per (kept lane, recorded step, layer)."""
+    keep = np.ones(result.lanes, bool) if keep is None else np.asarray(keep, bool)
+    steps = log_step_grid(result.losses.shape[1] - 1, points)
+    norms = result.layer_grad_norms[keep][:, steps]  # (lanes, steps, layers)
+    layers = norms.shape[-1]
+    rows = {
+        k: np.repeat(v, layers) if isinstance(v, np.ndarray) else v
+        for k, v in _curve_rows(result, keep, steps).items()
+    }
+    return pd.DataFrame(
+        {
+            **rows,
+            "layer": np.tile(np.arange(layers), len(rows["step"]) // layers),
+            "grad_norm": norms.ravel(),
+        }
+    )
+
+
+def paths_frame(result: SweepResult, keep=None) -> pd.DataFrame:
+    """The iterates (x, y) of kept lanes of a 2-D problem at every step."""
+    keep = np.ones(result.lanes, bool) if keep is None else np.asarray(keep, bool)
+    steps = np.arange(result.paths.shape[1])
+    paths = result.paths[keep]
+    return pd.DataFrame(
+        {
+            **_curve_rows(result, keep, steps),
+            "x": paths[..., 0].ravel(),
+            "y": paths[..., 1].ravel(),
+        }
+    )

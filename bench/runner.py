@@ -14,10 +14,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench import distributed
 from optimizers import OPTIMIZERS, OptimizerSpec, apply_updates
 from problems import PROBLEMS, Problem
 
 DTYPES = ("float32", "float64")
+# XLA's CPU backend spends most of a sweep's compile time in LLVM optimisation passes;
+# at level 0 a pair compiles about 5x faster and runs about 2x slower, and compiling
+# is what dominates a benchmark of many small programs (see README, "Wall time").
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,12 @@ class SweepResult:
     metrics: dict[str, np.ndarray]  # end-of-run problem metrics, per lane
     compile_seconds: float
     run_seconds: float
+    # (lanes, steps + 1, 2): the iterates, for problems with two parameters.
+    paths: np.ndarray | None = None
+    # (lanes, steps + 1, layers): per-layer gradient norms, for problems that define them.
+    layer_grad_norms: np.ndarray | None = None
+    # (lanes,): the held-out fold of each lane, for cross-validation sweeps.
+    folds: np.ndarray | None = None
 
     @property
     def learning_rates(self) -> np.ndarray:
@@ -79,12 +90,48 @@ def _global_norm(tree):
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
-def _lane_program(problem: Problem, spec: OptimizerSpec, steps: int, dtype, fixed: Mapping):
-    """One lane: (swept hyperparameters, seed) -> loss and gradient-norm curves, metrics."""
+def fold_indices(examples: int, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) example indices per fold: shapes (folds, n - n//folds), (folds, n//folds).
+
+    The examples are shuffled once by a fixed key, then cut into `folds` equal blocks;
+    the `examples % folds` left over always train, so every fold has the same shapes.
+    """
+    if not 2 <= folds <= examples:
+        raise ValueError(f"folds must be between 2 and the {examples} examples, got {folds}")
+    order = np.asarray(jax.random.permutation(jax.random.PRNGKey(0), examples))
+    size = examples // folds
+    held_out = order[: size * folds].reshape(folds, size)
+    train = np.stack([np.setdiff1d(order, block) for block in held_out])
+    return train, held_out
+
+
+def _lane_program(
+    problem: Problem, spec: OptimizerSpec, steps: int, dtype, fixed: Mapping, folds=None
+):
+    """One lane: (swept hyperparameters, seed[, fold]) -> recorded curves, end metrics.
+
+    Curves (loss, gradient norm, the iterate for 2-D problems, per-layer gradient norms
+    where the problem defines them) are the full-batch values at steps 0 .. steps.
+    With `folds` = (train, held-out) index arrays the lane trains on its fold's training
+    examples and reports the held-out loss as the metric `validation_loss`.
+    """
     data = _cast_floats(problem.data(), dtype)
     grad_fn = jax.value_and_grad(problem.loss)
+    folds = None if folds is None else tuple(jnp.asarray(f) for f in folds)
 
-    def lane(swept: dict[str, jax.Array], seed: jax.Array):
+    def record(params, loss, grads):
+        out = {"loss": loss, "grad_norm": _global_norm(grads)}
+        if problem.dim == 2:
+            out["path"] = jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(params)])
+        if problem.layer_grad_norms is not None:
+            out["layer_grad_norms"] = problem.layer_grad_norms(grads)
+        return out
+
+    def lane(swept: dict[str, jax.Array], seed: jax.Array, fold=None):
+        train, held_out = data, None
+        if folds is not None:
+            train = jax.tree.map(lambda x: x[folds[0][fold]], data)
+            held_out = jax.tree.map(lambda x: x[folds[1][fold]], data)
         init_key, batch_key = jax.random.split(jax.random.PRNGKey(seed))
         params = _cast_floats(problem.init(init_key), dtype)
         opt = spec.factory(**swept, **fixed)
@@ -92,25 +139,26 @@ def _lane_program(problem: Problem, spec: OptimizerSpec, steps: int, dtype, fixe
 
         def step(carry, step_key):
             params, state = carry
-            full_loss, full_grads = grad_fn(params, data)
+            full_loss, full_grads = grad_fn(params, train)
             if problem.stochastic:
-                batch = problem.sample_batch(data, step_key)
+                batch = problem.sample_batch(train, step_key)
                 loss, grads = grad_fn(params, batch)
             else:
-                batch, loss, grads = data, full_loss, full_grads
+                batch, loss, grads = train, full_loss, full_grads
             extra = {}
             if spec.needs_value_fn:
                 extra = dict(value=loss, grad=grads, value_fn=lambda p: problem.loss(p, batch))
             updates, state = opt.update(grads, state, params, **extra)
-            return (apply_updates(params, updates), state), (full_loss, _global_norm(full_grads))
+            return (apply_updates(params, updates), state), record(params, full_loss, full_grads)
 
         step_keys = jax.random.split(batch_key, steps)
-        (params, _), (losses, norms) = jax.lax.scan(step, (params, state), step_keys)
-        last_loss, last_grads = grad_fn(params, data)
-        losses = jnp.append(losses, last_loss)
-        norms = jnp.append(norms, _global_norm(last_grads))
+        (params, _), history = jax.lax.scan(step, (params, state), step_keys)
+        last = record(params, *grad_fn(params, train))
+        curves = jax.tree.map(lambda h, x: jnp.concatenate([h, x[None]]), history, last)
         metrics = {name: fn(params) for name, fn in problem.metrics.items()}
-        return losses, norms, metrics
+        if held_out is not None:
+            metrics["validation_loss"] = problem.loss(params, held_out)
+        return curves, metrics
 
     return lane
 
@@ -122,6 +170,8 @@ def run_sweep(
     seeds: Sequence[int] | int = 5,
     steps: int | None = None,
     dtype: str = "float32",
+    devices: int | None = None,
+    folds: int | None = None,
     **hyperparameters: Any,
 ) -> SweepResult:
     """Runs every (learning rate x other swept hyperparameter x seed) lane in one program.
@@ -132,6 +182,9 @@ def run_sweep(
     steps defaults to the problem's budget. A hyperparameter given as a list is swept
     (traced, one lane per value); a scalar, bool or string is passed through as is.
     Registry hyperparameters (say momentum=0.9 for "momentum") apply unless overridden.
+    The lanes are sharded over the first `devices` devices (default: all of them).
+    folds=k (data-set problems) runs k-fold cross-validation: every lane is repeated
+    once per fold, trains without that fold and reports its `validation_loss`.
     """
     problem = resolve_problem(problem)
     name, spec = resolve_optimizer(optimizer)
@@ -153,29 +206,47 @@ def run_sweep(
     grid = {"learning_rate": list(learning_rates)}
     grid |= {k: list(v) for k, v in options.items() if isinstance(v, list | tuple | np.ndarray)}
     fixed = {k: v for k, v in options.items() if k not in grid}
-    points = list(itertools.product(*grid.values(), seeds))
+    split, fold_ids = None, [None]
+    if folds is not None:
+        if "dataset" not in problem.tags:
+            raise ValueError(f"folds needs a data-set problem; {problem.name} has no data set")
+        split = fold_indices(len(jax.tree.leaves(problem.data())[0]), folds)
+        fold_ids = list(range(folds))
+    points = list(itertools.product(*grid.values(), seeds, fold_ids))
     swept = {k: np.array([p[i] for p in points]) for i, k in enumerate(grid)}
-    lane_seeds = np.array([p[-1] for p in points], dtype=np.uint32)
+    lane_seeds = np.array([p[-2] for p in points], dtype=np.uint32)
+    lane_folds = None if folds is None else np.array([p[-1] for p in points], dtype=np.int32)
 
-    program = jax.jit(jax.vmap(_lane_program(problem, spec, steps, jnp.dtype(dtype), fixed)))
-    swept_args = {k: jnp.asarray(v, dtype) for k, v in swept.items()}
+    lane = _lane_program(problem, spec, steps, jnp.dtype(dtype), fixed, split)
+    program = jax.jit(jax.vmap(lane))
+    lane_args = ({k: v.astype(dtype) for k, v in swept.items()}, lane_seeds)
+    lane_args += () if lane_folds is None else (lane_folds,)
+    lane_args, lanes = distributed.shard_lanes(lane_args, distributed.lane_mesh(devices))
     start = time.perf_counter()
-    compiled = program.lower(swept_args, lane_seeds).compile()
+    compiled = program.lower(*lane_args).compile(COMPILER_OPTIONS)
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    losses, norms, metrics = jax.block_until_ready(compiled(swept_args, lane_seeds))
+    outputs = jax.block_until_ready(compiled(*lane_args))
     run_seconds = time.perf_counter() - start
+    curves, metrics = distributed.gather(outputs, lanes)
 
     return SweepResult(
         problem=problem.name,
         optimizer=name,
         hparams=swept,
         seeds=lane_seeds.astype(np.int64),
-        losses=np.asarray(losses, np.float64),
-        grad_norms=np.asarray(norms, np.float64),
+        losses=np.asarray(curves["loss"], np.float64),
+        grad_norms=np.asarray(curves["grad_norm"], np.float64),
         f_star=problem.f_star,
         target=problem.target,
         metrics={k: np.asarray(v, np.float64) for k, v in metrics.items()},
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
+        paths=_optional(curves.get("path")),
+        layer_grad_norms=_optional(curves.get("layer_grad_norms")),
+        folds=lane_folds,
     )
+
+
+def _optional(array) -> np.ndarray | None:
+    return None if array is None else np.asarray(array, np.float64)

@@ -8,24 +8,31 @@ import pytest
 
 from bench import run_sweep
 from bench.cli import main
+from bench.runner import COMPILER_OPTIONS, fold_indices
 from optimizers import adam, apply_updates
 from problems import PROBLEMS
+
+
+def compiled(fn, *args):
+    """`fn` compiled with the runner's compiler options, so both round floats alike."""
+    return jax.jit(fn).lower(*args).compile(COMPILER_OPTIONS)
 
 
 def one_run(problem, learning_rate, seed, steps):
     """The same run as a runner lane, as a Python loop over a jitted step: no vmap, no scan."""
     init_key, _ = jax.random.split(jax.random.PRNGKey(seed))
-    params = jax.tree.map(lambda x: x.astype(jnp.float64), jax.jit(problem.init)(init_key))
+    params = compiled(problem.init, init_key)(init_key)
+    params = jax.tree.map(lambda x: x.astype(jnp.float64), params)
     data = jax.tree.map(lambda x: x.astype(jnp.float64), problem.data())
     opt = adam(learning_rate)
 
-    @jax.jit
     def step(params, state):
         value, grads = jax.value_and_grad(problem.loss)(params, data)
         updates, state = opt.update(grads, state, params)
         return value, apply_updates(params, updates), state
 
     state, losses = opt.init(params), []
+    step = compiled(step, params, state)
     for _ in range(steps):
         value, params, state = step(params, state)
         losses.append(value)
@@ -58,23 +65,9 @@ def test_a_list_hyperparameter_is_swept_too():
 
 def test_cli_writes_tidy_csv_and_a_png(tmp_path):
     out = tmp_path / "results"
-    code = main(
-        [
-            "run",
-            "--problems",
-            "rosenbrock_2d",
-            "--optimizers",
-            "sgd",
-            "adam",
-            "--seeds",
-            "2",
-            "--steps",
-            "30",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
+    argv = ["run", "--problems", "rosenbrock_2d", "--optimizers", "sgd", "adam"]
+    argv += ["--seeds", "2", "--steps", "30", "--grid", "1e-3", "1e-2", "--out", str(out)]
+    assert main(argv) == 0
     runs = pd.read_csv(out / "runs.csv")
     curves = pd.read_csv(out / "curves.csv")
     assert {
@@ -89,8 +82,10 @@ def test_cli_writes_tidy_csv_and_a_png(tmp_path):
         "run_seconds",
     } <= set(runs.columns)
     assert {"problem", "optimizer", "learning_rate", "seed", "step", "loss"} <= set(curves.columns)
-    assert len(runs) == 2 * 2 * len(runs[runs.optimizer == "sgd"].learning_rate.unique())
-    assert curves.groupby(["optimizer", "learning_rate", "seed"]).size().eq(31).all()
+    assert len(runs) == 2 * 2 * 2  # optimizers x learning rates x seeds
+    # curves.csv holds the tuned learning rate only, every step of a 30-step run.
+    assert curves.groupby("optimizer")["learning_rate"].nunique().eq(1).all()
+    assert curves.groupby(["optimizer", "seed"]).size().eq(31).all()
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -99,3 +94,50 @@ def test_cli_unknown_name_exits_2_with_the_choices(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "nope" in err and "choose from" in err and "Traceback" not in err
+
+
+def test_layer_gradient_norms_make_up_the_global_gradient_norm():
+    problem = next(p for p in PROBLEMS.values() if p.layer_grad_norms and not p.stochastic)
+    result = run_sweep(problem, "sgd", [0.1], seeds=2, steps=3, dtype="float64")
+    layers = result.layer_grad_norms
+    assert layers.shape[:2] == (2, 4) and layers.shape[2] >= 2
+    # Layers partition the parameters, so their squared norms add up to the global one.
+    np.testing.assert_allclose(np.sqrt((layers**2).sum(-1)), result.grad_norms, rtol=1e-12)
+
+
+def test_a_two_parameter_problem_records_its_path():
+    result = run_sweep("rosenbrock_2d", "sgd", [1e-3], seeds=1, steps=4, dtype="float64")
+    assert result.paths.shape == (1, 5, 2)
+    x, y = result.paths[0].T  # Rosenbrock: (1 - x)^2 + 100 (y - x^2)^2
+    np.testing.assert_allclose((1 - x) ** 2 + 100 * (y - x**2) ** 2, result.losses[0], rtol=1e-12)
+    assert result.layer_grad_norms is None
+
+
+def test_fold_indices_split_the_examples_into_equal_held_out_blocks():
+    train, held_out = fold_indices(23, 5)
+    assert train.shape == (5, 19) and held_out.shape == (5, 4)
+    assert len(set(held_out.ravel())) == 20  # disjoint blocks
+    for t, h in zip(train, held_out, strict=True):
+        assert sorted([*t, *h]) == list(range(23))
+    with pytest.raises(ValueError, match="folds"):
+        fold_indices(23, 1)
+
+
+def test_cross_validation_lanes_train_without_their_fold():
+    problem = PROBLEMS["logistic_synthetic_200x10"]
+    result = run_sweep(problem, "sgd", [0.5], seeds=[1], steps=5, dtype="float64", folds=4)
+    assert result.lanes == 4 and list(result.folds) == [0, 1, 2, 3]
+    train, held_out = fold_indices(200, 4)
+    data = jax.tree.map(lambda x: np.asarray(x, np.float64), problem.data())
+    for fold in range(4):
+        subset = jax.tree.map(lambda x, idx=train[fold]: x[idx], data)
+        params = compiled(problem.init, jax.random.PRNGKey(0))(
+            jax.random.split(jax.random.PRNGKey(1))[0]
+        )
+        params = jax.tree.map(lambda x: x.astype(jnp.float64), params)
+        # Step 0 is the training loss of the initial point on this fold's training set.
+        np.testing.assert_allclose(result.losses[fold, 0], problem.loss(params, subset), rtol=1e-12)
+    valid = result.metrics["validation_loss"]
+    assert np.isfinite(valid).all() and len(np.unique(valid)) == 4
+    with pytest.raises(ValueError, match="data-set"):
+        run_sweep("rosenbrock_2d", "sgd", [0.1], seeds=1, steps=2, folds=2)

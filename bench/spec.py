@@ -1,0 +1,108 @@
+"""The suite spec: which pairs run, on which learning-rate grid, seeds and step budgets.
+
+The default lives as data in `bench/suite.toml`; the command line narrows or replaces it.
+"""
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from optimizers import OPTIMIZERS, OptimizerSpec
+from problems import PROBLEMS, Problem
+
+DEFAULT_SPEC = Path(__file__).with_name("suite.toml")
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """Everything `run_suite` needs to know about what to sweep."""
+
+    problems: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    seeds: int = 5
+    dtype: str = "float32"
+    curve_points: int = 100
+    grid: dict[str, tuple[float, ...]] = field(default_factory=dict)  # optimizer -> lrs
+    steps: dict[str, int] = field(default_factory=dict)  # problem -> budget
+    max_steps: int | None = None  # cap on every budget
+    grid_stride: int = 1  # keep every n-th learning rate of each grid
+    folds: int | None = None  # k-fold cross-validation tuning on data-set problems
+
+    def learning_rates(self, optimizer: str) -> tuple[float, ...]:
+        grid = self.grid.get(optimizer, OPTIMIZERS[optimizer].learning_rates)
+        return tuple(grid[:: self.grid_stride])
+
+    def budget(self, problem: str) -> int:
+        steps = self.steps.get(problem, PROBLEMS[problem].steps)
+        return steps if self.max_steps is None else min(steps, self.max_steps)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(p, o) for p in self.problems for o in self.optimizers]
+
+
+def skip_reason(problem: Problem, optimizer: OptimizerSpec) -> str | None:
+    """Why `optimizer` cannot run on `problem` by its declared capabilities, else None."""
+    if problem.stochastic and optimizer.needs_value_fn:
+        return "line search needs a deterministic loss; the problem is stochastic"
+    if problem.stochastic and optimizer.deterministic_only:
+        return "needs full-batch gradients; the problem is stochastic"
+    return None
+
+
+def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:
+    """The spec in `path` over every registered problem and optimizer; `quick` applies [quick]."""
+    data = tomllib.loads(Path(path).read_text())
+    unknown = sorted(set(data.get("grid", {})) - set(OPTIMIZERS))
+    unknown += sorted(set(data.get("steps", {})) - set(PROBLEMS))
+    if unknown:
+        raise ValueError(f"{path} names unregistered problems or optimizers: {unknown}")
+    spec = SuiteSpec(
+        problems=tuple(PROBLEMS),
+        optimizers=tuple(OPTIMIZERS),
+        seeds=data.get("seeds", 5),
+        dtype=data.get("dtype", "float32"),
+        curve_points=data.get("curve_points", 100),
+        grid={k: tuple(float(x) for x in v) for k, v in data.get("grid", {}).items()},
+        steps=dict(data.get("steps", {})),
+    )
+    if quick:
+        fast = data.get("quick", {})
+        problems = [p for p in fast.get("problems", spec.problems) if p in PROBLEMS]
+        spec = replace(
+            spec,
+            problems=tuple(problems) or spec.problems,
+            seeds=fast.get("seeds", spec.seeds),
+            max_steps=fast.get("max_steps"),
+            grid_stride=fast.get("grid_stride", 1),
+        )
+    return spec
+
+
+def narrowed(
+    spec: SuiteSpec,
+    problems: Sequence[str] | None = None,
+    optimizers: Sequence[str] | None = None,
+    seeds: int | None = None,
+    steps: int | None = None,
+    grid: Sequence[float] | None = None,
+    dtype: str | None = None,
+    folds: int | None = None,
+) -> SuiteSpec:
+    """`spec` with the command line's choices applied (None keeps the spec's own)."""
+    changes = {}
+    if problems:
+        changes["problems"] = tuple(problems)
+    if optimizers:
+        changes["optimizers"] = tuple(optimizers)
+    if seeds is not None:
+        changes["seeds"] = seeds
+    if steps is not None:
+        changes |= {"steps": dict.fromkeys(PROBLEMS, steps), "max_steps": None}
+    if grid:
+        changes |= {"grid": dict.fromkeys(OPTIMIZERS, tuple(grid)), "grid_stride": 1}
+    if dtype is not None:
+        changes["dtype"] = dtype
+    if folds is not None:
+        changes["folds"] = folds
+    return replace(spec, **changes)
