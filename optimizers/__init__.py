@@ -28,6 +28,7 @@ from optimizers.lamb import lamb
 from optimizers.lars import lars
 from optimizers.lbfgs import lbfgs
 from optimizers.lion import lion
+from optimizers.newton import newton
 from optimizers.novograd import novograd
 from optimizers.optimistic import optimistic_adam, optimistic_adam_v2, optimistic_gradient_descent
 from optimizers.rprop import rprop
@@ -176,6 +177,9 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         needs_value_fn=True,
         deterministic_only=True,
     ),
+    "newton": OptimizerSpec(
+        newton, log_grid(0.1, 1.0), needs_value_fn=True, deterministic_only=True
+    ),
 }
 
 __all__ = [
@@ -191,6 +195,7 @@ __all__ = [
     "lars",
     "lbfgs",
     "lion",
+    "newton",
     "novograd",
     "optimistic_adam",
     "optimistic_adam_v2",

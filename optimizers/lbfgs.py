@@ -131,7 +131,7 @@ def zoom_linesearch(value_and_grad, params, direction, value, grad):
     `lax.while_loop` of at most MAX_LINESEARCH_STEPS evaluations; when it runs out it
     falls back to the best step with sufficient decrease, if any.
 
-    Returns the step, and the value and gradient there.
+    Returns the step, the value and gradient there, and the number of evaluations made.
     """
     value, slope_init = jnp.asarray(value), _vdot(direction, grad)
 
@@ -316,7 +316,7 @@ def zoom_linesearch(value_and_grad, params, direction, value, grad):
         safe_grad=grad,
     )
     final = jax.lax.while_loop(lambda s: ~(s.done | s.failed), step, start)
-    return final.stepsize, final.value, final.grad
+    return final.stepsize, final.value, final.grad, final.count
 
 
 def lbfgs(
@@ -409,7 +409,7 @@ def lbfgs(
                 )
             value_and_grad = jax.value_and_grad(lambda p: value_fn(p, **fn_kwargs))
             grad = grads if grad is None else grad
-            stepsize, _, _ = zoom_linesearch(value_and_grad, params, direction, value, grad)
+            stepsize, _, _, _ = zoom_linesearch(value_and_grad, params, direction, value, grad)
         updates = jax.tree.map(lambda d: stepsize * d, direction)
         new_state = LbfgsState(
             count=increment(state.count),
