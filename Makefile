@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup bench test golden baseline mutation lint clean
+.PHONY: setup bench test golden baseline mutation perf lint clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,14 @@ baseline: $(STAMP)
 # Single-token mutations of the update rules, losses and runner; writes results/MUTATION.md.
 mutation: $(STAMP)
 	$(PY) tests/mutation/run.py
+
+# Speed, side by side in one run: update kernels vs optax, sweeps vs one-run loops (optax,
+# torch), compile time; writes results/perf.csv, PERF.md, perf_*.png. The torch baseline is
+# optional and CPU-only: the +cpu pin keeps pip from ever fetching a CUDA build.
+perf: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[perf]' 'torch==2.13.0+cpu' \
+		|| echo "perf: torch 2.13.0+cpu not installable here; the torch baseline is skipped"
+	$(PY) -m bench.perf --out results
 
 lint: $(STAMP)
 	$(PY) -m ruff check optimizers problems bench tests

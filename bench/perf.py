@@ -1,0 +1,130 @@
+"""`python -m bench.perf` (what `make perf` calls): speed, measured side by side in one run.
+
+Writes to the output folder (default results/):
+
+- perf.csv: one row per measurement (section, case, impl, layout, size, lanes, ...);
+- PERF.md: the targets with the ratios measured in this run, the tables behind them,
+  the machine, the versions and the load average;
+- perf_kernels.png, perf_scaling.png, perf_sweeps.png: log-log plots.
+
+Sections: update kernels of every registered optimizer, ours and optax's (bench.perf_kernels);
+whole-sweep throughput against one-run-at-a-time optax and torch loops, and its growth
+with the lane count (bench.perf_sweeps); compile time of `make bench`'s programs and the
+persistent compilation cache (bench.perf_compile). `--quick` runs every code path on tiny
+sizes in seconds (for tests; its numbers mean nothing).
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+
+from bench import perf_compile, perf_kernels, perf_report, perf_sweeps
+from bench.io import write_csv, write_text
+from optimizers import OPTIMIZERS
+
+KERNEL_SIZES = (1_000, 100_000, 1_000_000, 10_000_000)
+LANE_COUNTS = (1, 4, 16, 64, 256, 1024, 4096)
+COMPILE_BUDGET_SECONDS = 90.0
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict:
+    device = jax.devices()[0]
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "device": f"{device.platform}: {device.device_kind}",
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": _version("jaxlib"),
+        "optax": _version("optax"),
+        "numpy": _version("numpy"),
+        "torch": perf_sweeps.torch_version() or "not installed",
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def measure(quick: bool, log) -> tuple[pd.DataFrame, list[str], dict]:
+    """Runs every section; returns the tidy rows, notes, and the run's facts."""
+    facts = {"load_before": load_average()}
+    start = time.perf_counter()
+    if quick:
+        sizes, names = (1_000, 4_000), ["sgd", "adam", *list(OPTIMIZERS)[-1:]]
+        lane_counts, compile_budget = (1, 4), 0.0
+    else:
+        sizes, names = KERNEL_SIZES, list(OPTIMIZERS)
+        lane_counts, compile_budget = LANE_COUNTS, COMPILE_BUDGET_SECONDS
+
+    rows, notes = perf_kernels.run_kernels(sizes, names=names, log=log)
+    rows += perf_kernels.donation_rows(["sgd", "adam"], sizes[-1])
+    facts["load_after_kernels"] = load_average()
+
+    cases = perf_sweeps.default_cases(quick)
+    rows += perf_sweeps.run_sweeps(cases, log=log)
+    rows += perf_sweeps.lane_scaling(cases[:2], lane_counts, log=log)
+    facts["load_after_sweeps"] = load_average()
+
+    pairs = perf_compile.sample_pairs()
+    rows += perf_compile.compile_rows(pairs, compile_budget, quick, log)
+    cache_pairs = [("rosenbrock_2d", "adam"), ("logistic_synthetic_200x10", "momentum")]
+    rows += perf_compile.cache_effect(cache_pairs[: 1 if quick else None], quick, log)
+    facts["load_after"] = load_average()
+    facts["wall_seconds"] = time.perf_counter() - start
+    return pd.DataFrame(rows), notes, facts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__)
+    parser.add_argument("--out", default="results", help="output folder (default results/)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    args = parser.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    out = Path(args.out)
+    facts = machine()
+    frame, notes, run_facts = measure(args.quick, log)
+    facts |= run_facts
+    facts["bench_runs_csv"] = perf_compile.recorded_bench_share(out / "runs.csv")
+    write_csv(frame, out / "perf.csv")
+    perf_report.plots(frame, out)
+    write_text(perf_report.markdown(frame, notes, facts), out / "PERF.md")
+    log(f"wrote {out / 'perf.csv'}, {out / 'PERF.md'} and plots in {facts['wall_seconds']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())

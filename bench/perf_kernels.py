@@ -1,0 +1,200 @@
+"""Update-kernel timing: one optimizer step plus `apply_updates`, ours and optax's side by side.
+
+A kernel is `(params, state, grads) -> (params, state)` compiled with params and state
+donated, so XLA may update them in place, as a training loop that owns its buffers does.
+Its traffic is counted from the arrays it touches: params, grads and every state leaf
+read once, params and every state leaf written once. A streaming update `x <- a x + b`
+on a donated float32 vector, timed at the same sizes in the same process, gives the
+bandwidth that traffic is compared with.
+"""
+
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optimizers
+from optimizers import OPTIMIZERS, OptimizerSpec
+
+LEARNING_RATE = 1e-3
+PYTREE_LEAVES = 20
+
+
+def median_seconds(call: Callable[[], object], budget: float = 0.25, max_reps: int = 50) -> float:
+    """Median wall time of `call()` (which must block until its result is ready)."""
+    return interleaved_medians({"call": call}, budget, max_reps)["call"]
+
+
+def interleaved_medians(
+    calls: dict[str, Callable[[], object]], budget: float = 0.25, max_reps: int = 50
+) -> dict[str, float]:
+    """Median wall time of each call, timed in turn so that load changes hit all alike.
+
+    Repeats the round until `budget` seconds are spent or `max_reps` rounds are made,
+    at least 5 (for budget 0: exactly `max_reps`).
+    """
+    times = {name: [] for name in calls}
+    start, rounds = time.perf_counter(), 0
+    while rounds < min(5, max_reps) or (rounds < max_reps and time.perf_counter() - start < budget):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def flat_params(n: int, key) -> jax.Array:
+    return jax.random.normal(key, (n,), jnp.float32)
+
+
+def pytree_params(n: int, key) -> dict[str, jax.Array]:
+    """`PYTREE_LEAVES` leaves totalling n parameters, mixed sizes (weights 1, 2, 4, 8, 16)."""
+    weights = np.array([2.0 ** (i % 5) for i in range(PYTREE_LEAVES)])
+    sizes = np.maximum(1, np.floor(n * weights / weights.sum()).astype(int))
+    sizes[-1] += n - sizes.sum()
+    keys = jax.random.split(key, PYTREE_LEAVES)
+    return {
+        f"leaf{i:02d}": jax.random.normal(k, (int(s),), jnp.float32)
+        for i, (k, s) in enumerate(zip(keys, sizes, strict=True))
+    }
+
+
+def make_params(layout: str, n: int, key) -> object:
+    return flat_params(n, key) if layout == "flat" else pytree_params(n, key)
+
+
+def stream_step(x):
+    """The bandwidth reference: read x once, write it once (8 bytes per float32)."""
+    return 1.0001 * x + 1e-4
+
+
+def streaming_seconds(n: int) -> float:
+    """Median time of the in-place streaming update on n float32 numbers."""
+    step = jax.jit(stream_step, donate_argnums=0)
+    box = [step(jnp.zeros((n,), jnp.float32))]
+
+    def call():
+        box[0] = step(box[0])
+        box[0].block_until_ready()
+
+    return median_seconds(call)
+
+
+def tree_bytes(tree) -> int:
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def build(spec: OptimizerSpec, impl: str):
+    """(transformation, apply_updates) for our rule or optax's alias of the same name."""
+    kwargs = {"learning_rate": LEARNING_RATE, **spec.hparams}
+    if impl == "ours":
+        return spec.factory(**kwargs), optimizers.apply_updates
+    return getattr(optax, spec.optax_name)(**kwargs), optax.apply_updates
+
+
+def kernel(opt, apply_updates):
+    def step(params, state, grads):
+        updates, state = opt.update(grads, state, params)
+        return apply_updates(params, updates), state
+
+    return step
+
+
+def count_fusions(compiled_text: str) -> int:
+    """Fused kernels XLA launches from the entry computation (its passes over the data)."""
+    entry = compiled_text[compiled_text.index("\nENTRY") :]
+    return entry.count(" fusion(")
+
+
+def compile_kernel(opt, apply_updates, params, grads, donate: bool = True) -> dict:
+    """The compiled kernel, a blocking call that steps it, and its static facts."""
+    state = opt.init(params)
+    jitted = jax.jit(kernel(opt, apply_updates), donate_argnums=(0, 1) if donate else ())
+    start = time.perf_counter()
+    compiled = jitted.lower(params, state, grads).compile()
+    compile_seconds = time.perf_counter() - start
+    box = [jax.tree.map(jnp.copy, (params, state))]
+
+    def call():
+        out = compiled(*box[0], grads)
+        if donate:  # the outputs own the donated buffers: feed them back
+            box[0] = out
+        jax.block_until_ready(out)
+
+    call()  # warm-up
+    return {
+        "call": call,
+        "compile_seconds": compile_seconds,
+        "bytes": 2 * tree_bytes(params) + tree_bytes(grads) + 2 * tree_bytes(state),
+        "fusions": count_fusions(compiled.as_text()),
+    }
+
+
+def time_kernels(builds: dict, params, grads, donate: bool = True) -> dict[str, dict]:
+    """impl -> compile time, median step time (interleaved), traffic and fusion count."""
+    kernels = {impl: compile_kernel(*b, params, grads, donate) for impl, b in builds.items()}
+    seconds = interleaved_medians({impl: k.pop("call") for impl, k in kernels.items()})
+    return {impl: k | {"seconds": seconds[impl]} for impl, k in kernels.items()}
+
+
+def optax_available(spec: OptimizerSpec) -> bool:
+    return spec.optax_name is not None and hasattr(optax, spec.optax_name)
+
+
+def run_kernels(sizes, layouts=("flat", "pytree"), names=None, log=print) -> tuple[list, list]:
+    """Times every registered optimizer's kernel, ours and optax's, at each size and layout.
+
+    Returns (rows, notes): tidy rows for perf.csv and one note per optimizer skipped.
+    """
+    names = list(OPTIMIZERS) if names is None else names
+    rows, notes = [], []
+    stream = {n: streaming_seconds(n) for n in sizes}
+    for n in sizes:
+        rows.append(
+            dict(section="stream", case="stream", impl="xla", layout="flat", size=n, lanes=1)
+            | {"seconds": stream[n], "bytes": 8 * n, "gbps": 8 * n / stream[n] / 1e9}
+        )
+    for name in names:
+        spec = OPTIMIZERS[name]
+        if spec.needs_value_fn:
+            notes.append(f"{name}: line search (needs the loss function), no kernel timed")
+            continue
+        impls = ["ours", "optax"] if optax_available(spec) else ["ours"]
+        if "optax" not in impls:
+            notes.append(f"{name}: optax has no `{spec.optax_name}` alias, ours timed alone")
+        for layout in layouts:
+            for n in sizes:
+                params = make_params(layout, n, jax.random.PRNGKey(0))
+                grads = jax.tree.map(lambda p: 1e-2 * jnp.cos(p), params)
+                try:
+                    results = time_kernels({i: build(spec, i) for i in impls}, params, grads)
+                except Exception as error:  # a rule in progress must not stop the report
+                    notes.append(f"{name} ({layout}, n={n}): {type(error).__name__}: {error}")
+                    continue
+                for impl, result in results.items():
+                    row = dict(section="kernel", case=name, impl=impl, layout=layout, size=n)
+                    row |= dict(lanes=1, **result)
+                    row["gbps"] = result["bytes"] / result["seconds"] / 1e9
+                    row["stream_fraction"] = row["gbps"] / (8 * n / stream[n] / 1e9)
+                    rows.append(row)
+        log(f"kernels: {name} done")
+    return rows, notes
+
+
+def donation_rows(names, n: int) -> list[dict]:
+    """The same kernels compiled without donation: XLA must allocate fresh outputs."""
+    rows = []
+    params = flat_params(n, jax.random.PRNGKey(0))
+    grads = 1e-2 * jnp.cos(params)
+    for name in names:
+        spec = OPTIMIZERS[name]
+        impls = ["ours", "optax"] if optax_available(spec) else ["ours"]
+        results = time_kernels({i: build(spec, i) for i in impls}, params, grads, donate=False)
+        for impl, result in results.items():
+            row = dict(section="kernel_no_donation", case=name, impl=impl, layout="flat", size=n)
+            rows.append(row | dict(lanes=1, **result))
+    return rows

@@ -1,0 +1,402 @@
+"""PERF.md and the perf plots, from the tidy rows of one `python -m bench.perf` run."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bench.io import write_atomic  # noqa: E402
+
+PARITY_SIZES = (1_000_000, 10_000_000)
+PARITY_LIMIT = 1.05  # ours / optax step time
+ADAM_SPEEDUP = 1.3  # optax / ours at 1e7
+SWEEP_TARGETS = {"rosenbrock": 1000.0, "logistic": 20.0}  # ours / optax_loop throughput
+TORCH_TARGET = 10.0  # ours / torch throughput
+COMPILE_SHARE = 1 / 3
+
+
+def kernel_ratios(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (optimizer, layout, size) with ours and optax's step time and their ratio."""
+    kernels = frame[frame.section == "kernel"]
+    wide = kernels.pivot_table(
+        index=["case", "layout", "size"], columns="impl", values="seconds", aggfunc="first"
+    )
+    fusions = kernels.pivot_table(
+        index=["case", "layout", "size"], columns="impl", values="fusions", aggfunc="first"
+    ).add_prefix("fusions_")
+    wide = wide.join(fusions).reset_index()
+    if "optax" not in wide:
+        wide["optax"] = np.nan
+    wide["ratio"] = wide["ours"] / wide["optax"]
+    return wide
+
+
+def _ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.3g}"
+
+
+def _status(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**missed**")
+
+
+def _sweep(frame: pd.DataFrame, keyword: str) -> pd.DataFrame:
+    sweeps = frame[(frame.section == "sweep") & frame.case.str.contains(keyword)]
+    return sweeps.set_index("impl")
+
+
+def sweep_ratios(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per problem: throughput of each way of running and our sweep's ratio to it."""
+    sweeps = frame[frame.section == "sweep"]
+    rows = []
+    for case, group in sweeps.groupby("case", sort=False):
+        by_impl = group.set_index("impl")
+        ours = by_impl.loc["ours", "steps_per_second"]
+        for impl, row in by_impl.iterrows():
+            rows.append(
+                {
+                    "problem": case,
+                    "impl": impl,
+                    "lanes": int(row["lanes"]),
+                    "steps": int(row["steps"]),
+                    "seconds": row["seconds"],
+                    "steps_per_second": row["steps_per_second"],
+                    "ours_ratio": ours / row["steps_per_second"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def targets(frame: pd.DataFrame, facts: dict) -> list[tuple[str, str, bool | None]]:
+    """(target, what this run measured, met?) for each target of the performance issue."""
+    result = []
+    ratios = kernel_ratios(frame)
+    parity = ratios[ratios["size"].isin(PARITY_SIZES) & ratios["ratio"].notna()]
+    if len(parity):
+        worst = parity.loc[parity["ratio"].idxmax()]
+        slow = parity[parity["ratio"] > PARITY_LIMIT]
+        listed = ", ".join(
+            f"{r.case} ({r.layout}, {r.size:.0e}): {r.ratio:.2f}" for r in slow.itertuples()
+        )
+        result.append(
+            (
+                f"every update no slower than optax's: ours/optax <= {PARITY_LIMIT} at 1e6, 1e7",
+                f"{len(parity) - len(slow)} of {len(parity)} within; worst {worst.ratio:.2f} "
+                f"({worst.case}, {worst.layout}, {worst['size']:.0e}); median "
+                f"{parity['ratio'].median():.2f}" + (f"; above: {listed}" if listed else ""),
+                len(slow) == 0,
+            )
+        )
+    adam = ratios[(ratios.case == "adam") & (ratios.layout == "flat")]
+    adam = adam[adam["size"] == adam["size"].max()]
+    stream = frame[(frame.section == "stream")].set_index("size")["gbps"]
+    if len(adam) and not np.isnan(adam.iloc[0]["optax"]):
+        row = adam.iloc[0]
+        bound = 28 * row["size"] / (stream[row["size"]] * 1e9)
+        speedup = row["optax"] / row["ours"]
+        result.append(
+            (
+                f"Adam at {row['size']:.0e} at least {ADAM_SPEEDUP}x faster than optax",
+                f"{speedup:.2f}x: ours {_ms(row['ours'])} ms, optax {_ms(row['optax'])} ms, "
+                f"bound {_ms(bound)} ms (28 B/param at the streaming bandwidth); "
+                f"fusions ours {row['fusions_ours']:.0f}, optax {row['fusions_optax']:.0f}",
+                speedup >= ADAM_SPEEDUP,
+            )
+        )
+    donation = frame[frame.section == "kernel_no_donation"]
+    if len(donation):
+        donated = frame[(frame.section == "kernel") & (frame.layout == "flat")]
+        parts = []
+        for r in donation.itertuples():
+            with_donation = donated[
+                (donated.case == r.case) & (donated.impl == r.impl) & (donated["size"] == r.size)
+            ]["seconds"]
+            parts.append(
+                f"{r.case}/{r.impl} {_ms(with_donation.iloc[0])} ms donated vs "
+                f"{_ms(r.seconds)} ms not"
+            )
+        result.append(
+            (
+                "buffers donated wherever the runner or a documented helper owns them",
+                "kernels here donate params and state; the runner's scan carries them "
+                "in place (no arrays cross the program boundary per step). " + "; ".join(parts),
+                None,
+            )
+        )
+    sweeps = sweep_ratios(frame)
+    for keyword, goal in SWEEP_TARGETS.items():
+        rows = sweeps[sweeps.problem.str.contains(keyword) & (sweeps.impl == "optax_loop")]
+        if len(rows):
+            ratio = rows.iloc[0]["ours_ratio"]
+            result.append(
+                (
+                    f"vmapped sweep >= {goal:.0f}x optax Python loop, {rows.iloc[0]['problem']}",
+                    f"{ratio:,.0f}x",
+                    ratio >= goal,
+                )
+            )
+    torch_rows = sweeps[sweeps.impl == "torch"]
+    for r in torch_rows.itertuples():
+        result.append(
+            (
+                f"vmapped sweep >= {TORCH_TARGET:.0f}x torch.optim, {r.problem}",
+                f"{r.ours_ratio:,.1f}x",
+                r.ours_ratio >= TORCH_TARGET,
+            )
+        )
+    if not len(torch_rows):
+        result.append((f"vmapped sweep >= {TORCH_TARGET:.0f}x torch.optim", "torch absent", None))
+    compiled = frame[frame.section == "compile"]
+    if len(compiled):
+        share = compiled.compile_seconds.sum() / (compiled.compile_seconds + compiled.seconds).sum()
+        text = (
+            f"{share:.0%} over {len(compiled)} of make bench's programs measured here "
+            f"({compiled.compile_seconds.sum():.0f} s compile, {compiled.seconds.sum():.1f} s run)"
+        )
+        recorded = facts.get("bench_runs_csv")
+        if recorded:
+            text += (
+                f"; {recorded['share']:.0%} in the last make bench's runs.csv "
+                f"({recorded['pairs']} pairs)"
+            )
+        result.append(
+            (
+                f"compile time at most {COMPILE_SHARE:.0%} of make bench",
+                text,
+                share <= COMPILE_SHARE,
+            )
+        )
+    return result
+
+
+def _table(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def kernel_table(frame: pd.DataFrame, size: int) -> str:
+    ratios = kernel_ratios(frame)
+    kernels = frame[(frame.section == "kernel") & (frame["size"] == size)]
+    ours = kernels[kernels.impl == "ours"].set_index(["case", "layout"])
+    rows = []
+    for r in ratios[ratios["size"] == size].itertuples():
+        mine = ours.loc[(r.case, r.layout)]
+        rows.append(
+            {
+                "optimizer": r.case,
+                "layout": r.layout,
+                "ours ms": _ms(r.ours),
+                "optax ms": "" if np.isnan(r.optax) else _ms(r.optax),
+                "ours/optax": "" if np.isnan(r.ratio) else f"{r.ratio:.2f}",
+                "ours GB/s": f"{mine.gbps:.1f}",
+                "of stream": f"{mine.stream_fraction:.2f}",
+                "fusions ours/optax": f"{r.fusions_ours:.0f}/"
+                + ("" if np.isnan(r.optax) else f"{r.fusions_optax:.0f}"),
+            }
+        )
+    return _table(pd.DataFrame(rows))
+
+
+def markdown(frame: pd.DataFrame, notes: list[str], facts: dict) -> str:
+    lines = ["# Performance", ""]
+    lines += [
+        "Written by `make perf` (`python -m bench.perf`): every number below comes from one "
+        "run, ours and the reference measured side by side in the same process, medians of "
+        "repeated calls, float32 on the CPU.",
+        "",
+        f"- date: {facts['date']}; wall time of the run: {facts['wall_seconds']:.0f} s",
+        f"- machine: {facts['cpu']}, {facts['cpu_count']} cores, {facts['platform']}; "
+        f"device {facts['device']}",
+        f"- versions: Python {facts['python']}, jax {facts['jax']}, jaxlib {facts['jaxlib']}, "
+        f"optax {facts['optax']}, numpy {facts['numpy']}, torch {facts['torch']}",
+        f"- XLA_FLAGS: `{facts['xla_flags'] or '(none)'}`",
+        f"- load average (1, 5, 15 min): {facts['load_before']} before; "
+        f"{facts['load_after_kernels']} after the kernels; {facts['load_after_sweeps']} after "
+        f"the sweeps; {facts['load_after']} at the end",
+        "",
+        "## Targets",
+        "",
+        "| target | measured in this run | status |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {t} | {m} | {_status(ok)} |" for t, m, ok in targets(frame, facts)]
+    stream = frame[frame.section == "stream"]
+    lines += ["", "## Streaming bandwidth", ""]
+    lines += [
+        "In-place `x <- 1.0001 x + 1e-4` on a donated float32 vector, 8 bytes per element: "
+        "the ceiling an update kernel is compared with, at each size. Up to about 1e6 "
+        "parameters the data fits in the last-level cache.",
+        "",
+        _table(
+            pd.DataFrame(
+                {
+                    "parameters": [f"{n:.0e}" for n in stream["size"]],
+                    "ms": [_ms(s) for s in stream.seconds],
+                    "GB/s": [f"{g:.1f}" for g in stream.gbps],
+                }
+            )
+        ),
+    ]
+    lines += ["", "## Update kernels", ""]
+    lines += [
+        "`(params, state, grads) -> (params, state)`: one `update` plus `apply_updates`, "
+        "params and state donated, learning rate 1e-3 and the registry's hyperparameters. "
+        "Flat: one vector; pytree: 20 leaves of mixed sizes with the same total. GB/s "
+        "counts params, grads and state read once and params and state written once "
+        "(28 B/param for Adam); 'of stream' divides it by the streaming bandwidth at the "
+        "same size. 'fusions' counts the fused loops XLA launches: each is one pass over "
+        "the arrays it touches. Every size is in perf.csv and perf_kernels.png.",
+    ]
+    for size in (1_000_000, 10_000_000):
+        if (frame["size"] == size).any() and (frame.section == "kernel").any():
+            lines += ["", f"### {size:.0e} parameters", "", kernel_table(frame, size)]
+    if notes:
+        lines += ["", "Not timed or timed alone:", ""] + [f"- {n}" for n in notes]
+    sweeps = sweep_ratios(frame)
+    if len(sweeps):
+        shown = sweeps.assign(
+            seconds=sweeps.seconds.map(lambda s: f"{s:.4g}"),
+            steps_per_second=sweeps.steps_per_second.map(lambda s: f"{s:,.0f}"),
+            ours_ratio=sweeps.ours_ratio.map(lambda r: f"{r:,.1f}"),
+        ).rename(columns={"ours_ratio": "ours / this", "steps_per_second": "steps/s"})
+        lines += ["", "## Whole sweeps", ""]
+        lines += [
+            "Adam on each problem. `ours`: `bench.run_sweep`, every lane (learning rate x "
+            "seed) in one compiled `jit(vmap(scan))` call, loss and gradient norm recorded "
+            "at every step, compile excluded. `optax_loop`: one run, a Python loop over a "
+            "jitted optax step. `optax_scan`: one run as one jitted `lax.scan`. `torch`: "
+            "one run of `torch.optim.Adam` in a Python loop. seconds is per call (all lanes "
+            "for ours, one run for the others); steps/s counts every lane.",
+            "",
+            _table(shown),
+        ]
+    lanes = frame[frame.section == "lanes"]
+    if len(lanes):
+        lines += ["", "## Scaling with the number of lanes", ""]
+        lines += [
+            "Run time of our sweep (Adam, one seed per lane) against the lane count; "
+            "perf_scaling.png plots it with the kernel time against the parameter count.",
+            "",
+            _table(
+                lanes.assign(
+                    seconds=lanes.seconds.map(lambda s: f"{s:.4g}"),
+                    compile_seconds=lanes.compile_seconds.map(lambda s: f"{s:.2f}"),
+                    steps_per_second=lanes.steps_per_second.map(lambda s: f"{s:,.0f}"),
+                )[["case", "lanes", "steps", "seconds", "compile_seconds", "steps_per_second"]]
+            ),
+        ]
+    compiled = frame[frame.section == "compile"]
+    if len(compiled):
+        lines += ["", "## Compile time", ""]
+        lines += [
+            "The exact program `make bench` builds for each pair (its grid, 5 seeds, the "
+            "problem's budget): every optimizer on one problem, then Adam on every problem, "
+            "until the time budget of this section is spent.",
+            "",
+            _table(
+                compiled.assign(
+                    compile_seconds=compiled.compile_seconds.map(lambda s: f"{s:.2f}"),
+                    seconds=compiled.seconds.map(lambda s: f"{s:.3f}"),
+                    share=(
+                        compiled.compile_seconds / (compiled.compile_seconds + compiled.seconds)
+                    ).map(lambda s: f"{s:.0%}"),
+                )[["case", "lanes", "compile_seconds", "seconds", "share"]].rename(
+                    columns={"seconds": "run_seconds"}
+                )
+            ),
+        ]
+    cache = frame[frame.section == "cache"]
+    if len(cache):
+        wide = cache.pivot_table(index="case", columns="impl", values="compile_seconds")
+        lines += ["", "### Persistent compilation cache", ""]
+        lines += [
+            "The same pairs compiled in two fresh processes sharing a `jax_compilation_cache_dir`"
+            ", first empty, then filled by the first.",
+            "",
+            _table(
+                pd.DataFrame(
+                    {
+                        "pair": wide.index,
+                        "cold s": wide["cache_cold"].map(lambda s: f"{s:.2f}"),
+                        "warm s": wide["cache_warm"].map(lambda s: f"{s:.2f}"),
+                        "cold / warm": (wide["cache_cold"] / wide["cache_warm"]).map(
+                            lambda s: f"{s:.1f}"
+                        ),
+                    }
+                )
+            ),
+        ]
+    analysis = Path(__file__).with_name("perf_analysis.md")
+    if analysis.exists():
+        lines += ["", analysis.read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig, path: Path) -> None:
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def plots(frame: pd.DataFrame, out: Path) -> None:
+    """perf_kernels.png, perf_scaling.png and perf_sweeps.png under `out`."""
+    kernels = frame[frame.section == "kernel"]
+    stream = frame[frame.section == "stream"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, layout in zip(axes[:2], ("flat", "pytree"), strict=True):
+        for case, color in (("sgd", "C0"), ("adam", "C1")):
+            for impl, style in (("ours", "-o"), ("optax", "--s")):
+                rows = kernels[(kernels.case == case) & (kernels.impl == impl)]
+                rows = rows[rows.layout == layout]
+                ax.loglog(
+                    rows["size"], 1e3 * rows.seconds, style, color=color, label=f"{case} {impl}"
+                )
+        ax.loglog(stream["size"], 1e3 * stream.seconds, ":", color="k", label="stream (8 B/param)")
+        ax.set(title=f"update kernel, {layout}", xlabel="parameters", ylabel="ms per step")
+        ax.legend(fontsize=8)
+    ratios = kernel_ratios(frame).dropna(subset=["ratio"])
+    for layout, marker in (("flat", "o"), ("pytree", "x")):
+        rows = ratios[ratios.layout == layout]
+        axes[2].scatter(rows["size"], rows.ratio, marker=marker, alpha=0.6, label=layout)
+    axes[2].axhline(1.0, color="k", lw=0.8)
+    axes[2].axhline(PARITY_LIMIT, color="r", lw=0.8, ls="--", label=f"{PARITY_LIMIT}")
+    axes[2].set(
+        xscale="log", yscale="log", title="ours / optax, every optimizer", xlabel="parameters"
+    )
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, out / "perf_kernels.png")
+
+    lanes = frame[frame.section == "lanes"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for case, rows in lanes.groupby("case"):
+        axes[0].loglog(rows.lanes, rows.seconds, "-o", label=case)
+        first = rows.iloc[0]
+        axes[0].loglog(rows.lanes, first.seconds * rows.lanes / first.lanes, ":", color="gray")
+    axes[0].set(title="our sweep: run time vs lanes (dotted: linear)", xlabel="lanes", ylabel="s")
+    axes[0].legend(fontsize=8)
+    ours = kernels[(kernels.impl == "ours") & (kernels.layout == "flat")]
+    for _, rows in ours.groupby("case"):
+        axes[1].loglog(rows["size"], 1e3 * rows.seconds, "-", lw=0.8, alpha=0.6)
+    axes[1].loglog(stream["size"], 1e3 * stream.seconds, ":", color="k", lw=2, label="stream")
+    axes[1].set(
+        title="update kernels (all optimizers, flat) vs parameters",
+        xlabel="parameters",
+        ylabel="ms per step",
+    )
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, out / "perf_scaling.png")
+
+    sweeps = sweep_ratios(frame)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if len(sweeps):
+        wide = sweeps.pivot_table(index="problem", columns="impl", values="steps_per_second")
+        wide.plot.bar(ax=ax, logy=True, rot=0)
+    ax.set(title="Adam steps per second, all lanes", ylabel="steps / s", xlabel="")
+    fig.tight_layout()
+    _save(fig, out / "perf_sweeps.png")
