@@ -87,7 +87,7 @@ def targets(frame: pd.DataFrame, facts: dict) -> list[tuple[str, str, bool | Non
                 f"{len(parity) - len(slow)} of {len(parity)} within; worst {worst.ratio:.2f} "
                 f"({worst.case}, {worst.layout}, {worst['size']:.0e}); median "
                 f"{parity['ratio'].median():.2f}" + (f"; above: {listed}" if listed else ""),
-                len(slow) == 0,
+                bool(len(slow) == 0),
             )
         )
     adam = ratios[(ratios.case == "adam") & (ratios.layout == "flat")]
@@ -103,7 +103,7 @@ def targets(frame: pd.DataFrame, facts: dict) -> list[tuple[str, str, bool | Non
                 f"{speedup:.2f}x: ours {_ms(row['ours'])} ms, optax {_ms(row['optax'])} ms, "
                 f"bound {_ms(bound)} ms (28 B/param at the streaming bandwidth); "
                 f"fusions ours {row['fusions_ours']:.0f}, optax {row['fusions_optax']:.0f}",
-                speedup >= ADAM_SPEEDUP,
+                bool(speedup >= ADAM_SPEEDUP),
             )
         )
     donation = frame[frame.section == "kernel_no_donation"]
@@ -135,7 +135,7 @@ def targets(frame: pd.DataFrame, facts: dict) -> list[tuple[str, str, bool | Non
                 (
                     f"vmapped sweep >= {goal:.0f}x optax Python loop, {rows.iloc[0]['problem']}",
                     f"{ratio:,.0f}x",
-                    ratio >= goal,
+                    bool(ratio >= goal),
                 )
             )
     torch_rows = sweeps[sweeps.impl == "torch"]
@@ -144,7 +144,7 @@ def targets(frame: pd.DataFrame, facts: dict) -> list[tuple[str, str, bool | Non
             (
                 f"vmapped sweep >= {TORCH_TARGET:.0f}x torch.optim, {r.problem}",
                 f"{r.ours_ratio:,.1f}x",
-                r.ours_ratio >= TORCH_TARGET,
+                bool(r.ours_ratio >= TORCH_TARGET),
             )
         )
     if not len(torch_rows):
@@ -166,7 +166,7 @@ def targets(frame: pd.DataFrame, facts: dict) -> list[tuple[str, str, bool | Non
             (
                 f"compile time at most {COMPILE_SHARE:.0%} of make bench",
                 text,
-                share <= COMPILE_SHARE,
+                bool(share <= COMPILE_SHARE),
             )
         )
     return result

@@ -1,0 +1,127 @@
+"""Smoke tests of the `make perf` code paths on tiny sizes; no timing is asserted."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import perf_compile, perf_kernels, perf_report, perf_sweeps
+from optimizers import OPTIMIZERS
+
+
+def test_pytree_layout_has_twenty_leaves_and_the_total():
+    params = perf_kernels.pytree_params(1_003, jax.random.PRNGKey(0))
+    assert len(params) == 20
+    assert sum(x.size for x in params.values()) == 1_003
+    assert len({x.size for x in params.values()}) > 1  # mixed sizes, not an even split
+
+
+def test_adam_kernel_traffic_is_28_bytes_per_parameter():
+    n = 1_000
+    params = jnp.linspace(-1.0, 1.0, n, dtype=jnp.float32)
+    grads = jnp.cos(params)
+    builds = {impl: perf_kernels.build(OPTIMIZERS["adam"], impl) for impl in ("ours", "optax")}
+    results = perf_kernels.time_kernels(builds, params, grads)
+    for result in results.values():
+        # Read params, grads, mu, nu and write params, mu, nu: 7 float32 arrays; the int32
+        # step count is read and written once (8 bytes).
+        assert result["bytes"] == 7 * 4 * n + 8
+        assert result["fusions"] >= 1
+        assert result["seconds"] > 0 and result["compile_seconds"] > 0
+
+
+def test_donated_kernel_steps_like_the_rule():
+    """Feeding outputs back (donation) takes the same steps as calling the rule directly."""
+    spec = OPTIMIZERS["momentum"]
+    opt, apply_updates = perf_kernels.build(spec, "ours")
+    params = jnp.arange(8.0, dtype=jnp.float32)
+    grads = jnp.ones(8, jnp.float32)
+    step = jax.jit(perf_kernels.kernel(opt, apply_updates), donate_argnums=(0, 1))
+    p, s = jnp.copy(params), opt.init(params)
+    for _ in range(3):
+        p, s = step(p, s, grads)
+    # momentum 0.9, lr 1e-3, constant gradient 1: traces 1, 1.9, 2.71 -> total step 5.61e-3.
+    np.testing.assert_allclose(p, params - 5.61e-3, rtol=0, atol=1e-6)  # float32 rounding
+
+
+def test_count_fusions_counts_the_entry_computation_only():
+    text = (
+        "%fused_computation (p: f32[4]) -> f32[4] {\n  ROOT %x = f32[4] fusion(%p)\n}\n"
+        "\nENTRY %main (a: f32[4]) -> f32[4] {\n"
+        "  %f.1 = f32[4]{0} fusion(%a), kind=kLoop\n"
+        "  ROOT %f.2 = f32[4]{0} fusion(%f.1), kind=kLoop\n}\n"
+    )
+    assert perf_kernels.count_fusions(text) == 2
+
+
+def test_interleaved_medians_runs_every_call_equally():
+    counts = {"a": 0, "b": 0}
+
+    def bump(name):
+        def call():
+            counts[name] += 1
+
+        return call
+
+    medians = perf_kernels.interleaved_medians({k: bump(k) for k in counts}, budget=0.0)
+    assert counts["a"] == counts["b"] == 5
+    assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
+
+
+@pytest.mark.parametrize("case", perf_sweeps.default_cases(quick=True), ids=lambda c: c.kind)
+def test_torch_twin_loss_equals_the_problem_loss(case):
+    torch = pytest.importorskip("torch")
+    params = case.problem.init(jax.random.PRNGKey(3))
+    expected = case.problem.loss(params, case.problem.data())
+    twin = perf_sweeps._torch_loss(case.kind, case.problem)
+    got = twin(jax.tree.map(lambda a: torch.tensor(np.asarray(a)), params))
+    # Same float32 formula, different summation order and log-sum-exp code: a few ulps.
+    np.testing.assert_allclose(float(got), float(expected), rtol=1e-5)
+
+
+def _row(**kw):
+    return dict(layout="flat", lanes=1, steps=np.nan, compile_seconds=0.0) | kw
+
+
+def test_report_ratios_and_targets_from_known_rows():
+    n = 10_000_000
+    rows = [
+        _row(section="stream", case="stream", impl="xla", size=n, seconds=1e-3, gbps=80.0),
+        _row(section="kernel", case="adam", impl="ours", size=n, seconds=4e-3, fusions=1),
+        _row(section="kernel", case="adam", impl="optax", size=n, seconds=6e-3, fusions=3),
+        _row(section="kernel", case="sgd", impl="ours", size=n, seconds=2.2e-3, fusions=1),
+        _row(section="kernel", case="sgd", impl="optax", size=n, seconds=2e-3, fusions=1),
+    ]
+    for impl, seconds, lanes in (("ours", 1.0, 512), ("optax_loop", 1.0, 1), ("torch", 8.0, 1)):
+        rows.append(
+            _row(section="sweep", case="rosenbrock_2d", impl=impl, lanes=lanes, steps=1000)
+            | dict(size=2, seconds=seconds, steps_per_second=lanes * 1000 / seconds)
+        )
+    frame = pd.DataFrame(rows)
+    by_target = {t: (m, ok) for t, m, ok in perf_report.targets(frame, {})}
+    parity = next(v for k, v in by_target.items() if k.startswith("every update"))
+    assert parity[1] is False and "sgd (flat, 1e+07): 1.10" in parity[0]  # 2.2 / 2.0
+    adam = next(v for k, v in by_target.items() if k.startswith("Adam"))
+    assert adam[1] is True and adam[0].startswith("1.50x")  # 6 / 4
+    assert "bound 3.5 ms" in adam[0]  # 28 B x 1e7 / 80 GB/s
+    loop = next(v for k, v in by_target.items() if "optax Python loop" in k)
+    assert loop == ("512x", False)  # 512 lanes in the time of one run
+    torch_target = next(v for k, v in by_target.items() if "torch" in k)
+    assert torch_target == ("4,096.0x", True)  # 512 x 8
+
+
+def test_recorded_bench_share(tmp_path):
+    runs = pd.DataFrame(
+        {
+            "problem": ["a", "a", "b"],
+            "optimizer": ["x", "x", "x"],
+            "compile_seconds": [2.0, 2.0, 1.0],  # one timing per pair, repeated per lane
+            "run_seconds": [0.5, 0.5, 0.5],
+        }
+    )
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    share = perf_compile.recorded_bench_share(tmp_path / "runs.csv")
+    assert share["pairs"] == 2
+    assert share["share"] == pytest.approx(3.0 / 4.0)
+    assert perf_compile.recorded_bench_share(tmp_path / "missing.csv") is None
