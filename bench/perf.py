@@ -88,6 +88,7 @@ def measure(quick: bool, log) -> tuple[pd.DataFrame, list[str], dict]:
 
     rows, notes = perf_kernels.run_kernels(sizes, names=names, log=log)
     rows += perf_kernels.donation_rows(["sgd", "adam"], sizes[-1])
+    rows += perf_kernels.multi_output_fusion_rows(["sgd", "adam"], sizes[-1])
     facts["load_after_kernels"] = load_average()
 
     cases = perf_sweeps.default_cases(quick)

@@ -8,6 +8,11 @@ on a donated float32 vector, timed at the same sizes in the same process, gives 
 bandwidth that traffic is compared with.
 """
 
+import json
+import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -105,9 +110,13 @@ def kernel(opt, apply_updates):
 
 
 def count_fusions(compiled_text: str) -> int:
-    """Fused kernels XLA launches from the entry computation (its passes over the data)."""
+    """Fused array loops launched from the entry computation: each is one pass over its data.
+
+    Fusions producing only scalars (the step count, bias corrections) are left out.
+    """
     entry = compiled_text[compiled_text.index("\nENTRY") :]
-    return entry.count(" fusion(")
+    shapes = re.findall(r"= (\(.*?\)|\S+) fusion\(", entry)
+    return sum(1 for shape in shapes if re.search(r"\[\d", shape))
 
 
 def compile_kernel(opt, apply_updates, params, grads, donate: bool = True) -> dict:
@@ -198,3 +207,31 @@ def donation_rows(names, n: int) -> list[dict]:
             row = dict(section="kernel_no_donation", case=name, impl=impl, layout="flat", size=n)
             rows.append(row | dict(lanes=1, **result))
     return rows
+
+
+# XLA:CPU fuses sibling loops into one multi-output loop only when asked to.
+MULTI_OUTPUT_FUSION_FLAGS = "--xla_backend_extra_options=xla_cpu_use_multi_output_fusion"
+
+
+def multi_output_fusion_rows(names, n: int) -> list[dict]:
+    """The flat kernels at size n in a fresh process with XLA:CPU multi-output fusion on.
+
+    XLA_FLAGS is read once per process, hence the subprocess; rows come back as JSON.
+    """
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {MULTI_OUTPUT_FUSION_FLAGS}".strip()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.perf_kernels", str(n), *names],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    return [row | {"section": "kernel_mof"} for row in rows if row["section"] == "kernel"]
+
+
+if __name__ == "__main__":
+    measured, _ = run_kernels((int(sys.argv[1]),), ("flat",), sys.argv[2:], log=lambda m: None)
+    for measured_row in measured:
+        print(json.dumps(measured_row))

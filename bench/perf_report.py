@@ -202,6 +202,41 @@ def kernel_table(frame: pd.DataFrame, size: int) -> str:
     return _table(pd.DataFrame(rows))
 
 
+def multi_output_fusion_section(frame: pd.DataFrame) -> list[str]:
+    """Default XLA flags against XLA:CPU multi-output fusion, same kernels, same size."""
+    mof = frame[frame.section == "kernel_mof"]
+    if not len(mof):
+        return []
+    default = frame[(frame.section == "kernel") & (frame.layout == "flat")]
+    rows = []
+    for r in mof.itertuples():
+        base = default[(default.case == r.case) & (default.impl == r.impl)]
+        base = base[base["size"] == r.size].iloc[0]
+        rows.append(
+            {
+                "optimizer": r.case,
+                "impl": r.impl,
+                "parameters": f"{r.size:.0e}",
+                "fusions default": f"{base.fusions:.0f}",
+                "ms default": _ms(base.seconds),
+                "fusions MOF": f"{r.fusions:.0f}",
+                "ms MOF": _ms(r.seconds),
+            }
+        )
+    return [
+        "",
+        "### XLA:CPU multi-output fusion",
+        "",
+        "The same flat kernels compiled in a second process with "
+        "`XLA_FLAGS=--xla_backend_extra_options=xla_cpu_use_multi_output_fusion` "
+        "(off by default): XLA may then merge sibling loops that read the same arrays "
+        "into one loop with several outputs. Timed in another process, so compare the "
+        "fusion counts more than the milliseconds.",
+        "",
+        _table(pd.DataFrame(rows)),
+    ]
+
+
 def markdown(frame: pd.DataFrame, notes: list[str], facts: dict) -> str:
     lines = ["# Performance", ""]
     lines += [
@@ -257,6 +292,7 @@ def markdown(frame: pd.DataFrame, notes: list[str], facts: dict) -> str:
             lines += ["", f"### {size:.0e} parameters", "", kernel_table(frame, size)]
     if notes:
         lines += ["", "Not timed or timed alone:", ""] + [f"- {n}" for n in notes]
+    lines += multi_output_fusion_section(frame)
     sweeps = sweep_ratios(frame)
     if len(sweeps):
         shown = sweeps.assign(

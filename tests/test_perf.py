@@ -45,11 +45,12 @@ def test_donated_kernel_steps_like_the_rule():
     np.testing.assert_allclose(p, params - 5.61e-3, rtol=0, atol=1e-6)  # float32 rounding
 
 
-def test_count_fusions_counts_the_entry_computation_only():
+def test_count_fusions_counts_array_loops_of_the_entry_computation():
     text = (
         "%fused_computation (p: f32[4]) -> f32[4] {\n  ROOT %x = f32[4] fusion(%p)\n}\n"
         "\nENTRY %main (a: f32[4]) -> f32[4] {\n"
-        "  %f.1 = f32[4]{0} fusion(%a), kind=kLoop\n"
+        "  %c = s32[] fusion(%n), kind=kLoop\n"
+        "  %f.1 = (f32[4]{0}, f32[4]{0}) fusion(%a), kind=kLoop\n"
         "  ROOT %f.2 = f32[4]{0} fusion(%f.1), kind=kLoop\n}\n"
     )
     assert perf_kernels.count_fusions(text) == 2
