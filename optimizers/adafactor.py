@@ -13,8 +13,8 @@ from optimizers.base import (
     check_same_tree,
     check_unit_interval,
     increment,
-    not_supported,
     value_at,
+    with_weight_decay,
 )
 
 
@@ -76,7 +76,7 @@ def adafactor(
         theta_t = theta_{t-1} - (u + wd_t * theta_{t-1})                (if weight_decay_rate)
 
     As in optax, b_t is computed from the step count in float32. Same arguments and
-    defaults as `optax.adafactor` (`weight_decay_mask` is not supported).
+    defaults as `optax.adafactor`.
 
     Reference: Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear
     Memory Cost", ICML 2018.
@@ -95,7 +95,6 @@ def adafactor(
         raise ValueError(
             f"min_dim_size_to_factor must be an int >= 0, got {min_dim_size_to_factor}"
         )
-    not_supported("weight_decay_mask", weight_decay_mask, None)
 
     def init(params):
         def placeholder(p):
@@ -176,8 +175,7 @@ def adafactor(
             u = jax.tree.map(lambda x, m: (1 - momentum) * x + momentum * m, u, state.momentum)
             buffer = jax.tree.map(lambda m: m.astype(dtype_momentum), u)
         if weight_decay_rate is not None:
-            decay_now = value_at(weight_decay_rate, state.count)
-            u = jax.tree.map(lambda x, p: x + decay_now * p, u, params)
+            u = with_weight_decay(u, params, weight_decay_rate, state.count, weight_decay_mask)
         updates = jax.tree.map(lambda x: -1 * x, u)
         return updates, AdafactorState(increment(state.count), v_row, v_col, v, buffer)
 

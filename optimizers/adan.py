@@ -10,12 +10,10 @@ from optimizers.base import (
     ScalarOrSchedule,
     cast_like,
     check_nonnegative,
-    check_same_tree,
     check_unit_interval,
     descend,
     increment,
-    not_supported,
-    value_at,
+    with_weight_decay,
     zeros_like,
 )
 
@@ -49,7 +47,7 @@ def adan(
         theta_t = theta_{t-1} - lr_t * (u_t + wd_t * theta_{t-1})
 
     where xhat_t = x_t / (1 - b^t) with each average's own b. Same arguments and
-    defaults as `optax.adan` (`mask` is not supported).
+    defaults as `optax.adan`; `mask` limits the weight decay to some leaves.
 
     Reference: Xie et al., "Adan: Adaptive Nesterov Momentum Algorithm for Faster
     Optimizing Deep Models", arXiv:2208.06677, 2022.
@@ -61,7 +59,6 @@ def adan(
     check_nonnegative("eps", eps)
     check_nonnegative("eps_root", eps_root)
     check_nonnegative("weight_decay", weight_decay)
-    not_supported("mask", mask, None)
 
     def init(params):
         zeros = zeros_like(params)
@@ -69,9 +66,6 @@ def adan(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("adan needs params for its weight decay")
-        check_same_tree(grads, params, "grads", "params")
         first = state.count == 0
         diff = jax.tree.map(
             lambda g, p: jnp.where(first, jnp.zeros_like(g), g - p), grads, state.previous_grad
@@ -83,17 +77,19 @@ def adan(
         )
         t = increment(state.count)
         c1, c2, c3 = 1 - b1**t, 1 - b2**t, 1 - b3**t
-        decay = value_at(weight_decay, state.count)
 
-        def direction(m, v, n, p):
+        def scaled(m, v, n):
             mhat, vhat, nhat = (
                 m / c1.astype(m.dtype),
                 v / c2.astype(v.dtype),
                 n / c3.astype(n.dtype),
             )
-            return (mhat + (1 - b2) * vhat) / (jnp.sqrt(nhat + eps_root) + eps) + decay * p
+            return (mhat + (1 - b2) * vhat) / (jnp.sqrt(nhat + eps_root) + eps)
 
-        updates = descend(learning_rate, state.count, jax.tree.map(direction, m, v, n, params))
+        direction = with_weight_decay(
+            jax.tree.map(scaled, m, v, n), params, weight_decay, state.count, mask
+        )
+        updates = descend(learning_rate, state.count, direction)
         new_state = AdanState(
             t, cast_like(m, state.m), cast_like(v, state.v), cast_like(n, state.n), grads
         )

@@ -1,17 +1,16 @@
 """LAMB: Adam with a layer-wise trust ratio."""
 
 import jax
+import jax.numpy as jnp
 
 from optimizers.adam import AdamState, adam
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
     check_nonnegative,
-    check_same_tree,
     descend,
-    not_supported,
     trust_ratio_scale,
-    value_at,
+    with_weight_decay,
 )
 
 
@@ -32,15 +31,14 @@ def lamb(
         r_t     = ||theta_{t-1}|| / ||u_t||        (per leaf; 1 where a norm is 0)
         theta_t = theta_{t-1} - lr_t * r_t * u_t
 
-    Same arguments and defaults as `optax.lamb` (`mask` is not supported). The state
-    is Adam's.
+    Same arguments and defaults as `optax.lamb`; `mask` (a tree of bools or a function
+    of the params) limits the weight decay to some leaves. The state is Adam's.
 
     Reference: You et al., "Large Batch Optimization for Deep Learning: Training BERT
     in 76 minutes", ICLR 2020.
     """
     check_nonnegative("learning_rate", learning_rate)
     check_nonnegative("weight_decay", weight_decay)
-    not_supported("mask", mask, None)
     # Adam with a unit learning rate returns -direction exactly (a product by 1.0).
     moments = adam(1.0, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
@@ -49,12 +47,9 @@ def lamb(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("lamb needs params for its trust ratio")
-        check_same_tree(grads, params, "grads", "params")
         negated, new_state = moments.update(grads, state)
-        decay = value_at(weight_decay, state.count)
-        direction = jax.tree.map(lambda n, p: -n + decay * p, negated, params)
+        direction = jax.tree.map(jnp.negative, negated)
+        direction = with_weight_decay(direction, params, weight_decay, state.count, mask)
         direction = jax.tree.map(trust_ratio_scale, direction, params)
         return descend(learning_rate, state.count, direction), new_state
 

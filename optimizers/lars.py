@@ -10,13 +10,12 @@ from optimizers.base import (
     ScalarOrSchedule,
     cast_like,
     check_nonnegative,
-    check_same_tree,
     check_unit_interval,
     descend,
     increment,
     not_supported,
     trust_ratio_scale,
-    value_at,
+    with_weight_decay,
     zeros_like,
 )
 
@@ -47,8 +46,8 @@ def lars(
 
     As in `optax.lars` the learning rate scales the step before the momentum buffer,
     so the buffer holds parameter-space steps. The trust ratio is 1 where a norm is 0.
-    Same arguments and defaults as `optax.lars`; only the all-leaves masks (True) are
-    supported.
+    Same arguments and defaults as `optax.lars`; `weight_decay_mask` limits the decay to
+    some leaves, while only the all-leaves `trust_ratio_mask` (True) is supported.
 
     Reference: You, Gitman & Ginsburg, "Large Batch Training of Convolutional Networks",
     arXiv:1708.03888, 2017.
@@ -58,7 +57,6 @@ def lars(
     check_nonnegative("trust_coefficient", trust_coefficient)
     check_nonnegative("eps", eps)
     check_unit_interval("momentum", momentum)
-    not_supported("weight_decay_mask", weight_decay_mask, True)
     not_supported("trust_ratio_mask", trust_ratio_mask, True)
 
     def init(params):
@@ -66,11 +64,7 @@ def lars(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("lars needs params for its trust ratio")
-        check_same_tree(grads, params, "grads", "params")
-        decay = value_at(weight_decay, state.count)
-        direction = jax.tree.map(lambda g, p: g + decay * p, grads, params)
+        direction = with_weight_decay(grads, params, weight_decay, state.count, weight_decay_mask)
         direction = jax.tree.map(
             lambda u, p: trust_ratio_scale(u, p, trust_coefficient=trust_coefficient, eps=eps),
             direction,

@@ -10,12 +10,10 @@ from optimizers.base import (
     ScalarOrSchedule,
     cast_like,
     check_nonnegative,
-    check_same_tree,
     check_unit_interval,
     descend,
     increment,
-    not_supported,
-    value_at,
+    with_weight_decay,
     zeros_like,
 )
 
@@ -42,7 +40,7 @@ def lion(
         theta_t = theta_{t-1} - lr_t * (c_t + wd_t * theta_{t-1})
 
     Same arguments and defaults as `optax.lion` (weight decay 1e-3, applied to all
-    leaves; `mask` is not supported).
+    leaves unless `mask`, a tree of bools or a function of the params, says otherwise).
 
     Reference: Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023.
     """
@@ -50,20 +48,15 @@ def lion(
     check_unit_interval("b1", b1)
     check_unit_interval("b2", b2)
     check_nonnegative("weight_decay", weight_decay)
-    not_supported("mask", mask, None)
 
     def init(params):
         return LionState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params, mu_dtype))
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("lion needs params for its weight decay")
-        check_same_tree(grads, params, "grads", "params")
         sign = jax.tree.map(lambda g, m: jnp.sign((1.0 - b1) * g + b1 * m), grads, state.mu)
         mu = jax.tree.map(lambda g, m: (1 - b2) * g + b2 * m, grads, state.mu)
-        decay = value_at(weight_decay, state.count)
-        direction = jax.tree.map(lambda c, p: c + decay * p, sign, params)
+        direction = with_weight_decay(sign, params, weight_decay, state.count, mask)
         new_state = LionState(count=increment(state.count), mu=cast_like(mu, state.mu))
         return descend(learning_rate, state.count, direction), new_state
 
