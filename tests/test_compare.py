@@ -8,6 +8,9 @@ import pytest
 
 from bench.cli import main
 from bench.compare import Tolerance, compare_folders, moved_mask, parse_tolerances
+from bench.records import runs_frame
+from bench.runner import run_sweep
+from optimizers import adam
 
 
 def runs_table():
@@ -185,3 +188,24 @@ def test_compare_folders_returns_every_moved_value(tmp_path):
         ("best_loss", 2.0, 4.0),
     ]
     assert moves[0].relative_change == pytest.approx(1.0)
+
+
+def sweep_folder(folder, factory):
+    """runs.csv of a short float64 Rosenbrock sweep with `factory`, labelled "adam"."""
+    result = run_sweep("rosenbrock_2d", factory, [1e-2, 1e-1], seeds=2, steps=25, dtype="float64")
+    return write(folder, runs_frame(result).assign(optimizer="adam"))
+
+
+def test_identical_runs_pass_and_a_perturbed_optimizer_fails(tmp_path, capsys):
+    base = sweep_folder(tmp_path / "base", adam)
+    assert main(["compare", base, sweep_folder(tmp_path / "again", adam)]) == 0
+    capsys.readouterr()
+
+    def perturbed_adam(learning_rate):
+        return adam(learning_rate, b1=0.9 + 1e-3)  # a tenth of a percent off the default
+
+    assert main(["compare", base, sweep_folder(tmp_path / "perturbed", perturbed_adam)]) == 1
+    out = capsys.readouterr().out
+    moved = {line.split()[5] for line in out.splitlines() if line.startswith("runs.csv")}
+    assert {"final_loss", "final_suboptimality", "final_grad_norm"} <= moved
+    assert "(problem, optimizer) pairs" in out
