@@ -144,7 +144,8 @@ def adafactor(
             raise ValueError("adafactor needs params for its parameter scale and weight decay")
         check_same_tree(grads, params, "grads", "params")
         k = jnp.array(state.count - decay_offset + 1, jnp.float32)
-        decay = 1.0 - k ** (-decay_rate)
+        # In float32, as optax (a Python float decay_rate is weakly typed), also when traced.
+        decay = 1.0 - k ** (-jnp.asarray(decay_rate, jnp.float32))
         structure = jax.tree.structure(grads)
         results = [
             scaled_by_second_moment(g, r, c, v, decay)

@@ -10,6 +10,7 @@ from optimizers.base import (
     ScalarOrSchedule,
     cast_like,
     check_nonnegative,
+    check_same_tree,
     check_unit_interval,
     descend,
     increment,
@@ -66,6 +67,8 @@ def adan(
 
     def update(grads, state, params=None, **extra):
         del extra
+        if params is not None:
+            check_same_tree(grads, params, "grads", "params")
         first = state.count == 0
         diff = jax.tree.map(
             lambda g, p: jnp.where(first, jnp.zeros_like(g), g - p), grads, state.previous_grad

@@ -8,6 +8,7 @@ from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
     check_nonnegative,
+    check_same_tree,
     descend,
     trust_ratio_scale,
     with_weight_decay,
@@ -47,6 +48,8 @@ def lamb(
 
     def update(grads, state, params=None, **extra):
         del extra
+        if params is not None:
+            check_same_tree(grads, params, "grads", "params")
         negated, new_state = moments.update(grads, state)
         direction = jax.tree.map(jnp.negative, negated)
         direction = with_weight_decay(direction, params, weight_decay, state.count, mask)

@@ -10,6 +10,7 @@ from optimizers.base import (
     ScalarOrSchedule,
     cast_like,
     check_nonnegative,
+    check_same_tree,
     check_unit_interval,
     descend,
     increment,
@@ -64,6 +65,8 @@ def lars(
 
     def update(grads, state, params=None, **extra):
         del extra
+        if params is not None:
+            check_same_tree(grads, params, "grads", "params")
         direction = with_weight_decay(grads, params, weight_decay, state.count, weight_decay_mask)
         direction = jax.tree.map(
             lambda u, p: trust_ratio_scale(u, p, trust_coefficient=trust_coefficient, eps=eps),

@@ -57,6 +57,9 @@ def _two_loop(grads, param_diffs, grad_diffs, rhos, gamma, oldest):
     """
     memory_size = rhos.shape[0]
     order = (oldest + jnp.arange(memory_size)) % memory_size
+    # optax keeps rho in JAX's default float type (float64 once x64 is on) and so forms
+    # the products with it there; doing the same keeps float32 runs equal to optax's.
+    rhos = rhos.astype(jax.dtypes.canonicalize_dtype(jnp.float64))
 
     def newest_first(q, i):
         s, y = jax.tree.map(lambda m: m[i], (param_diffs, grad_diffs))
@@ -362,8 +365,7 @@ def lbfgs(
             grads=zeros_like(params),
             param_diffs=memory,
             grad_diffs=memory,
-            # In JAX's default float type, as optax: float64 once x64 is enabled.
-            rhos=jnp.zeros(memory_size),
+            rhos=jnp.zeros(memory_size, dtype),
             stepsize=jnp.ones([], dtype),
         )
 

@@ -10,6 +10,7 @@ from optimizers.base import (
     ScalarOrSchedule,
     cast_like,
     check_nonnegative,
+    check_same_tree,
     check_unit_interval,
     descend,
     increment,
@@ -54,6 +55,8 @@ def lion(
 
     def update(grads, state, params=None, **extra):
         del extra
+        if params is not None:
+            check_same_tree(grads, params, "grads", "params")
         sign = jax.tree.map(lambda g, m: jnp.sign((1.0 - b1) * g + b1 * m), grads, state.mu)
         mu = jax.tree.map(lambda g, m: (1 - b2) * g + b2 * m, grads, state.mu)
         direction = with_weight_decay(sign, params, weight_decay, state.count, mask)
