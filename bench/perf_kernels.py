@@ -28,13 +28,13 @@ LEARNING_RATE = 1e-3
 PYTREE_LEAVES = 20
 
 
-def median_seconds(call: Callable[[], object], budget: float = 0.25, max_reps: int = 50) -> float:
+def median_seconds(call: Callable[[], object], budget: float = 0.2, max_reps: int = 50) -> float:
     """Median wall time of `call()` (which must block until its result is ready)."""
     return interleaved_medians({"call": call}, budget, max_reps)["call"]
 
 
 def interleaved_medians(
-    calls: dict[str, Callable[[], object]], budget: float = 0.25, max_reps: int = 50
+    calls: dict[str, Callable[[], object]], budget: float = 0.2, max_reps: int = 50
 ) -> dict[str, float]:
     """Median wall time of each call, timed in turn so that load changes hit all alike.
 
@@ -167,6 +167,11 @@ def run_kernels(sizes, layouts=("flat", "pytree"), names=None, log=print) -> tup
             dict(section="stream", case="stream", impl="xla", layout="flat", size=n, lanes=1)
             | {"seconds": stream[n], "bytes": 8 * n, "gbps": 8 * n / stream[n] / 1e9}
         )
+    inputs = {}
+    for layout in layouts:
+        for n in sizes:
+            params = make_params(layout, n, jax.random.PRNGKey(0))
+            inputs[layout, n] = params, jax.tree.map(lambda p: 1e-2 * jnp.cos(p), params)
     for name in names:
         spec = OPTIMIZERS[name]
         if spec.needs_value_fn:
@@ -177,8 +182,7 @@ def run_kernels(sizes, layouts=("flat", "pytree"), names=None, log=print) -> tup
             notes.append(f"{name}: optax has no `{spec.optax_name}` alias, ours timed alone")
         for layout in layouts:
             for n in sizes:
-                params = make_params(layout, n, jax.random.PRNGKey(0))
-                grads = jax.tree.map(lambda p: 1e-2 * jnp.cos(p), params)
+                params, grads = inputs[layout, n]
                 try:
                     results = time_kernels({i: build(spec, i) for i in impls}, params, grads)
                 except Exception as error:  # a rule in progress must not stop the report
