@@ -107,7 +107,7 @@ def test_report_ratios_and_targets_from_known_rows():
     assert adam[1] is True and adam[0].startswith("1.50x")  # 6 / 4
     assert "bound 3.5 ms" in adam[0]  # 28 B x 1e7 / 80 GB/s
     loop = next(v for k, v in by_target.items() if "optax Python loop" in k)
-    assert loop == ("512x", False)  # 512 lanes in the time of one run
+    assert loop == ("512.0x", False)  # 512 lanes in the time of one run
     torch_target = next(v for k, v in by_target.items() if "torch" in k)
     assert torch_target == ("4,096.0x", True)  # 512 x 8
 
