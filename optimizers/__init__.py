@@ -16,24 +16,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
 import numpy as np
 
 from optimizers import schedules, transforms
+from optimizers.adabelief import adabelief
+from optimizers.adadelta import adadelta
 from optimizers.adafactor import adafactor
-from optimizers.adam import adam
+from optimizers.adagrad import adagrad
+from optimizers.adam import adam, adamw, nadam, nadamw
+from optimizers.adamax import adamax, adamaxw
 from optimizers.adan import adan
-from optimizers.base import Optimizer, apply_updates
+from optimizers.amsgrad import amsgrad
+from optimizers.base import Optimizer, apply_updates, check_nonnegative
 from optimizers.fromage import fromage
+from optimizers.heavy_ball import heavy_ball
 from optimizers.lamb import lamb
 from optimizers.lars import lars
 from optimizers.lbfgs import lbfgs
 from optimizers.lion import lion
 from optimizers.newton import newton
+from optimizers.noisy_sgd import noisy_sgd
 from optimizers.novograd import novograd
 from optimizers.optimistic import optimistic_adam, optimistic_adam_v2, optimistic_gradient_descent
+from optimizers.polyak_sgd import polyak_sgd
+from optimizers.radam import radam
+from optimizers.rmsprop import rmsprop
 from optimizers.rprop import rprop
 from optimizers.sgd import sgd
+from optimizers.sign_sgd import sign_sgd, signum
 from optimizers.sm3 import sm3
+from optimizers.yogi import yogi
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,10 @@ class OptimizerSpec:
     needs_value_fn: bool = False
     # True where the rule needs a full-batch (deterministic) gradient.
     deterministic_only: bool = False
+    # Further option sets, each applied over test_hparams, that the parity tests also check.
+    test_variants: tuple[dict[str, Any], ...] = ()
+    # The optax alias's argument that `factory` takes as learning_rate (see polyak_sgd).
+    learning_rate_arg: str = "learning_rate"
 
 
 def log_grid(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
@@ -63,6 +80,26 @@ def log_grid(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
 
 
 LR_GRID = log_grid(1e-4, 1.0)
+
+
+def polyak_sgd_by_scaling(learning_rate, **hparams):
+    """polyak_sgd with `scaling`, the learning rate of its inner SGD step, as learning_rate.
+
+    optax.polyak_sgd has no argument named learning_rate; the benchmark sweeps this one.
+    """
+    check_nonnegative("learning_rate", learning_rate)
+    return polyak_sgd(scaling=learning_rate, **hparams)
+
+
+def _matrices_only(params):
+    """A weight-decay mask for the parity tests: decay leaves of rank >= 2 only."""
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def _decaying_weight_decay(count):
+    """A weight-decay schedule for the parity tests."""
+    return 0.05 * 0.99**count
+
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "sgd": OptimizerSpec(sgd, LR_GRID, optax_name="sgd"),
@@ -76,6 +113,112 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     ),
     "adam": OptimizerSpec(
         adam, LR_GRID, test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-6}, optax_name="adam"
+    ),
+    # Part A: SGD variants and the Adam-like adaptive rules.
+    "heavy_ball": OptimizerSpec(heavy_ball, LR_GRID, {"momentum": 0.9}),
+    "noisy_sgd": OptimizerSpec(
+        noisy_sgd,
+        LR_GRID,
+        test_hparams={"eta": 0.02, "gamma": 0.6, "key": 7},
+        optax_name="noisy_sgd",
+    ),
+    "sign_sgd": OptimizerSpec(sign_sgd, LR_GRID, optax_name="sign_sgd"),
+    "signum": OptimizerSpec(signum, LR_GRID, test_hparams={"beta": 0.8}, optax_name="signum"),
+    "polyak_sgd": OptimizerSpec(
+        polyak_sgd_by_scaling,
+        log_grid(1e-2, 10.0),
+        test_hparams={"max_learning_rate": 0.8, "f_min": 11.0, "eps": 1e-3},
+        optax_name="polyak_sgd",
+        needs_value_fn=True,
+        test_variants=({"variant": "sps+", "f_min": 12.0},),
+        learning_rate_arg="scaling",
+    ),
+    "adagrad": OptimizerSpec(
+        adagrad,
+        log_grid(1e-3, 10.0),
+        test_hparams={"initial_accumulator_value": 0.3, "eps": 1e-5},
+        optax_name="adagrad",
+    ),
+    "rmsprop": OptimizerSpec(
+        rmsprop,
+        LR_GRID,
+        test_hparams={"decay": 0.8, "eps": 1e-6, "initial_scale": 0.2},
+        optax_name="rmsprop",
+        test_variants=(
+            {"centered": True},
+            {"momentum": 0.6},
+            {"momentum": 0.6, "nesterov": True},
+            {"eps_in_sqrt": False, "bias_correction": True},
+            {
+                "centered": True,
+                "eps_in_sqrt": False,
+                "bias_correction": True,
+                "momentum": 0.6,
+                "nesterov": True,
+            },
+        ),
+    ),
+    "adadelta": OptimizerSpec(
+        adadelta,
+        log_grid(1e-2, 100.0),
+        test_hparams={"rho": 0.8, "eps": 1e-3, "weight_decay": 0.01},
+        optax_name="adadelta",
+        test_variants=({"weight_decay_mask": _matrices_only},),
+    ),
+    "adamw": OptimizerSpec(
+        adamw,
+        LR_GRID,
+        test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-6, "eps_root": 1e-9, "weight_decay": 0.05},
+        optax_name="adamw",
+        test_variants=(
+            {"mask": _matrices_only},
+            {"mask": {"w": True, "b": False, "s": True}},
+            {"weight_decay": _decaying_weight_decay, "mu_dtype": "float32"},
+        ),
+    ),
+    "nadam": OptimizerSpec(
+        nadam, LR_GRID, test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-6}, optax_name="nadam"
+    ),
+    "nadamw": OptimizerSpec(
+        nadamw,
+        LR_GRID,
+        test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-6, "weight_decay": 0.05},
+        optax_name="nadamw",
+        test_variants=({"mask": _matrices_only},),
+    ),
+    "adamax": OptimizerSpec(
+        adamax, LR_GRID, test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-6}, optax_name="adamax"
+    ),
+    "adamaxw": OptimizerSpec(
+        adamaxw,
+        LR_GRID,
+        test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-6, "weight_decay": 0.05},
+        optax_name="adamaxw",
+        test_variants=({"mask": _matrices_only},),
+    ),
+    "amsgrad": OptimizerSpec(
+        amsgrad,
+        LR_GRID,
+        test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-6, "eps_root": 1e-9},
+        optax_name="amsgrad",
+        test_variants=({"bias_correction_mu": False, "bias_correction_nu": False},),
+    ),
+    "radam": OptimizerSpec(
+        radam,
+        LR_GRID,
+        test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-6, "threshold": 4.0},
+        optax_name="radam",
+        test_variants=({"nesterov": True},),
+    ),
+    "adabelief": OptimizerSpec(
+        adabelief,
+        LR_GRID,
+        test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-8, "eps_root": 1e-10},
+        optax_name="adabelief",
+        test_variants=({"nesterov": True},),
+    ),
+    "yogi": OptimizerSpec(
+        yogi, LR_GRID, test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-4}, optax_name="yogi"
     ),
     # Part B: sign, trust-ratio, factored, optimistic and second-order rules.
     "lion": OptimizerSpec(
@@ -189,23 +332,40 @@ __all__ = [
     "OPTIMIZERS",
     "Optimizer",
     "OptimizerSpec",
+    "adabelief",
+    "adadelta",
     "adafactor",
+    "adagrad",
     "adam",
+    "adamax",
+    "adamaxw",
+    "adamw",
     "adan",
+    "amsgrad",
     "apply_updates",
     "fromage",
+    "heavy_ball",
     "lamb",
     "lars",
     "lbfgs",
     "lion",
+    "nadam",
+    "nadamw",
     "newton",
+    "noisy_sgd",
     "novograd",
     "optimistic_adam",
     "optimistic_adam_v2",
     "optimistic_gradient_descent",
+    "polyak_sgd",
+    "radam",
+    "rmsprop",
     "rprop",
     "schedules",
     "sgd",
+    "sign_sgd",
+    "signum",
     "sm3",
     "transforms",
+    "yogi",
 ]

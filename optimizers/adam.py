@@ -1,4 +1,4 @@
-"""Adam: adaptive moment estimation."""
+"""Adam and its variants: AdamW (decoupled weight decay), NAdam and NAdamW (Nesterov)."""
 
 from typing import Any, NamedTuple
 
@@ -14,6 +14,7 @@ from optimizers.base import (
     check_unit_interval,
     descend,
     increment,
+    with_weight_decay,
     zeros_like,
 )
 
@@ -22,6 +23,45 @@ class AdamState(NamedTuple):
     count: jax.Array  # int32 number of updates taken
     mu: Any  # first moment m, in mu_dtype when given
     nu: Any  # second moment v
+
+
+def _check_adam(learning_rate, b1, b2, eps, eps_root):
+    check_nonnegative("learning_rate", learning_rate)
+    check_unit_interval("b1", b1)
+    check_unit_interval("b2", b2)
+    check_nonnegative("eps", eps)
+    check_nonnegative("eps_root", eps_root)
+
+
+def _init_adam(params, mu_dtype):
+    return AdamState(
+        count=jnp.zeros([], jnp.int32), mu=zeros_like(params, mu_dtype), nu=zeros_like(params)
+    )
+
+
+def _adam_direction(grads, state, b1, b2, eps, eps_root, nesterov):
+    """mhat / (sqrt(vhat + eps_root) + eps) and the new state: the body of every Adam."""
+    t = increment(state.count)
+    mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
+    nu = jax.tree.map(lambda g, v: (1 - b2) * g**2 + b2 * v, grads, state.nu)
+    # Bias corrections are computed in the counter's float type, then cast to
+    # the moment's dtype, so that b^t does not round to 1 in low precision.
+    correction1, correction2 = 1 - b1**t, 1 - b2**t
+    if nesterov:
+        correction1_next = 1 - b1 ** increment(t)
+        mhat = jax.tree.map(
+            lambda m, g: (
+                b1 * (m / correction1_next.astype(m.dtype))
+                + (1 - b1) * (g / correction1.astype(g.dtype))
+            ),
+            mu,
+            grads,
+        )
+    else:
+        mhat = jax.tree.map(lambda m: m / correction1.astype(m.dtype), mu)
+    vhat = jax.tree.map(lambda v: v / correction2.astype(v.dtype), nu)
+    direction = jax.tree.map(lambda m, v: m / (jnp.sqrt(v + eps_root) + eps), mhat, vhat)
+    return direction, AdamState(count=t, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu))
 
 
 def adam(
@@ -51,44 +91,109 @@ def adam(
     References: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015;
     Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_nonnegative("eps", eps)
-    check_nonnegative("eps_root", eps_root)
+    _check_adam(learning_rate, b1, b2, eps, eps_root)
 
     def init(params):
-        return AdamState(
-            count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params, mu_dtype),
-            nu=zeros_like(params),
-        )
+        return _init_adam(params, mu_dtype)
 
     def update(grads, state, params=None, **extra):
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
-        t = increment(state.count)
-        mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
-        nu = jax.tree.map(lambda g, v: (1 - b2) * g**2 + b2 * v, grads, state.nu)
-        # Bias corrections are computed in the counter's float type, then cast to
-        # the moment's dtype, so that b^t does not round to 1 in low precision.
-        correction1, correction2 = 1 - b1**t, 1 - b2**t
-        if nesterov:
-            correction1_next = 1 - b1 ** increment(t)
-            mhat = jax.tree.map(
-                lambda m, g: (
-                    b1 * (m / correction1_next.astype(m.dtype))
-                    + (1 - b1) * (g / correction1.astype(g.dtype))
-                ),
-                mu,
-                grads,
-            )
-        else:
-            mhat = jax.tree.map(lambda m: m / correction1.astype(m.dtype), mu)
-        vhat = jax.tree.map(lambda v: v / correction2.astype(v.dtype), nu)
-        direction = jax.tree.map(lambda m, v: m / (jnp.sqrt(v + eps_root) + eps), mhat, vhat)
-        new_state = AdamState(count=t, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu))
+        direction, new_state = _adam_direction(grads, state, b1, b2, eps, eps_root, nesterov)
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+def adamw(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any | None = None,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Any = None,
+    *,
+    nesterov: bool = False,
+) -> Optimizer:
+    r"""AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019).
+
+    With m_t, v_t, mhat_t and vhat_t as in `adam` and weight decay wd_t:
+
+        theta_t = theta_{t-1} - lr_t * (mhat_t / (sqrt(vhat_t + eps_root) + eps)
+                                        + wd_t * theta_{t-1})
+
+    The decay is scaled by the learning rate but not by Adam's preconditioner.
+    `weight_decay` may be a schedule; `mask` (a tree of bools shaped like the params
+    or a prefix of it, or a function of the params returning one) selects the leaves
+    that decay. Same arguments and defaults as `optax.adamw`.
+
+    References: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019;
+    Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+    """
+    _check_adam(learning_rate, b1, b2, eps, eps_root)
+    check_nonnegative("weight_decay", weight_decay)
+
+    def init(params):
+        return _init_adam(params, mu_dtype)
+
+    def update(grads, state, params=None, **extra):
+        del extra
+        if params is not None:
+            check_same_tree(grads, params, "grads", "params")
+        direction, new_state = _adam_direction(grads, state, b1, b2, eps, eps_root, nesterov)
+        direction = with_weight_decay(direction, params, weight_decay, state.count, mask)
+        return descend(learning_rate, state.count, direction), new_state
+
+    return Optimizer(init, update)
+
+
+def nadam(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any | None = None,
+    *,
+    nesterov: bool = True,
+) -> Optimizer:
+    r"""NAdam: `adam` with Nesterov momentum (Dozat, 2016), as `optax.nadam`.
+
+        mhat_t  = b1 * m_t / (1 - b1^(t+1)) + (1 - b1) * g_t / (1 - b1^t)
+        theta_t = theta_{t-1} - lr_t * mhat_t / (sqrt(vhat_t + eps_root) + eps)
+
+    with m_t, v_t and vhat_t as in `adam`.
+
+    Reference: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
+    """
+    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
+
+
+def nadamw(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any | None = None,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Any = None,
+    *,
+    nesterov: bool = True,
+) -> Optimizer:
+    r"""NAdamW: `adamw` with Nesterov momentum, as `optax.nadamw`.
+
+        theta_t = theta_{t-1} - lr_t * (mhat_t / (sqrt(vhat_t + eps_root) + eps)
+                                        + wd_t * theta_{t-1})
+
+    with the Nesterov mhat_t of `nadam`.
+
+    References: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016;
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+    """
+    return adamw(
+        learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=nesterov
+    )

@@ -73,8 +73,11 @@ def trajectory(opt, params, steps=STEPS, needs_value_fn=False):
 def build(name, reference, **overrides):
     spec = OPTIMIZERS[name]
     kwargs = {"learning_rate": 0.05, **spec.test_hparams, **overrides}
-    factory = getattr(optax, spec.optax_name) if reference else spec.factory
-    return factory(**kwargs)
+    if not reference:
+        return spec.factory(**kwargs)
+    # The registry's factory takes as learning_rate what optax may name otherwise.
+    kwargs[spec.learning_rate_arg] = kwargs.pop("learning_rate")
+    return getattr(optax, spec.optax_name)(**kwargs)
 
 
 def assert_trajectories_match(ours, theirs, dtype):
@@ -93,6 +96,23 @@ def test_per_step_parity(name, dtype):
     params, extra = initial_params(dtype, name), OPTIMIZERS[name].needs_value_fn
     ours = trajectory(build(name, reference=False), params, needs_value_fn=extra)
     theirs = trajectory(build(name, reference=True), params, needs_value_fn=extra)
+    assert_trajectories_match(ours, theirs, dtype)
+
+
+# Option sets (centered, momentum, masks, ...) each registry entry also wants checked.
+VARIANTS = [
+    pytest.param(name, variant, id=f"{name}-{i}-{'+'.join(variant)}")
+    for name in WITH_OPTAX
+    for i, variant in enumerate(OPTIMIZERS[name].test_variants)
+]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize(("name", "variant"), VARIANTS)
+def test_per_step_parity_of_option_variants(name, variant, dtype):
+    params, extra = initial_params(dtype, name), OPTIMIZERS[name].needs_value_fn
+    ours = trajectory(build(name, False, **variant), params, needs_value_fn=extra)
+    theirs = trajectory(build(name, True, **variant), params, needs_value_fn=extra)
     assert_trajectories_match(ours, theirs, dtype)
 
 

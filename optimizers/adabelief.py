@@ -1,0 +1,91 @@
+"""AdaBelief: Adam with the variance of the gradient around its moving average."""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from optimizers.base import (
+    Optimizer,
+    ScalarOrSchedule,
+    cast_like,
+    check_nonnegative,
+    check_same_tree,
+    check_unit_interval,
+    descend,
+    increment,
+    zeros_like,
+)
+
+
+class AdabeliefState(NamedTuple):
+    count: jax.Array  # int32 number of updates taken
+    mu: Any  # first moment m
+    nu: Any  # second central moment s (eps_root included)
+
+
+def adabelief(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nesterov: bool = False,
+) -> Optimizer:
+    r"""AdaBelief (Zhuang et al., 2020).
+
+    For step t = 1, 2, ... with gradient g_t:
+
+        m_t     = b1 * m_{t-1} + (1 - b1) * g_t
+        s_t     = b2 * s_{t-1} + (1 - b2) * (g_t - m_t)^2 + eps_root
+        mhat_t  = m_t / (1 - b1^t)
+        mhat_t  = b1 * m_t / (1 - b1^(t+1)) + (1 - b1) * g_t / (1 - b1^t)   (nesterov=True)
+        shat_t  = s_t / (1 - b2^t)
+        theta_t = theta_{t-1} - lr_t * mhat_t / (sqrt(shat_t) + eps)
+
+    eps_root is added to the stored s_t every step, as in `optax.adabelief`, whose
+    arguments and defaults this factory shares (the paper's are eps=1e-8, eps_root=0).
+
+    Reference: Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief
+    in Observed Gradients", NeurIPS 2020.
+    """
+    check_nonnegative("learning_rate", learning_rate)
+    check_unit_interval("b1", b1)
+    check_unit_interval("b2", b2)
+    check_nonnegative("eps", eps)
+    check_nonnegative("eps_root", eps_root)
+
+    def init(params):
+        return AdabeliefState(
+            count=jnp.zeros([], jnp.int32), mu=zeros_like(params), nu=zeros_like(params)
+        )
+
+    def update(grads, state, params=None, **extra):
+        del extra
+        if params is not None:
+            check_same_tree(grads, params, "grads", "params")
+        t = increment(state.count)
+        mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
+        nu = jax.tree.map(
+            lambda g, m, s: (1 - b2) * (g - m) ** 2 + b2 * s + eps_root, grads, mu, state.nu
+        )
+        correction1, correction2 = 1 - b1**t, 1 - b2**t  # counter's float type, cast per leaf
+        if nesterov:
+            correction1_next = 1 - b1 ** increment(t)
+            mhat = jax.tree.map(
+                lambda m, g: (
+                    b1 * (m / correction1_next.astype(m.dtype))
+                    + (1 - b1) * (g / correction1.astype(g.dtype))
+                ),
+                mu,
+                grads,
+            )
+        else:
+            mhat = jax.tree.map(lambda m: m / correction1.astype(m.dtype), mu)
+        shat = jax.tree.map(lambda s: s / correction2.astype(s.dtype), nu)
+        direction = jax.tree.map(lambda m, s: m / (jnp.sqrt(s) + eps), mhat, shat)
+        new_state = AdabeliefState(count=t, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu))
+        return descend(learning_rate, state.count, direction), new_state
+
+    return Optimizer(init, update)

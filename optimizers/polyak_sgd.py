@@ -1,0 +1,77 @@
+"""Stochastic gradient descent with the (capped) Polyak step size."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from optimizers.base import (
+    Optimizer,
+    ScalarOrSchedule,
+    check_nonnegative,
+    check_same_tree,
+    descend,
+    increment,
+)
+
+VARIANTS = ("sps", "sps+")
+
+
+class PolyakSgdState(NamedTuple):
+    count: jax.Array  # int32 step counter, feeds a `scaling` schedule
+
+
+def polyak_sgd(
+    max_learning_rate: float = 1.0,
+    scaling: ScalarOrSchedule = 1.0,
+    f_min: float = 0.0,
+    eps: float = 0.0,
+    variant: str = "sps",
+) -> Optimizer:
+    r"""SGD with the stochastic Polyak step size, capped at `max_learning_rate`.
+
+    For step t with loss value f_t = f(theta_{t-1}), gradient g_t and scaling c_t:
+
+        u_t     = c_t * g_t
+        gap_t   = f_t - f_min                (max(f_t - f_min, 0) for variant="sps+")
+        step_t  = min(gap_t / (||u_t||^2 + eps), max_learning_rate)
+        step_t  = 0                          where ||u_t||^2 + eps <= 2.2e-16
+        theta_t = theta_{t-1} - step_t * u_t
+
+    ||.|| is the 2-norm over all leaves together. `scaling` (a number or a schedule)
+    is the learning rate of the plain SGD step the Polyak step then rescales, as in
+    `optax.polyak_sgd`, whose arguments and defaults this factory shares. The update
+    needs the loss value: call `update(grads, state, params, value=f_t)`.
+
+    References: Polyak, "Introduction to Optimization", 1987;
+    Loizou et al., "Stochastic Polyak Step-size for SGD: An Adaptive Learning Rate
+    for Fast Convergence", AISTATS 2021.
+    """
+    check_nonnegative("max_learning_rate", max_learning_rate)
+    check_nonnegative("scaling", scaling)
+    check_nonnegative("eps", eps)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+    def init(params):
+        del params
+        return PolyakSgdState(count=jnp.zeros([], jnp.int32))
+
+    def update(grads, state, params=None, *, value, **extra):
+        del extra
+        if params is not None:
+            check_same_tree(grads, params, "grads", "params")
+        sgd_step = descend(scaling, state.count, grads)  # -u_t
+        squared_norm = sum(jnp.sum(jnp.square(u)) for u in jax.tree.leaves(sgd_step))
+        gap = jnp.asarray(value - f_min).astype(squared_norm.dtype)
+        if variant == "sps+":
+            gap = jnp.maximum(gap, 0)
+        step = jnp.where(
+            squared_norm + eps <= jnp.finfo(float).eps,
+            0.0,
+            jnp.minimum(gap / (squared_norm + eps), max_learning_rate),
+        )
+        updates = jax.tree.map(lambda u: step.astype(u.dtype) * u, sgd_step)
+        return updates, PolyakSgdState(count=increment(state.count))
+
+    return Optimizer(init, update)
