@@ -64,15 +64,16 @@ def mlp_classifier(
     gain = ACTIVATIONS[activation][1]
 
     def init(key):
-        keys = jax.random.split(key, len(widths) - 1)
-        return [
-            {
-                "w": math.sqrt(gain / fan_in)
-                * jax.random.normal(k, (fan_in, fan_out), jnp.float32),
-                "b": jnp.zeros((fan_out,), jnp.float32),
-            }
-            for k, fan_in, fan_out in zip(keys, widths[:-1], widths[1:], strict=True)
-        ]
+        # One normal draw for all the weights, cut into layers: one random-number
+        # kernel to compile instead of one per layer.
+        shapes = list(zip(widths[:-1], widths[1:], strict=True))
+        noise = jax.random.normal(key, (sum(i * o for i, o in shapes),), jnp.float32)
+        params, start = [], 0
+        for fan_in, fan_out in shapes:
+            w = noise[start : start + fan_in * fan_out].reshape(fan_in, fan_out)
+            params.append({"w": math.sqrt(gain / fan_in) * w, "b": jnp.zeros(fan_out, jnp.float32)})
+            start += fan_in * fan_out
+        return params
 
     def test_accuracy(params):
         x, y = datasets.split("digits", n_train, n_test)[1]
