@@ -11,6 +11,7 @@
   trajectories as separate optax runs.
 """
 
+import functools
 import inspect
 import io
 
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from test_golden import loss
 
 from optimizers import OPTIMIZERS, apply_updates, transforms
 
@@ -34,20 +36,12 @@ RTOL64 = 1e-10
 
 
 def initial_params(dtype=jnp.float64):
-    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(3), 3)
+    """A matrix and a vector: the leaf ranks rules treat differently (factored, per-layer)."""
+    k1, k2 = jax.random.split(jax.random.PRNGKey(3))
     return {
         "w": jax.random.normal(k1, (3, 2), jnp.float32).astype(dtype),
         "b": jax.random.normal(k2, (2,), jnp.float32).astype(dtype),
-        # Shape (1,), not (): optax.sm3 indexes an accumulator that a 0-d leaf lacks.
-        "s": jax.random.normal(k3, (1,), jnp.float32).astype(dtype),
     }
-
-
-def loss(params):
-    """Smooth, strongly convex, coupled leaves, minimum away from zero."""
-    centred = jax.tree.map(lambda p: p - 0.5, params)
-    smooth = sum(jnp.sum(jnp.logaddexp(p, -p) + 0.1 * p**2) for p in jax.tree.leaves(centred))
-    return smooth + 0.05 * jnp.sum(params["w"] @ params["b"]) * jnp.sum(params["s"])
 
 
 def extra_args(name, params, value, grads):
@@ -57,11 +51,13 @@ def extra_args(name, params, value, grads):
     return {}
 
 
-def build(name, reference=False, **overrides):
+def build(name, reference=False, learning_rate=LEARNING_RATE, **overrides):
+    """Our rule, or its optax alias (which may call the learning rate otherwise)."""
     spec = OPTIMIZERS[name]
-    kwargs = {"learning_rate": LEARNING_RATE, **spec.test_hparams, **overrides}
-    factory = getattr(optax, spec.optax_name) if reference else spec.factory
-    return factory(**kwargs)
+    kwargs = {**spec.test_hparams, **overrides}
+    if reference:
+        return getattr(optax, spec.optax_name)(**{spec.learning_rate_arg: learning_rate}, **kwargs)
+    return spec.factory(learning_rate=learning_rate, **kwargs)
 
 
 def trajectory(name, opt, params, steps=STEPS):
@@ -83,20 +79,6 @@ def assert_close(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=RTOL64, atol=1e-300)
 
 
-@pytest.mark.parametrize("name", WITH_OPTAX)
-def test_inside_a_chain_equals_the_all_optax_chain(name):
-    reference = optax.chain(optax.clip_by_global_norm(1.0), build(name, reference=True))
-    if OPTIMIZERS[name].needs_value_fn:
-        # optax.chain hands extra arguments (value, value_fn) only to optax's own
-        # GradientTransformationExtraArgs; our chain hands them to every rule.
-        ours = transforms.chain(optax.clip_by_global_norm(1.0), build(name))
-    else:
-        ours = optax.chain(optax.clip_by_global_norm(1.0), build(name))
-    params = initial_params()
-    both = jax.jit(lambda p: (trajectory(name, ours, p), trajectory(name, reference, p)))
-    assert_close(*both(params))
-
-
 def fixed_dtype_options(name):
     """Factory arguments naming a dtype whose default is a fixed dtype, not None.
 
@@ -111,7 +93,12 @@ def fixed_dtype_options(name):
 def test_dtypes_are_kept_by_update_apply_updates_and_state(name):
     """Checked on abstract values (jax.eval_shape): dtypes are decided at trace time."""
     for dtype in (jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64):
-        for learning_rate in (LEARNING_RATE, jnp.float32(LEARNING_RATE)):
+        # A float32 array learning rate, as the benchmark's vmapped sweeps pass it,
+        # matters where it meets lower-precision params.
+        learning_rates = [LEARNING_RATE]
+        if jnp.finfo(dtype).bits < 32:
+            learning_rates.append(jnp.float32(LEARNING_RATE))
+        for learning_rate in learning_rates:
             options = {option: dtype for option in fixed_dtype_options(name)}
 
             def one_step(params, learning_rate=learning_rate, options=options):
@@ -147,16 +134,30 @@ def test_dtypes_are_kept_by_update_apply_updates_and_state(name):
             assert floats <= {jnp.dtype(dtype)}, f"state dtypes {floats} ({where})"
 
 
+def is_prng_key(leaf):
+    return jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
 def checkpoint_round_trip(state):
-    """Flattens `state` to NumPy arrays, saves and loads them, and rebuilds the tree."""
+    """Flattens `state` to NumPy arrays, saves and loads them, and rebuilds the tree.
+
+    Typed PRNG keys are saved as their raw data and rewrapped, as checkpointers do.
+    """
     leaves, treedef = jax.tree.flatten(state)
+    raw = [jax.random.key_data(x) if is_prng_key(x) else x for x in leaves]
     buffer = io.BytesIO()
-    np.savez(buffer, *[np.asarray(leaf) for leaf in leaves])
+    np.savez(buffer, *[np.asarray(leaf) for leaf in raw])
     buffer.seek(0)
     with np.load(buffer) as saved:
         loaded = [saved[f"arr_{i}"] for i in range(len(leaves))]
     # jnp.asarray: back on the device as jax Arrays, as a checkpoint loader does.
-    return jax.tree.unflatten(treedef, [jnp.asarray(leaf) for leaf in loaded])
+    restored = [
+        jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        if is_prng_key(x)
+        else jnp.asarray(data)
+        for x, data in zip(leaves, loaded, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, restored)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -183,48 +184,94 @@ def test_state_survives_jit_scan_and_a_checkpoint_without_recompiling(name):
             assert jax.tree.structure(s) == jax.tree.structure(s_saved)
             for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(s_saved), strict=True):
                 assert a.dtype == b.dtype and a.shape == b.shape
+                if is_prng_key(a):
+                    a, b = jax.random.key_data(a), jax.random.key_data(b)
                 np.testing.assert_array_equal(a, b)
     assert jitted_step._cache_size() == 1, f"{name}: update recompiled on a later call"
 
-    # The same five steps as one lax.scan carrying the state.
+    # lax.scan takes the state as its carry and gives back the same types (checked
+    # abstractly: the values are those of the jitted steps above).
     def scan_step(carry, _):
         return jitted_step.__wrapped__(*carry), None
 
-    p_scan, s_scan = jax.jit(lambda c: jax.lax.scan(scan_step, c, None, length=5)[0])(
-        (params, state)
-    )
-    assert type(s_scan) is type(state)
-    # Same operations, compiled once as a loop body and once as a standalone program;
-    # only fusion-level roundings may differ, hence 1e-12 rather than bit equality.
-    for a, b in zip(jax.tree.leaves((p_scan, s_scan)), jax.tree.leaves((p, s)), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
+    carry = (params, state)
+    final = jax.eval_shape(lambda c: jax.lax.scan(scan_step, c, None, length=5)[0], carry)
+    assert jax.tree.structure(final) == jax.tree.structure(carry)
+    assert type(final[1]) is type(state)
+    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(carry), strict=True):
+        assert (a.dtype, a.shape) == (b.dtype, b.shape)
 
 
-def float_hparams(name):
+def traced_lanes(name):
+    """Two settings of the rule's float test hyperparameters, stacked for vmap.
+
+    Lane 0 holds the registry's test values, lane 1 optax's defaults for the same
+    arguments (0.9 times the test value where the default is not a number).
+    """
     spec = OPTIMIZERS[name]
-    return {
-        k: v
-        for k, v in spec.test_hparams.items()
-        if isinstance(v, float) and not isinstance(v, bool)
+    defaults = inspect.signature(getattr(optax, spec.optax_name)).parameters
+    test_values = {
+        k: v for k, v in spec.test_hparams.items() if isinstance(v, float) and k in defaults
     }
+    other = {}
+    for k, v in test_values.items():
+        default = defaults[k].default
+        other[k] = default if isinstance(default, float) and default != v else 0.9 * v
+    lanes = [test_values, other]
+    return lanes, {k: jnp.array([lane[k] for lane in lanes]) for k in test_values}
 
 
-WITH_FLOAT_HPARAMS = [name for name in WITH_OPTAX if float_hparams(name)]
+@functools.cache
+def chain_runs(name):
+    """Our rule after optax.clip_by_global_norm in optax.chain, its float hyperparameters
+    traced under vmap over two lanes, and for each lane the all-optax chain.
+
+    One compiled program serves the two tests below.
+    """
+    lanes, stacked = traced_lanes(name)
+    ours_in = optax.chain if not OPTIMIZERS[name].needs_value_fn else transforms.chain
+    # optax.chain hands extra arguments (value, value_fn) only to optax's own
+    # GradientTransformationExtraArgs; our chain hands them to every rule, so rules that
+    # need the loss go in ours, next to the same optax transform.
+
+    def run(params):
+        if not stacked:  # no float hyperparameter: one lane, nothing to vmap over
+            ours_in_chain = ours_in(optax.clip_by_global_norm(1.0), build(name))
+            ours = jax.tree.map(lambda x: x[None], trajectory(name, ours_in_chain, params))
+        else:
+            ours = jax.vmap(
+                lambda hp: trajectory(
+                    name, ours_in(optax.clip_by_global_norm(1.0), build(name, **hp)), params
+                )
+            )(stacked)
+        theirs = [
+            trajectory(
+                name,
+                optax.chain(optax.clip_by_global_norm(1.0), build(name, reference=True, **lane)),
+                params,
+            )
+            for lane in lanes
+        ]
+        return ours, theirs
+
+    ours, theirs = jax.jit(run)(initial_params())
+    return [jax.tree.map(lambda x, i=i: x[i], ours) for i in range(len(lanes))], theirs, lanes
+
+
+@pytest.mark.parametrize("name", WITH_OPTAX)
+def test_inside_optax_chain_equals_the_all_optax_chain(name):
+    ours, theirs, lanes = chain_runs(name)
+    assert_close(ours[0], theirs[0])
+
+
+WITH_FLOAT_HPARAMS = [name for name in WITH_OPTAX if traced_lanes(name)[1]]
 
 
 @pytest.mark.parametrize("name", WITH_FLOAT_HPARAMS)
 def test_traced_hyperparameters_equal_separate_optax_runs(name):
-    """Two lanes: the test hyperparameters, and each float one scaled by 0.9."""
-    base = float_hparams(name)
-    lanes = [base, {k: 0.9 * v for k, v in base.items()}]
-    stacked = {k: jnp.array([lane[k] for lane in lanes]) for k in base}
-    params = initial_params()
-
-    def both(params):
-        ours = jax.vmap(lambda hp: trajectory(name, build(name, **hp), params))(stacked)
-        theirs = [trajectory(name, build(name, reference=True, **lane), params) for lane in lanes]
-        return ours, theirs
-
-    ours, theirs = jax.jit(both)(params)
-    for i, reference in enumerate(theirs):
-        assert_close(jax.tree.map(lambda x, i=i: x[i], ours), reference)
+    ours, theirs, lanes = chain_runs(name)
+    for lane, a, b in zip(lanes, ours, theirs, strict=True):
+        try:
+            assert_close(a, b)
+        except AssertionError as error:
+            raise AssertionError(f"{name} with traced hyperparameters {lane}: {error}") from None
