@@ -291,8 +291,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             "momentum": 0.5,
             "weight_decay_rate": 1e-3,
             "eps": 1e-20,
-            # A float32 buffer (the default) rounds away float64 differences of one ulp
-            # between fusions, turning them into float32 ulps; float64 keeps them visible.
+            # A float32 buffer (the default) would round the last-ulp float64 differences
+            # between traced and constant hyperparameters up to float32 ulps.
             "dtype_momentum": "float64",
         },
         optax_name="adafactor",
