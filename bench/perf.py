@@ -33,7 +33,7 @@ from optimizers import OPTIMIZERS
 
 KERNEL_SIZES = (1_000, 100_000, 1_000_000, 10_000_000)
 LANE_COUNTS = (1, 4, 16, 64, 256, 1024, 4096)
-COMPILE_BUDGET_SECONDS = 60.0
+COMPILE_BUDGET_SECONDS = 45.0
 
 
 def _version(package: str) -> str:

@@ -11,7 +11,7 @@ from optimizers import OPTIMIZERS
 
 
 def test_pytree_layout_has_twenty_leaves_and_the_total():
-    params = perf_kernels.pytree_params(1_003, jax.random.PRNGKey(0))
+    params = perf_kernels.pytree_params(1_003)
     assert len(params) == 20
     assert sum(x.size for x in params.values()) == 1_003
     assert len({x.size for x in params.values()}) > 1  # mixed sizes, not an even split
