@@ -13,7 +13,6 @@ from optimizers.base import (
     check_same_tree,
     descend,
     increment,
-    not_supported,
     zeros_like,
 )
 
@@ -353,8 +352,11 @@ def lbfgs(
         check_nonnegative("learning_rate", learning_rate)
     if not isinstance(memory_size, int) or memory_size < 1:
         raise ValueError(f"memory_size must be an int >= 1, got {memory_size!r}")
-    if linesearch is not None:
-        not_supported("linesearch", linesearch, "zoom")
+    if linesearch is not None and not (isinstance(linesearch, str) and linesearch == "zoom"):
+        raise NotImplementedError(
+            f"linesearch={linesearch!r} is not supported by lbfgs (only 'zoom', the zoom line "
+            "search of optax.lbfgs's default, or None)"
+        )
 
     def init(params):
         dtype = jax.tree.leaves(params)[0].dtype
