@@ -1,11 +1,11 @@
 """The quick benchmark against its committed baseline in tests/baseline/.
 
-A few small problems x every registered optimizer, a short float64
-run at two learning rates and two fixed seeds, compared metric by metric with
+A few small problems x every registered optimizer, a short float64 run at three
+learning rates and two fixed seeds, compared metric by metric with
 `bench.compare` (the code behind `python -m bench compare`). Any change to an
 update rule, a loss, a problem or the runner that moves these numbers fails here.
 
-`make baseline` (python tests/test_regression.py) rewrites the baseline; it is the
+`make baseline` (python -m tests.test_regression) rewrites the baseline; it is the
 only way it changes, and a change to it is reviewed like a change to the code.
 """
 
@@ -43,8 +43,8 @@ QUICK_PROBLEMS = {
 
 
 def quick_learning_rates(grid):
-    """Three points of an optimizer's own grid: at a quarter, half and three quarters."""
-    return [grid[len(grid) // 4], grid[len(grid) // 2], grid[(3 * len(grid)) // 4]]
+    """Up to three points of an optimizer's own grid: at a quarter, half and three quarters."""
+    return sorted({grid[len(grid) // 4], grid[len(grid) // 2], grid[(3 * len(grid)) // 4]})
 
 
 def quick_pairs():

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from dataclasses import dataclass
@@ -264,6 +265,8 @@ def main(argv=None) -> int:
             )
             workers[-1][1]["JAX_COMPILATION_CACHE_DIR"] = str(Path(scratch) / f"jax-cache{i}")
         free = list(range(len(workers)))
+        done: list[Outcome] = []
+        lock = threading.Lock()
 
         def run_one(m: Mutation) -> Outcome:
             worker = free.pop()  # list.pop and append are atomic under the GIL
@@ -272,6 +275,15 @@ def main(argv=None) -> int:
                 outcome = mutate_and_test(m, workdir, tests, workenv, args.timeout, excluded)
             finally:
                 free.append(worker)
+            with lock:  # the report so far, so that an interrupted run still leaves one
+                done.append(outcome)
+                if not args.only:
+                    partial = sorted(done, key=lambda o: o.mutation.id)
+                    text = report(partial, tests, excluded, time.perf_counter() - start)
+                    if len(done) < len(mutations):
+                        text += f"\nPartial: {len(done)} of {len(mutations)} mutations run.\n"
+                    args.report.parent.mkdir(parents=True, exist_ok=True)
+                    args.report.write_text(text)
             verdict = "killed  " if outcome.killed else "SURVIVED"
             print(
                 f"#{m.id:<3} {verdict} {outcome.seconds:5.0f} s  {m.file}: {m.description}"
