@@ -16,6 +16,7 @@ sizes in seconds (for tests; its numbers mean nothing).
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import sys
@@ -110,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--optimizers", nargs="+", metavar="NAME", help="kernels to time (default: all)"
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: rewrite PERF.md and the plots from the folder's perf.csv",
+    )
     args = parser.parse_args(argv)
     names = args.optimizers or list(OPTIMIZERS)
     if args.quick and not args.optimizers:  # one plain rule, Adam, and a skipped line search
@@ -125,15 +131,36 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     out = Path(args.out)
-    facts = machine()
-    frame, notes, run_facts = measure(args.quick, names, log)
-    facts |= run_facts
-    facts["bench_runs_csv"] = perf_compile.recorded_bench_share(out / "runs.csv")
-    write_csv(frame, out / "perf.csv")
+    if args.report_only:
+        frame, notes, facts = read_csv(out / "perf.csv")
+    else:
+        facts = machine()
+        frame, notes, run_facts = measure(args.quick, names, log)
+        facts |= run_facts
+        facts["bench_runs_csv"] = perf_compile.recorded_bench_share(out / "runs.csv")
+        write_csv(to_csv_frame(frame, notes, facts), out / "perf.csv")
     perf_report.plots(frame, out)
     write_text(perf_report.markdown(frame, notes, facts), out / "PERF.md")
     log(f"wrote {out / 'perf.csv'}, {out / 'PERF.md'} and plots in {facts['wall_seconds']:.0f}s")
     return 0
+
+
+def to_csv_frame(frame: pd.DataFrame, notes: list[str], facts: dict) -> pd.DataFrame:
+    """The measurements, then the run's facts and notes as `meta` and `note` rows."""
+    meta = [{"section": "meta", "case": k, "impl": json.dumps(v)} for k, v in facts.items()]
+    meta += [{"section": "note", "case": note} for note in notes]
+    return pd.concat([frame, pd.DataFrame(meta)], ignore_index=True)
+
+
+def read_csv(path: Path) -> tuple[pd.DataFrame, list[str], dict]:
+    """Inverse of `to_csv_frame`: (measurements, notes, facts) from a perf.csv."""
+    table = pd.read_csv(path)
+    meta = table[table.section == "meta"]
+    facts = {row.case: json.loads(row.impl) for row in meta.itertuples()}
+    notes = list(table[table.section == "note"].case)
+    frame = table[~table.section.isin(["meta", "note"])].reset_index(drop=True)
+    frame = frame.astype({"layout": str}).fillna({"layout": ""})
+    return frame, notes, facts
 
 
 if __name__ == "__main__":

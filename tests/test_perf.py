@@ -126,3 +126,15 @@ def test_recorded_bench_share(tmp_path):
     assert share["pairs"] == 2
     assert share["share"] == pytest.approx(3.0 / 4.0)
     assert perf_compile.recorded_bench_share(tmp_path / "missing.csv") is None
+
+
+def test_perf_csv_keeps_the_facts_and_notes(tmp_path):
+    from bench import perf
+
+    frame = pd.DataFrame([_row(section="stream", case="stream", impl="xla", size=8, seconds=1.0)])
+    facts = {"load_before": "1.00, 2.00, 3.00", "bench_runs_csv": {"pairs": 2, "share": 0.5}}
+    perf.write_csv(perf.to_csv_frame(frame, ["lbfgs: skipped"], facts), tmp_path / "perf.csv")
+    measured, notes, read_facts = perf.read_csv(tmp_path / "perf.csv")
+    assert read_facts == facts
+    assert notes == ["lbfgs: skipped"]
+    assert list(measured.section) == ["stream"] and measured.seconds.iloc[0] == 1.0
