@@ -43,5 +43,5 @@ def softmax_regression(n_train: int, l2: float, f_star: float) -> Problem:
         data=lambda: datasets.split("digits", n_train=n_train)[0],
         f_star=f_star,
         target=1e-4,
-        steps=300,
+        steps=200,
     )
