@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import test_golden as golden
 from test_golden import loss
 
 from optimizers import OPTIMIZERS, apply_updates, transforms
@@ -162,17 +163,14 @@ def checkpoint_round_trip(state):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_survives_jit_scan_and_a_checkpoint_without_recompiling(name):
-    opt, params = build(name), initial_params()
+    # The golden test's jitted step (one compile serves both files): update and
+    # apply_updates on the golden problem, from its float64 start.
+    opt, jitted_step = golden.jitted_step(name)
+    params = golden.initial_params()
     state = opt.init(params)
     assert isinstance(state, tuple) and hasattr(state, "_fields"), (
         f"{name} state is {type(state).__name__}, not a NamedTuple"
     )
-
-    @jax.jit
-    def jitted_step(params, state):
-        value, grads = jax.value_and_grad(loss)(params)
-        updates, state = opt.update(grads, state, params, **extra_args(name, params, value, grads))
-        return apply_updates(params, updates), state
 
     # Five jitted updates, the state checkpointed and restored after the second.
     p, s = params, state
