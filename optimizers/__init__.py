@@ -226,12 +226,16 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         log_grid(1e-5, 1e-1),
         test_hparams={"b1": 0.8, "b2": 0.95, "weight_decay": 1e-2},
         optax_name="lion",
+        test_variants=({"mask": _matrices_only, "weight_decay": _decaying_weight_decay},),
     ),
     "lamb": OptimizerSpec(
         lamb,
         LR_GRID,
         test_hparams={"b1": 0.8, "b2": 0.99, "eps": 1e-5, "weight_decay": 1e-2},
         optax_name="lamb",
+        test_variants=(
+            {"mask": {"w": True, "b": False, "s": True}, "weight_decay": _decaying_weight_decay},
+        ),
     ),
     "lars": OptimizerSpec(
         lars,
@@ -244,6 +248,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             "nesterov": True,
         },
         optax_name="lars",
+        test_variants=({"weight_decay_mask": _matrices_only, "nesterov": False},),
     ),
     "novograd": OptimizerSpec(
         novograd,
@@ -263,6 +268,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             "weight_decay": 1e-3,
         },
         optax_name="adan",
+        test_variants=({"mask": _matrices_only, "weight_decay": _decaying_weight_decay},),
     ),
     "fromage": OptimizerSpec(
         fromage, LR_GRID, test_hparams={"min_norm": 1e-4}, optax_name="fromage"
@@ -296,6 +302,14 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             "dtype_momentum": "float64",
         },
         optax_name="adafactor",
+        test_variants=(
+            {"weight_decay_mask": _matrices_only, "factored": False, "momentum": None},
+            {
+                "learning_rate": None,
+                "clipping_threshold": None,
+                "multiply_by_parameter_scale": False,
+            },
+        ),
     ),
     "optimistic_gradient_descent": OptimizerSpec(
         optimistic_gradient_descent,
@@ -314,6 +328,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         LR_GRID,
         test_hparams={"alpha": 0.8, "beta": 0.5, "b1": 0.8, "b2": 0.99},
         optax_name="optimistic_adam_v2",
+        test_variants=({"nesterov": False},),
     ),
     "lbfgs": OptimizerSpec(
         lbfgs,
