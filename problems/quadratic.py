@@ -54,9 +54,9 @@ def noisy_quadratic(dim: int = 100, p: float = 1.0, q: float = 1.0, batch_size: 
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    index = jnp.arange(1, dim + 1, dtype=jnp.float32)
 
     def data():
+        index = jnp.arange(1, dim + 1, dtype=jnp.float32)
         return {
             "curvature": index**-p,
             "noise_std": jnp.sqrt(index**-q / batch_size),

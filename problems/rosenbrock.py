@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from problems.base import Problem
 
@@ -21,7 +22,7 @@ def rosenbrock(dim: int = 2) -> Problem:
         init=lambda key: jax.random.uniform(key, (dim,), jnp.float32, minval=-2.0, maxval=2.0),
         loss=lambda x, data: rosenbrock_value(x),
         f_star=0.0,
-        x_star=jnp.ones(dim),
+        x_star=np.ones(dim),
         target=1e-4,
         steps=2000,
     )
