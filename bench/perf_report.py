@@ -449,6 +449,7 @@ def markdown(frame: pd.DataFrame, notes: list[str], facts: dict) -> str:
             "",
             _table(
                 lanes.assign(
+                    steps=lanes.steps.astype(int),
                     seconds=lanes.seconds.map(lambda s: f"{s:.4g}"),
                     compile_seconds=lanes.compile_seconds.map(lambda s: f"{s:.2f}"),
                     steps_per_second=lanes.steps_per_second.map(lambda s: f"{s:,.0f}"),
@@ -459,7 +460,7 @@ def markdown(frame: pd.DataFrame, notes: list[str], facts: dict) -> str:
     if len(compiled):
         lines += ["", "## Compile time", ""]
         lines += [
-            "The exact program `make bench` builds for each pair (its grid, 5 seeds, the "
+            "The exact program `make bench` builds for each pair (its grid and seeds, the "
             "problem's budget): every optimizer on one problem, then Adam on every problem, "
             "until the time budget of this section is spent.",
             "",
