@@ -1,6 +1,7 @@
 """Lanes sharded over several (simulated CPU) devices give the single-device results."""
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -49,3 +50,77 @@ def test_four_devices_give_the_single_device_csv(tmp_path):
         # blocking by the number of lanes on a device (27 on one, 7 on each of four),
         # which changes summation order at the last bit; float64 keeps that below 1e-12.
         pd.testing.assert_frame_equal(one, four, check_exact=False, rtol=1e-12, atol=1e-14)
+
+
+def test_importing_the_cli_leaves_the_backend_alone():
+    """jax.distributed.initialize must run before any backend starts: imports may not start one."""
+    code = (
+        "import bench.cli, problems, optimizers\n"
+        "from jax._src import xla_bridge\n"
+        "assert not xla_bridge.backends_are_initialized()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+MULTI_PROCESS = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    from bench.cli import main
+
+    out = sys.argv[1]
+    code = main(["run", "--problems", "rosenbrock_2d", "--optimizers", "adam",
+                 "--seeds", "3", "--steps", "30", "--out", out])
+    assert code == 0 and jax.process_count() == 2 and jax.device_count() == 4
+    """
+)
+
+
+def test_two_processes_gather_every_lane_and_only_process_0_writes(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MULTI_PROCESS, str(tmp_path / f"process{i}")],
+            env={
+                **os.environ,
+                "JAX_PLATFORMS": "cpu",
+                "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                "JAX_NUM_PROCESSES": "2",
+                "JAX_PROCESS_ID": str(i),
+            },
+        )
+        for i in range(2)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert not (tmp_path / "process1").exists()
+    single = tmp_path / "single"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--problems",
+            "rosenbrock_2d",
+            "--optimizers",
+            "adam",
+            "--seeds",
+            "3",
+            "--steps",
+            "30",
+            "--out",
+            str(single),
+        ],
+        check=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    gathered, alone = (
+        pd.read_csv(tmp_path / "process0" / "runs.csv"),
+        pd.read_csv(single / "runs.csv"),
+    )
+    timing = [c for c in alone.columns if c.endswith("_seconds")]
+    pd.testing.assert_frame_equal(gathered.drop(columns=timing), alone.drop(columns=timing))
