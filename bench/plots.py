@@ -254,7 +254,7 @@ def layer_grad_norms(frame, summary, path: Path, problem: str, panels: int = 4) 
                 series.index,
                 series.clip(lower=1e-30),
                 color=colors[layer],
-                label=f"layer {layer + 1}",
+                label=f"layer {layer + 1}" + (" (input)" if layer == 0 else ""),
             )
         lr = lanes["learning_rate"].iloc[0]
         ax.set(
@@ -262,7 +262,8 @@ def layer_grad_norms(frame, summary, path: Path, problem: str, panels: int = 4) 
         )
         _log_steps(ax)
         ax.grid(True, which="major", alpha=0.3)
-    axes.flat[0].legend(fontsize="small", title="input layer first", framealpha=0.85)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     fig.suptitle(
         f"{problem}: per-layer gradient norms at the tuned learning rate (median over seeds)"
     )
