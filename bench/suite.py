@@ -68,11 +68,35 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
     return {"tables": tables, "compile_seconds": compile_seconds, "run_seconds": run_seconds}
 
 
+# What a run writes into the results folder; anything else there (other tools' reports)
+# is carried over into the new folder untouched.
+OWNED = {
+    "runs.csv",
+    "curves.csv",
+    "summary.csv",
+    "skipped.csv",
+    "paths.csv",
+    "layer_grad_norms.csv",
+    "TABLES.md",
+    "meta.json",
+    "convergence.png",
+    "performance_profile.png",
+    "plots",
+}
+
+
 def _swap_in(staging: Path, out: Path) -> None:
-    """Replaces `out` by `staging` with two renames; the old folder is deleted last."""
+    """Replaces `out` by `staging` with two renames; the old folder is deleted last.
+
+    Entries of `out` that a run does not own are copied into `staging` first.
+    """
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
+        for entry in out.iterdir():
+            if entry.name not in OWNED and not (staging / entry.name).exists():
+                copy = shutil.copytree if entry.is_dir() else shutil.copy2
+                copy(entry, staging / entry.name)
         os.replace(out, old)
     os.replace(staging, out)
     shutil.rmtree(old, ignore_errors=True)

@@ -166,3 +166,14 @@ def test_a_folder_that_is_not_a_results_folder_is_never_replaced(tmp_path):
     with pytest.raises(suite.NotAResultsFolder):
         suite.run_suite(ONE_PAIR, tmp_path, progress=io.StringIO())
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_keeps_files_it_does_not_own_and_drops_its_stale_ones(folders, tmp_path):
+    out = tmp_path / "results"
+    shutil.copytree(folders[0], out)
+    (out / "PERF.md").write_text("another tool's report")
+    assert (out / "layer_grad_norms.csv").exists()
+    suite.run_suite(ONE_PAIR, out, progress=io.StringIO())
+    assert (out / "PERF.md").read_text() == "another tool's report"
+    assert not (out / "layer_grad_norms.csv").exists()  # ONE_PAIR has no layered model
+    assert set(pd.read_csv(out / "runs.csv").problem) == {"rosenbrock_2d"}
