@@ -317,7 +317,9 @@ def zoom_linesearch(value_and_grad, params, direction, value, grad):
         safe_value=value,
         safe_grad=grad,
     )
-    final = jax.lax.while_loop(lambda s: ~(s.done | s.failed), step, start)
+    final = jax.lax.while_loop(
+        lambda s: ~(s.done | s.failed) & (s.count < MAX_LINESEARCH_STEPS), step, start
+    )
     return final.stepsize, final.value, final.grad, final.count
 
 
