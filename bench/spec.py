@@ -47,6 +47,8 @@ def skip_reason(problem: Problem, optimizer: OptimizerSpec) -> str | None:
         return "line search needs a deterministic loss; the problem is stochastic"
     if problem.stochastic and optimizer.deterministic_only:
         return "needs full-batch gradients; the problem is stochastic"
+    if optimizer.max_dim is not None and problem.dim > optimizer.max_dim:
+        return f"dense second-order method for at most {optimizer.max_dim} parameters"
     return None
 
 

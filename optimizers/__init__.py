@@ -70,6 +70,8 @@ class OptimizerSpec:
     test_variants: tuple[dict[str, Any], ...] = ()
     # The optax alias's argument that `factory` takes as learning_rate (see polyak_sgd).
     learning_rate_arg: str = "learning_rate"
+    # Largest parameter count the rule is meant for (dense second-order methods), or None.
+    max_dim: int | None = None
 
 
 def log_grid(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
@@ -339,7 +341,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         deterministic_only=True,
     ),
     "newton": OptimizerSpec(
-        newton, log_grid(0.1, 1.0), needs_value_fn=True, deterministic_only=True
+        newton, log_grid(0.1, 1.0), needs_value_fn=True, deterministic_only=True, max_dim=1000
     ),
 }
 

@@ -127,3 +127,9 @@ def test_spec_grid_budget_and_quick_stride():
     spec = SuiteSpec(problems=("rosenbrock_2d",), optimizers=("sgd",), grid_stride=2, max_steps=50)
     assert spec.learning_rates("sgd") == OPTIMIZERS["sgd"].learning_rates[::2]
     assert spec.budget("rosenbrock_2d") == min(50, PROBLEMS["rosenbrock_2d"].steps)
+
+
+def test_dense_second_order_methods_skip_large_problems():
+    dense = OptimizerSpec(sgd, (0.1,), max_dim=100)
+    assert "at most 100 parameters" in skip_reason(PROBLEMS["mlp_digits_relu_32"], dense)
+    assert skip_reason(PROBLEMS["rosenbrock_2d"], dense) is None
