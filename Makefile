@@ -18,7 +18,7 @@ bench: $(STAMP)
 	$(PY) -m bench run --out results
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 # Float64 golden trajectories of every optimizer and schedule (tests/golden/); the only way they change.
 golden: $(STAMP)
