@@ -35,8 +35,10 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip()
 
 
-def collect(spec: SuiteSpec, timings: dict, skipped: list[dict]) -> dict:
-    """Versions, platform, device, dtype, git commit, date, the spec and the timings."""
+def collect(
+    spec: SuiteSpec, timings: dict, skipped: list[dict], devices: int | None = None
+) -> dict:
+    """Versions, platform, devices, dtype, git commit, date, the spec and the timings."""
     device = jax.devices()[0]
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
@@ -52,6 +54,8 @@ def collect(spec: SuiteSpec, timings: dict, skipped: list[dict]) -> dict:
         "cpu_count": os.cpu_count(),
         "device": f"{device.platform}: {device.device_kind}",
         "device_count": jax.device_count(),
+        "devices_used": [str(d) for d in jax.devices()[: devices or jax.device_count()]],
+        "process_count": jax.process_count(),
         "dtype": spec.dtype,
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),

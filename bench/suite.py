@@ -170,7 +170,8 @@ def run_suite(
             "run_seconds": round(run_seconds, 3),
             "total_wall_seconds": round(time.perf_counter() - start, 3),
         }
-        write_text(meta.dumps(meta.collect(spec, timings, skipped)), staging / "meta.json")
+        record = meta.collect(spec, timings, skipped, devices)
+        write_text(meta.dumps(record), staging / "meta.json")
         _swap_in(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,5 +1,6 @@
 """Lanes sharded over several (simulated CPU) devices give the single-device results."""
 
+import json
 import os
 import socket
 import subprocess
@@ -39,6 +40,9 @@ SCRIPT = textwrap.dedent(
 def test_four_devices_give_the_single_device_csv(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], check=True, env=env)
+    for folder, used in (("one", 1), ("four", 4)):
+        meta = json.loads((tmp_path / folder / "meta.json").read_text())
+        assert len(meta["devices_used"]) == used and meta["device_count"] == 4
     for name in ("runs.csv", "curves.csv"):
         one, four = pd.read_csv(tmp_path / "one" / name), pd.read_csv(tmp_path / "four" / name)
         timing = [c for c in one.columns if c.endswith("_seconds")]
