@@ -341,7 +341,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         deterministic_only=True,
     ),
     "newton": OptimizerSpec(
-        newton, log_grid(0.1, 1.0), needs_value_fn=True, deterministic_only=True, max_dim=1000
+        newton, log_grid(0.1, 1.0), needs_value_fn=True, deterministic_only=True, max_dim=100
     ),
 }
 
