@@ -12,6 +12,7 @@ from optimizers.base import (
     check_nonnegative,
     check_same_tree,
     check_unit_interval,
+    debiased_momentum,
     descend,
     increment,
     zeros_like,
@@ -71,18 +72,7 @@ def adabelief(
             lambda g, m, s: (1 - b2) * (g - m) ** 2 + b2 * s + eps_root, grads, mu, state.nu
         )
         correction1, correction2 = 1 - b1**t, 1 - b2**t  # counter's float type, cast per leaf
-        if nesterov:
-            correction1_next = 1 - b1 ** increment(t)
-            mhat = jax.tree.map(
-                lambda m, g: (
-                    b1 * (m / correction1_next.astype(m.dtype))
-                    + (1 - b1) * (g / correction1.astype(g.dtype))
-                ),
-                mu,
-                grads,
-            )
-        else:
-            mhat = jax.tree.map(lambda m: m / correction1.astype(m.dtype), mu)
+        mhat = debiased_momentum(mu, grads, b1, t, correction1, nesterov)
         shat = jax.tree.map(lambda s: s / correction2.astype(s.dtype), nu)
         direction = jax.tree.map(lambda m, s: m / (jnp.sqrt(s) + eps), mhat, shat)
         new_state = AdabeliefState(count=t, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu))

@@ -12,6 +12,7 @@ from optimizers.base import (
     check_nonnegative,
     check_same_tree,
     check_unit_interval,
+    debiased_momentum,
     descend,
     increment,
     with_weight_decay,
@@ -47,18 +48,7 @@ def _adam_direction(grads, state, b1, b2, eps, eps_root, nesterov):
     # Bias corrections are computed in the counter's float type, then cast to
     # the moment's dtype, so that b^t does not round to 1 in low precision.
     correction1, correction2 = 1 - b1**t, 1 - b2**t
-    if nesterov:
-        correction1_next = 1 - b1 ** increment(t)
-        mhat = jax.tree.map(
-            lambda m, g: (
-                b1 * (m / correction1_next.astype(m.dtype))
-                + (1 - b1) * (g / correction1.astype(g.dtype))
-            ),
-            mu,
-            grads,
-        )
-    else:
-        mhat = jax.tree.map(lambda m: m / correction1.astype(m.dtype), mu)
+    mhat = debiased_momentum(mu, grads, b1, t, correction1, nesterov)
     vhat = jax.tree.map(lambda v: v / correction2.astype(v.dtype), nu)
     direction = jax.tree.map(lambda m, v: m / (jnp.sqrt(v + eps_root) + eps), mhat, vhat)
     return direction, AdamState(count=t, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu))

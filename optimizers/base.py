@@ -144,3 +144,24 @@ def trust_ratio_scale(update, param, min_norm=0.0, trust_coefficient=1.0, eps=0.
     ratio = trust_coefficient * param_norm / (update_norm + eps)
     zero_norm = jnp.logical_or(param_norm == 0.0, update_norm == 0.0)
     return update * jnp.where(zero_norm, jnp.array(1.0, dtype=param.dtype), ratio)
+
+
+def debiased_momentum(mu, grads, b1, t, correction1, nesterov: bool):
+    """Adam's bias-corrected first moment mhat_t, with correction1 = 1 - b1^t.
+
+        mhat_t = m_t / (1 - b1^t)
+        mhat_t = b1 * m_t / (1 - b1^(t+1)) + (1 - b1) * g_t / (1 - b1^t)   (nesterov, Dozat 2016)
+
+    The corrections are in the counter's float type and cast to each leaf's dtype.
+    """
+    if not nesterov:
+        return jax.tree.map(lambda m: m / correction1.astype(m.dtype), mu)
+    correction1_next = 1 - b1 ** increment(t)
+    return jax.tree.map(
+        lambda m, g: (
+            b1 * (m / correction1_next.astype(m.dtype))
+            + (1 - b1) * (g / correction1.astype(g.dtype))
+        ),
+        mu,
+        grads,
+    )

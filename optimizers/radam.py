@@ -12,6 +12,7 @@ from optimizers.base import (
     check_nonnegative,
     check_same_tree,
     check_unit_interval,
+    debiased_momentum,
     descend,
     increment,
     zeros_like,
@@ -78,18 +79,7 @@ def radam(
             (rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)
         )
         correction1, correction2 = 1 - b1**t, 1 - b2t
-        if nesterov:
-            correction1_next = 1 - b1 ** increment(t)
-            mhat = jax.tree.map(
-                lambda m, g: (
-                    b1 * (m / correction1_next.astype(m.dtype))
-                    + (1 - b1) * (g / correction1.astype(g.dtype))
-                ),
-                mu,
-                grads,
-            )
-        else:
-            mhat = jax.tree.map(lambda m: m / correction1.astype(m.dtype), mu)
+        mhat = debiased_momentum(mu, grads, b1, t, correction1, nesterov)
         vhat = jax.tree.map(lambda v: v / correction2.astype(v.dtype), nu)
         direction = jax.tree.map(
             lambda m, v: jnp.where(
