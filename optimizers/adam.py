@@ -26,7 +26,7 @@ class AdamState(NamedTuple):
     nu: Any  # second moment v
 
 
-def _check_adam(learning_rate, b1, b2, eps, eps_root):
+def check_adam(learning_rate, b1, b2, eps, eps_root):
     check_nonnegative("learning_rate", learning_rate)
     check_unit_interval("b1", b1)
     check_unit_interval("b2", b2)
@@ -34,14 +34,17 @@ def _check_adam(learning_rate, b1, b2, eps, eps_root):
     check_nonnegative("eps_root", eps_root)
 
 
-def _init_adam(params, mu_dtype):
+def init_adam(params, mu_dtype):
     return AdamState(
         count=jnp.zeros([], jnp.int32), mu=zeros_like(params, mu_dtype), nu=zeros_like(params)
     )
 
 
-def _adam_direction(grads, state, b1, b2, eps, eps_root, nesterov):
-    """mhat / (sqrt(vhat + eps_root) + eps) and the new state: the body of every Adam."""
+def adam_direction(grads, state, b1, b2, eps, eps_root, nesterov):
+    """mhat / (sqrt(vhat + eps_root) + eps) and the new state: the body of every Adam.
+
+    Shared by the Adam variants here and by optimistic Adam, which extrapolates it.
+    """
     t = increment(state.count)
     mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
     nu = jax.tree.map(lambda g, v: (1 - b2) * g**2 + b2 * v, grads, state.nu)
@@ -81,16 +84,16 @@ def adam(
     References: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015;
     Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
     """
-    _check_adam(learning_rate, b1, b2, eps, eps_root)
+    check_adam(learning_rate, b1, b2, eps, eps_root)
 
     def init(params):
-        return _init_adam(params, mu_dtype)
+        return init_adam(params, mu_dtype)
 
     def update(grads, state, params=None, **extra):
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
-        direction, new_state = _adam_direction(grads, state, b1, b2, eps, eps_root, nesterov)
+        direction, new_state = adam_direction(grads, state, b1, b2, eps, eps_root, nesterov)
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
@@ -123,17 +126,17 @@ def adamw(
     References: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019;
     Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
     """
-    _check_adam(learning_rate, b1, b2, eps, eps_root)
+    check_adam(learning_rate, b1, b2, eps, eps_root)
     check_nonnegative("weight_decay", weight_decay)
 
     def init(params):
-        return _init_adam(params, mu_dtype)
+        return init_adam(params, mu_dtype)
 
     def update(grads, state, params=None, **extra):
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
-        direction, new_state = _adam_direction(grads, state, b1, b2, eps, eps_root, nesterov)
+        direction, new_state = adam_direction(grads, state, b1, b2, eps, eps_root, nesterov)
         direction = with_weight_decay(direction, params, weight_decay, state.count, mask)
         return descend(learning_rate, state.count, direction), new_state
 

@@ -80,6 +80,9 @@ def with_weight_decay(direction, params, weight_decay, count, mask=None):
     if params is None:
         raise ValueError("weight decay needs the params: call update(grads, state, params)")
     check_same_tree(direction, params, "grads", "params")
+    if isinstance(weight_decay, int | float) and weight_decay == 0:
+        # A constant zero adds nothing: skip the pass over the params, as optax does.
+        return direction
     decays = jax.tree.map(lambda _: True, params) if mask is None else mask
     decays = decays(params) if callable(decays) else decays
     # Broadcast each mask leaf over the subtree of params it covers.

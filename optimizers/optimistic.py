@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optimizers.adam import AdamState, adam
+from optimizers.adam import AdamState, adam_direction, check_adam, init_adam
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
@@ -98,22 +98,19 @@ def optimistic_adam_v2(
     Reference: Daskalakis, Ilyas, Syrgkanis & Zeng, "Training GANs with Optimism",
     ICLR 2018.
     """
-    check_nonnegative("learning_rate", learning_rate)
+    check_adam(learning_rate, b1, b2, eps, eps_root)
     check_nonnegative("alpha", alpha)
     check_nonnegative("beta", beta)
-    # Adam with a unit learning rate returns -direction exactly (a product by 1.0).
-    moments = adam(1.0, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
 
     def init(params):
         optimistic = OptimisticState(count=jnp.zeros([], jnp.int32), previous=zeros_like(params))
-        return OptimisticAdamState(adam=moments.init(params), optimistic=optimistic)
+        return OptimisticAdamState(adam=init_adam(params, mu_dtype), optimistic=optimistic)
 
     def update(grads, state, params=None, **extra):
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
-        negated, adam_state = moments.update(grads, state.adam)
-        direction = jax.tree.map(jnp.negative, negated)
+        direction, adam_state = adam_direction(grads, state.adam, b1, b2, eps, eps_root, nesterov)
         direction, optimistic = _extrapolate(direction, state.optimistic, alpha, beta)
         updates = descend(learning_rate, state.optimistic.count, direction)
         return updates, OptimisticAdamState(adam=adam_state, optimistic=optimistic)

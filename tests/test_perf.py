@@ -56,6 +56,32 @@ def test_count_fusions_counts_array_loops_of_the_entry_computation():
     assert perf_kernels.count_fusions(text) == 2
 
 
+
+@pytest.mark.filterwarnings("ignore:Specifying a key will be required")  # optax.noisy_sgd
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n, spec in OPTIMIZERS.items()
+        if perf_kernels.optax_available(spec) and not spec.needs_value_fn
+    ],
+)
+def test_update_makes_no_more_passes_over_the_data_than_optax(name):
+    """Structural, not timed: our kernel launches no more array loops than optax's.
+
+    An extra loop is an extra pass over memory at large sizes (say, adding a weight
+    decay of 0.0 times the params where optax skips the term).
+    """
+    params = perf_kernels.flat_params(64)
+    grads = perf_kernels.flat_params(64, seed=1)
+    fusions = {}
+    for impl in ("ours", "optax"):
+        opt, apply_updates = perf_kernels.build(OPTIMIZERS[name], impl)
+        step = jax.jit(perf_kernels.kernel(opt, apply_updates), donate_argnums=(0, 1))
+        compiled = step.lower(params, opt.init(params), grads).compile()
+        fusions[impl] = perf_kernels.count_fusions(compiled.as_text())
+    assert fusions["ours"] <= fusions["optax"], fusions
+
 def test_interleaved_medians_runs_every_call_equally():
     counts = {"a": 0, "b": 0}
 
