@@ -71,6 +71,7 @@ def _run(args) -> None:
         grid=args.grid,
         dtype=args.dtype,
         folds=args.cv,
+        optimize=args.optimize or None,
     )
     if suite.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -133,6 +134,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, help="pairs compiled at once (default: CPU cores)")
     run.add_argument(
         "--cv", type=int, metavar="K", help="tune data-set problems on K-fold held-out loss"
+    )
+    run.add_argument(
+        "--optimize",
+        action="store_true",
+        help="compile at XLA's default optimisation level: slower to compile, 3-7x faster to run",
     )
     run.add_argument("--out", default="results", help="output folder (default results/)")
     run.add_argument(

@@ -13,7 +13,6 @@ Throughput is optimizer steps per second over all lanes: lanes x steps / seconds
 sweep, steps / seconds-per-run for the one-run-at-a-time baselines.
 """
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -21,7 +20,6 @@ import jax
 import numpy as np
 import optax
 
-from bench import runner
 from bench.perf_kernels import median_seconds
 from bench.runner import run_sweep
 from problems import PROBLEMS, Problem
@@ -63,24 +61,14 @@ def learning_rate_grid(points: int) -> np.ndarray:
     return np.logspace(-4, -1, points)
 
 
-@contextlib.contextmanager
-def runner_compiler_options(options: dict):
-    """Compiles the runner's programs with `options` instead of its own for a while."""
-    saved = runner.COMPILER_OPTIONS
-    runner.COMPILER_OPTIONS = options
-    try:
-        yield
-    finally:
-        runner.COMPILER_OPTIONS = saved
+def ours_optimized(case: SweepCase) -> dict:
+    """`ours` compiled with `optimize=True` (XLA's default level) instead of level 0."""
+    return ours(case, optimize=True)
 
 
-def ours_default_optimisation(case: SweepCase) -> dict:
-    """`ours` with XLA's default optimisation level instead of the runner's level 0."""
-    with runner_compiler_options({}):
-        return ours(case)
-
-
-def ours(case: SweepCase, repeats: int = 3, enough_seconds: float = 1.0) -> dict:
+def ours(
+    case: SweepCase, repeats: int = 3, enough_seconds: float = 1.0, optimize: bool = False
+) -> dict:
     """Compile seconds of the first call; median run seconds over up to `repeats` calls.
 
     Each `run_sweep` call builds and compiles its program anew, so the run is timed once
@@ -96,6 +84,7 @@ def ours(case: SweepCase, repeats: int = 3, enough_seconds: float = 1.0) -> dict
                 learning_rates=list(learning_rate_grid(case.learning_rates)),
                 seeds=case.seeds,
                 steps=case.steps,
+                optimize=optimize,
             )
         )
     return {
@@ -230,9 +219,7 @@ def run_sweeps(cases: list[SweepCase], log=print) -> list[dict]:
     """One row per (problem, way of running): seconds, steps per second, lanes."""
     rows = []
     for case in cases:
-        runners = {"ours": ours}
-        if getattr(runner, "COMPILER_OPTIONS", None):
-            runners["ours_xla_default"] = ours_default_optimisation
+        runners = {"ours": ours, "ours_optimize": ours_optimized}
         runners |= {"optax_loop": optax_loop, "optax_scan": optax_scan}
         if torch_version() is not None:
             runners["torch"] = torch_loop

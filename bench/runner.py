@@ -19,9 +19,10 @@ from optimizers import OPTIMIZERS, OptimizerSpec, apply_updates
 from problems import PROBLEMS, Problem
 
 DTYPES = ("float32", "float64")
-# XLA's CPU backend spends most of a sweep's compile time in LLVM optimisation passes;
-# at level 0 a pair compiles about 5x faster and runs about 2x slower, and compiling
-# is what dominates a benchmark of many small programs (see README, "Wall time").
+# XLA's CPU backend spends most of a sweep's compile time in LLVM optimisation passes.
+# At level 0 a pair compiles about 1.5-2x faster and runs 3-7x slower; compiling is what
+# dominates a benchmark of many short sweeps (see README, "Wall time"), so that is the
+# default. `optimize=True` keeps XLA's default level, for long sweeps.
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
@@ -172,6 +173,7 @@ def run_sweep(
     dtype: str = "float32",
     devices: int | None = None,
     folds: int | None = None,
+    optimize: bool = False,
     **hyperparameters: Any,
 ) -> SweepResult:
     """Runs every (learning rate x other swept hyperparameter x seed) lane in one program.
@@ -185,6 +187,8 @@ def run_sweep(
     The lanes are sharded over the first `devices` devices (default: all of them).
     folds=k (data-set problems) runs k-fold cross-validation: every lane is repeated
     once per fold, trains without that fold and reports its `validation_loss`.
+    optimize=True compiles at XLA's default optimisation level instead of level 0:
+    a slower compile for a faster run, the better choice when a sweep runs for seconds.
     """
     problem = resolve_problem(problem)
     name, spec = resolve_optimizer(optimizer)
@@ -223,7 +227,7 @@ def run_sweep(
     lane_args += () if lane_folds is None else (lane_folds,)
     lane_args, lanes = distributed.shard_lanes(lane_args, distributed.lane_mesh(devices))
     start = time.perf_counter()
-    compiled = program.lower(*lane_args).compile(COMPILER_OPTIONS)
+    compiled = program.lower(*lane_args).compile({} if optimize else COMPILER_OPTIONS)
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
     outputs = jax.block_until_ready(compiled(*lane_args))

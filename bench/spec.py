@@ -28,6 +28,7 @@ class SuiteSpec:
     max_steps: int | None = None  # cap on every budget
     grid_stride: int = 1  # keep every n-th learning rate of each grid
     folds: int | None = None  # k-fold cross-validation tuning on data-set problems
+    optimize: bool = False  # compile at XLA's default level (slower compile, faster run)
 
     def learning_rates(self, optimizer: str) -> tuple[float, ...]:
         grid = self.grid.get(optimizer, OPTIMIZERS[optimizer].learning_rates)
@@ -65,6 +66,7 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:
         seeds=data.get("seeds", 5),
         dtype=data.get("dtype", "float32"),
         curve_points=data.get("curve_points", 100),
+        optimize=data.get("optimize", False),
         grid={k: tuple(float(x) for x in v) for k, v in data.get("grid", {}).items()},
         steps=dict(data.get("steps", {})),
     )
@@ -90,6 +92,7 @@ def narrowed(
     grid: Sequence[float] | None = None,
     dtype: str | None = None,
     folds: int | None = None,
+    optimize: bool | None = None,
 ) -> SuiteSpec:
     """`spec` with the command line's choices applied (None keeps the spec's own)."""
     changes = {}
@@ -107,4 +110,6 @@ def narrowed(
         changes["dtype"] = dtype
     if folds is not None:
         changes["folds"] = folds
+    if optimize is not None:
+        changes["optimize"] = optimize
     return replace(spec, **changes)

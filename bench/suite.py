@@ -35,6 +35,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         steps=spec.budget(problem),
         dtype=spec.dtype,
         devices=devices,
+        optimize=spec.optimize,
     )
     result = run_sweep(problem, optimizer, **common)
     runs = runs_frame(result)

@@ -177,3 +177,16 @@ def test_a_run_keeps_files_it_does_not_own_and_drops_its_stale_ones(folders, tmp
     assert (out / "PERF.md").read_text() == "another tool's report"
     assert not (out / "layer_grad_norms.csv").exists()  # ONE_PAIR has no layered model
     assert set(pd.read_csv(out / "runs.csv").problem) == {"rosenbrock_2d"}
+
+
+def test_optimize_comes_from_the_spec_file_and_the_command_line(monkeypatch):
+    """suite.toml's `optimize` is the default; `--optimize` turns it on for one run."""
+    from bench import cli, spec
+
+    assert spec.load().optimize is False
+    assert spec.narrowed(spec.load(), optimize=True).optimize is True
+    assert spec.narrowed(spec.load(), optimize=None).optimize is False
+    seen = {}
+    monkeypatch.setattr(suite, "run_suite", lambda s, *a, **k: seen.setdefault("spec", s))
+    cli.main(["run", "--quick", "--optimize", "--out", "unused"])
+    assert seen["spec"].optimize is True

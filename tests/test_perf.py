@@ -56,7 +56,6 @@ def test_count_fusions_counts_array_loops_of_the_entry_computation():
     assert perf_kernels.count_fusions(text) == 2
 
 
-
 @pytest.mark.filterwarnings("ignore:Specifying a key will be required")  # optax.noisy_sgd
 @pytest.mark.parametrize(
     "name",
@@ -81,6 +80,7 @@ def test_update_makes_no_more_passes_over_the_data_than_optax(name):
         compiled = step.lower(params, opt.init(params), grads).compile()
         fusions[impl] = perf_kernels.count_fusions(compiled.as_text())
     assert fusions["ours"] <= fusions["optax"], fusions
+
 
 def test_interleaved_medians_runs_every_call_equally():
     counts = {"a": 0, "b": 0}
