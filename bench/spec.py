@@ -45,7 +45,7 @@ class SuiteSpec:
 def skip_reason(problem: Problem, optimizer: OptimizerSpec) -> str | None:
     """Why `optimizer` cannot run on `problem` by its declared capabilities, else None."""
     if problem.stochastic and optimizer.needs_value_fn:
-        return "line search needs a deterministic loss; the problem is stochastic"
+        return "uses the loss itself (line search, Polyak step, Hessian); the problem is stochastic"
     if problem.stochastic and optimizer.deterministic_only:
         return "needs full-batch gradients; the problem is stochastic"
     if optimizer.max_dim is not None and problem.dim > optimizer.max_dim:
