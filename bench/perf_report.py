@@ -164,9 +164,12 @@ def targets(frame: pd.DataFrame, facts: dict) -> list[tuple[str, str, bool | Non
         )
         recorded = facts.get("bench_runs_csv")
         if recorded:
-            text += (
-                f"; {recorded['share']:.0%} in the last make bench's runs.csv "
-                f"({recorded['pairs']} pairs)"
+            # The whole of make bench, when its runs.csv is at hand, is what the target means.
+            share = recorded["share"]
+            text = (
+                f"{share:.0%} in the last make bench's runs.csv ({recorded['pairs']} pairs, "
+                f"{recorded['compile_seconds']:.0f} s compile, {recorded['run_seconds']:.0f} s "
+                f"run, summed over its parallel jobs); " + text
             )
         result.append(
             (
