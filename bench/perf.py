@@ -35,6 +35,8 @@ from optimizers import OPTIMIZERS
 KERNEL_SIZES = (1_000, 100_000, 1_000_000, 10_000_000)
 LANE_COUNTS = (1, 4, 16, 64, 256, 1024, 4096)
 COMPILE_BUDGET_SECONDS = 45.0
+# Kernels timed again under multi-output fusion, also in `optimizers.fused_step`.
+FUSED_KERNELS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 
 
 def _version(package: str) -> str:
@@ -87,7 +89,7 @@ def measure(quick: bool, names: list[str], log) -> tuple[pd.DataFrame, list[str]
 
     rows, notes = perf_kernels.run_kernels(sizes, names=names, log=log)
     rows += perf_kernels.donation_rows(["sgd", "adam"], sizes[-1])
-    rows += perf_kernels.multi_output_fusion_rows(["sgd", "adam"], sizes[-1])
+    rows += perf_kernels.multi_output_fusion_rows(FUSED_KERNELS, sizes[-1])
     facts["load_after_kernels"] = load_average()
 
     cases = perf_sweeps.default_cases(quick)

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -24,6 +25,7 @@ import optax
 
 import optimizers
 from optimizers import OPTIMIZERS, OptimizerSpec
+from optimizers.fused import MULTI_OUTPUT_FUSION_FLAG, fused_step
 
 LEARNING_RATE = 1e-3
 PYTREE_LEAVES = 20
@@ -97,11 +99,18 @@ def tree_bytes(tree) -> int:
 
 
 def build(spec: OptimizerSpec, impl: str):
-    """(transformation, apply_updates) for our rule or optax's alias of the same name."""
+    """(transformation, step) for our rule ("ours"), our rule in `fused_step` ("fused")
+    or optax's alias of the same name ("optax"); step(params, state, grads)."""
     kwargs = {"learning_rate": LEARNING_RATE, **spec.hparams}
-    if impl == "ours":
-        return spec.factory(**kwargs), optimizers.apply_updates
-    return getattr(optax, spec.optax_name)(**kwargs), optax.apply_updates
+    if impl == "optax":
+        opt = getattr(optax, spec.optax_name)(**kwargs)
+        return opt, kernel(opt, optax.apply_updates)
+    opt = spec.factory(**kwargs)
+    if impl == "fused":
+        with warnings.catch_warnings():  # measured with and without the fusion flag
+            warnings.simplefilter("ignore")
+            return opt, fused_step(opt)
+    return opt, kernel(opt, optimizers.apply_updates)
 
 
 def kernel(opt, apply_updates):
@@ -122,10 +131,10 @@ def count_fusions(compiled_text: str) -> int:
     return sum(1 for shape in shapes if re.search(r"\[\d", shape))
 
 
-def compile_kernel(opt, apply_updates, params, grads, donate: bool = True) -> dict:
+def compile_kernel(opt, step, params, grads, donate: bool = True) -> dict:
     """The compiled kernel, a blocking call that steps it, and its static facts."""
     state = opt.init(params)
-    jitted = jax.jit(kernel(opt, apply_updates), donate_argnums=(0, 1) if donate else ())
+    jitted = jax.jit(step, donate_argnums=(0, 1) if donate else ())
     start = time.perf_counter()
     compiled = jitted.lower(params, state, grads).compile()
     compile_seconds = time.perf_counter() - start
@@ -162,8 +171,12 @@ def optax_available(spec: OptimizerSpec) -> bool:
     return spec.optax_name is not None and hasattr(optax, spec.optax_name)
 
 
-def run_kernels(sizes, layouts=("flat", "pytree"), names=None, log=print) -> tuple[list, list]:
+def run_kernels(
+    sizes, layouts=("flat", "pytree"), names=None, log=print, fused: bool = False
+) -> tuple[list, list]:
     """Times every registered optimizer's kernel, ours and optax's, at each size and layout.
+
+    `fused` also times our rule in `fused_step`.
 
     Returns (rows, notes): tidy rows for perf.csv and one note per optimizer skipped.
     """
@@ -189,6 +202,7 @@ def run_kernels(sizes, layouts=("flat", "pytree"), names=None, log=print) -> tup
             notes.append(f"{name}: line search (needs the loss function), no kernel timed")
             continue
         impls = ["ours", "optax"] if optax_available(spec) else ["ours"]
+        impls += ["fused"] if fused else []
         if "optax" not in impls:
             notes.append(f"{name}: optax has no `{spec.optax_name}` alias, ours timed alone")
         for layout in layouts:
@@ -224,17 +238,14 @@ def donation_rows(names, n: int) -> list[dict]:
     return rows
 
 
-# XLA:CPU fuses sibling loops into one multi-output loop only when asked to.
-MULTI_OUTPUT_FUSION_FLAGS = "--xla_backend_extra_options=xla_cpu_use_multi_output_fusion"
-
-
 def multi_output_fusion_rows(names, n: int) -> list[dict]:
-    """The flat kernels at size n in a fresh process with XLA:CPU multi-output fusion on.
+    """The flat kernels at size n, ours, optax's and ours in `fused_step`, in a fresh
+    process with XLA:CPU multi-output fusion on (`optimizers.fused.MULTI_OUTPUT_FUSION_FLAG`).
 
     XLA_FLAGS is read once per process, hence the subprocess; rows come back as JSON.
     """
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {MULTI_OUTPUT_FUSION_FLAGS}".strip()
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {MULTI_OUTPUT_FUSION_FLAG}".strip()
     done = subprocess.run(
         [sys.executable, "-m", "bench.perf_kernels", str(n), *names],
         capture_output=True,
@@ -247,6 +258,8 @@ def multi_output_fusion_rows(names, n: int) -> list[dict]:
 
 
 if __name__ == "__main__":
-    measured, _ = run_kernels((int(sys.argv[1]),), ("flat",), sys.argv[2:], log=lambda m: None)
+    measured, _ = run_kernels(
+        (int(sys.argv[1]),), ("flat",), sys.argv[2:], log=lambda m: None, fused=True
+    )
     for measured_row in measured:
         print(json.dumps(measured_row))

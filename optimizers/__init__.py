@@ -30,6 +30,7 @@ from optimizers.adan import adan
 from optimizers.amsgrad import amsgrad
 from optimizers.base import Optimizer, apply_updates, check_nonnegative
 from optimizers.fromage import fromage
+from optimizers.fused import fused_step
 from optimizers.heavy_ball import heavy_ball
 from optimizers.lamb import lamb
 from optimizers.lars import lars
@@ -361,6 +362,7 @@ __all__ = [
     "amsgrad",
     "apply_updates",
     "fromage",
+    "fused_step",
     "heavy_ball",
     "lamb",
     "lars",
