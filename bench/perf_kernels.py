@@ -155,6 +155,15 @@ def compile_kernel(opt, step, params, grads, donate: bool = True) -> dict:
     }
 
 
+def timing_budget(n: int) -> float:
+    """Seconds of interleaved rounds per kernel comparison: more where the ratio is judged.
+
+    At 1e6 parameters and up a step takes milliseconds and a few rounds leave the median
+    at the mercy of one slow round on a shared machine.
+    """
+    return 1.0 if n >= 1_000_000 else 0.15
+
+
 def time_kernels(builds: dict, params, grads, donate: bool = True) -> dict[str, dict]:
     """impl -> compile time, median step time (interleaved), traffic and fusion count."""
     # XLA compiles outside the GIL: one thread per kernel uses both cores of a 2-core CPU.
@@ -163,7 +172,9 @@ def time_kernels(builds: dict, params, grads, donate: bool = True) -> dict[str, 
             i: pool.submit(compile_kernel, *b, params, grads, donate) for i, b in builds.items()
         }
         kernels = {impl: future.result() for impl, future in futures.items()}
-    seconds = interleaved_medians({impl: k.pop("call") for impl, k in kernels.items()})
+    n = sum(x.size for x in jax.tree.leaves(params))
+    calls = {impl: k.pop("call") for impl, k in kernels.items()}
+    seconds = interleaved_medians(calls, budget=timing_budget(n))
     return {impl: k | {"seconds": seconds[impl]} for impl, k in kernels.items()}
 
 
