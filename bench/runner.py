@@ -140,7 +140,7 @@ def _lane_program(
         state = opt.init(params)
 
         def step(carry, step_key):
-            params, state = carry
+            params, state, _ = carry
             full_loss, full_grads = grad_fn(params, train)
             if problem.stochastic:
                 batch = problem.sample_batch(train, step_key)
@@ -151,12 +151,15 @@ def _lane_program(
             if spec.needs_value_fn:
                 extra = dict(value=loss, grad=grads, value_fn=lambda p: problem.loss(p, batch))
             updates, state = opt.update(grads, state, params, **extra)
-            return (apply_updates(params, updates), state), record(params, full_loss, full_grads)
+            carry = (apply_updates(params, updates), state, params)
+            return carry, record(params, full_loss, full_grads)
 
+        # steps + 1 iterations record steps 0 .. steps; the update made by the last one is
+        # dropped (its input params are kept in the carry). One loss-and-gradient in the
+        # program instead of a second copy after the loop: less to compile.
         step_keys = jax.random.split(batch_key, steps)
-        (params, _), history = jax.lax.scan(step, (params, state), step_keys)
-        last = record(params, *grad_fn(params, train))
-        curves = jax.tree.map(lambda h, x: jnp.concatenate([h, x[None]]), history, last)
+        step_keys = jnp.concatenate([step_keys, step_keys[-1:]])
+        (_, _, params), curves = jax.lax.scan(step, (params, state, params), step_keys)
         metrics = {name: fn(params) for name, fn in problem.metrics.items()}
         if held_out is not None:
             metrics["validation_loss"] = problem.loss(params, held_out)

@@ -57,7 +57,6 @@ def test_user_factory_works_like_a_registry_name():
     assert by_factory.compile_seconds > 0 and by_factory.run_seconds > 0
 
 
-
 def test_optimize_compiles_the_same_sweep_at_xla_default_level():
     """optimize=True changes how XLA compiles, not what the sweep computes."""
     problem = PROBLEMS["logistic_synthetic_200x10"]
@@ -68,6 +67,8 @@ def test_optimize_compiles_the_same_sweep_at_xla_default_level():
     # its last bit differently (float32's unit roundoff is 6e-8); the steps run in float64.
     np.testing.assert_allclose(optimized.losses, level0.losses, rtol=1e-7)
     np.testing.assert_allclose(optimized.grad_norms, level0.grad_norms, rtol=1e-7)
+
+
 def test_a_list_hyperparameter_is_swept_too():
     result = run_sweep("rosenbrock_2d", "adam", [0.01], seeds=1, steps=5, b1=[0.5, 0.9])
     np.testing.assert_array_equal(result.hparams["b1"], [0.5, 0.9])
