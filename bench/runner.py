@@ -4,6 +4,7 @@ Every lane is one (hyperparameter point, seed) pair. Hyperparameters are traced
 arguments of the compiled program, so a whole grid costs one compile and one call.
 """
 
+import functools
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,13 @@ DTYPES = ("float32", "float64")
 # faster to compile, 3-7x slower to run) and XLA:CPU's older loop emitters instead of
 # its MLIR fusion emitters (again about 2x faster to compile, 0-25% slower to run).
 # `optimize=True` keeps XLA's defaults, for long sweeps.
-COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+# A third option compiles each program as one LLVM module: with pairs compiled in parallel
+# already, splitting a small program for parallel code generation costs more than it saves.
+COMPILER_OPTIONS = {
+    "xla_backend_optimization_level": 0,
+    "xla_cpu_use_fusion_emitters": False,
+    "xla_cpu_parallel_codegen_split_count": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,12 @@ def _cast_floats(tree, dtype):
     )
 
 
+@functools.cache
+def _value_and_grad(loss):
+    """jit(value_and_grad(loss)), one per loss: JAX traces it once for every optimizer."""
+    return jax.jit(jax.value_and_grad(loss))
+
+
 def _global_norm(tree):
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
@@ -118,7 +131,7 @@ def _lane_program(
     examples and reports the held-out loss as the metric `validation_loss`.
     """
     data = _cast_floats(problem.data(), dtype)
-    grad_fn = jax.value_and_grad(problem.loss)
+    grad_fn = _value_and_grad(problem.loss)
     folds = None if folds is None else tuple(jnp.asarray(f) for f in folds)
 
     def record(params, loss, grads):
