@@ -94,6 +94,7 @@ def measure(quick: bool, names: list[str], log) -> tuple[pd.DataFrame, list[str]
 
     cases = perf_sweeps.default_cases(quick)
     rows += perf_sweeps.run_sweeps(cases, log=log)
+    rows += perf_sweeps.elementwise_rows()
     rows += perf_sweeps.lane_scaling(cases[:2], lane_counts, log=log)
     facts["load_after_sweeps"] = load_average()
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -144,6 +145,42 @@ def optax_scan(case: SweepCase) -> dict:
     return {"seconds": seconds, "compile_seconds": compile_seconds}
 
 
+def bare_vmap(case: SweepCase) -> dict:
+    """Median seconds of the same lanes as one jitted `vmap(scan)` of optax steps that
+    records nothing but the loss: the floor under `ours`, at XLA's default level."""
+    learning_rates = np.repeat(learning_rate_grid(case.learning_rates), case.seeds)
+    keys = jax.random.split(jax.random.PRNGKey(0), case.lanes)
+
+    def lane(learning_rate, key):
+        opt, step = _optax_step(case.problem, learning_rate)
+        params = case.problem.init(key)
+
+        def body(carry, _):
+            p, s, loss = step(*carry)
+            return (p, s), loss
+
+        return jax.lax.scan(body, (params, opt.init(params)), length=case.steps)[1]
+
+    args = (jnp.asarray(learning_rates, jnp.float32), keys)
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(lane)).lower(*args).compile()
+    compile_seconds = time.perf_counter() - start
+    seconds = median_seconds(lambda: jax.block_until_ready(compiled(*args)), budget=1.0)
+    return {"seconds": seconds, "compile_seconds": compile_seconds}
+
+
+def elementwise_rows(n: int = 512_000) -> list[dict]:
+    """Median seconds of XLA:CPU's `exp` and `log1p` over n float32 numbers."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(n, dtype=np.float32))
+    rows = []
+    for name, fn in (("exp", jnp.exp), ("log1p", lambda v: jnp.log1p(jnp.abs(v)))):
+        compiled = jax.jit(fn).lower(x).compile()
+        seconds = median_seconds(lambda c=compiled: jax.block_until_ready(c(x)), budget=0.3)
+        rows.append(dict(section="elementwise", case=name, impl="xla", layout="flat", size=n))
+        rows[-1] |= dict(lanes=1, seconds=seconds)
+    return rows
+
+
 def _torch_loss(kind: str, problem: Problem):
     """The problem's loss written with torch operations, on the same data."""
     import torch
@@ -219,12 +256,12 @@ def run_sweeps(cases: list[SweepCase], log=print) -> list[dict]:
     """One row per (problem, way of running): seconds, steps per second, lanes."""
     rows = []
     for case in cases:
-        runners = {"ours": ours, "ours_optimize": ours_optimized}
+        runners = {"ours": ours, "ours_optimize": ours_optimized, "bare_vmap": bare_vmap}
         runners |= {"optax_loop": optax_loop, "optax_scan": optax_scan}
         if torch_version() is not None:
             runners["torch"] = torch_loop
         for impl, measure in runners.items():
-            lanes = case.lanes if impl.startswith("ours") else 1
+            lanes = case.lanes if impl in ("ours", "ours_optimize", "bare_vmap") else 1
             result = measure(case)
             row = dict(section="sweep", case=case.problem.name, impl=impl, layout="", lanes=lanes)
             row |= dict(size=case.problem.dim, steps=case.steps, **result)
