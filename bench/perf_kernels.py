@@ -42,12 +42,14 @@ def interleaved_medians(
     """Median wall time of each call, timed in turn so that load changes hit all alike.
 
     Repeats the round until `budget` seconds are spent or `max_reps` rounds are made,
-    at least 5 (for budget 0: exactly `max_reps`).
+    at least 5 (for budget 0: exactly `max_reps`). Every other round runs the calls in
+    reverse order, so that none always finds the caches as the same other call left them.
     """
     times = {name: [] for name in calls}
     start, rounds = time.perf_counter(), 0
     while rounds < min(5, max_reps) or (rounds < max_reps and time.perf_counter() - start < budget):
-        for name, call in calls.items():
+        order = list(calls.items())
+        for name, call in order if rounds % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t0)
@@ -174,7 +176,7 @@ def time_kernels(builds: dict, params, grads, donate: bool = True) -> dict[str, 
         kernels = {impl: future.result() for impl, future in futures.items()}
     n = sum(x.size for x in jax.tree.leaves(params))
     calls = {impl: k.pop("call") for impl, k in kernels.items()}
-    seconds = interleaved_medians(calls, budget=timing_budget(n))
+    seconds = interleaved_medians(calls, budget=timing_budget(n), max_reps=400)
     return {impl: k | {"seconds": seconds[impl]} for impl, k in kernels.items()}
 
 

@@ -1,9 +1,8 @@
 """LAMB: Adam with a layer-wise trust ratio."""
 
 import jax
-import jax.numpy as jnp
 
-from optimizers.adam import AdamState, adam
+from optimizers.adam import AdamState, adam_direction, check_adam, init_adam
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
@@ -38,20 +37,17 @@ def lamb(
     Reference: You et al., "Large Batch Optimization for Deep Learning: Training BERT
     in 76 minutes", ICLR 2020.
     """
-    check_nonnegative("learning_rate", learning_rate)
+    check_adam(learning_rate, b1, b2, eps, eps_root)
     check_nonnegative("weight_decay", weight_decay)
-    # Adam with a unit learning rate returns -direction exactly (a product by 1.0).
-    moments = adam(1.0, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
     def init(params) -> AdamState:
-        return moments.init(params)
+        return init_adam(params, mu_dtype=None)
 
     def update(grads, state, params=None, **extra):
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
-        negated, new_state = moments.update(grads, state)
-        direction = jax.tree.map(jnp.negative, negated)
+        direction, new_state = adam_direction(grads, state, b1, b2, eps, eps_root, nesterov=False)
         direction = with_weight_decay(direction, params, weight_decay, state.count, mask)
         direction = jax.tree.map(trust_ratio_scale, direction, params)
         return descend(learning_rate, state.count, direction), new_state
