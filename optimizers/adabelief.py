@@ -5,16 +5,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from optimizers.adam import check_adam
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
     cast_like,
-    check_nonnegative,
     check_same_tree,
-    check_unit_interval,
     debiased_momentum,
     descend,
     increment,
+    update_moment,
     zeros_like,
 )
 
@@ -51,11 +51,7 @@ def adabelief(
     Reference: Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief
     in Observed Gradients", NeurIPS 2020.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_nonnegative("eps", eps)
-    check_nonnegative("eps_root", eps_root)
+    check_adam(learning_rate, b1, b2, eps, eps_root)
 
     def init(params):
         return AdabeliefState(
@@ -67,7 +63,7 @@ def adabelief(
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
-        mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
+        mu = update_moment(grads, state.mu, b1, 1)
         nu = jax.tree.map(
             lambda g, m, s: (1 - b2) * (g - m) ** 2 + b2 * s + eps_root, grads, mu, state.nu
         )

@@ -13,6 +13,7 @@ from optimizers.base import (
     check_unit_interval,
     descend,
     increment,
+    update_moment,
     with_weight_decay,
     zeros_like,
 )
@@ -61,7 +62,7 @@ def adadelta(
     def update(grads, state, params=None, **extra):
         del extra
         grads = with_weight_decay(grads, params, weight_decay, state.count, weight_decay_mask)
-        e_g = jax.tree.map(lambda g, a: (1 - rho) * g**2 + rho * a, grads, state.e_g)
+        e_g = update_moment(grads, state.e_g, rho, 2)
         dx = jax.tree.map(
             lambda g, a, b: (jnp.sqrt(b + eps) / jnp.sqrt(a + eps)) * g, grads, e_g, state.e_x
         )

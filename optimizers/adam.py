@@ -15,6 +15,7 @@ from optimizers.base import (
     debiased_momentum,
     descend,
     increment,
+    update_moment,
     with_weight_decay,
     zeros_like,
 )
@@ -46,8 +47,8 @@ def adam_direction(grads, state, b1, b2, eps, eps_root, nesterov):
     Shared by the Adam variants here and by optimistic Adam, which extrapolates it.
     """
     t = increment(state.count)
-    mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
-    nu = jax.tree.map(lambda g, v: (1 - b2) * g**2 + b2 * v, grads, state.nu)
+    mu = update_moment(grads, state.mu, b1, 1)
+    nu = update_moment(grads, state.nu, b2, 2)
     # Bias corrections are computed in the counter's float type, then cast to
     # the moment's dtype, so that b^t does not round to 1 in low precision.
     correction1, correction2 = 1 - b1**t, 1 - b2**t

@@ -14,6 +14,7 @@ from optimizers.base import (
     check_unit_interval,
     descend,
     increment,
+    update_moment,
     with_weight_decay,
     zeros_like,
 )
@@ -39,7 +40,7 @@ def _init_adamax(params):
 def _adamax_direction(grads, state, b1, b2, eps):
     """mhat / u and the new state: the body of AdaMax and AdaMaxW."""
     t = increment(state.count)
-    mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
+    mu = update_moment(grads, state.mu, b1, 1)
     nu = jax.tree.map(lambda g, u: jnp.maximum(jnp.abs(g) + eps, b2 * u), grads, state.nu)
     correction1 = 1 - b1**t  # in the counter's float type, cast per leaf
     direction = jax.tree.map(lambda m, u: (m / correction1.astype(m.dtype)) / u, mu, nu)

@@ -14,6 +14,7 @@ from optimizers.base import (
     check_unit_interval,
     descend,
     increment,
+    update_moment,
     with_weight_decay,
     zeros_like,
 )
@@ -73,7 +74,7 @@ def adan(
         diff = jax.tree.map(
             lambda g, p: jnp.where(first, jnp.zeros_like(g), g - p), grads, state.previous_grad
         )
-        m = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.m)
+        m = update_moment(grads, state.m, b1, 1)
         v = jax.tree.map(lambda d, v: (1 - b2) * d + b2 * v, diff, state.v)
         n = jax.tree.map(
             lambda g, d, n: (1 - b3) * (g + (1 - b2) * d) ** 2 + b3 * n, grads, diff, state.n

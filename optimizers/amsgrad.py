@@ -5,15 +5,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from optimizers.adam import check_adam
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
     cast_like,
-    check_nonnegative,
     check_same_tree,
-    check_unit_interval,
     descend,
     increment,
+    update_moment,
     zeros_like,
 )
 
@@ -51,11 +51,7 @@ def amsgrad(
 
     Reference: Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_nonnegative("eps", eps)
-    check_nonnegative("eps_root", eps_root)
+    check_adam(learning_rate, b1, b2, eps, eps_root)
 
     def init(params):
         return AmsgradState(
@@ -70,8 +66,8 @@ def amsgrad(
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
-        mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
-        nu = jax.tree.map(lambda g, v: (1 - b2) * g**2 + b2 * v, grads, state.nu)
+        mu = update_moment(grads, state.mu, b1, 1)
+        nu = update_moment(grads, state.nu, b2, 2)
         correction1, correction2 = 1 - b1**t, 1 - b2**t  # counter's float type, cast per leaf
         mhat, vhat = mu, nu
         if bias_correction_mu:

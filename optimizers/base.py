@@ -149,6 +149,15 @@ def trust_ratio_scale(update, param, min_norm=0.0, trust_coefficient=1.0, eps=0.
     return update * jnp.where(zero_norm, jnp.array(1.0, dtype=param.dtype), ratio)
 
 
+def update_moment(grads, moments, decay, order: int):
+    """The exponential moving average (1 - decay) * g^order + decay * m, leaf by leaf.
+
+    order 1 gives a first moment (momentum), order 2 a second moment, as
+    `optax.tree.update_moment` computes them.
+    """
+    return jax.tree.map(lambda g, m: (1 - decay) * g**order + decay * m, grads, moments)
+
+
 def debiased_momentum(mu, grads, b1, t, correction1, nesterov: bool):
     """Adam's bias-corrected first moment mhat_t, with correction1 = 1 - b1^t.
 

@@ -14,6 +14,7 @@ from optimizers.base import (
     check_unit_interval,
     descend,
     increment,
+    update_moment,
     with_weight_decay,
     zeros_like,
 )
@@ -58,7 +59,7 @@ def lion(
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
         sign = jax.tree.map(lambda g, m: jnp.sign((1.0 - b1) * g + b1 * m), grads, state.mu)
-        mu = jax.tree.map(lambda g, m: (1 - b2) * g + b2 * m, grads, state.mu)
+        mu = update_moment(grads, state.mu, b2, 1)
         direction = with_weight_decay(sign, params, weight_decay, state.count, mask)
         new_state = LionState(count=increment(state.count), mu=cast_like(mu, state.mu))
         return descend(learning_rate, state.count, direction), new_state

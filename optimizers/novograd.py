@@ -5,13 +5,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from optimizers.adam import check_adam
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
     cast_like,
     check_nonnegative,
     check_same_tree,
-    check_unit_interval,
     descend,
     increment,
     zeros_like,
@@ -48,11 +48,7 @@ def novograd(
     Reference: Ginsburg et al., "Stochastic Gradient Methods with Layer-wise Adaptive
     Moments for Training of Deep Networks", arXiv:1905.11286, 2019.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_nonnegative("eps", eps)
-    check_nonnegative("eps_root", eps_root)
+    check_adam(learning_rate, b1, b2, eps, eps_root)
     if callable(weight_decay):
         raise NotImplementedError("novograd's weight_decay must be a number, not a schedule")
     check_nonnegative("weight_decay", weight_decay)

@@ -5,16 +5,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from optimizers.adam import check_adam
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
     cast_like,
-    check_nonnegative,
     check_same_tree,
-    check_unit_interval,
     debiased_momentum,
     descend,
     increment,
+    update_moment,
     zeros_like,
 )
 
@@ -53,11 +53,7 @@ def radam(
     Reference: Liu et al., "On the Variance of the Adaptive Learning Rate and
     Beyond", ICLR 2020.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_nonnegative("eps", eps)
-    check_nonnegative("eps_root", eps_root)
+    check_adam(learning_rate, b1, b2, eps, eps_root)
 
     def init(params):
         return RadamState(
@@ -69,8 +65,8 @@ def radam(
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
-        mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
-        nu = jax.tree.map(lambda g, v: (1 - b2) * g**2 + b2 * v, grads, state.nu)
+        mu = update_moment(grads, state.mu, b1, 1)
+        nu = update_moment(grads, state.nu, b2, 2)
         # rho_t and the bias corrections are in the counter's float type, cast per leaf.
         rho_inf = 2.0 / (1.0 - b2) - 1.0
         b2t = b2**t

@@ -14,6 +14,7 @@ from optimizers.base import (
     check_unit_interval,
     descend,
     increment,
+    update_moment,
     zeros_like,
 )
 
@@ -81,13 +82,13 @@ def rmsprop(
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
-        nu = jax.tree.map(lambda g, v: (1 - decay) * g**2 + decay * v, grads, state.nu)
+        nu = update_moment(grads, state.nu, decay, 2)
         vhat = nu
         if bias_correction:
             correction = 1 - decay**t  # in the counter's float type, cast per leaf
             vhat = jax.tree.map(lambda v: v / correction.astype(v.dtype), nu)
         if centered:
-            mu = jax.tree.map(lambda g, m: (1 - decay) * g + decay * m, grads, state.mu)
+            mu = update_moment(grads, state.mu, decay, 1)
             mhat = mu
             if bias_correction:
                 mhat = jax.tree.map(lambda m: m / correction.astype(m.dtype), mu)

@@ -14,6 +14,7 @@ from optimizers.base import (
     check_unit_interval,
     descend,
     increment,
+    update_moment,
 )
 
 # optax.yogi starts both moments at this value (scale_by_yogi's default).
@@ -61,7 +62,7 @@ def yogi(
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
-        mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, grads, state.mu)
+        mu = update_moment(grads, state.mu, b1, 1)
         nu = jax.tree.map(
             lambda g, v: v - (1 - b2) * jnp.sign(v - g * g) * (g * g), grads, state.nu
         )
