@@ -63,8 +63,9 @@ def adan(
     check_nonnegative("weight_decay", weight_decay)
 
     def init(params):
-        zeros = zeros_like(params)
-        return AdanState(jnp.zeros([], jnp.int32), zeros, zeros, zeros, zeros)
+        # A fresh tree per slot: state buffers never alias, so they can be donated.
+        m, v, n, previous_grad = (zeros_like(params) for _ in range(4))
+        return AdanState(jnp.zeros([], jnp.int32), m, v, n, previous_grad)
 
     def update(grads, state, params=None, **extra):
         del extra

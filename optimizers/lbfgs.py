@@ -362,13 +362,15 @@ def lbfgs(
 
     def init(params):
         dtype = jax.tree.leaves(params)[0].dtype
-        memory = jax.tree.map(lambda p: jnp.zeros((memory_size, *p.shape), p.dtype), params)
+        def memory():  # a fresh tree per slot: state buffers never alias, so they donate
+            return jax.tree.map(lambda p: jnp.zeros((memory_size, *p.shape), p.dtype), params)
+
         return LbfgsState(
             count=jnp.zeros([], jnp.int32),
             params=zeros_like(params),
             grads=zeros_like(params),
-            param_diffs=memory,
-            grad_diffs=memory,
+            param_diffs=memory(),
+            grad_diffs=memory(),
             rhos=jnp.zeros(memory_size, dtype),
             stepsize=jnp.ones([], dtype),
         )

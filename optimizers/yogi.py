@@ -54,8 +54,10 @@ def yogi(
     check_nonnegative("eps", eps)
 
     def init(params):
-        start = jax.tree.map(lambda p: jnp.full_like(p, INITIAL_ACCUMULATOR_VALUE), params)
-        return YogiState(count=jnp.zeros([], jnp.int32), mu=start, nu=start)
+        def start():  # a fresh tree per moment: state buffers never alias, so they donate
+            return jax.tree.map(lambda p: jnp.full_like(p, INITIAL_ACCUMULATOR_VALUE), params)
+
+        return YogiState(count=jnp.zeros([], jnp.int32), mu=start(), nu=start())
 
     def update(grads, state, params=None, **extra):
         del extra

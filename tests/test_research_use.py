@@ -135,6 +135,29 @@ def test_dtypes_are_kept_by_update_apply_updates_and_state(name):
             assert floats <= {jnp.dtype(dtype)}, f"state dtypes {floats} ({where})"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_params_and_state_from_init_can_be_donated(name):
+    """jit(step, donate_argnums=(0, 1)) takes init's state as it is, with no copy first.
+
+    XLA refuses to donate one buffer twice, so no two state leaves may share one.
+    """
+    opt = build(name)
+
+    def step(params, state):
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, state = opt.update(grads, state, params, **extra_args(name, params, value, grads))
+        return apply_updates(params, updates), state
+
+    donating = jax.jit(step, donate_argnums=(0, 1))
+    params = initial_params()
+    expected = jax.jit(step)(params, opt.init(params))
+    got = donating(jax.tree.map(jnp.copy, params), opt.init(params))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        if is_prng_key(a):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(a, b)
+
+
 def is_prng_key(leaf):
     return jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
