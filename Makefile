@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup bench test golden baseline mutation perf lint clean
+.PHONY: setup bench test golden baseline data mutation perf lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ golden: $(STAMP)
 # The quick benchmark's reference numbers (tests/baseline/); the only way they change.
 baseline: $(STAMP)
 	$(PY) -m tests.test_regression
+
+# The stored Hessians of the registered quadratics (problems/data/quadratic_hessians.npz).
+data: $(STAMP)
+	$(PY) -c "from problems.quadratic import write_hessians; write_hessians()"
 
 # Single-token mutations of the update rules, losses and runner; writes results/MUTATION.md.
 mutation: $(STAMP)

@@ -27,7 +27,7 @@ PROBLEMS: dict[str, Problem] = {
         quadratic(dim=20, condition=1e1),
         quadratic(dim=20, condition=1e3),
         quadratic(dim=20, condition=1e6, target=10.0),  # f(x0) is about 1e6
-        logistic_regression(n=200, dim=10, l2=1e-2, f_star=0.41773311533815294),
+        logistic_regression(n=200, dim=10, l2=1e-2, f_star=0.4487174687039245),
         _least_squares,
         _logistic,
         _softmax,

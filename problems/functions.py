@@ -12,10 +12,10 @@ the global basin, and final suboptimality is the informative number.
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from problems import draws
 from problems.base import Problem
 
 
@@ -73,7 +73,7 @@ def _function_problem(name, description, value, dim, box, f_star, x_star, target
         description=description,
         tags=frozenset({"nonconvex"}),
         dim=dim,
-        init=lambda key: jax.random.uniform(key, (dim,), jnp.float32, minval=low, maxval=high),
+        init=lambda key: draws.uniform(key, (dim,), low, high),
         loss=lambda x, data: value(x),
         f_star=f_star,
         x_star=np.asarray(x_star, np.float64),

@@ -1,9 +1,8 @@
 """Least-squares linear regression on the diabetes data set (closed-form optimum)."""
 
-import jax
 import jax.numpy as jnp
 
-from problems import datasets
+from problems import datasets, draws
 from problems.base import Problem
 from problems.losses import mse
 
@@ -29,7 +28,7 @@ def least_squares(f_star: float) -> Problem:
         tags=frozenset({"convex", "dataset"}),
         dim=features + 1,
         init=lambda key: {
-            "w": 0.1 * jax.random.normal(key, (features,), jnp.float32),
+            "w": 0.1 * draws.normal(key, (features,)),
             "b": jnp.zeros((), jnp.float32),
         },
         loss=linear_regression_loss,

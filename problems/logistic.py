@@ -1,23 +1,30 @@
 """L2-regularised logistic regression on synthetic and real (breast cancer) binary data."""
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from problems import datasets
+from problems import datasets, draws
 from problems.base import Problem
 from problems.losses import binary_cross_entropy_with_logits
 
 
 def synthetic_binary_data(n: int, dim: int, seed: int):
-    """Features x ~ N(0, I); labels from a random linear rule with 10% of them flipped."""
+    """Features x ~ N(0, I); labels from a random linear rule with 10% of them flipped.
+
+    The draws are those of `problems.draws`, and each label's x w is summed exactly
+    (math.fsum of float64 products of float32 numbers, each exact), so the data are the
+    same to the last bit on every machine.
+    """
     kx, kw, kflip = jax.random.split(jax.random.PRNGKey(seed), 3)
-    x = jax.random.normal(kx, (n, dim), jnp.float32)
-    w = jax.random.normal(kw, (dim,), jnp.float32)
-    flip = jax.random.uniform(kflip, (n,), jnp.float32) < 0.1
-    y = jnp.where(flip, x @ w <= 0, x @ w > 0).astype(jnp.float32)
-    return x, y
+    x = np.asarray(draws.normal(kx, (n, dim)))
+    w = np.asarray(draws.normal(kw, (dim,)))
+    flip = np.asarray(draws.uniform(kflip, (n,), 0.0, 1.0)) < 0.1
+    above = np.array([math.fsum(row) > 0 for row in x.astype(np.float64) * w.astype(np.float64)])
+    return jnp.asarray(x), jnp.asarray(above != flip, jnp.float32)
 
 
 def logistic_loss(params, data, l2):
@@ -42,7 +49,7 @@ def logistic_regression(
         tags=frozenset({"convex", "dataset"}),
         dim=dim + 1,
         init=lambda key: {
-            "w": 0.1 * jax.random.normal(key, (dim,), jnp.float32),
+            "w": 0.1 * draws.normal(key, (dim,)),
             "b": jnp.zeros((), jnp.float32),
         },
         loss=functools.partial(logistic_loss, l2=l2),
@@ -67,7 +74,7 @@ def logistic_breast_cancer(l2: float, f_star: float) -> Problem:
         tags=frozenset({"convex", "dataset"}),
         dim=features + 1,
         init=lambda key: {
-            "w": 0.1 * jax.random.normal(key, (features,), jnp.float32),
+            "w": 0.1 * draws.normal(key, (features,)),
             "b": jnp.zeros((), jnp.float32),
         },
         loss=functools.partial(logistic_loss, l2=l2),

@@ -6,7 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from problems import datasets
+from problems import datasets, draws
 from problems.base import Problem
 from problems.losses import softmax_cross_entropy_with_integer_labels
 
@@ -69,7 +69,7 @@ def mlp_classifier(
         # One normal draw for all the weights, cut into layers: one random-number
         # kernel to compile instead of one per layer.
         shapes = list(zip(widths[:-1], widths[1:], strict=True))
-        noise = jax.random.normal(key, (sum(i * o for i, o in shapes),), jnp.float32)
+        noise = draws.normal(key, (sum(i * o for i, o in shapes),))
         params, start = [], 0
         for fan_in, fan_out in shapes:
             w = noise[start : start + fan_in * fan_out].reshape(fan_in, fan_out)

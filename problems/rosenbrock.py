@@ -1,9 +1,9 @@
 """The Rosenbrock function, the classic curved narrow valley."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from problems import draws
 from problems.base import Problem
 
 
@@ -19,7 +19,7 @@ def rosenbrock(dim: int = 2) -> Problem:
         description=f"Rosenbrock valley, {dim}-D, minimum 0 at (1, ..., 1)",
         tags=frozenset({"nonconvex"}),
         dim=dim,
-        init=lambda key: jax.random.uniform(key, (dim,), jnp.float32, minval=-2.0, maxval=2.0),
+        init=lambda key: draws.uniform(key, (dim,), -2.0, 2.0),
         loss=lambda x, data: rosenbrock_value(x),
         f_star=0.0,
         x_star=np.ones(dim),

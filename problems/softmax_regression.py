@@ -2,10 +2,9 @@
 
 import functools
 
-import jax
 import jax.numpy as jnp
 
-from problems import datasets
+from problems import datasets, draws
 from problems.base import Problem
 from problems.losses import softmax_cross_entropy_with_integer_labels
 
@@ -36,7 +35,7 @@ def softmax_regression(n_train: int, l2: float, f_star: float) -> Problem:
         tags=frozenset({"convex", "dataset"}),
         dim=(FEATURES + 1) * CLASSES,
         init=lambda key: {
-            "w": 0.01 * jax.random.normal(key, (FEATURES, CLASSES), jnp.float32),
+            "w": 0.01 * draws.normal(key, (FEATURES, CLASSES)),
             "b": jnp.zeros((CLASSES,), jnp.float32),
         },
         loss=functools.partial(softmax_regression_loss, l2=l2),

@@ -68,13 +68,13 @@ def quick_benchmark() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def write_baseline() -> None:
+def write_baseline(path: Path = BASELINE) -> None:
     from bench.io import write_csv
 
     jax.config.update("jax_enable_x64", True)
     runs = quick_benchmark()
-    write_csv(runs, BASELINE)
-    print(f"wrote {len(runs)} rows to {BASELINE}")
+    write_csv(runs, path)
+    print(f"wrote {len(runs)} rows to {path}")
 
 
 @pytest.fixture(scope="module")
@@ -107,4 +107,4 @@ def test_quick_benchmark_matches_the_baseline(baseline, tmp_path):
 
 
 if __name__ == "__main__":
-    sys.exit(write_baseline())
+    sys.exit(write_baseline(*(Path(arg) for arg in sys.argv[1:])))
