@@ -9,6 +9,7 @@ from optimizers.adam import check_adam
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    abs_sq,
     cast_like,
     check_same_tree,
     debiased_momentum,
@@ -39,7 +40,7 @@ def adabelief(
     For step t = 1, 2, ... with gradient g_t:
 
         m_t     = b1 * m_{t-1} + (1 - b1) * g_t
-        s_t     = b2 * s_{t-1} + (1 - b2) * (g_t - m_t)^2 + eps_root
+        s_t     = b2 * s_{t-1} + (1 - b2) * |g_t - m_t|^2 + eps_root
         mhat_t  = m_t / (1 - b1^t)
         mhat_t  = b1 * m_t / (1 - b1^(t+1)) + (1 - b1) * g_t / (1 - b1^t)   (nesterov=True)
         shat_t  = s_t / (1 - b2^t)
@@ -65,7 +66,7 @@ def adabelief(
         t = increment(state.count)
         mu = update_moment(grads, state.mu, b1, 1)
         nu = jax.tree.map(
-            lambda g, m, s: (1 - b2) * (g - m) ** 2 + b2 * s + eps_root, grads, mu, state.nu
+            lambda g, m, s: (1 - b2) * abs_sq(g - m) + b2 * s + eps_root, grads, mu, state.nu
         )
         correction1, correction2 = 1 - b1**t, 1 - b2**t  # counter's float type, cast per leaf
         mhat = debiased_momentum(mu, grads, b1, t, correction1, nesterov)

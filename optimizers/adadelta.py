@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    abs_sq,
     cast_like,
     check_nonnegative,
     check_unit_interval,
@@ -37,14 +38,15 @@ def adadelta(
     For step t with gradient g_t and weight decay wd_t:
 
         g_t      = g_t + wd_t * theta_{t-1}            (on the leaves weight_decay_mask selects)
-        E[g^2]_t = rho * E[g^2]_{t-1} + (1 - rho) * g_t^2
+        E[g^2]_t = rho * E[g^2]_{t-1} + (1 - rho) * |g_t|^2
         dx_t     = sqrt(E[dx^2]_{t-1} + eps) / sqrt(E[g^2]_t + eps) * g_t
-        E[dx^2]_t = rho * E[dx^2]_{t-1} + (1 - rho) * dx_t^2
+        E[dx^2]_t = rho * E[dx^2]_{t-1} + (1 - rho) * |dx_t|^2
         theta_t  = theta_{t-1} - lr_t * dx_t
 
     Same arguments and defaults as `optax.adadelta`, with one deliberate difference:
     `learning_rate=None` (the default) means lr = 1, Zeiler's rule without a learning
-    rate, whereas optax then drops the final sign flip and steps uphill.
+    rate, whereas optax then drops the final sign flip and steps uphill. For complex
+    params the averages are of |g|^2 and |dx|^2, real, where optax's square g and dx.
 
     Reference: Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012.
     """
@@ -66,7 +68,7 @@ def adadelta(
         dx = jax.tree.map(
             lambda g, a, b: (jnp.sqrt(b + eps) / jnp.sqrt(a + eps)) * g, grads, e_g, state.e_x
         )
-        e_x = jax.tree.map(lambda d, b: (1 - rho) * d**2 + rho * b, dx, state.e_x)
+        e_x = jax.tree.map(lambda d, b: (1 - rho) * abs_sq(d) + rho * b, dx, state.e_x)
         new_state = AdadeltaState(
             count=increment(state.count),
             e_g=cast_like(e_g, state.e_g),

@@ -9,6 +9,7 @@ import numpy as np
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    abs_sq,
     check_nonnegative,
     check_same_tree,
     check_unit_interval,
@@ -38,9 +39,9 @@ def _factored_axes(shape, factored, min_dim_size_to_factor):
 
 def _root_mean_square(x, min_rms):
     """max(RMS(x), min_rms), with a finite gradient at small x (as optax's safe version)."""
-    rms = jnp.sqrt(jnp.mean(x**2))
+    rms = jnp.sqrt(jnp.mean(abs_sq(x)))
     x = jnp.where(rms <= min_rms, jnp.ones_like(x), x)
-    return jnp.where(rms <= min_rms, min_rms, jnp.sqrt(jnp.mean(x**2)))
+    return jnp.where(rms <= min_rms, min_rms, jnp.sqrt(jnp.mean(abs_sq(x))))
 
 
 def adafactor(
@@ -62,7 +63,7 @@ def adafactor(
     For step t (counted from 0, k = t - decay_offset), gradient g_t and
     b_t = 1 - (k + 1)^(-decay_rate):
 
-        G       = g_t^2 + eps
+        G       = |g_t|^2 + eps
         factored leaf (its two largest axes rows x cols, both >= min_dim_size_to_factor):
           R_t   = b_t R_{t-1} + (1 - b_t) mean_cols(G)
           C_t   = b_t C_{t-1} + (1 - b_t) mean_rows(G)
@@ -124,7 +125,7 @@ def adafactor(
     def scaled_by_second_moment(g, v_row, v_col, v, decay):
         """g / sqrt(second moment estimate), and the new (R, C, V) of one leaf."""
         dtype, placeholder = g.dtype, jnp.zeros((1,), g.dtype)
-        squared = g**2 + eps
+        squared = abs_sq(g) + eps
         axes = _factored_axes(g.shape, factored, min_dim_size_to_factor)
         if axes is None:
             v = (decay * v + (1.0 - decay) * squared).astype(dtype)
@@ -161,7 +162,8 @@ def adafactor(
         )
         if clipping_threshold is not None:
             u = jax.tree.map(
-                lambda x: x / jnp.maximum(1.0, jnp.sqrt(jnp.mean(x**2)) / clipping_threshold), u
+                lambda x: x / jnp.maximum(1.0, jnp.sqrt(jnp.mean(abs_sq(x))) / clipping_threshold),
+                u,
             )
         if learning_rate is not None:
             lr = value_at(learning_rate, state.count)

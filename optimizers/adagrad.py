@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    abs_sq,
     cast_like,
     check_nonnegative,
     check_same_tree,
@@ -30,7 +31,7 @@ def adagrad(
 
     For step t with gradient g_t:
 
-        G_t     = G_{t-1} + g_t^2                (G_0 = initial_accumulator_value)
+        G_t     = G_{t-1} + |g_t|^2              (G_0 = initial_accumulator_value)
         theta_t = theta_{t-1} - lr_t * g_t / sqrt(G_t + eps)    (0 where G_t = 0)
 
     eps sits inside the square root, as in `optax.adagrad`, whose arguments and
@@ -55,7 +56,7 @@ def adagrad(
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
-        G = jax.tree.map(lambda g, s: g * g + s, grads, state.sum_of_squares)
+        G = jax.tree.map(lambda g, s: abs_sq(g) + s, grads, state.sum_of_squares)
         direction = jax.tree.map(
             lambda g, s: jnp.where(s > 0, jax.lax.rsqrt(s + eps), 0.0) * g, grads, G
         )

@@ -73,7 +73,7 @@ def adam(
     For step t = 1, 2, ... with gradient g_t:
 
         m_t     = b1 * m_{t-1} + (1 - b1) * g_t
-        v_t     = b2 * v_{t-1} + (1 - b2) * g_t^2
+        v_t     = b2 * v_{t-1} + (1 - b2) * |g_t|^2
         mhat_t  = m_t / (1 - b1^t)
         mhat_t  = b1 * m_t / (1 - b1^(t+1)) + (1 - b1) * g_t / (1 - b1^t)   (nesterov=True)
         vhat_t  = v_t / (1 - b2^t)

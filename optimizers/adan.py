@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    abs_sq,
     cast_like,
     check_nonnegative,
     check_same_tree,
@@ -44,7 +45,7 @@ def adan(
 
         m_t     = (1 - b1) * g_t + b1 * m_{t-1}
         v_t     = (1 - b2) * d_t + b2 * v_{t-1}
-        n_t     = (1 - b3) * (g_t + (1 - b2) * d_t)^2 + b3 * n_{t-1}
+        n_t     = (1 - b3) * |g_t + (1 - b2) * d_t|^2 + b3 * n_{t-1}
         u_t     = (mhat_t + (1 - b2) * vhat_t) / (sqrt(nhat_t + eps_root) + eps)
         theta_t = theta_{t-1} - lr_t * (u_t + wd_t * theta_{t-1})
 
@@ -78,7 +79,7 @@ def adan(
         m = update_moment(grads, state.m, b1, 1)
         v = jax.tree.map(lambda d, v: (1 - b2) * d + b2 * v, diff, state.v)
         n = jax.tree.map(
-            lambda g, d, n: (1 - b3) * (g + (1 - b2) * d) ** 2 + b3 * n, grads, diff, state.n
+            lambda g, d, n: (1 - b3) * abs_sq(g + (1 - b2) * d) + b3 * n, grads, diff, state.n
         )
         t = increment(state.count)
         c1, c2, c3 = 1 - b1**t, 1 - b2**t, 1 - b3**t

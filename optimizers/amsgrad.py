@@ -40,7 +40,7 @@ def amsgrad(
     For step t = 1, 2, ... with gradient g_t:
 
         m_t     = b1 * m_{t-1} + (1 - b1) * g_t
-        v_t     = b2 * v_{t-1} + (1 - b2) * g_t^2
+        v_t     = b2 * v_{t-1} + (1 - b2) * |g_t|^2
         mhat_t  = m_t / (1 - b1^t)            (m_t when bias_correction_mu=False)
         vhat_t  = v_t / (1 - b2^t)            (v_t when bias_correction_nu=False)
         vmax_t  = max(vmax_{t-1}, vhat_t)     (vmax_0 = 0)

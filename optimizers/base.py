@@ -8,6 +8,7 @@ An optimizer is a pair of pure functions, duck-compatible with
     params = apply_updates(params, updates)
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -149,13 +150,25 @@ def trust_ratio_scale(update, param, min_norm=0.0, trust_coefficient=1.0, eps=0.
     return update * jnp.where(zero_norm, jnp.array(1.0, dtype=param.dtype), ratio)
 
 
-def update_moment(grads, moments, decay, order: int):
-    """The exponential moving average (1 - decay) * g^order + decay * m, leaf by leaf.
+def abs_sq(x):
+    """|x|^2 element-wise: x * x for real x, Re(conj(x) * x) for complex x, as `optax.abs_sq`.
 
-    order 1 gives a first moment (momentum), order 2 a second moment, as
-    `optax.tree.update_moment` computes them.
+    Real for complex x, so that second moments of complex gradients are real-valued.
     """
-    return jax.tree.map(lambda g, m: (1 - decay) * g**order + decay * m, grads, moments)
+    return (x.conj() * x).real if jnp.iscomplexobj(x) else x * x
+
+
+def update_moment(grads, moments, decay, order: int):
+    """The exponential moving average (1 - decay) * |g|^order + decay * m, leaf by leaf.
+
+    order 1 gives a first moment (momentum) of g itself, order 2 a second moment of
+    |g|^2 (`abs_sq`), as optax's `tree.update_moment` and
+    `tree.update_moment_per_elem_norm` compute them.
+    """
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    power = abs_sq if order == 2 else (lambda g: g)
+    return jax.tree.map(lambda g, m: (1 - decay) * power(g) + decay * m, grads, moments)
 
 
 def debiased_momentum(mu, grads, b1, t, correction1, nesterov: bool):
@@ -177,3 +190,29 @@ def debiased_momentum(mu, grads, b1, t, correction1, nesterov: bool):
         mu,
         grads,
     )
+
+
+def squared_norm(tree):
+    """||x||^2 over every entry of every leaf, each leaf summed, then the leaves in tree order."""
+    return sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree))
+
+
+def vdot(tree_x, tree_y):
+    """<x, y> over every entry of every leaf: each leaf contracted whole at full precision,
+    then the leaves summed in tree order, as `optax.tree.vdot` computes it."""
+    products = [
+        jnp.tensordot(x, y, x.ndim, precision=jax.lax.Precision.HIGHEST)
+        for x, y in zip(jax.tree.leaves(tree_x), jax.tree.leaves(tree_y), strict=True)
+    ]
+    return sum(products)
+
+
+def lowest_dtype(tree):
+    """The least precise dtype among the leaves: the dtype of a rule's scalar state."""
+    dtypes = [jnp.asarray(leaf).dtype for leaf in jax.tree.leaves(tree)]
+    return functools.reduce(lambda a, b: a if jnp.promote_types(a, b) == b else b, dtypes)
+
+
+def copy_tree(tree):
+    """A copy of every leaf, for state that starts at the params (its own buffers to donate)."""
+    return jax.tree.map(jnp.copy, tree)

@@ -344,7 +344,7 @@ def lbfgs(
     grad=grads, value_fn=f, **f_kwargs)`, as optax's. `linesearch` is "zoom" (optax's
     default `scale_by_zoom_linesearch(max_linesearch_steps=20,
     initial_guess_strategy='one')`) or None (eta_t = 1); other line searches are not
-    supported.
+    supported. Params must be real (optax's also takes complex ones).
 
     References: Liu & Nocedal, "On the limited memory BFGS method for large scale
     optimization", Mathematical Programming 45, 1989; Nocedal & Wright, "Numerical
@@ -361,7 +361,10 @@ def lbfgs(
         )
 
     def init(params):
+        if any(jnp.iscomplexobj(p) for p in jax.tree.leaves(params)):
+            raise TypeError("lbfgs takes real params only; got a complex leaf in params")
         dtype = jax.tree.leaves(params)[0].dtype
+
         def memory():  # a fresh tree per slot: state buffers never alias, so they donate
             return jax.tree.map(lambda p: jnp.zeros((memory_size, *p.shape), p.dtype), params)
 

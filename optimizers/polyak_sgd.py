@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    abs_sq,
     check_nonnegative,
     check_same_tree,
     descend,
@@ -62,7 +63,7 @@ def polyak_sgd(
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
         sgd_step = descend(scaling, state.count, grads)  # -u_t
-        squared_norm = sum(jnp.sum(jnp.square(u)) for u in jax.tree.leaves(sgd_step))
+        squared_norm = sum(jnp.sum(abs_sq(u)) for u in jax.tree.leaves(sgd_step))
         gap = jnp.asarray(value - f_min).astype(squared_norm.dtype)
         if variant == "sps+":
             gap = jnp.maximum(gap, 0)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    abs_sq,
     cast_like,
     check_nonnegative,
     check_same_tree,
@@ -41,11 +42,11 @@ def rmsprop(
 
     For step t with gradient g_t:
 
-        v_t  = decay * v_{t-1} + (1 - decay) * g_t^2        (v_0 = initial_scale)
+        v_t  = decay * v_{t-1} + (1 - decay) * |g_t|^2      (v_0 = initial_scale)
         m_t  = decay * m_{t-1} + (1 - decay) * g_t          (centered=True; m_0 = 0)
         vhat = v_t / (1 - decay^t), mhat = m_t / (1 - decay^t)   (bias_correction=True;
                                                               else vhat = v_t, mhat = m_t)
-        s_t  = vhat - mhat^2   (centered)   or   vhat   (not centered)
+        s_t  = vhat - |mhat|^2 (centered)   or   vhat   (not centered)
         d_t  = g_t / sqrt(s_t + eps)   (eps_in_sqrt=True)   or   g_t / (sqrt(s_t) + eps)
         u_t  = -lr_t * d_t
 
@@ -92,7 +93,7 @@ def rmsprop(
             mhat = mu
             if bias_correction:
                 mhat = jax.tree.map(lambda m: m / correction.astype(m.dtype), mu)
-            s = jax.tree.map(lambda v, m: v - m * m, vhat, mhat)
+            s = jax.tree.map(lambda v, m: v - abs_sq(m), vhat, mhat)
             mu = cast_like(mu, state.mu)
         else:
             mu, s = (), vhat

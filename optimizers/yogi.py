@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    abs_sq,
     cast_like,
     check_nonnegative,
     check_same_tree,
@@ -38,11 +39,11 @@ def yogi(
     For step t = 1, 2, ... with gradient g_t, both moments starting at 1e-6:
 
         m_t     = b1 * m_{t-1} + (1 - b1) * g_t
-        v_t     = v_{t-1} - (1 - b2) * sign(v_{t-1} - g_t^2) * g_t^2
+        v_t     = v_{t-1} - (1 - b2) * sign(v_{t-1} - |g_t|^2) * |g_t|^2
         mhat_t  = m_t / (1 - b1^t),  vhat_t = v_t / (1 - b2^t)
         theta_t = theta_{t-1} - lr_t * mhat_t / (sqrt(vhat_t) + eps)
 
-    v_t moves towards g_t^2 by at most (1 - b2) g_t^2 per step, instead of Adam's
+    v_t moves towards |g_t|^2 by at most (1 - b2) |g_t|^2 per step, instead of Adam's
     multiplicative decay. Same arguments and defaults as `optax.yogi`, including its
     bias corrections of moments that start at 1e-6 rather than 0.
 
@@ -66,7 +67,7 @@ def yogi(
         t = increment(state.count)
         mu = update_moment(grads, state.mu, b1, 1)
         nu = jax.tree.map(
-            lambda g, v: v - (1 - b2) * jnp.sign(v - g * g) * (g * g), grads, state.nu
+            lambda g, v: v - (1 - b2) * jnp.sign(v - abs_sq(g)) * abs_sq(g), grads, state.nu
         )
         correction1, correction2 = 1 - b1**t, 1 - b2**t  # counter's float type, cast per leaf
         mhat = jax.tree.map(lambda m: m / correction1.astype(m.dtype), mu)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from test_parity import assert_trajectories_match, initial_params, trajectory
 
 from optimizers import apply_updates, lbfgs
@@ -84,3 +85,8 @@ def test_converges_on_rosenbrock_in_a_vmapped_scan_over_learning_rates():
     # search never lets the loss increase.
     assert np.all(np.asarray(final) < 1e-20), final
     assert np.all(np.diff(np.asarray(values), axis=1) <= 0.0)
+
+
+def test_complex_params_raise_a_type_error_naming_them():
+    with pytest.raises(TypeError, match="params"):
+        lbfgs().init({"z": jnp.ones(3, jnp.complex128)})

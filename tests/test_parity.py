@@ -30,16 +30,32 @@ OPTAX_REJECTS_SCALAR_LEAVES = {"sm3"}
 # optax aliases whose learning_rate cannot be a schedule: sm3 negates it at construction,
 # rprop's is the initial step size, optimistic_adam raises ValueError for one.
 OPTAX_TAKES_NO_SCHEDULE = {"sm3", "rprop", "optimistic_adam"}
+# Rules compared with optax on real params only, and why.
+REAL_ONLY = {
+    "rprop": "optax.rprop rejects complex params (jnp.clip of a complex step)",
+    "sm3": "optax.sm3 rejects complex params",
+    "adadelta": "optax.adadelta averages g^2 and dx^2 where ours averages |g|^2 and |dx|^2",
+    "lbfgs": "lbfgs takes real params only (it raises TypeError for complex ones)",
+}
 
 
 def initial_params(dtype, name=None):
-    """A pytree of mixed shapes: a matrix, a vector and a scalar (unless optax rejects one)."""
-    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(42), 3)
+    """A pytree of mixed shapes: a matrix, a vector and a scalar (unless optax rejects one).
+
+    Complex params get imaginary parts of the same size as their real parts.
+    """
+    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(42), 4)
+    shapes = {"w": (3, 4), "b": (4,), "s": ()}
     params = {
-        "w": jax.random.normal(k1, (3, 4), jnp.float32).astype(dtype),
-        "b": jax.random.normal(k2, (4,), jnp.float32).astype(dtype),
-        "s": jax.random.normal(k3, (), jnp.float32).astype(dtype),
+        k: jax.random.normal(key, shape, jnp.float32).astype(dtype)
+        for key, (k, shape) in zip((k1, k2, k3), shapes.items(), strict=True)
     }
+    if jnp.iscomplexobj(jnp.zeros((), dtype)):
+        imaginary = jax.random.split(k4, 3)
+        params = {
+            k: p + 1j * jax.random.normal(key, p.shape, jnp.float32).astype(dtype)
+            for key, (k, p) in zip(imaginary, params.items(), strict=True)
+        }
     if name in OPTAX_REJECTS_SCALAR_LEAVES:
         del params["s"]
     return params
@@ -53,17 +69,35 @@ def loss(params):
     return smooth + coupling
 
 
+def complex_loss(params):
+    """`loss` for complex params: real-valued, strongly convex in the real and imaginary
+    parts, not quadratic, coupled, with its optimum away from 0."""
+    centred = jax.tree.map(lambda p: p - (0.5 + 0.3j), params)
+    smooth = sum(
+        jnp.sum(jnp.logaddexp(p.real, -p.real) + jnp.logaddexp(p.imag, -p.imag) + 0.1 * abs(p) ** 2)
+        for p in jax.tree.leaves(centred)
+    )
+    coupling = jnp.real(jnp.sum(params["w"] @ params["b"]) * params.get("s", 1.0)) * 0.05
+    return smooth + coupling
+
+
 def trajectory(opt, params, steps=STEPS, needs_value_fn=False):
     """Parameters after each of `steps` updates, stacked on a leading axis.
 
     Rules that need the loss (Polyak step sizes, line searches) also get the value,
-    the gradient and the loss function, under the names optax uses.
+    the gradient and the loss function, under the names optax uses. Complex params
+    descend `complex_loss` along the conjugate of JAX's gradient, the direction of
+    steepest ascent that optax's rules expect.
     """
+    is_complex = any(jnp.iscomplexobj(p) for p in jax.tree.leaves(params))
+    objective = complex_loss if is_complex else loss
 
     def step(carry, _):
         params, state = carry
-        value, grads = jax.value_and_grad(loss)(params)
-        extra = dict(value=value, grad=grads, value_fn=loss) if needs_value_fn else {}
+        value, grads = jax.value_and_grad(objective)(params)
+        if is_complex:
+            grads = jax.tree.map(jnp.conj, grads)
+        extra = dict(value=value, grad=grads, value_fn=objective) if needs_value_fn else {}
         updates, state = opt.update(grads, state, params, **extra)
         params = apply_updates(params, updates)
         return (params, state), params
@@ -82,10 +116,12 @@ def build(name, reference, **overrides):
 
 
 def assert_trajectories_match(ours, theirs, dtype):
+    """RTOL64 for float64 and complex128, ATOL32 (on |difference|) for float32 and complex64."""
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        wide = np.complex128 if jnp.iscomplexobj(b) else np.float64
+        a, b = np.asarray(a, wide), np.asarray(b, wide)
         assert np.all(np.isfinite(b)), "reference trajectory is not finite"
-        if dtype == jnp.float64:
+        if jnp.finfo(dtype).bits == 64:
             np.testing.assert_allclose(a, b, rtol=RTOL64, atol=1e-300)
         else:
             np.testing.assert_allclose(a, b, rtol=0, atol=ATOL32)
@@ -94,6 +130,29 @@ def assert_trajectories_match(ours, theirs, dtype):
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("name", WITH_OPTAX)
 def test_per_step_parity(name, dtype):
+    params, extra = initial_params(dtype, name), OPTIMIZERS[name].needs_value_fn
+    ours = trajectory(build(name, reference=False), params, needs_value_fn=extra)
+    theirs = trajectory(build(name, reference=True), params, needs_value_fn=extra)
+    assert_trajectories_match(ours, theirs, dtype)
+
+
+COMPLEX = [
+    pytest.param(name, marks=pytest.mark.skip(reason=REAL_ONLY[name]))
+    if name in REAL_ONLY
+    else name
+    for name in WITH_OPTAX
+]
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64], ids=["complex128", "complex64"])
+@pytest.mark.parametrize("name", COMPLEX)
+def test_per_step_parity_with_complex_params(name, dtype):
+    """Second moments are of |g|^2 (real), as optax's, not of g^2.
+
+    complex128 to RTOL64 and complex64 to ATOL32 on the modulus of the difference: the
+    real and imaginary parts are float64 and float32 numbers computed by the same
+    arithmetic on both sides, as for real params.
+    """
     params, extra = initial_params(dtype, name), OPTIMIZERS[name].needs_value_fn
     ours = trajectory(build(name, reference=False), params, needs_value_fn=extra)
     theirs = trajectory(build(name, reference=True), params, needs_value_fn=extra)
