@@ -160,16 +160,20 @@ def _lane_program(
                 loss, grads = grad_fn(params, batch)
             else:
                 batch, loss, grads = train, full_loss, full_grads
-            extra = {}
-            if spec.needs_value_fn:
-                extra = dict(value=loss, grad=grads, value_fn=lambda p: problem.loss(p, batch))
+            # The loss is recorded at the rule's evaluation point where it declares one
+            # (schedule-free rules), else at the iterate the gradient is taken at.
+            point = params
+            if spec.eval_params is not None:
+                point = spec.eval_params(state, params)
+                full_loss, full_grads = grad_fn(point, train)
+            extra = spec.update_extras(loss, grads, lambda p: problem.loss(p, batch))
             updates, state = opt.update(grads, state, params, **extra)
-            carry = (apply_updates(params, updates), state, params)
-            return carry, record(params, full_loss, full_grads)
+            carry = (apply_updates(params, updates), state, point)
+            return carry, record(point, full_loss, full_grads)
 
         # steps + 1 iterations record steps 0 .. steps; the update made by the last one is
-        # dropped (its input params are kept in the carry). One loss-and-gradient in the
-        # program instead of a second copy after the loop: less to compile.
+        # dropped (its input evaluation point is kept in the carry). One loss-and-gradient
+        # in the program instead of a second copy after the loop: less to compile.
         step_keys = jax.random.split(batch_key, steps)
         step_keys = jnp.concatenate([step_keys, step_keys[-1:]])
         (_, _, params), curves = jax.lax.scan(step, (params, state, params), step_keys)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import jax
+
 from optimizers import OPTIMIZERS, OptimizerSpec
 from problems import PROBLEMS, Problem
 
@@ -44,13 +46,9 @@ class SuiteSpec:
 
 def skip_reason(problem: Problem, optimizer: OptimizerSpec) -> str | None:
     """Why `optimizer` cannot run on `problem` by its declared capabilities, else None."""
-    if problem.stochastic and optimizer.needs_value_fn:
-        return "uses the loss itself (line search, Polyak step, Hessian); the problem is stochastic"
-    if problem.stochastic and optimizer.deterministic_only:
-        return "needs full-batch gradients; the problem is stochastic"
-    if optimizer.max_dim is not None and problem.dim > optimizer.max_dim:
-        return f"dense second-order method for at most {optimizer.max_dim} parameters"
-    return None
+    leaves = jax.tree.leaves(jax.eval_shape(problem.init, jax.random.PRNGKey(0)))
+    max_rank = max(len(leaf.shape) for leaf in leaves)
+    return optimizer.skip_reason(problem.stochastic, problem.dim, max_rank)
 
 
 def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:

@@ -8,16 +8,15 @@
 
 `OPTIMIZERS` maps each benchmark name to an `OptimizerSpec`: the factory, the
 hyperparameters the benchmark fixes, its learning-rate search grid, non-default
-hyperparameters for the parity tests, and its capabilities. Adding an optimizer
-is one module and one line here; the tests and the benchmark loop over it.
+hyperparameters for the parity tests, and its capabilities. A family module may
+declare its own entries as `REGISTRY` beside its factories; they are collected
+here (`optimizers.registry`), so that adding an optimizer is one new file. The
+tests and the benchmark loop over the registry.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+import sys
 
 import jax
-import numpy as np
 
 from optimizers import schedules, transforms
 from optimizers.adabelief import adabelief
@@ -42,47 +41,13 @@ from optimizers.novograd import novograd
 from optimizers.optimistic import optimistic_adam, optimistic_adam_v2, optimistic_gradient_descent
 from optimizers.polyak_sgd import polyak_sgd
 from optimizers.radam import radam
+from optimizers.registry import LR_GRID, OptimizerSpec, collect, log_grid
 from optimizers.rmsprop import rmsprop
 from optimizers.rprop import rprop
 from optimizers.sgd import sgd
 from optimizers.sign_sgd import sign_sgd, signum
 from optimizers.sm3 import sm3
 from optimizers.yogi import yogi
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """A registry entry: how to build, test and sweep one optimizer."""
-
-    factory: Callable[..., Optimizer]
-    # Log-spaced learning rates the benchmark sweeps by default.
-    learning_rates: tuple[float, ...]
-    # Hyperparameters (besides learning_rate) the benchmark passes to the factory.
-    hparams: dict[str, Any] = field(default_factory=dict)
-    # Non-default hyperparameters the parity tests pass to both us and optax.
-    test_hparams: dict[str, Any] = field(default_factory=dict)
-    # Name of the optax alias with the same meaning, or None for rules optax lacks.
-    optax_name: str | None = None
-    # True for line-search methods whose update needs the loss value and function.
-    needs_value_fn: bool = False
-    # True where the rule needs a full-batch (deterministic) gradient.
-    deterministic_only: bool = False
-    # Further option sets, each applied over test_hparams, that the parity tests also check.
-    test_variants: tuple[dict[str, Any], ...] = ()
-    # The optax alias's argument that `factory` takes as learning_rate (see polyak_sgd).
-    learning_rate_arg: str = "learning_rate"
-    # Largest parameter count the rule is meant for (dense second-order methods), or None.
-    max_dim: int | None = None
-
-
-def log_grid(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
-    """Log-spaced learning rates from `low` to `high`, `per_decade` points per factor of 10."""
-    decades = np.log10(high) - np.log10(low)
-    points = int(round(decades * per_decade)) + 1
-    return tuple(float(x) for x in np.logspace(np.log10(low), np.log10(high), points))
-
-
-LR_GRID = log_grid(1e-4, 1.0)
 
 
 def polyak_sgd_by_scaling(learning_rate, **hparams):
@@ -345,6 +310,12 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         newton, log_grid(0.1, 1.0), needs_value_fn=True, deterministic_only=True, max_dim=100
     ),
 }
+# The entries each family module declares beside its factories (optimizers.registry).
+_collected, _exports = collect(sys.modules[__name__])
+if set(_collected) & set(OPTIMIZERS):
+    raise ValueError(f"registered twice: {sorted(set(_collected) & set(OPTIMIZERS))}")
+OPTIMIZERS |= _collected
+globals().update(_exports)
 
 __all__ = [
     "OPTIMIZERS",
@@ -387,4 +358,5 @@ __all__ = [
     "sm3",
     "transforms",
     "yogi",
+    *_exports,
 ]

@@ -62,9 +62,7 @@ def test_mismatched_grads_and_params_raise_a_clear_error(name):
     opt = build(name)
     state = opt.init(params)
     grads = {"w": jnp.ones((2, 2))}  # "b" missing
-    extra = {}
-    if OPTIMIZERS[name].needs_value_fn:
-        extra = dict(value=jnp.zeros(()), grad=grads, value_fn=lambda p: jnp.zeros(()))
+    extra = OPTIMIZERS[name].update_extras(jnp.zeros(()), grads, lambda p: jnp.zeros(()))
     with pytest.raises(ValueError, match="grads") as raised:
         opt.update(grads, state, params, **extra)
     assert "structure" in str(raised.value)

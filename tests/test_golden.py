@@ -70,8 +70,7 @@ def jitted_step(name):
     @jax.jit
     def step(params, state):
         value, grads = jax.value_and_grad(loss)(params)
-        extra = dict(value=value, grad=grads, value_fn=loss) if spec.needs_value_fn else {}
-        updates, state = opt.update(grads, state, params, **extra)
+        updates, state = opt.update(grads, state, params, **spec.update_extras(value, grads, loss))
         return apply_updates(params, updates), state
 
     return opt, step

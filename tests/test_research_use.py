@@ -47,9 +47,7 @@ def initial_params(dtype=jnp.float64):
 
 def extra_args(name, params, value, grads):
     """What a rule that needs the loss gets besides the gradient, under optax's names."""
-    if OPTIMIZERS[name].needs_value_fn:
-        return dict(value=value, grad=grads, value_fn=loss)
-    return {}
+    return OPTIMIZERS[name].update_extras(value, grads, loss)
 
 
 def build(name, reference=False, learning_rate=LEARNING_RATE, **overrides):

@@ -1,0 +1,123 @@
+"""The registry entry of an optimizer, and the collection of entries from the family modules.
+
+A family module registers its rules by declaring, beside its factories,
+
+    REGISTRY = {"name": OptimizerSpec(factory, learning_rates, ...), ...}
+    __all__ = ["factory", ...]
+
+and `collect()` gathers every module's `REGISTRY` and exports its `__all__` from the
+package (`from optimizers import factory`): adding an optimizer is one new file.
+Search spaces and capabilities are data on the entry; parity-test settings live in tests/.
+"""
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import numpy as np
+
+from optimizers.base import Optimizer
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A registry entry: how to build, test and sweep one optimizer."""
+
+    factory: Callable[..., Optimizer]
+    # Log-spaced learning rates the benchmark sweeps by default.
+    learning_rates: tuple[float, ...]
+    # Hyperparameters (besides learning_rate) the benchmark passes to the factory.
+    hparams: dict[str, Any] = field(default_factory=dict)
+    # Non-default hyperparameters the parity tests pass to both us and optax.
+    test_hparams: dict[str, Any] = field(default_factory=dict)
+    # Name of the optax alias with the same meaning, or None for rules optax lacks.
+    optax_name: str | None = None
+    # True for line-search methods whose update needs the loss value and function.
+    needs_value_fn: bool = False
+    # True where the rule needs a full-batch (deterministic) gradient.
+    deterministic_only: bool = False
+    # Further option sets, each applied over test_hparams, that the parity tests also check.
+    test_variants: tuple[dict[str, Any], ...] = ()
+    # The optax alias's argument that `factory` takes as learning_rate (see polyak_sgd).
+    learning_rate_arg: str = "learning_rate"
+    # Largest parameter count the rule is meant for (dense second-order methods), or None.
+    max_dim: int | None = None
+    # True where the update takes the loss of the batch it trains on (`value`, and the
+    # loss function for extra gradients or Hessian-vector products); unlike
+    # needs_value_fn, the rule is meant for minibatches and runs on stochastic problems.
+    needs_loss: bool = False
+    # Gradient evaluations per update, the one the update is given included: 2 for SAM's
+    # ascent step, 1 + 1/k for a Hessian-vector product every k steps.
+    gradient_evaluations: float = 1.0
+    # True where the rule's own update applies to matrix leaves only (rank >= 2); the
+    # factory's docstring says what the other leaves get. Skipped on problems without one.
+    matrix_only: bool = False
+    # The point at which the loss is evaluated, `eval_params(state, params)`, where it is
+    # not the iterate (schedule-free rules); None: the iterate itself.
+    eval_params: Callable[[Any, Any], Any] | None = None
+
+    def update_extras(self, value, grads, loss_fn) -> dict[str, Any]:
+        """The keyword arguments `update` takes besides (grads, state, params).
+
+        A rule that uses the loss gets it under every name optax's rules take it:
+        `value`, `grad`, `value_fn` (line searches, Polyak and MoMo steps), `obj_fn`
+        (Sophia's Hessian estimate) and `grad_fn(params, i)` (SAM's ascent step).
+        """
+        if not (self.needs_value_fn or self.needs_loss):
+            return {}
+        return dict(
+            value=value,
+            grad=grads,
+            value_fn=loss_fn,
+            obj_fn=loss_fn,
+            grad_fn=lambda params, i: jax.grad(loss_fn)(params),
+        )
+
+    def skip_reason(self, stochastic: bool, dim: int, max_rank: int) -> str | None:
+        """Why the rule cannot run on a problem by its capabilities, else None.
+
+        stochastic: the problem trains on minibatches; dim: its parameter count;
+        max_rank: the largest rank among its parameter leaves.
+        """
+        if stochastic and self.needs_value_fn:
+            return (
+                "uses the loss itself (line search, Polyak step, Hessian); the problem is "
+                "stochastic"
+            )
+        if stochastic and self.deterministic_only:
+            return "needs full-batch gradients; the problem is stochastic"
+        if self.max_dim is not None and dim > self.max_dim:
+            return f"dense second-order method for at most {self.max_dim} parameters"
+        if self.matrix_only and max_rank < 2:
+            return "updates matrix parameters only; the problem has none"
+        return None
+
+
+def log_grid(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
+    """Log-spaced learning rates from `low` to `high`, `per_decade` points per factor of 10."""
+    decades = np.log10(high) - np.log10(low)
+    points = int(round(decades * per_decade)) + 1
+    return tuple(float(x) for x in np.logspace(np.log10(low), np.log10(high), points))
+
+
+LR_GRID = log_grid(1e-4, 1.0)
+
+
+def collect(package) -> tuple[dict[str, OptimizerSpec], dict[str, Any]]:
+    """Every `REGISTRY` declared by a module of `package`, merged in module-name order,
+    and the public names (`__all__`) of those modules, for the package to export."""
+    entries: dict[str, OptimizerSpec] = {}
+    exports: dict[str, Any] = {}
+    for module_info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{package.__name__}.{module_info.name}")
+        if not hasattr(module, "REGISTRY"):
+            continue
+        duplicates = sorted(set(module.REGISTRY) & set(entries))
+        if duplicates:
+            raise ValueError(f"{module.__name__} registers {duplicates} a second time")
+        entries.update(module.REGISTRY)
+        exports.update({name: getattr(module, name) for name in module.__all__})
+    return entries, exports

@@ -1,0 +1,213 @@
+"""Per-step parity of the rules of optax.contrib with their hand-written counterparts.
+
+Each registered rule that optax.contrib also has gets a `Case` here: the non-default
+hyperparameters both sides are built with, option variants, and how to build optax's
+side. Both run the same jitted `lax.scan` on tests/test_parity.py's loss from the
+same start (a matrix, a vector and a scalar), and the parameters after every one of
+STEPS steps are compared.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from optax import contrib
+from test_parity import initial_params, loss
+
+import optimizers
+from optimizers import OPTIMIZERS, apply_updates
+
+STEPS = 300
+# float64: the same arithmetic in the same order on both sides; a handful of roundings
+# of 1.1e-16 may differ per step where XLA fuses the two programs differently, and
+# 1e-10 relative leaves room for 300 steps while any change to a rule moves it further.
+RTOL64 = 1e-10
+# float32 (eps = 1.2e-7), parameters of order one: the trajectories are bitwise equal on
+# jax 0.10.2 with optax 0.2.8; 2e-6 (about 16 ulps) leaves room for another fusion of
+# the same operations, as in tests/test_parity.py. Cases that need more say why.
+ATOL32 = 2e-6
+
+
+@dataclass(frozen=True)
+class Case:
+    """How to check one registered rule against optax.contrib."""
+
+    # optax's side, called with the same keyword arguments as ours.
+    reference: Callable[..., Any]
+    # Non-default hyperparameters both sides get.
+    hparams: dict[str, Any] = field(default_factory=dict)
+    # Option sets, each applied over hparams, also checked.
+    variants: tuple[dict[str, Any], ...] = ()
+    # Our side, when it is not the registry's factory (wrappers of a base rule).
+    ours: Callable[..., Any] | None = None
+    # Bound on the float32 difference where the two programs round differently (see Case use).
+    atol32: float = ATOL32
+    # False where optax's learning_rate cannot be a schedule.
+    takes_schedule: bool = True
+
+
+def _matrices_only(params):
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+CASES: dict[str, Case] = {
+    "adopt": Case(
+        contrib.adopt,
+        {"b1": 0.8, "b2": 0.99, "eps": 1e-4},
+        variants=(
+            {"nesterov": True},
+            {"use_clipping": False},
+            {"clip_value_fn": lambda t: 0.5 + 0.1 * t},
+        ),
+    ),
+    "acprop": Case(
+        contrib.acprop,
+        {"b1": 0.8, "b2": 0.99, "eps": 1e-8, "eps_root": 1e-12, "weight_decay": 1e-3},
+        variants=({"mask": _matrices_only},),
+    ),
+    "ademamix": Case(
+        contrib.ademamix,
+        {
+            "b1": 0.8,
+            "b2": 0.99,
+            "b3": 0.995,
+            "alpha": 3.0,
+            "eps": 1e-6,
+            "eps_root": 1e-9,
+            "weight_decay": 1e-3,
+        },
+        variants=(
+            {
+                "b3": optax.linear_schedule(0.9, 0.999, 100),
+                "alpha": optax.linear_schedule(0.0, 5.0, 100),
+                "mask": _matrices_only,
+            },
+        ),
+    ),
+    "simplified_ademamix": Case(
+        contrib.simplified_ademamix,
+        {"b1": 0.9, "b2": 0.9, "alpha": 2.0, "eps": 1e-6, "eps_root": 1e-9, "weight_decay": 1e-3},
+        variants=({"alpha": optax.linear_schedule(0.0, 5.0, 100), "mask": _matrices_only},),
+    ),
+    "cocob": Case(
+        contrib.cocob,
+        {"alpha": 50.0, "eps": 1e-6, "weight_decay": 1e-3},
+        variants=({"mask": _matrices_only},),
+    ),
+    "madgrad": Case(contrib.madgrad, {"momentum": 0.8, "weight_decay": 1e-3, "eps": 1e-5}),
+    "dog": Case(
+        contrib.dog,
+        {"init_step": ("heuristic", 1e-3), "eps": 1e-6, "weight_decay": 1e-3},
+        variants=(
+            {"init_step": ("distance", 0.1), "mask": _matrices_only},
+            {"init_step": ("learning_rate", 0.01), "weight_decay": None},
+        ),
+    ),
+    "dowg": Case(
+        contrib.dowg,
+        {"init_estim_sq_dist": 1e-3, "eps": 1e-5, "weight_decay": 1e-3},
+        variants=({"init_estim_sq_dist": None, "weight_decay": None},),
+    ),
+}
+
+
+def trajectory(opt, spec, params, steps=STEPS):
+    """Parameters after each of `steps` updates, stacked on a leading axis (jitted)."""
+
+    def step(carry, _):
+        params, state = carry
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, state = opt.update(grads, state, params, **spec.update_extras(value, grads, loss))
+        params = apply_updates(params, updates)
+        return (params, state), params
+
+    return jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, length=steps)[1])(params)
+
+
+def build(name, reference, **overrides):
+    case, spec = CASES[name], OPTIMIZERS[name]
+    kwargs = {"learning_rate": 0.05, **case.hparams, **overrides}
+    if reference:
+        return case.reference(**kwargs)
+    return (case.ours or spec.factory)(**kwargs)
+
+
+def assert_trajectories_match(ours, theirs, dtype, atol32=ATOL32):
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert np.all(np.isfinite(b)), "reference trajectory is not finite"
+        if dtype == jnp.float64:
+            np.testing.assert_allclose(a, b, rtol=RTOL64, atol=1e-300)
+        else:
+            np.testing.assert_allclose(a, b, rtol=0, atol=atol32)
+
+
+def compare(name, dtype, steps=STEPS, **overrides):
+    spec, params = OPTIMIZERS[name], initial_params(dtype)
+    ours = trajectory(build(name, False, **overrides), spec, params, steps)
+    theirs = trajectory(build(name, True, **overrides), spec, params, steps)
+    assert_trajectories_match(ours, theirs, dtype, CASES[name].atol32)
+    return ours
+
+
+def test_every_registered_rule_without_an_optax_alias_is_checked_somewhere():
+    # Rules optax lacks altogether are tested on their own (tests/test_heavy_ball.py, ...).
+    optax_lacks = {"heavy_ball", "newton"}
+    unchecked = {n for n, s in OPTIMIZERS.items() if not s.optax_name} - set(CASES) - optax_lacks
+    assert not unchecked, f"registered rules without a parity case: {sorted(unchecked)}"
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_per_step_parity_with_optax_contrib(name, dtype):
+    ours = compare(name, dtype)
+    # A rule that never moves would match a reference that never moves.
+    moved = [np.max(np.abs(leaf[-1] - leaf[0])) for leaf in jax.tree.leaves(ours)]
+    assert max(moved) > 1e-3, f"{name} barely moves the parameters in {STEPS} steps"
+
+
+VARIANTS = [
+    pytest.param(name, variant, id=f"{name}-{i}-{'+'.join(variant)}")
+    for name, case in CASES.items()
+    for i, variant in enumerate(case.variants)
+]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize(("name", "variant"), VARIANTS)
+def test_per_step_parity_of_option_variants(name, variant, dtype):
+    compare(name, dtype, **variant)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_parity_with_a_schedule(name):
+    if not CASES[name].takes_schedule:
+        pytest.skip(f"optax's {name} takes no learning-rate schedule")
+    schedule = optax.cosine_decay_schedule(0.1, decay_steps=STEPS, alpha=0.1)
+    compare(name, jnp.float64, learning_rate=schedule)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_vmapped_learning_rates_equal_separate_optax_runs(name):
+    spec, params = OPTIMIZERS[name], initial_params(jnp.float64)
+    learning_rates = [0.01, 0.03, 0.1]
+    ours = jax.vmap(
+        lambda lr: trajectory(build(name, False, learning_rate=lr), spec, params, 50)
+    )(jnp.array(learning_rates))
+    for i, lr in enumerate(learning_rates):
+        # optax gets the learning rate as a float64 array too, as vmap hands it to ours: a
+        # Python float is weakly typed, and where a rule multiplies it by a float32 value
+        # (madgrad's sqrt(k + 1) of an int32 count) the product would be rounded to float32.
+        lr = jnp.array(lr, jnp.float64)
+        theirs = trajectory(build(name, True, learning_rate=lr), spec, params, 50)
+        assert_trajectories_match(jax.tree.map(lambda x, i=i: x[i], ours), theirs, jnp.float64)
+
+
+def test_the_rules_are_importable_from_the_package():
+    missing = [name for name in CASES if not hasattr(optimizers, OPTIMIZERS[name].factory.__name__)]
+    assert not missing, f"factories not exported by optimizers: {missing}"
