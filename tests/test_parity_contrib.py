@@ -113,6 +113,32 @@ CASES: dict[str, Case] = {
         {"init_estim_sq_dist": 1e-3, "eps": 1e-5, "weight_decay": 1e-3},
         variants=({"init_estim_sq_dist": None, "weight_decay": None},),
     ),
+    "dadapt_adamw": Case(
+        contrib.dadapt_adamw,
+        {"betas": (0.8, 0.99), "eps": 1e-6, "estim_lr0": 1e-3, "weight_decay": 1e-3},
+    ),
+    "prodigy": Case(
+        contrib.prodigy,
+        {
+            "betas": (0.8, 0.99),
+            "beta3": 0.95,
+            "eps": 1e-6,
+            "estim_lr0": 1e-3,
+            "estim_lr_coef": 0.8,
+            "weight_decay": 1e-3,
+        },
+        variants=({"safeguard_warmup": True, "beta3": None},),
+    ),
+    "momo": Case(
+        contrib.momo,
+        {"beta": 0.8, "lower_bound": 1.0, "weight_decay": 1e-3},
+        variants=({"adapt_lower_bound": True, "lower_bound": 5.0},),
+    ),
+    "momo_adam": Case(
+        contrib.momo_adam,
+        {"b1": 0.8, "b2": 0.99, "eps": 1e-6, "lower_bound": 1.0, "weight_decay": 1e-3},
+        variants=({"adapt_lower_bound": True, "lower_bound": 5.0},),
+    ),
 }
 
 
