@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import distributed
+from bench.arguments import check_sweep, warn_below_f_star
 from optimizers import OPTIMIZERS, OptimizerSpec, apply_updates
 from problems import PROBLEMS, Problem
 
@@ -231,6 +232,7 @@ def run_sweep(
     grid = {"learning_rate": list(learning_rates)}
     grid |= {k: list(v) for k, v in options.items() if isinstance(v, list | tuple | np.ndarray)}
     fixed = {k: v for k, v in options.items() if k not in grid}
+    check_sweep(problem, name, spec, grid, fixed, seeds)
     split, fold_ids = None, [None]
     if folds is not None:
         if "dataset" not in problem.tags:
@@ -254,6 +256,7 @@ def run_sweep(
     outputs = jax.block_until_ready(compiled(*lane_args))
     run_seconds = time.perf_counter() - start
     curves, metrics = distributed.gather(outputs, lanes)
+    warn_below_f_star(problem, np.asarray(curves["loss"], np.float64))
 
     return SweepResult(
         problem=problem.name,
