@@ -1,6 +1,7 @@
 """Command line: `python -m bench run|plot|list|compare`."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def _names(given: list[str] | None, registry: dict, kind: str) -> list[str]:
     return given
 
 
-def _run(args) -> None:
+def _run(args) -> int:
     import jax
 
     from bench import distributed, spec
@@ -75,22 +76,36 @@ def _run(args) -> None:
     )
     if suite.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    from bench.suite import NotAResultsFolder, run_suite
+    from bench.suite import OutputError, RenderFailed, SpecError, run_suite
 
     try:
-        run_suite(suite, Path(args.out), args.devices, jobs=args.jobs)
-    except NotAResultsFolder as error:
+        run_suite(suite, Path(args.out), args.devices, jobs=args.jobs, force=args.force)
+    except (OutputError, SpecError) as error:
         raise UsageError(str(error)) from None
+    except RenderFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"{args.out} is as it was") from None
+    return 0
 
 
 def _plot(args) -> None:
+    from bench.io import OutputError, locked
     from bench.report import MissingResults, render
+    from bench.schema import DamagedTable
 
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder")
     try:
-        for path in render(args.folder):
-            print(path)
-    except MissingResults as error:
+        with locked(folder.resolve()):
+            for path in render(folder):
+                print(path)
+    except (MissingResults, DamagedTable, OutputError) as error:
         raise UsageError(str(error)) from None
+    except OSError as error:  # the lock file or a drawing cannot be written
+        raise UsageError(f"cannot write to {folder}: {error.strerror or error}") from None
 
 
 def _list(args) -> None:
@@ -109,6 +124,8 @@ def _list(args) -> None:
 def _compare(args) -> int:
     from bench.compare import UnusableInput, run
 
+    if args.limit < 0:
+        raise UsageError(f"--limit must be >= 0, got {args.limit}")
     try:
         return run(args.base, args.new, args.rtol, args.atol, args.limit)
     except UnusableInput as error:
@@ -142,6 +159,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", default="results", help="output folder (default results/)")
     run.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a folder holding the full suite's results by a smaller run's",
+    )
+    run.add_argument(
         "--devices", type=int, help="shard lanes over this many devices (default: all)"
     )
     run.set_defaults(handler=_run)
@@ -173,7 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
         status = args.handler(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as error:
+        print("interrupted" + (f"; {error}" if error.args else ""), file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of stdout stopped early (`| head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush
+        return 141
     return status or 0

@@ -186,17 +186,30 @@ def compare_folders(
             raise UnusableInput(f"{folder} is not a folder")
         if not (folder / REQUIRED).is_file():
             raise UnusableInput(f"{folder} has no {REQUIRED}")
-    moves = []
+    frames = {}
     for table in TABLES:
         present = [(folder / table).is_file() for folder in (base, new)]
         if table != REQUIRED and present.count(True) == 1:
             where = base if present[0] else new
             raise UnusableInput(f"{table} exists in {where} only")
         if all(present):
-            moves += compare_tables(
-                table, read_table(base, table), read_table(new, table), overrides
-            )
-    return moves
+            frames[table] = read_table(base, table), read_table(new, table)
+    metrics = {
+        metric
+        for table, (frame, _) in frames.items()
+        for metric in metric_columns(frame, key_columns(table, frame))
+    }
+    unknown = sorted(set(overrides or {}) - metrics - {"*"})
+    if unknown:
+        raise UnusableInput(
+            f"--rtol/--atol name no metric of these tables: {', '.join(unknown)}; "
+            f"metrics: {', '.join(sorted(metrics))}"
+        )
+    return [
+        move
+        for table, (old, new_frame) in frames.items()
+        for move in compare_tables(table, old, new_frame, overrides)
+    ]
 
 
 def _number(value) -> str:

@@ -1,9 +1,23 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes and the lock of a results folder.
 
+A reader sees the old file or the new one, never half of one; one process at a time
+writes a results folder.
+"""
+
+import contextlib
+import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+
+class OutputError(Exception):
+    """The results folder cannot be written: reported in one line, exit status 2."""
+
+
+class FolderInUse(OutputError):
+    """Another process holds the lock of the results folder."""
 
 
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
@@ -30,3 +44,40 @@ def write_text(text: str, path: str | Path) -> None:
         Path(tmp).write_text(text)
 
     write_atomic(path, write)
+
+
+def lock_path(folder: Path) -> Path:
+    """The lock file of `folder`: `.NAME.lock` beside it (the folder itself gets replaced)."""
+    return folder.with_name(f".{folder.name}.lock")
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Holds the lock of `folder` for the block; FolderInUse names the process holding it.
+
+    The lock is an flock on `lock_path(folder)`, which holds the holder's process id;
+    the kernel releases it when the holder dies, however it dies.
+    """
+    path = lock_path(folder)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "starting"
+            os.close(fd)
+            raise FolderInUse(
+                f"{folder} is being written by another process ({holder}); "
+                "wait for it to finish or choose another folder"
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)  # the previous holder removed this file on release: lock a fresh one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()}".encode())
+        yield
+    finally:
+        os.unlink(path)
+        os.close(fd)

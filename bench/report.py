@@ -1,14 +1,21 @@
 """Everything derived from a results folder's CSV files: summary, TABLES.md and plots.
 
 `python -m bench plot DIR` calls `render(DIR)`; `python -m bench run` calls it on the
-folder it is building. Nothing here reruns a sweep.
+folder it is building. Nothing here reruns a sweep. The raw tables are checked against
+their schema first; everything is drawn into a hidden folder inside DIR and moved into
+place only when all of it is done, so a damaged table or a failure leaves DIR as it was.
+A figure that cannot be drawn is skipped with one line saying why.
 """
 
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from bench import plots, tables, tuning
+from bench import plots, schema, tables, tuning
 from bench.io import write_csv, write_text
 from problems import PROBLEMS
 
@@ -17,45 +24,77 @@ class MissingResults(Exception):
     """The folder has no runs.csv or curves.csv to draw from."""
 
 
-def _read(folder: Path, name: str) -> pd.DataFrame | None:
-    path = folder / f"{name}.csv"
-    return pd.read_csv(path) if path.exists() else None
-
-
 def _slug(problem: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in problem)
 
 
-def render(folder: str | Path) -> list[Path]:
-    """Writes summary.csv, TABLES.md and every plot under `folder`; returns the PNG paths."""
-    folder = Path(folder)
-    runs, curves = _read(folder, "runs"), _read(folder, "curves")
-    if runs is None or curves is None:
-        raise MissingResults(f"{folder} holds no runs.csv and curves.csv to plot from")
-    skipped = _read(folder, "skipped")
-    if skipped is None:
-        skipped = pd.DataFrame(columns=["problem", "optimizer", "reason"])
-    summary = tuning.summarize(runs)
-    write_csv(summary, folder / "summary.csv")
-    write_text(tables.document(summary, runs, skipped), folder / "TABLES.md")
-
-    figures = folder / "plots"
-    made = [folder / "convergence.png", folder / "performance_profile.png"]
-    plots.overview(curves, summary, runs, made[0])
-    plots.performance_profile(summary, made[1])
+def _figures(raw: dict, summary: pd.DataFrame) -> list:
+    """(file name, draw(path)) of every figure the tables allow, in drawing order."""
+    runs, curves, paths, norms = (raw[n] for n in ("runs", "curves", "paths", "layer_grad_norms"))
+    figures = [
+        ("convergence.png", lambda path: plots.overview(curves, summary, runs, path)),
+        ("performance_profile.png", lambda path: plots.performance_profile(summary, path)),
+    ]
     for problem in sorted(summary["problem"].unique()):
-        slug = _slug(problem)
-        made.append(figures / f"convergence_{slug}.png")
-        plots.convergence(curves, summary, runs, made[-1], problem)
-        made.append(figures / f"sensitivity_{slug}.png")
-        plots.sensitivity(runs, summary, made[-1], problem)
-    paths = _read(folder, "paths")
+        figures += [
+            (
+                f"plots/convergence_{_slug(problem)}.png",
+                lambda path, p=problem: plots.convergence(curves, summary, runs, path, p),
+            ),
+            (
+                f"plots/sensitivity_{_slug(problem)}.png",
+                lambda path, p=problem: plots.sensitivity(runs, summary, path, p),
+            ),
+        ]
     for problem in [] if paths is None else sorted(paths["problem"].unique()):
         if problem in PROBLEMS:  # the contour needs the loss function itself
-            made.append(figures / f"paths_{_slug(problem)}.png")
-            plots.paths(paths, summary, runs, PROBLEMS[problem], made[-1])
-    norms = _read(folder, "layer_grad_norms")
+            figures.append(
+                (
+                    f"plots/paths_{_slug(problem)}.png",
+                    lambda path, p=PROBLEMS[problem]: plots.paths(paths, summary, runs, p, path),
+                )
+            )
     for problem in [] if norms is None else sorted(norms["problem"].unique()):
-        made.append(figures / f"grad_norms_{_slug(problem)}.png")
-        plots.layer_grad_norms(norms, summary, made[-1], problem)
-    return [path for path in made if path.exists()]
+        figures.append(
+            (
+                f"plots/grad_norms_{_slug(problem)}.png",
+                lambda path, p=problem: plots.layer_grad_norms(norms, summary, path, p),
+            )
+        )
+    return figures
+
+
+def render(folder: str | Path, log=None) -> list[Path]:
+    """Writes summary.csv, TABLES.md and every plot under `folder`; returns the PNG paths.
+
+    Raises MissingResults without runs.csv or curves.csv, schema.DamagedTable for a
+    table that does not match its schema. `log`: where skipped figures are reported
+    (default stderr).
+    """
+    folder = Path(folder)
+    log = sys.stderr if log is None else log
+    raw = {name: schema.read(folder, name) for name in schema.COLUMNS}
+    if raw["runs"] is None or raw["curves"] is None:
+        raise MissingResults(f"{folder} holds no runs.csv and curves.csv to plot from")
+    skipped = raw["skipped"]
+    if skipped is None:
+        skipped = pd.DataFrame(columns=["problem", "optimizer", "reason"])
+    summary = tuning.summarize(raw["runs"])
+    draft = Path(tempfile.mkdtemp(dir=folder, prefix=".render."))
+    try:
+        write_csv(summary, draft / "summary.csv")
+        write_text(tables.document(summary, raw["runs"], skipped), draft / "TABLES.md")
+        for name, draw in _figures(raw, summary):
+            try:
+                draw(draft / name)
+            except Exception as error:  # one figure that cannot be drawn costs only itself
+                plots.plt.close("all")
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                print(f"skipped {name}: {type(error).__name__}: {reason}", file=log)
+        made = sorted(p.relative_to(draft) for p in draft.rglob("*") if p.is_file())
+        for name in made:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(draft / name, folder / name)
+    finally:
+        shutil.rmtree(draft, ignore_errors=True)
+    return [folder / name for name in made if name.suffix == ".png"]

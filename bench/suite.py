@@ -1,30 +1,78 @@
 """Runs every (problem, optimizer) pair of a suite spec and writes the results folder.
 
-The folder is built complete in a hidden sibling, then swapped in: an interrupted run
-leaves the previous results as they were.
+The folder is locked for the whole run and built complete in a hidden sibling of a
+name of its own, then swapped in: an interrupted run leaves the previous results as
+they were, and a second run into the same folder is refused while the first one runs.
 """
 
+import contextlib
+import glob
+import json
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
+import jax
 import pandas as pd
 
 from bench import distributed, meta, report
-from bench.io import write_csv, write_text
+from bench.io import OutputError, locked, write_csv, write_text
 from bench.progress import Progress
 from bench.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
 from bench.runner import run_sweep
-from bench.spec import SuiteSpec, skip_reason
+from bench.spec import SuiteSpec, load, skip_reason
 from bench.tuning import tuned_learning_rates
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
 
 
-class NotAResultsFolder(Exception):
+class NotAResultsFolder(OutputError):
     """`out` holds files but no runs.csv: it is not replaced, to protect what is there."""
+
+
+class RenderFailed(Exception):
+    """The raw tables were written, but the summary or tables could not be drawn."""
+
+
+class SpecError(ValueError):
+    """A spec that cannot run as asked (cross-validation without enough examples)."""
+
+
+def check(spec: SuiteSpec) -> None:
+    """Raises SpecError for k-fold tuning without a data-set problem or with too few examples."""
+    if spec.folds is None:
+        return
+    examples = {
+        name: len(jax.tree.leaves(PROBLEMS[name].data())[0])
+        for name in spec.problems
+        if "dataset" in PROBLEMS[name].tags
+    }
+    if not examples:
+        raise SpecError(
+            f"--cv needs a data-set problem; none of {', '.join(spec.problems)} has a data set"
+        )
+    small = [f"{name} ({n})" for name, n in examples.items() if n < spec.folds]
+    if small:
+        raise SpecError(f"--cv {spec.folds} folds exceed the examples of {', '.join(small)}")
+
+
+def is_full(fields: dict) -> bool:
+    """True when `fields` (a spec as `asdict` or meta.json gives it) is the whole default suite.
+
+    `optimize` changes the compile options, not the results, and is not compared.
+    """
+
+    def canonical(fields: dict) -> dict:
+        fields = json.loads(json.dumps(fields))  # tuples become lists, as in meta.json
+        fields.pop("optimize", None)
+        return {k: sorted(v) if k in ("problems", "optimizers") else v for k, v in fields.items()}
+
+    return canonical(fields) == canonical(asdict(load()))
 
 
 def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> dict:
@@ -91,16 +139,73 @@ def _swap_in(staging: Path, out: Path) -> None:
 
     Entries of `out` that a run does not own are copied into `staging` first.
     """
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
     if out.exists():
         for entry in out.iterdir():
             if entry.name not in OWNED and not (staging / entry.name).exists():
                 copy = shutil.copytree if entry.is_dir() else shutil.copy2
                 copy(entry, staging / entry.name)
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
         os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(staging, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+
+
+def _holds_full_suite(out: Path) -> bool:
+    """True when `out/meta.json` says the folder holds the whole default suite."""
+    try:
+        record = json.loads((out / "meta.json").read_text())
+        # Folders written before meta.json had the flag: judged by their spec.
+        return bool(record["full_suite"]) if "full_suite" in record else is_full(record["spec"])
+    except (OSError, ValueError, KeyError, TypeError):  # no or a damaged meta.json
+        return False
+
+
+def _check_replaceable(out: Path, spec: SuiteSpec, force: bool) -> None:
+    """Raises OutputError when a run of `spec` must not replace the folder `out`."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputError(f"{out} is a file, not a folder")
+    if any(out.iterdir()) and not (out / "runs.csv").exists():
+        raise NotAResultsFolder(f"{out} is not empty and holds no runs.csv; not replacing it")
+    if not force and not is_full(asdict(spec)) and _holds_full_suite(out):
+        raise OutputError(
+            f"{out} holds the full suite's results and this run is a smaller one; "
+            "choose another --out, or pass --force to replace them"
+        )
+
+
+@contextlib.contextmanager
+def _staging_for(out: Path, spec: SuiteSpec, force: bool) -> Iterator[Path]:
+    """Locks `out`, checks that a run may replace it, and yields a new staging folder.
+
+    Called before anything is compiled, so that an unwritable, locked or protected
+    `out` is reported at once. Staging folders that a killed run left beside `out`
+    are removed (no other run can be using them while the lock is held).
+    """
+    with contextlib.ExitStack() as stack:
+        existing = next(folder for folder in out.parents if folder.exists())
+        if not existing.is_dir():
+            raise OutputError(f"cannot write to {out}: {existing} is a file")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(locked(out))
+            _check_replaceable(out, spec, force)
+            for kind in ("partial", "old"):
+                for stale in out.parent.glob(f".{glob.escape(out.name)}.{kind}.????????"):
+                    shutil.rmtree(stale, ignore_errors=True)
+            staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial."))
+        except OSError as error:
+            raise OutputError(f"cannot write to {out}: {error.strerror or error}") from None
+        os.chmod(staging, 0o755)  # mkdtemp makes folders only their owner can read
+        stack.callback(shutil.rmtree, staging, ignore_errors=True)
+        yield staging
 
 
 def default_jobs() -> int:
@@ -116,53 +221,66 @@ def default_jobs() -> int:
 
 
 def run_suite(
-    spec: SuiteSpec, out: Path, devices: int | None = None, progress=None, jobs: int | None = None
+    spec: SuiteSpec,
+    out: Path,
+    devices: int | None = None,
+    progress=None,
+    jobs: int | None = None,
+    force: bool = False,
 ) -> dict:
     """Sweeps every pair of `spec`, then writes the whole results folder `out` atomically.
 
     Returns the tidy tables by name. `progress`: a stream for the progress bar
     (default stderr); `jobs`: pairs in flight at once (default `default_jobs()`).
     The tables do not depend on `jobs`: pairs are collected in the spec's order.
+    A symbolic link `out` is written through: its target is replaced. A run that is not
+    the whole default suite does not replace a folder holding it unless `force`.
+    Raises OutputError (before sweeping anything) when `out` cannot or must not be written,
+    and ValueError for a spec that cannot run.
     """
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "runs.csv").exists():
-        raise NotAResultsFolder(f"{out} is not empty and holds no runs.csv; not replacing it")
-    start = time.perf_counter()
-    pairs, skipped = [], []
-    for problem, optimizer in spec.pairs():
-        reason = skip_reason(PROBLEMS[problem], OPTIMIZERS[optimizer])
-        if reason is None:
-            pairs.append((problem, optimizer))
-        else:
-            skipped.append({"problem": problem, "optimizer": optimizer, "reason": reason})
+    check(spec)
+    out = Path(out).resolve()
+    writer = distributed.is_writer()  # every process holds all lanes; process 0 writes them
+    with _staging_for(out, spec, force) if writer else contextlib.nullcontext() as staging:
+        start = time.perf_counter()
+        pairs, skipped = [], []
+        for problem, optimizer in spec.pairs():
+            reason = skip_reason(PROBLEMS[problem], OPTIMIZERS[optimizer])
+            if reason is None:
+                pairs.append((problem, optimizer))
+            else:
+                skipped.append({"problem": problem, "optimizer": optimizer, "reason": reason})
 
-    bar = Progress(len(pairs), progress)
-    parts: dict[str, list[pd.DataFrame]] = {}
-    compile_seconds = run_seconds = 0.0
-    pool = ThreadPoolExecutor(jobs or default_jobs())
-    try:
-        futures = [pool.submit(sweep_pair, spec, p, o, devices) for p, o in pairs]
-        for (problem, optimizer), future in zip(pairs, futures, strict=True):
-            done = future.result()
-            for name, frame in done["tables"].items():
-                parts.setdefault(name, []).append(frame)
-            compile_seconds += done["compile_seconds"]
-            run_seconds += done["run_seconds"]
-            bar.advance(f"{problem} x {optimizer}")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    tables = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
-    tables["skipped"] = pd.DataFrame(skipped, columns=["problem", "optimizer", "reason"])
-    if not distributed.is_writer():  # every process holds all lanes; process 0 writes them
-        return tables
+        bar = Progress(len(pairs), progress)
+        parts: dict[str, list[pd.DataFrame]] = {}
+        compile_seconds = run_seconds = 0.0
+        pool = ThreadPoolExecutor(jobs or default_jobs())
+        try:
+            futures = [pool.submit(sweep_pair, spec, p, o, devices) for p, o in pairs]
+            for (problem, optimizer), future in zip(pairs, futures, strict=True):
+                done = future.result()
+                for name, frame in done["tables"].items():
+                    parts.setdefault(name, []).append(frame)
+                compile_seconds += done["compile_seconds"]
+                run_seconds += done["run_seconds"]
+                bar.advance(f"{problem} x {optimizer}")
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        tables = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
+        tables["skipped"] = pd.DataFrame(skipped, columns=["problem", "optimizer", "reason"])
+        if not writer:
+            return tables
 
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+        # The raw tables first: whatever drawing does, they reach `out`. A figure that
+        # cannot be drawn is skipped (one line on `progress`); any other failure to draw
+        # is raised as RenderFailed once the raw tables are in place.
         for name, frame in tables.items():
             write_csv(frame, staging / f"{name}.csv")
-        report.render(staging)
+        try:
+            report.render(staging, progress)
+            failure = None
+        except Exception as error:
+            failure = error
         timings = {
             "jobs": jobs or default_jobs(),
             "pairs": len(pairs),
@@ -172,11 +290,24 @@ def run_suite(
             "total_wall_seconds": round(time.perf_counter() - start, 3),
         }
         record = meta.collect(spec, timings, skipped, devices)
+        record["full_suite"] = is_full(asdict(spec))
         write_text(meta.dumps(record), staging / "meta.json")
         _swap_in(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if failure is not None:
+        raise RenderFailed(
+            f"{out} holds the new raw tables, but drawing failed: "
+            f"{type(failure).__name__}: {failure}; `python -m bench plot {out}` retries"
+        ) from failure
     return tables
 
 
-__all__ = ["NotAResultsFolder", "run_suite", "sweep_pair"]
+__all__ = [
+    "NotAResultsFolder",
+    "OutputError",
+    "RenderFailed",
+    "SpecError",
+    "check",
+    "is_full",
+    "run_suite",
+    "sweep_pair",
+]

@@ -1,0 +1,382 @@
+"""The results folder survives concurrent runs, links, unwritable places, damaged files,
+failed figures and interruptions; the command line answers bad input in one line.
+
+Filesystem and concurrency cases run `python -m bench` as real processes on real files.
+Every run is tiny: one or two 2-D problems, one optimizer, a few steps.
+"""
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import io as bench_io
+from bench import plots, report, suite, tuning
+from bench.cli import main
+from bench.spec import SuiteSpec, load, narrowed
+
+BENCH = [sys.executable, "-m", "bench"]
+# One pair, one lane, a few steps: a run that takes a compile and little else.
+TINY = ["--problems", "rosenbrock_2d", "--optimizers", "sgd", "--seeds", "1", "--steps", "5"]
+RUN = ["run", *TINY, "--grid", "0.001"]
+SPEC = SuiteSpec(
+    problems=("rosenbrock_2d", "beale"),
+    optimizers=("sgd",),
+    seeds=2,
+    grid={"sgd": (1e-3, 1e-2)},
+    steps={"rosenbrock_2d": 20, "beale": 20},
+)
+
+
+def bench(*argv, **kwargs) -> subprocess.CompletedProcess:
+    argv = [str(a) for a in argv]
+    return subprocess.run(
+        [*BENCH, *argv], capture_output=True, text=True, timeout=600, check=False, **kwargs
+    )
+
+
+def one_error_line(stderr: str, *words: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    return lines[0]
+
+
+def last_error_line(stderr: str, *words: str) -> None:
+    """The error line that ends a run which got as far as its progress bar."""
+    lines = stderr.strip().splitlines()
+    assert "Traceback" not in stderr and lines[-1].startswith("error: "), stderr
+    assert lines[0].startswith("[#") and all(word in lines[-1] for word in words), stderr
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def siblings(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.parent.iterdir())
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """A real results folder: two problems, sgd, two learning rates, two seeds."""
+    out = tmp_path_factory.mktemp("results") / "out"
+    suite.run_suite(SPEC, out, progress=io.StringIO())
+    return out
+
+
+@pytest.fixture
+def copy(results, tmp_path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(results, out)
+    return out
+
+
+# 1. Concurrent runs: a lock, and staging folders of names of their own.
+
+
+def test_a_run_into_a_folder_another_process_writes_exits_2_naming_it(copy):
+    before = snapshot(copy)
+    with bench_io.locked(copy.resolve()):  # this test's process holds the lock
+        done = bench(*RUN, "--out", copy)
+    assert done.returncode == 2
+    one_error_line(done.stderr, str(copy), f"process {os.getpid()}")
+    assert "1/1" not in done.stderr  # refused before sweeping anything
+    assert snapshot(copy) == before
+    assert siblings(copy) == ["out"]  # the lock file went with the lock
+
+
+def test_two_runs_started_together_leave_one_complete_folder(tmp_path):
+    out = tmp_path / "out"
+    runs = [
+        subprocess.Popen(
+            [*BENCH, *RUN[:-1], lr, "--out", str(out)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        for lr in ("0.001", "0.002")
+    ]
+    errors = [run.communicate(timeout=600)[1] for run in runs]
+    statuses = [run.returncode for run in runs]
+    assert 0 in statuses and set(statuses) <= {0, 2}, errors
+    for status, stderr in zip(statuses, errors, strict=True):
+        if status == 2:
+            one_error_line(stderr, "is being written by another process")
+    names = {p.name for p in out.iterdir()}
+    assert {"runs.csv", "curves.csv", "summary.csv", "TABLES.md", "meta.json"} <= names
+    # The tables and meta.json come from one and the same run.
+    lr = pd.read_csv(out / "runs.csv").learning_rate.tolist()
+    spec = json.loads((out / "meta.json").read_text())["spec"]
+    assert [lr] == [list(spec["grid"]["sgd"])]
+    assert pd.read_csv(out / "summary.csv").learning_rate.tolist() == lr
+    assert siblings(out) == ["out"]
+
+
+def test_a_lock_and_staging_left_by_a_killed_run_do_not_get_in_the_way(copy):
+    # A killed holder's flock is gone with it; only its files stay behind.
+    bench_io.lock_path(copy).write_text("process 999999999")
+    (copy.parent / ".out.partial.abcd1234").mkdir()
+    assert main([*RUN, "--out", str(copy)]) == 0
+    assert set(pd.read_csv(copy / "runs.csv").problem) == {"rosenbrock_2d"}
+    assert siblings(copy) == ["out"]
+
+
+# 2. A figure that cannot be drawn costs only itself.
+
+
+@pytest.mark.parametrize("grid", [["0.01"], ["0.01", "0.01"]])
+def test_a_figure_that_cannot_be_drawn_is_skipped_and_the_tables_kept(tmp_path, capsys, grid):
+    out = tmp_path / "out"
+    argv = ["run", "--problems", "rosenbrock_2d", "--optimizers", "sgd", "--seeds", "1"]
+    assert main([*argv, "--steps", "20", "--grid", *grid, "--out", str(out)]) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == len(grid) and runs.diverged.all()  # every lane diverges
+    err = capsys.readouterr().err
+    skipped = [line for line in err.splitlines() if line.startswith("skipped ")]
+    assert skipped == [
+        "skipped plots/sensitivity_rosenbrock_2d.png: ValueError: "
+        "Data cannot be log-scaled because all values are <= 0."
+    ]
+    assert (out / "TABLES.md").exists() and (out / "summary.csv").exists()
+    assert (out / "plots" / "convergence_rosenbrock_2d.png").exists()
+
+
+def test_a_failure_to_summarize_still_leaves_the_raw_tables(tmp_path, monkeypatch, capsys):
+    def broken(runs):
+        raise RuntimeError("no summary today")
+
+    monkeypatch.setattr(tuning, "summarize", broken)
+    out = tmp_path / "out"
+    assert main([*RUN, "--out", str(out)]) == 1
+    last_error_line(capsys.readouterr().err, "raw tables", "RuntimeError: no summary today")
+    assert len(pd.read_csv(out / "runs.csv")) == 1
+    assert json.loads((out / "meta.json").read_text())["pairs"] == 1
+    assert not (out / "summary.csv").exists()
+    assert siblings(out) == ["out"]
+
+
+# 3. A symbolic link as --out is written through.
+
+
+def test_a_symlinked_out_is_written_through_run_after_run(tmp_path):
+    (tmp_path / "scratch" / "res").mkdir(parents=True)
+    os.symlink("scratch/res", tmp_path / "res_link")
+    for grid in ("0.001", "0.002"):
+        done = bench(*RUN[:-1], grid, "--out", tmp_path / "res_link")
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "res_link").is_symlink()
+        runs = pd.read_csv(tmp_path / "scratch" / "res" / "runs.csv")
+        assert runs.learning_rate.tolist() == [float(grid)]
+    assert siblings(tmp_path / "res_link") == ["res_link", "scratch"]
+    assert siblings(tmp_path / "scratch" / "res") == ["res"]
+
+
+# 4. An --out that cannot be written is refused before anything is compiled.
+
+
+@contextlib.contextmanager
+def read_only_mount(folder: Path):
+    """A read-only tmpfs at `folder` (skips when this process may not mount)."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("case", ["read-only mount", "parent is a file", "out is a file"])
+def test_an_out_that_cannot_be_written_exits_2_before_sweeping(tmp_path, case):
+    (tmp_path / "file").write_text("mine")
+    with contextlib.ExitStack() as stack:
+        if case == "read-only mount":
+            out = stack.enter_context(read_only_mount(tmp_path / "ro")) / "results"
+            words = ["cannot write to", "Read-only file system"]
+        elif case == "parent is a file":
+            out = tmp_path / "file" / "results"
+            words = ["cannot write to", f"{tmp_path / 'file'} is a file"]
+        else:
+            out = tmp_path / "file"
+            words = ["is a file, not a folder"]
+        done = bench(*RUN, "--out", out)
+    assert done.returncode == 2
+    one_error_line(done.stderr, str(out), *words)
+    assert "1/1" not in done.stderr
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+# 5. `bench plot` checks the raw tables before it writes anything.
+
+
+def _cut_mid_row(data: bytes) -> bytes:
+    return data[: data.rindex(b",", 0, len(data) - 1)]
+
+
+def _garbage_row(data: bytes) -> bytes:
+    lines = data.splitlines(keepends=True)
+    return b"".join([*lines[:3], b"rosenbrock_2d,sgd,fast,zero\n", *lines[3:]])
+
+
+def _binary(data: bytes) -> bytes:
+    return bytes(range(256)) * 8
+
+
+def _without_diverged(data: bytes) -> bytes:
+    frame = pd.read_csv(io.BytesIO(data)).drop(columns="diverged")
+    return frame.to_csv(index=False).encode()
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (_cut_mid_row, ["ends in the middle of a row"]),
+        (_garbage_row, ["line 4", "learning_rate is 'fast', not a finite number"]),
+        (_binary, ["not a CSV file"]),
+        (_without_diverged, ["lacks the column(s) diverged"]),
+    ],
+    ids=["truncated", "garbage row", "binary", "missing column"],
+)
+def test_plot_of_a_damaged_runs_csv_exits_2_and_changes_nothing(copy, damage, words):
+    runs = copy / "runs.csv"
+    runs.write_bytes(damage(runs.read_bytes()))
+    before = snapshot(copy)
+    done = bench("plot", copy)
+    assert done.returncode == 2
+    one_error_line(done.stderr, str(runs), *words)
+    assert snapshot(copy) == before
+
+
+def test_plot_writes_nothing_unless_everything_is_drawn(copy, monkeypatch):
+    (copy / "TABLES.md").write_text("old tables")
+    (copy / "summary.csv").unlink()
+    before = snapshot(copy)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "paths", interrupted)  # among the last figures drawn
+    with pytest.raises(KeyboardInterrupt):
+        report.render(copy)
+    assert snapshot(copy) == before
+    assert not [p for p in copy.iterdir() if p.name.startswith(".")]
+
+
+# 6. A smaller run does not replace the full suite's results unless forced.
+
+
+def _as_full_suite(folder: Path, recorded: bool) -> None:
+    record = json.loads((folder / "meta.json").read_text())
+    if recorded:
+        record["full_suite"] = True
+    else:  # a folder written before meta.json recorded the flag: judged by its spec
+        del record["full_suite"]
+        record["spec"] = json.loads(json.dumps(asdict(load())))
+    (folder / "meta.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["flag", "spec"])
+def test_a_smaller_run_does_not_replace_the_full_suite_unless_forced(copy, capsys, recorded):
+    _as_full_suite(copy, recorded)
+    before = snapshot(copy)
+    for argv in [RUN, ["run", "--quick"]]:  # the README's quick command among them
+        assert main([*argv, "--out", str(copy)]) == 2
+        one_error_line(capsys.readouterr().err, "full suite", "--force")
+        assert snapshot(copy) == before
+    assert main([*RUN, "--force", "--out", str(copy)]) == 0
+    assert set(pd.read_csv(copy / "runs.csv").problem) == {"rosenbrock_2d"}
+
+
+def test_only_the_default_suite_counts_as_full():
+    spec = load()
+    assert suite.is_full(asdict(spec))
+    assert suite.is_full(asdict(narrowed(spec, optimize=True)))  # compile options only
+    assert not suite.is_full(asdict(load(quick=True)))
+    assert not suite.is_full(asdict(narrowed(spec, problems=["rosenbrock_2d"])))
+    assert not suite.is_full(asdict(narrowed(spec, dtype="float64")))
+
+
+# 7. The rest of the command line: one line and exit status 2 for bad input.
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (
+            ["--problems", "logistic_breast_cancer", "--optimizers", "sgd", "--cv", "600"],
+            ["--cv 600", "logistic_breast_cancer (569)"],
+        ),
+        (["--problems", "rosenbrock_2d", "--optimizers", "sgd", "--cv", "3"], ["data-set"]),
+    ],
+)
+def test_cross_validation_that_cannot_run_exits_2(tmp_path, capsys, argv, words):
+    assert main(["run", *argv, "--out", str(tmp_path / "out")]) == 2
+    one_error_line(capsys.readouterr().err, *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_prints_one_line_and_leaves_out_as_it_was(copy):
+    before = snapshot(copy)
+    run = subprocess.Popen(
+        [*BENCH, "run", "--problems", "rosenbrock_2d", "beale", "himmelblau"]
+        + ["--optimizers", "sgd", "adam", "lion", "--seeds", "1", "--steps", "9"]
+        + ["--jobs", "1", "--out", str(copy)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    first = run.stderr.readline()
+    assert "1/9" in first, first
+    run.send_signal(signal.SIGINT)
+    rest = run.communicate(timeout=600)[1]
+    assert run.returncode == 130, rest
+    assert "Traceback" not in rest
+    assert rest.strip().splitlines()[-1] == f"interrupted; {copy} is as it was"
+    assert snapshot(copy) == before
+    assert siblings(copy) == ["out"]
+
+
+def test_compare_into_a_closed_pipe_exits_quietly(results, copy):
+    runs = pd.read_csv(copy / "runs.csv")
+    runs["final_loss"] *= 2
+    runs.to_csv(copy / "runs.csv", index=False)
+    compare = subprocess.Popen(
+        [*BENCH, "compare", str(results), str(copy)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    compare.stdout.close()  # as `| head` does once it has its lines
+    with compare.stderr:
+        stderr = compare.stderr.read().decode()
+    assert compare.wait(timeout=600) == 141
+    assert stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--rtol", "misspelt_metric=1"], ["misspelt_metric", "final_loss"]),
+        (["--atol", "final_los=1"], ["final_los"]),
+        (["--limit", "-1"], ["--limit", ">= 0"]),
+    ],
+)
+def test_compare_refuses_unknown_metrics_and_negative_limits(results, capsys, options, words):
+    assert main(["compare", str(results), str(results), *options]) == 2
+    captured = capsys.readouterr()
+    one_error_line(captured.err, *words)
+    assert captured.out == ""
