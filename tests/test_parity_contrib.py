@@ -139,18 +139,29 @@ CASES: dict[str, Case] = {
         {"b1": 0.8, "b2": 0.99, "eps": 1e-6, "lower_bound": 1.0, "weight_decay": 1e-3},
         variants=({"adapt_lower_bound": True, "lower_bound": 5.0},),
     ),
+    "schedule_free_sgd": Case(
+        contrib.schedule_free_sgd,
+        {"b1": 0.8, "weight_decay": 1e-3, "weight_lr_power": 1.5},
+        variants=({"warmup_steps": 20, "weight_decay": None},),
+    ),
+    "schedule_free_adamw": Case(
+        contrib.schedule_free_adamw,
+        {"b1": 0.8, "b2": 0.99, "eps": 1e-6, "weight_decay": 1e-3, "weight_lr_power": 1.5},
+        variants=({"warmup_steps": 20},),
+    ),
 }
 
 
-def trajectory(opt, spec, params, steps=STEPS):
-    """Parameters after each of `steps` updates, stacked on a leading axis (jitted)."""
+def trajectory(opt, spec, params, steps=STEPS, evaluate=None):
+    """Parameters after each of `steps` updates, stacked on a leading axis (jitted); or,
+    given `evaluate(state, params)`, the evaluation point after each update."""
 
     def step(carry, _):
         params, state = carry
         value, grads = jax.value_and_grad(loss)(params)
         updates, state = opt.update(grads, state, params, **spec.update_extras(value, grads, loss))
         params = apply_updates(params, updates)
-        return (params, state), params
+        return (params, state), params if evaluate is None else evaluate(state, params)
 
     return jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, length=steps)[1])(params)
 
@@ -195,6 +206,19 @@ def test_per_step_parity_with_optax_contrib(name, dtype):
     # A rule that never moves would match a reference that never moves.
     moved = [np.max(np.abs(leaf[-1] - leaf[0])) for leaf in jax.tree.leaves(ours)]
     assert max(moved) > 1e-3, f"{name} barely moves the parameters in {STEPS} steps"
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if OPTIMIZERS[n].eval_params])
+def test_evaluation_points_match_optax(name):
+    spec, params = OPTIMIZERS[name], initial_params(jnp.float64)
+    ours = trajectory(build(name, False), spec, params, evaluate=spec.eval_params)
+    theirs = trajectory(
+        build(name, True), spec, params, evaluate=contrib.schedule_free_eval_params
+    )
+    assert_trajectories_match(ours, theirs, jnp.float64)
+    # The evaluation point is not the iterate.
+    iterates = trajectory(build(name, False), spec, params)
+    assert not np.allclose(iterates["w"], ours["w"])
 
 
 VARIANTS = [

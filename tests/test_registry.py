@@ -1,0 +1,98 @@
+"""The registry as the benchmark and the tests read it: entries declared by the family
+modules, capabilities as one predicate, and the runner honouring them."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import optimizers
+from bench.runner import run_sweep
+from bench.spec import skip_reason
+from optimizers import OPTIMIZERS, apply_updates, sgd
+from optimizers.registry import LR_GRID, OptimizerSpec, collect
+from problems import PROBLEMS
+
+
+def test_entries_declared_by_family_modules_are_registered_and_exported():
+    entries, exports = collect(optimizers)
+    assert entries, "no family module declares a REGISTRY"
+    for name, spec in entries.items():
+        assert OPTIMIZERS[name] is spec
+        assert getattr(optimizers, spec.factory.__name__) is spec.factory, name
+
+
+def test_a_name_registered_twice_is_an_error(tmp_path, monkeypatch):
+    package = tmp_path / "twice"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for module in ("a", "b"):
+        (package / f"{module}.py").write_text(
+            "from optimizers import OptimizerSpec, sgd\n"
+            "REGISTRY = {'same': OptimizerSpec(sgd, (0.1,))}\n"
+            "__all__ = []\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import twice
+
+    with pytest.raises(ValueError, match="same"):
+        collect(twice)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_every_grid_is_log_spaced_and_at_most_nine_points(name):
+    # At most 9 points keeps the suite's wall time in hand as rules are added.
+    log_grid = np.log(OPTIMIZERS[name].learning_rates)
+    assert 1 <= len(log_grid) <= 9
+    steps = np.diff(log_grid)
+    assert np.all(steps > 0) and np.allclose(steps, steps[:1])
+
+
+def test_the_skip_predicate_reads_each_capability():
+    stochastic, deterministic = PROBLEMS["noisy_quadratic_100d"], PROBLEMS["quadratic_20d_cond1e1"]
+    assert "stochastic" in skip_reason(stochastic, OptimizerSpec(sgd, LR_GRID, needs_value_fn=True))
+    # A rule that takes the minibatch's loss (MoMo, SAM, Sophia) runs on minibatches.
+    assert skip_reason(stochastic, OptimizerSpec(sgd, LR_GRID, needs_loss=True)) is None
+    matrix_only = OptimizerSpec(sgd, LR_GRID, matrix_only=True)
+    assert "matrix" in skip_reason(deterministic, matrix_only)
+    assert skip_reason(PROBLEMS["mlp_digits_relu_32"], matrix_only) is None
+
+
+def test_rules_that_take_the_loss_get_it_under_optax_names():
+    loss = lambda p: jnp.sum(p**2)  # noqa: E731
+    params = jnp.arange(3.0)
+    extras = OptimizerSpec(sgd, LR_GRID, needs_loss=True).update_extras(1.0, params, loss)
+    assert set(extras) == {"value", "grad", "value_fn", "obj_fn", "grad_fn"}
+    np.testing.assert_array_equal(extras["grad_fn"](params, 0), 2 * params)
+    assert OptimizerSpec(sgd, LR_GRID).update_extras(1.0, params, loss) == {}
+
+
+@pytest.mark.parametrize("name", [n for n, s in OPTIMIZERS.items() if s.eval_params])
+def test_the_runner_records_the_loss_at_the_evaluation_point(name):
+    """The recorded curve is the loss at eval_params(state, params), not at the iterate."""
+    spec, problem, steps = OPTIMIZERS[name], PROBLEMS["quadratic_20d_cond1e3"], 30
+    result = run_sweep(problem, name, [0.01], seeds=[0], steps=steps, dtype="float64")
+    opt = spec.factory(learning_rate=0.01, **spec.hparams)
+    float64 = lambda tree: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), tree)  # noqa: E731
+    data = float64(problem.data())
+    params = float64(problem.init(jax.random.split(jax.random.PRNGKey(0))[0]))
+    state = opt.init(params)
+    at_point, at_iterate = [], []
+    for _ in range(steps + 1):
+        at_point.append(problem.loss(spec.eval_params(state, params), data))
+        at_iterate.append(problem.loss(params, data))
+        updates, state = opt.update(jax.grad(problem.loss)(params, data), state, params)
+        params = apply_updates(params, updates)
+    np.testing.assert_allclose(result.losses[0], at_point, rtol=1e-9)
+    assert not np.allclose(result.losses[0], at_iterate, rtol=1e-6)
+
+
+def test_a_namespace_without_registry_modules_collects_nothing(tmp_path, monkeypatch):
+    package = tmp_path / "empty_rules"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import empty_rules
+
+    assert collect(empty_rules) == ({}, {})
