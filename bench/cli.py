@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from optimizers import OPTIMIZERS
@@ -19,6 +20,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
 
+
+# Where the whole default suite's results go; a smaller run needs an --out of its own.
+DEFAULT_OUT = "results"
 
 # JAX's persistent compilation cache: a rerun of the same suite loads every program.
 CACHE_DIR = Path(".cache") / "jax"
@@ -76,8 +80,14 @@ def _run(args) -> int:
     )
     if suite.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    from bench.suite import OutputError, RenderFailed, SpecError, run_suite
+    from bench.suite import OutputError, RenderFailed, SpecError, is_full, run_suite
 
+    if args.out is None and not args.force and not is_full(asdict(suite)):
+        raise UsageError(
+            f"{DEFAULT_OUT}/ is the whole default suite's folder and this run is a smaller "
+            "one: give it an --out of its own, or pass --force"
+        )
+    args.out = args.out or DEFAULT_OUT
     try:
         run_suite(suite, Path(args.out), args.devices, jobs=args.jobs, force=args.force)
     except (OutputError, SpecError) as error:
@@ -157,11 +167,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compile at XLA's default optimisation level: slower to compile, 3-7x faster to run",
     )
-    run.add_argument("--out", default="results", help="output folder (default results/)")
+    run.add_argument(
+        "--out", help=f"output folder (default {DEFAULT_OUT}/, for the whole default suite)"
+    )
     run.add_argument(
         "--force",
         action="store_true",
-        help="replace a folder holding the full suite's results by a smaller run's",
+        help="let a smaller run replace the whole default suite's results",
     )
     run.add_argument(
         "--devices", type=int, help="shard lanes over this many devices (default: all)"

@@ -62,17 +62,12 @@ def check(spec: SuiteSpec) -> None:
 
 
 def is_full(fields: dict) -> bool:
-    """True when `fields` (a spec as `asdict` or meta.json gives it) is the whole default suite.
+    """True when `fields` (a spec as `asdict` gives it) is the whole default suite.
 
     `optimize` changes the compile options, not the results, and is not compared.
     """
-
-    def canonical(fields: dict) -> dict:
-        fields = json.loads(json.dumps(fields))  # tuples become lists, as in meta.json
-        fields.pop("optimize", None)
-        return {k: sorted(v) if k in ("problems", "optimizers") else v for k, v in fields.items()}
-
-    return canonical(fields) == canonical(asdict(load()))
+    default = asdict(load())
+    return all(fields[k] == v for k, v in default.items() if k != "optimize")
 
 
 def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> dict:
@@ -159,10 +154,8 @@ def _swap_in(staging: Path, out: Path) -> None:
 def _holds_full_suite(out: Path) -> bool:
     """True when `out/meta.json` says the folder holds the whole default suite."""
     try:
-        record = json.loads((out / "meta.json").read_text())
-        # Folders written before meta.json had the flag: judged by their spec.
-        return bool(record["full_suite"]) if "full_suite" in record else is_full(record["spec"])
-    except (OSError, ValueError, KeyError, TypeError):  # no or a damaged meta.json
+        return json.loads((out / "meta.json").read_text()).get("full_suite") is True
+    except (OSError, ValueError, AttributeError):  # no or a damaged meta.json
         return False
 
 
