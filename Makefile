@@ -28,9 +28,9 @@ golden: $(STAMP)
 baseline: $(STAMP)
 	$(PY) -m tests.test_regression
 
-# The stored Hessians of the registered quadratics (problems/data/quadratic_hessians.npz).
+# The stored matrices of the registered problems (problems/data/matrices.npz).
 data: $(STAMP)
-	$(PY) -c "from problems.quadratic import write_hessians; write_hessians()"
+	$(PY) -c "from problems import stored; stored.write()"
 
 # Single-token mutations of the update rules, losses and runner; writes results/MUTATION.md.
 mutation: $(STAMP)

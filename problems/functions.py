@@ -11,11 +11,12 @@ the global basin, and final suboptimality is the informative number.
 """
 
 import math
+import zlib
 
 import jax.numpy as jnp
 import numpy as np
 
-from problems import draws
+from problems import draws, stored
 from problems.base import Problem
 
 
@@ -66,74 +67,123 @@ STYBLINSKI_TANG_X = -2.9035340277711783
 STYBLINSKI_TANG_F = -39.16616570377141
 
 
-def _function_problem(name, description, value, dim, box, f_star, x_star, target, steps) -> Problem:
+def moved_minimiser(name: str, box: tuple[float, float], x_raw: np.ndarray, seed: int):
+    """Where instance `seed` of a test function moves its minimiser x_raw: x_raw + s.
+
+    Each shift s_i is 10-40% of the init box's half-width with a random sign, so the
+    minimum is never at the origin nor at the box's centre. The draws are numpy PCG64
+    integers from (seed, the function's name), turned into floats by exactly rounded
+    operations: the same on every machine.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    fraction = 0.1 + 0.3 * (rng.integers(0, 2**20, x_raw.shape) / 2**20)
+    sign = np.where(rng.integers(0, 2, x_raw.shape) == 1, 1.0, -1.0)
+    return x_raw + sign * fraction * ((box[1] - box[0]) / 2)
+
+
+def function_problem(
+    name, description, value, dim, box, f_star, x_raw, target, steps, seed, rotate=False
+) -> Problem:
+    """Instance `seed` of a test function, COCO-style: f_seed(x) = f(x_raw + R (x - x_star)).
+
+    The raw function's minimiser x_raw moves to x_star (`moved_minimiser`); a separable
+    function is also rotated about it (R a stored Haar rotation, `problems.stored`; else
+    R = I). f* and x* stay exact: at x = x_star the argument is x_raw itself. The
+    minimisers and the rotation are the problem's data, arguments of the compiled program.
+    x0 is uniform in `box`, which does not move.
+    """
     low, high = box
+    x_raw = np.asarray(x_raw, np.float64)
+    x_star = moved_minimiser(name, box, x_raw, seed)
+
+    def data():
+        arrays = {"raw_minimiser": x_raw, "minimiser": x_star}
+        if rotate:
+            arrays["rotation"] = stored.matrix(stored.rotation, dim, seed)
+        return arrays
+
+    def loss(x, data):
+        offset = x - data["minimiser"]
+        if "rotation" in data:
+            offset = data["rotation"] @ offset
+        return value(data["raw_minimiser"] + offset)
+
     return Problem(
         name=name,
-        description=description,
+        description=f"{description}; instance {seed}: minimiser moved"
+        + (" and rotated" if rotate else ""),
         tags=frozenset({"nonconvex"}),
         dim=dim,
         init=lambda key: draws.uniform(key, (dim,), low, high),
-        loss=lambda x, data: value(x),
+        loss=loss,
+        data=data,
         f_star=f_star,
-        x_star=np.asarray(x_star, np.float64),
+        x_star=x_star,
         target=target,
         steps=steps,
     )
 
 
-def beale() -> Problem:
-    """Beale (1958): flat plateaus and steep walls; x0 in [-2, 2]^2."""
-    return _function_problem(
-        "beale", "Beale, 2-D, minimum 0 at (3, 0.5)", beale_value, 2, (-2.0, 2.0),
-        0.0, [3.0, 0.5], 1e-4, 1000,
+def beale(seed: int = 1) -> Problem:
+    """Beale (1958): flat plateaus and steep walls; raw minimum at (3, 0.5); x0 in [-2, 2]^2."""
+    return function_problem(
+        "beale", "Beale, 2-D, minimum 0", beale_value, 2, (-2.0, 2.0),
+        0.0, [3.0, 0.5], 1e-4, 1000, seed,
     )  # fmt: skip
 
 
-def himmelblau() -> Problem:
-    """Himmelblau (1972): four global minima of value 0; x_star is (3, 2); x0 in [-5, 5]^2."""
-    return _function_problem(
-        "himmelblau", "Himmelblau, 2-D, four global minima of 0, one at (3, 2)",
-        himmelblau_value, 2, (-5.0, 5.0), 0.0, [3.0, 2.0], 1e-4, 1000,
+def himmelblau(seed: int = 1) -> Problem:
+    """Himmelblau (1972): four global minima of value 0, the raw one kept as x_star at (3, 2);
+    x0 in [-5, 5]^2."""
+    return function_problem(
+        "himmelblau", "Himmelblau, 2-D, four global minima of 0",
+        himmelblau_value, 2, (-5.0, 5.0), 0.0, [3.0, 2.0], 1e-4, 1000, seed,
     )  # fmt: skip
 
 
-def six_hump_camel() -> Problem:
+def six_hump_camel(seed: int = 1) -> Problem:
     """Six-hump camel: two global minima at +-(0.0898, -0.7127) of value -1.0316; x0 in [-2, 2]^2.
 
     x_star and f_star are a float64 Newton solve from the published (0.0898, -0.7126).
     """
-    return _function_problem(
+    return function_problem(
         "six_hump_camel", "six-hump camel, 2-D, two global minima of -1.0316",
         six_hump_camel_value, 2, (-2.0, 2.0), -1.0316284534898774,
-        [0.08984201310031806, -0.7126564030207396], 1e-4, 1000,
+        [0.08984201310031806, -0.7126564030207396], 1e-4, 1000, seed,
     )  # fmt: skip
 
 
-def rastrigin(dim: int = 10) -> Problem:
-    """Rastrigin (1974): a local minimum near every integer point; x0 in [-5.12, 5.12]^n.
+def rastrigin(dim: int = 10, seed: int = 1) -> Problem:
+    """Rastrigin (1974): raw, a local minimum near every integer point; x0 in [-5.12, 5.12]^n.
 
     Each local minimum near a nonzero integer point costs about k^2 per coordinate.
+    Separable: the instance is rotated.
     """
-    return _function_problem(
-        f"rastrigin_{dim}d", f"Rastrigin, {dim}-D, minimum 0 at the origin, many local minima",
-        rastrigin_value, dim, (-5.12, 5.12), 0.0, np.zeros(dim), 1e-3, 1000,
+    return function_problem(
+        f"rastrigin_{dim}d", f"Rastrigin, {dim}-D, minimum 0, many local minima",
+        rastrigin_value, dim, (-5.12, 5.12), 0.0, np.zeros(dim), 1e-3, 1000, seed, rotate=True,
     )  # fmt: skip
 
 
-def ackley(dim: int = 10) -> Problem:
-    """Ackley (1987): a funnel under a cosine ripple; x0 in [-5, 5]^n (the ripple region)."""
-    return _function_problem(
-        f"ackley_{dim}d", f"Ackley, {dim}-D, minimum 0 at the origin, many local minima",
-        ackley_value, dim, (-5.0, 5.0), 0.0, np.zeros(dim), 1e-3, 1000,
+def ackley(dim: int = 10, seed: int = 1) -> Problem:
+    """Ackley (1987): a funnel under a cosine ripple; x0 in [-5, 5]^n (the ripple region).
+
+    The ripple is separable: the instance is rotated.
+    """
+    return function_problem(
+        f"ackley_{dim}d", f"Ackley, {dim}-D, minimum 0, many local minima",
+        ackley_value, dim, (-5.0, 5.0), 0.0, np.zeros(dim), 1e-3, 1000, seed, rotate=True,
     )  # fmt: skip
 
 
-def styblinski_tang(dim: int = 10) -> Problem:
-    """Styblinski-Tang: 2^n local minima, the global one at x_i = -2.9035; x0 in [-5, 5]^n."""
-    return _function_problem(
+def styblinski_tang(dim: int = 10, seed: int = 1) -> Problem:
+    """Styblinski-Tang: 2^n local minima, the raw global one at x_i = -2.9035; x0 in [-5, 5]^n.
+
+    Separable: the instance is rotated.
+    """
+    return function_problem(
         f"styblinski_tang_{dim}d",
-        f"Styblinski-Tang, {dim}-D, minimum {dim * STYBLINSKI_TANG_F:.4f} at x_i = -2.9035",
+        f"Styblinski-Tang, {dim}-D, minimum {dim * STYBLINSKI_TANG_F:.4f}",
         styblinski_tang_value, dim, (-5.0, 5.0), dim * STYBLINSKI_TANG_F,
-        np.full(dim, STYBLINSKI_TANG_X), 1e-3, 1000,
+        np.full(dim, STYBLINSKI_TANG_X), 1e-3, 1000, seed, rotate=True,
     )  # fmt: skip

@@ -3,8 +3,8 @@
 import jax.numpy as jnp
 import numpy as np
 
-from problems import draws
 from problems.base import Problem
+from problems.functions import function_problem
 
 
 def rosenbrock_value(x):
@@ -12,17 +12,10 @@ def rosenbrock_value(x):
     return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
-def rosenbrock(dim: int = 2) -> Problem:
-    """N-dimensional Rosenbrock (Rosenbrock 1960), x0 uniform in [-2, 2]^N."""
-    return Problem(
-        name=f"rosenbrock_{dim}d",
-        description=f"Rosenbrock valley, {dim}-D, minimum 0 at (1, ..., 1)",
-        tags=frozenset({"nonconvex"}),
-        dim=dim,
-        init=lambda key: draws.uniform(key, (dim,), -2.0, 2.0),
-        loss=lambda x, data: rosenbrock_value(x),
-        f_star=0.0,
-        x_star=np.ones(dim),
-        target=1e-4,
-        steps=2000,
-    )
+def rosenbrock(dim: int = 2, seed: int = 1) -> Problem:
+    """N-dimensional Rosenbrock (Rosenbrock 1960), raw minimum at (1, ..., 1), x0 uniform in
+    [-2, 2]^N; instance `seed` moves the minimum (`problems.functions.instance`)."""
+    return function_problem(
+        f"rosenbrock_{dim}d", f"Rosenbrock valley, {dim}-D, minimum 0", rosenbrock_value, dim,
+        (-2.0, 2.0), 0.0, np.ones(dim), 1e-4, 2000, seed,
+    )  # fmt: skip

@@ -27,8 +27,7 @@ import pandas as pd
 import pytest
 from test_regression import assert_matches_the_baseline
 
-from problems import PROBLEMS, draws
-from problems.quadratic import STORED, compute_hessian, hessian
+from problems import PROBLEMS, draws, stored
 
 ROOT = Path(__file__).parent.parent
 
@@ -104,27 +103,38 @@ def test_uniform_draws_fill_the_box_on_an_exact_grid():
         draws.uniform(jax.random.PRNGKey(0), (3,), 1.0, 1.0)
 
 
-@pytest.mark.parametrize("config", STORED, ids=str)
-def test_stored_hessians_are_the_computed_ones(config):
-    stored = hessian(*config)
-    computed = compute_hessian(*config)
-    assert stored.dtype == np.float32 and stored.shape == (config[0], config[0])
-    np.testing.assert_array_equal(stored, stored.T)
+@pytest.mark.parametrize("name", stored.STORED)
+def test_stored_matrices_are_the_computed_ones(name):
+    function, args = stored.STORED[name]
+    saved, computed = stored.matrix(function, *args), function(*args)
+    assert saved.dtype == np.float32 and saved.shape == computed.shape
     # Another machine's QR rounds differently in float64 (relative 1e-13 here), which can
     # move a float32 entry by at most one unit in its last place.
-    assert np.all(np.abs(stored - computed) <= np.spacing(np.abs(stored)))
+    assert np.all(np.abs(saved - computed) <= np.spacing(np.abs(saved)))
+
+
+@pytest.mark.parametrize("config", [(20, 1e1, 0), (20, 1e6, 0)], ids=str)
+def test_quadratic_hessians_are_symmetric_with_their_eigenvalues(config):
+    hessian = stored.matrix(stored.quadratic_hessian, *config)
+    np.testing.assert_array_equal(hessian, hessian.T)
     # Weyl: rounding A to float32 moves each eigenvalue by at most |dA|_2 <= |dA|_F,
     # below dim * eps32 * max |A_ij| <= dim * eps32 * condition.
-    eigenvalues = np.linalg.eigvalsh(stored.astype(np.float64))
+    eigenvalues = np.linalg.eigvalsh(hessian.astype(np.float64))
     bound = config[0] * np.finfo(np.float32).eps * config[1]
     np.testing.assert_allclose(eigenvalues[[0, -1]], [1.0, config[1]], rtol=0, atol=bound)
 
 
-def test_quadratics_load_their_stored_hessians():
-    for dim, condition, seed in STORED:
-        name = f"quadratic_{dim}d_cond{condition:.0e}".replace("+0", "").replace("+", "")
-        np.testing.assert_array_equal(PROBLEMS[name].data(), hessian(dim, condition, seed))
-    assert jnp.asarray(PROBLEMS["quadratic_20d_cond1e3"].data()).dtype == jnp.float32
+def test_registered_problems_use_the_stored_matrices():
+    file = np.load(stored.MATRICES)
+    assert sorted(file.files) == sorted(stored.STORED)
+    for name in ("quadratic_20d_cond1e1", "quadratic_20d_cond1e3", "quadratic_20d_cond1e6"):
+        condition = float(name.rsplit("cond", 1)[1])
+        saved = file[f"quadratic_hessian_dim20_cond{condition:.0e}_seed0"]
+        np.testing.assert_array_equal(PROBLEMS[name].data(), saved)
+    for name in ("rastrigin_10d", "ackley_10d", "styblinski_tang_10d"):
+        np.testing.assert_array_equal(
+            PROBLEMS[name].data()["rotation"], file["rotation_dim10_seed1"]
+        )
 
 
 @needs_x86

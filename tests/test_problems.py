@@ -129,8 +129,9 @@ def test_published_optima():
     # the stored point is a strict local minimum (positive definite Hessian).
     camel = PROBLEMS["six_hump_camel"]
     assert round(camel.f_star, 4) == -1.0316
-    np.testing.assert_allclose(camel.x_star, [0.0898, -0.7126], atol=1e-4)
-    hessian = jax.hessian(camel.loss)(to_float64(camel.x_star), None)
+    raw = camel.data()["raw_minimiser"]
+    np.testing.assert_allclose(raw, [0.0898, -0.7126], atol=1e-4)
+    hessian = jax.hessian(camel.loss)(to_float64(camel.x_star), data64("six_hump_camel"))
     assert bool(jnp.all(jnp.linalg.eigvalsh(hessian) > 0))
 
 
@@ -317,3 +318,27 @@ def test_bad_arguments_raise_clear_errors():
         minibatch(PROBLEMS["least_squares_diabetes"], batch_size=0)
     with pytest.raises(ValueError, match="dataset"):
         minibatch(PROBLEMS["rosenbrock_2d"], batch_size=8)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if "raw_minimiser" in (PROBLEMS[n].data() or {})]
+)
+def test_test_function_instances_move_the_minimiser(name):
+    """COCO-style instances: the minimum is away from the origin and the init box's centre,
+    rotated for the separable functions, and its value f* is unchanged."""
+    problem = PROBLEMS[name]
+    data = problem.data()
+    shift = problem.x_star - data["raw_minimiser"]
+    box = np.asarray(jax.vmap(problem.init)(jax.random.split(jax.random.PRNGKey(0), 256)))
+    half_width = (box.max(axis=0) - box.min(axis=0)) / 2
+    # Each coordinate moves by 10-40% of the box's half-width (up to the grid of the draws).
+    assert np.all(np.abs(shift) >= 0.1 * half_width - 0.02) and np.all(
+        np.abs(shift) <= 0.4 * half_width + 0.02
+    )
+    assert np.min(np.abs(problem.x_star)) > 0.05 or np.any(data["raw_minimiser"] != 0)
+    value = problem.loss(to_float64(problem.x_star), data64(name))
+    np.testing.assert_allclose(value, problem.f_star, rtol=1e-14, atol=1e-14)
+    if name.startswith(("rastrigin", "ackley", "styblinski_tang")):
+        rotation = data["rotation"].astype(np.float64)
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(len(rotation)), atol=1e-6)
+        assert np.count_nonzero(np.abs(rotation) > 1e-3) > 2 * len(rotation)  # not a permutation
