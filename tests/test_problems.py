@@ -320,9 +320,7 @@ def test_bad_arguments_raise_clear_errors():
         minibatch(PROBLEMS["rosenbrock_2d"], batch_size=8)
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in NAMES if "raw_minimiser" in (PROBLEMS[n].data() or {})]
-)
+@pytest.mark.parametrize("name", [n for n in NAMES if PROBLEMS[n].tags == {"nonconvex"}])
 def test_test_function_instances_move_the_minimiser(name):
     """COCO-style instances: the minimum is away from the origin and the init box's centre,
     rotated for the separable functions, and its value f* is unchanged."""
