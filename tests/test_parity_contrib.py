@@ -182,6 +182,33 @@ CASES: dict[str, Case] = {
         ),
         {"radius": 0.1, "momentum": 0.8},
     ),
+    "muon": Case(
+        contrib.muon,
+        {
+            "ns_steps": 4,
+            "beta": 0.8,
+            "eps": 1e-7,
+            "weight_decay": 1e-3,
+            "adam_b1": 0.8,
+            "adam_b2": 0.99,
+            "adam_eps_root": 1e-9,
+            "adam_weight_decay": 1e-3,
+        },
+        variants=(
+            {
+                "nesterov": False,
+                "adaptive": True,
+                "weight_decay_mask": {"w": False, "b": True, "s": True},
+            },
+            {
+                "ns_coeffs": "dion",
+                "ns_steps": 5,
+                "preconditioning": "spectral",
+                "consistent_rms": 0.2,
+            },
+            {"adam_learning_rate": 0.01, "mu_dtype": "float32"},
+        ),
+    ),
     # SAM's cycle of separate updates (not registered: the params alternate between the
     # outer and the ascended points), with Adam outside and a state carried across cycles.
     "sam-cycle": Case(
@@ -313,6 +340,33 @@ def test_vmapped_learning_rates_equal_separate_optax_runs(name):
         lr = jnp.array(lr, jnp.float64)
         theirs = trajectory(build(name, True, learning_rate=lr), spec, params, 50)
         assert_trajectories_match(jax.tree.map(lambda x, i=i: x[i], ours), theirs, jnp.float64)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["float64", "float32"])
+def test_muon_on_a_tall_matrix_and_a_rank_3_leaf(dtype):
+    """Muon transposes a tall matrix to orthogonalise it; a rank-3 leaf goes to AdamW."""
+    keys = jax.random.split(jax.random.PRNGKey(7), 2)
+    params = {
+        "tall": jax.random.normal(keys[0], (5, 3), jnp.float32).astype(dtype),
+        "cube": jax.random.normal(keys[1], (2, 2, 2), jnp.float32).astype(dtype),
+    }
+
+    def tall_loss(params):
+        return sum(jnp.sum(jnp.logaddexp(p - 0.5, 0.5 - p)) for p in jax.tree.leaves(params))
+
+    spec, kwargs = OPTIMIZERS["muon"], {"learning_rate": 0.05, **CASES["muon"].hparams}
+
+    def run(opt):
+        def step(carry, _):
+            params, state = carry
+            updates, state = opt.update(jax.grad(tall_loss)(params), state, params)
+            params = apply_updates(params, updates)
+            return (params, state), params
+
+        return jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, STEPS)[1])(params)
+
+    ours, theirs = run(spec.factory(**kwargs)), run(contrib.muon(**kwargs))
+    assert_trajectories_match(ours, theirs, dtype)
 
 
 def test_the_rules_are_importable_from_the_package():
