@@ -209,6 +209,11 @@ CASES: dict[str, Case] = {
             {"adam_learning_rate": 0.01, "mu_dtype": "float32"},
         ),
     ),
+    "galore": Case(
+        contrib.galore,
+        {"rank": 2, "update_proj_gap": 7, "scale": 0.5, "weight_decay": 1e-3},
+        variants=({"rank": 1, "mask": _matrices_only},),
+    ),
     # SAM's cycle of separate updates (not registered: the params alternate between the
     # outer and the ascended points), with Adam outside and a state carried across cycles.
     "sam-cycle": Case(
@@ -343,8 +348,10 @@ def test_vmapped_learning_rates_equal_separate_optax_runs(name):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["float64", "float32"])
-def test_muon_on_a_tall_matrix_and_a_rank_3_leaf(dtype):
-    """Muon transposes a tall matrix to orthogonalise it; a rank-3 leaf goes to AdamW."""
+@pytest.mark.parametrize("name", [n for n, spec in OPTIMIZERS.items() if spec.matrix_only])
+def test_matrix_rules_on_a_tall_matrix_and_a_rank_3_leaf(name, dtype):
+    """Tall matrices take the other branch (Muon transposes them, GaLore projects from the
+    left); a rank-3 leaf is not a matrix to either (AdamW for Muon, Adam for GaLore)."""
     keys = jax.random.split(jax.random.PRNGKey(7), 2)
     params = {
         "tall": jax.random.normal(keys[0], (5, 3), jnp.float32).astype(dtype),
@@ -354,7 +361,7 @@ def test_muon_on_a_tall_matrix_and_a_rank_3_leaf(dtype):
     def tall_loss(params):
         return sum(jnp.sum(jnp.logaddexp(p - 0.5, 0.5 - p)) for p in jax.tree.leaves(params))
 
-    spec, kwargs = OPTIMIZERS["muon"], {"learning_rate": 0.05, **CASES["muon"].hparams}
+    spec, kwargs = OPTIMIZERS[name], {"learning_rate": 0.05, **CASES[name].hparams}
 
     def run(opt):
         def step(carry, _):
@@ -365,7 +372,7 @@ def test_muon_on_a_tall_matrix_and_a_rank_3_leaf(dtype):
 
         return jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, STEPS)[1])(params)
 
-    ours, theirs = run(spec.factory(**kwargs)), run(contrib.muon(**kwargs))
+    ours, theirs = run(spec.factory(**kwargs)), run(CASES[name].reference(**kwargs))
     assert_trajectories_match(ours, theirs, dtype)
 
 
