@@ -8,9 +8,16 @@ streams 40 bytes per parameter in three passes instead of 28 bytes in one.
 `fused_step` evaluates the rule twice on the same inputs: once for the new state, and
 once, behind an optimization barrier that keeps XLA from merging the two, for the
 parameter update. Every output then reads only the old params, state and gradient, so
-all are siblings, and XLA's multi-output fusion computes them in a single loop. The
-values are those of the plain step, bit for bit: the same operations on the same
-inputs.
+all are siblings, and XLA's multi-output fusion computes them in a single loop.
+
+The operations are those of the plain step, on the same inputs. The values are the
+plain step's bit for bit where XLA cannot contract a multiply and an add into one
+fused multiply-add (FMA): on a CPU without FMA, or with `--xla_cpu_max_isa=SSE4_2` in
+XLA_FLAGS. Where it can, each program contracts as LLVM sees fit, and the two programs,
+fused differently, may contract different pairs: a step of some rules (NAdam,
+AdaBelief, Adan, ...) then differs from the plain one in the last bits, by less than
+one ulp of the leaf's largest entry. `jit(update)` and an eager `update` differ from
+each other in the same way.
 
 XLA:GPU fuses siblings by default. XLA:CPU does so only when XLA_FLAGS holds
 `MULTI_OUTPUT_FUSION_FLAG` before JAX starts; without it the step is still correct,
@@ -40,7 +47,9 @@ def fused_step(optimizer: Optimizer) -> Callable:
     """`step(params, state, grads) -> (params, state)`, jitted, params and state donated.
 
     For rules that need only the gradient (not `value`/`value_fn`). The donated params
-    and state are updated in place: do not use them after the call.
+    and state are updated in place: do not use them after the call. The steps are the
+    plain `update` + `apply_updates` steps, bit for bit without FMA contraction and to
+    the last bits with it (see the module docstring).
     """
     if not multi_output_fusion_enabled():
         warnings.warn(
