@@ -62,19 +62,17 @@ class OptimizerSpec:
     def update_extras(self, value, grads, loss_fn) -> dict[str, Any]:
         """The keyword arguments `update` takes besides (grads, state, params).
 
-        A rule that uses the loss gets it under every name optax's rules take it:
-        `value`, `grad`, `value_fn` (line searches, Polyak and MoMo steps), `obj_fn`
-        (Sophia's Hessian estimate) and `grad_fn(params, i)` (SAM's ascent step).
+        A line search gets the loss as optax's do: `value`, `grad` and `value_fn` (and
+        hands any further argument to value_fn). A rule with needs_loss gets it under
+        every name optax.contrib's rules take it: those three (MoMo reads `value`),
+        `obj_fn` (Sophia's Hessian estimate) and `grad_fn(params, i)` (SAM's ascent).
         """
         if not (self.needs_value_fn or self.needs_loss):
             return {}
-        return dict(
-            value=value,
-            grad=grads,
-            value_fn=loss_fn,
-            obj_fn=loss_fn,
-            grad_fn=lambda params, i: jax.grad(loss_fn)(params),
-        )
+        extras = dict(value=value, grad=grads, value_fn=loss_fn)
+        if self.needs_loss:
+            extras |= dict(obj_fn=loss_fn, grad_fn=lambda params, i: jax.grad(loss_fn)(params))
+        return extras
 
     def skip_reason(self, stochastic: bool, dim: int, max_rank: int) -> str | None:
         """Why the rule cannot run on a problem by its capabilities, else None.

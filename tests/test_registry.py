@@ -65,6 +65,9 @@ def test_rules_that_take_the_loss_get_it_under_optax_names():
     assert set(extras) == {"value", "grad", "value_fn", "obj_fn", "grad_fn"}
     np.testing.assert_array_equal(extras["grad_fn"](params, 0), 2 * params)
     assert OptimizerSpec(sgd, LR_GRID).update_extras(1.0, params, loss) == {}
+    # A line search hands any further argument to value_fn: it gets optax's three only.
+    line_search = OptimizerSpec(sgd, LR_GRID, needs_value_fn=True)
+    assert set(line_search.update_extras(1.0, params, loss)) == {"value", "grad", "value_fn"}
 
 
 @pytest.mark.parametrize("name", [n for n, s in OPTIMIZERS.items() if s.eval_params])
