@@ -6,6 +6,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.tuning import COSTS
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
 
@@ -20,6 +21,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
 
+
+COST_HELP = "cost axis of tuning, ranking and performance profile"
 
 # Where the whole default suite's results go; a smaller run needs an --out of its own.
 DEFAULT_OUT = "results"
@@ -77,6 +80,7 @@ def _run(args) -> int:
         dtype=args.dtype,
         folds=args.cv,
         optimize=args.optimize or None,
+        cost=args.cost,
     )
     if suite.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -104,15 +108,16 @@ def _plot(args) -> None:
     from bench.io import OutputError, locked
     from bench.report import MissingResults, render
     from bench.schema import DamagedTable
+    from bench.tuning import MissingEvalLanes
 
     folder = Path(args.folder)
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder")
     try:
         with locked(folder.resolve()):
-            for path in render(folder):
+            for path in render(folder, cost=args.cost):
                 print(path)
-    except (MissingResults, DamagedTable, OutputError) as error:
+    except (MissingResults, DamagedTable, OutputError, MissingEvalLanes) as error:
         raise UsageError(str(error)) from None
     except OSError as error:  # the lock file or a drawing cannot be written
         raise UsageError(f"cannot write to {folder}: {error.strerror or error}") from None
@@ -155,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
         "--grid", type=float, nargs="+", metavar="LR", help="learning rates for every optimizer"
     )
     run.add_argument("--dtype", choices=["float32", "float64"], help="default: float32")
+    run.add_argument("--cost", choices=COSTS, help=COST_HELP + " (default: the spec's)")
     run.add_argument(
         "--quick", action="store_true", help="small smoke suite: few problems, seeds, steps"
     )
@@ -182,6 +188,7 @@ def parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="redraw tables and plots from a results folder")
     plot.add_argument("folder", metavar="DIR", help="a folder written by `run`")
+    plot.add_argument("--cost", choices=COSTS, help=COST_HELP + " (default: DIR's own)")
     plot.set_defaults(handler=_plot)
 
     listing = commands.add_parser("list", help="list the registered problems and optimizers")

@@ -125,12 +125,13 @@ def sensitivity(runs, summary, path: Path, problem: str) -> None:
     _save(fig, path)
 
 
-def performance_profile(summary, path: Path, k: int = 10) -> None:
-    """Dolan-More profile over median steps-to-target, with the integrated score."""
-    scores = tuning.integrated_scores(summary).sort_values(ascending=False, kind="stable")
-    steps = summary.pivot(index="problem", columns="optimizer", values="median_steps_to_target")
-    steps = steps[np.isfinite(steps).any(axis=1)].clip(lower=1)
-    if steps.empty:  # no optimizer reached any target: say so rather than draw nothing
+def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
+    """Dolan-More profile over median cost to target, with the integrated score."""
+    label = tuning.COST_LABELS[cost]
+    scores = tuning.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
+    times = tuning.cost_matrix(summary, cost)
+    times = times[np.isfinite(times).any(axis=1)]
+    if times.empty:  # no optimizer reached any target: say so rather than draw nothing
         fig, ax = plt.subplots(figsize=(8, 3))
         ax.text(
             0.5,
@@ -141,14 +142,13 @@ def performance_profile(summary, path: Path, k: int = 10) -> None:
             fontsize=12,
         )
         ax.set_axis_off()
-        ax.set_title("Performance profile over steps-to-target")
+        ax.set_title(f"Performance profile over {label} to target")
         _save(fig, path)
         return
-    ratios = steps.div(steps.min(axis=1), axis=0)
-    finite = ratios.to_numpy()[np.isfinite(ratios.to_numpy())]
-    top = max(tuning.MAX_RATIO, float(finite.max()) * 1.2)
+    ratios = tuning.performance_ratios(times.to_numpy())
+    top = max(tuning.MAX_RATIO, float(ratios[np.isfinite(ratios)].max()) * 1.2)
     taus = np.geomspace(1.0, top, 400)
-    profile = tuning.performance_profile(summary, taus)
+    profile = tuning.performance_profile(summary, taus, cost)
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for optimizer in scores.index[k:]:
         ax.step(taus, profile[optimizer], where="post", color="lightgrey", lw=0.8)
@@ -166,12 +166,13 @@ def performance_profile(summary, path: Path, k: int = 10) -> None:
     ax.axvline(tuning.MAX_RATIO, color="grey", ls=":", lw=1)
     ax.set(
         xscale="log",
-        xlabel="tau: steps-to-target / fastest optimizer's steps-to-target",
+        xlabel=f"tau: {label} to target / the cheapest optimizer's",
         ylabel="share of problems solved within tau",
         ylim=(-0.02, 1.02),
     )
     ax.set_title(
-        f"Performance profile over {len(steps)} problems (top {k} by score; grey: the rest)\n"
+        f"Performance profile over {label} to target, {len(times)} problems "
+        f"(top {k} by score; grey: the rest)\n"
         f"score = mean of the profile for tau in [1, {tuning.MAX_RATIO:g}] (AlgoPerf-style)"
     )
     ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))

@@ -7,6 +7,7 @@ place only when all of it is done, so a damaged table or a failure leaves DIR as
 A figure that cannot be drawn is skipped with one line saying why.
 """
 
+import json
 import os
 import shutil
 import sys
@@ -28,12 +29,26 @@ def _slug(problem: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in problem)
 
 
-def _figures(raw: dict, summary: pd.DataFrame) -> list:
+def _cost(folder: Path, runs: pd.DataFrame, cost: str | None, log) -> str:
+    """The cost axis to tune and rank by: `cost`, else the one meta.json records, else the
+    default; "steps" (said on `log`) when runs.csv does not record the axis."""
+    if cost is None:
+        try:
+            cost = json.loads((folder / "meta.json").read_text())["spec"]["cost"]
+        except (OSError, ValueError, KeyError, TypeError):  # none, damaged or older
+            cost = tuning.DEFAULT_COST
+    recorded = tuning.recorded_cost(runs, cost)
+    if recorded != cost:
+        print(f"{folder}/runs.csv records no {cost}: tuning and ranking by steps", file=log)
+    return recorded
+
+
+def _figures(raw: dict, summary: pd.DataFrame, cost: str) -> list:
     """(file name, draw(path)) of every figure the tables allow, in drawing order."""
     runs, curves, paths, norms = (raw[n] for n in ("runs", "curves", "paths", "layer_grad_norms"))
     figures = [
         ("convergence.png", lambda path: plots.overview(curves, summary, runs, path)),
-        ("performance_profile.png", lambda path: plots.performance_profile(summary, path)),
+        ("performance_profile.png", lambda path: plots.performance_profile(summary, path, cost)),
     ]
     for problem in sorted(summary["problem"].unique()):
         figures += [
@@ -64,12 +79,14 @@ def _figures(raw: dict, summary: pd.DataFrame) -> list:
     return figures
 
 
-def render(folder: str | Path, log=None) -> list[Path]:
+def render(folder: str | Path, log=None, cost: str | None = None) -> list[Path]:
     """Writes summary.csv, TABLES.md and every plot under `folder`; returns the PNG paths.
 
     Raises MissingResults without runs.csv or curves.csv, schema.DamagedTable for a
-    table that does not match its schema. `log`: where skipped figures are reported
-    (default stderr).
+    table that does not match its schema, tuning.MissingEvalLanes when a setting tuned
+    by `cost` has no eval lanes. `log`: where skipped figures are reported (default
+    stderr). `cost`: the axis of tuning and ranking (default: the folder's own, from
+    meta.json).
     """
     folder = Path(folder)
     log = sys.stderr if log is None else log
@@ -79,12 +96,13 @@ def render(folder: str | Path, log=None) -> list[Path]:
     skipped = raw["skipped"]
     if skipped is None:
         skipped = pd.DataFrame(columns=["problem", "optimizer", "reason"])
-    summary = tuning.summarize(raw["runs"])
+    cost = _cost(folder, raw["runs"], cost, log)
+    summary = tuning.summarize(raw["runs"], cost)
     draft = Path(tempfile.mkdtemp(dir=folder, prefix=".render."))
     try:
         write_csv(summary, draft / "summary.csv")
-        write_text(tables.document(summary, raw["runs"], skipped), draft / "TABLES.md")
-        for name, draw in _figures(raw, summary):
+        write_text(tables.document(summary, raw["runs"], skipped, cost), draft / "TABLES.md")
+        for name, draw in _figures(raw, summary, cost):
             try:
                 draw(draft / name)
             except Exception as error:  # one figure that cannot be drawn costs only itself

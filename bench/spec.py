@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jax
 
+from bench.tuning import COSTS, DEFAULT_COST
 from optimizers import OPTIMIZERS, OptimizerSpec
 from problems import PROBLEMS, Problem
 
@@ -31,6 +32,7 @@ class SuiteSpec:
     grid_stride: int = 1  # keep every n-th learning rate of each grid
     folds: int | None = None  # k-fold cross-validation tuning on data-set problems
     optimize: bool = False  # compile at XLA's default level (slower compile, faster run)
+    cost: str = DEFAULT_COST  # axis of tuning and ranking: steps, grad_evals or seconds
 
     def learning_rates(self, optimizer: str) -> tuple[float, ...]:
         grid = self.grid.get(optimizer, OPTIMIZERS[optimizer].learning_rates)
@@ -58,6 +60,9 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:
     unknown += sorted(set(data.get("steps", {})) - set(PROBLEMS))
     if unknown:
         raise ValueError(f"{path} names unregistered problems or optimizers: {unknown}")
+    cost = data.get("cost", DEFAULT_COST)
+    if cost not in COSTS:
+        raise ValueError(f"{path}: cost = {cost!r}; choose from: {', '.join(COSTS)}")
     spec = SuiteSpec(
         problems=tuple(PROBLEMS),
         optimizers=tuple(OPTIMIZERS),
@@ -65,6 +70,7 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:
         dtype=data.get("dtype", "float32"),
         curve_points=data.get("curve_points", 100),
         optimize=data.get("optimize", False),
+        cost=cost,
         grid={k: tuple(float(x) for x in v) for k, v in data.get("grid", {}).items()},
         steps=dict(data.get("steps", {})),
     )
@@ -91,6 +97,7 @@ def narrowed(
     dtype: str | None = None,
     folds: int | None = None,
     optimize: bool | None = None,
+    cost: str | None = None,
 ) -> SuiteSpec:
     """`spec` with the command line's choices applied (None keeps the spec's own)."""
     changes = {}
@@ -110,4 +117,6 @@ def narrowed(
         changes["folds"] = folds
     if optimize is not None:
         changes["optimize"] = optimize
+    if cost is not None:
+        changes["cost"] = cost
     return replace(spec, **changes)

@@ -26,7 +26,7 @@ from bench.progress import Progress
 from bench.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
 from bench.runner import run_sweep
 from bench.spec import SuiteSpec, load, skip_reason
-from bench.tuning import tuned_learning_rates
+from bench.tuning import recorded_cost, tuned_learning_rates
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
 
@@ -102,7 +102,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         runs = runs.merge(mean, on=["learning_rate", "seed"], how="left", validate="1:1")
         compile_seconds += folds.compile_seconds
         run_seconds += folds.run_seconds
-    tuned = tuned_learning_rates(runs)["learning_rate"].iloc[0]
+    tuned = tuned_learning_rates(runs, recorded_cost(runs, spec.cost))["learning_rate"].iloc[0]
     keep = result.learning_rates == tuned
     tables = {"runs": runs, "curves": curves_frame(result, spec.curve_points, keep)}
     if result.layer_grad_norms is not None:
@@ -270,7 +270,7 @@ def run_suite(
         for name, frame in tables.items():
             write_csv(frame, staging / f"{name}.csv")
         try:
-            report.render(staging, progress)
+            report.render(staging, progress, spec.cost)
             failure = None
         except Exception as error:
             failure = error

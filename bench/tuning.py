@@ -1,32 +1,58 @@
 """Picks each optimizer's learning rate per problem from the swept grid, and scores it.
 
-Tuning rule: the learning rate with the lowest median (over seeds) final
-suboptimality f - f* wins, a diverged lane counting as +inf; ties go to the smaller
-median steps-to-target (unreached counting as +inf), then to the smaller learning
-rate. With cross-validation (`cv_loss` present) the median held-out loss, averaged
-over folds, replaces the final suboptimality as the score.
+Cost axes: `steps`, `grad_evals` (gradient evaluations: line searches, second
+gradients and Hessians included) and `seconds`; each lane records its cost to reach
+the target on each (`steps_to_target`, `grad_evals_to_target`, `seconds_to_target`).
 
-Reported at the tuned learning rate, over seeds: median final suboptimality and its
-interquartile range, median steps-to-target, success rate (share of seeds that reach
-the target without diverging), and over the grid: tuneability (share of learning
-rates whose median score is within 10x of the best one, scores below the problem's
-target counting as the target, since every such point solves the problem) and the
-share of diverged lanes.
+Lanes: `role == "tune"` lanes sweep the grid; the tuned setting of each pair is re-run
+on fresh seeds, its `role == "eval"` lanes, and every number reported for it comes from
+those. A runs table without `role` (older folders) uses every lane for both.
 
-Ranking within a problem: higher success rate, then fewer median steps-to-target,
-then lower median final suboptimality.
+Tuning rule, per (problem, optimizer), over the tune lanes: a setting reaches the
+target when its median cost to target over seeds is finite (a lane that never reaches
+it, or diverges, costs +inf). Settings that reach the target compete on median cost to
+target on the chosen axis; only settings that do not reach it compete on median final
+f - f*, clipped below at the target (values under the target, and negative f - f* from
+rounding, count as the target) and +inf for a diverged lane. Ties go to the smaller
+learning rate. With cross-validation (`cv_loss` present), the median held-out loss
+(mean over folds) takes the place of f - f*.
+
+Reported at the tuned learning rate, over its eval seeds: median final f - f* and its
+interquartile range, the median cost to target on every axis, success rate (seeds that
+reach the target without diverging); over the tune grid: tuneability and the share of
+diverged lanes. Tuneability is the share of the grid that the same rule judges close
+to the tuned setting: when it reaches the target, grid points that reach it within
+MAX_RATIO times its median cost (the points that would still score in the performance
+profile against it); when it does not, grid points whose median final f - f* (clipped
+at the target) is within TUNEABLE_FACTOR of its own. It is judged on the training
+f - f* also under cross-validation: a held-out loss has no zero to take a factor from.
+
+Ranking within a problem: higher success rate, then lower median cost to target on the
+chosen axis, then lower median final f - f*.
 """
 
 import numpy as np
 import pandas as pd
 
 PAIR = ["problem", "optimizer"]
+# Cost axis -> the runs.csv column of each lane's cost to reach the target.
+COSTS = {
+    "steps": "steps_to_target",
+    "grad_evals": "grad_evals_to_target",
+    "seconds": "seconds_to_target",
+}
+COST_LABELS = {"steps": "steps", "grad_evals": "gradient evaluations", "seconds": "seconds"}
+# Optimizers differ in what a step costs (an L-BFGS step runs a line search, a Newton
+# step forms a Hessian); gradient evaluations count that work and, unlike seconds, do
+# not depend on the machine.
+DEFAULT_COST = "grad_evals"
 # Columns of runs.csv that are not end-of-run problem metrics (such as test_accuracy).
 STANDARD = {
     "problem",
     "optimizer",
     "learning_rate",
     "seed",
+    "role",
     "f_star",
     "target",
     "steps",
@@ -35,14 +61,18 @@ STANDARD = {
     "final_suboptimality",
     "best_suboptimality",
     "final_grad_norm",
-    "steps_to_target",
+    "final_grad_evals",
+    "seconds_per_step",
+    *COSTS.values(),
     "diverged",
     "cv_loss",
     "compile_seconds",
     "run_seconds",
 }
-# A learning rate is "tuneable" when its median score is within this factor of the best.
+# Without a target reached, a grid point is "tuneable" within this factor of the tuned f - f*.
 TUNEABLE_FACTOR = 10.0
+# AlgoPerf integrates the performance profile up to this ratio of costs.
+MAX_RATIO = 4.0
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
@@ -50,33 +80,89 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if c not in STANDARD and pd.api.types.is_numeric_dtype(runs[c])]
 
 
-def _scored(runs: pd.DataFrame) -> pd.DataFrame:
-    objective = runs["cv_loss"] if "cv_loss" in runs else runs["final_suboptimality"]
-    bad = runs["diverged"].astype(bool) | ~np.isfinite(objective)
-    reached = (runs["steps_to_target"] >= 0) & ~runs["diverged"].astype(bool)
-    return runs.assign(
-        score=np.where(bad, np.inf, objective),
-        steps_or_inf=np.where(reached, runs["steps_to_target"], np.inf),
-        success=reached.astype(float),
-    )
+def recorded_cost(runs: pd.DataFrame, cost: str) -> str:
+    """`cost` when `runs` records it, else "steps" (folders written before the other axes)."""
+    return cost if COSTS[cost] in runs else "steps"
 
 
-def grid_medians(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (problem, optimizer, learning rate): median score and steps over seeds."""
+def lanes_of(runs: pd.DataFrame, role: str) -> pd.DataFrame:
+    """The lanes of `role` ("tune" or "eval"); every lane where runs has no `role` column."""
+    return runs[runs["role"] == role] if "role" in runs else runs
+
+
+def cost_to_target(runs: pd.DataFrame, cost: str) -> np.ndarray:
+    """Per lane: its cost to reach the target, +inf when it never does or diverges.
+
+    NaN on every lane when `runs` does not record the axis.
+    """
+    if COSTS[cost] not in runs:
+        return np.full(len(runs), np.nan)
+    value = runs[COSTS[cost]].to_numpy(np.float64)
+    reached = (value >= 0) & ~runs["diverged"].to_numpy(bool)  # never: -1 or NaN
+    return np.where(reached, value, np.inf)
+
+
+def _scored(runs: pd.DataFrame, cost: str) -> pd.DataFrame:
+    """runs with each lane's `cost` to target, clipped `gap` and tuning `score`."""
+    bad = runs["diverged"].to_numpy(bool)
+    final = runs["final_suboptimality"].to_numpy(np.float64)
+    gap = np.maximum(final, runs["target"].to_numpy(np.float64))
+    gap = np.where(bad | ~np.isfinite(final), np.inf, gap)
+    score = gap
+    if "cv_loss" in runs:
+        held_out = runs["cv_loss"].to_numpy(np.float64)
+        score = np.where(bad | ~np.isfinite(held_out), np.inf, held_out)
+    return runs.assign(cost=cost_to_target(runs, cost), gap=gap, score=score)
+
+
+def grid_medians(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
+    """Per (problem, optimizer, learning rate), over tune seeds: median cost, gap and score."""
     return (
-        _scored(runs)
-        .groupby([*PAIR, "learning_rate"], sort=True)[["score", "steps_or_inf"]]
+        _scored(lanes_of(runs, "tune"), cost)
+        .groupby([*PAIR, "learning_rate"], sort=True)[["cost", "gap", "score"]]
         .median()
         .reset_index()
     )
 
 
-def tuned_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (problem, optimizer): the chosen learning_rate and its median score."""
-    medians = grid_medians(runs).sort_values(
-        [*PAIR, "score", "steps_or_inf", "learning_rate"], kind="stable"
+def tuned_learning_rates(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
+    """One row per (problem, optimizer): the tuned learning_rate and its grid medians."""
+    medians = grid_medians(runs, cost).sort_values(
+        [*PAIR, "cost", "score", "learning_rate"], kind="stable"
     )
     return medians.groupby(PAIR, sort=True).head(1).reset_index(drop=True)
+
+
+def tuneability(grid: pd.DataFrame, tuned) -> float:
+    """Share of a pair's grid medians close to its tuned row by the tuning rule (module doc)."""
+    if np.isfinite(tuned.cost):
+        close = grid["cost"] <= MAX_RATIO * tuned.cost
+    else:
+        close = grid["gap"] <= TUNEABLE_FACTOR * tuned.gap
+    return float(close.mean())
+
+
+class MissingEvalLanes(ValueError):
+    """A tuned setting that was not re-run on eval seeds (tuned by another cost axis)."""
+
+
+def evaluation_lanes(runs: pd.DataFrame, tuned: pd.DataFrame) -> pd.DataFrame:
+    """The eval lanes of each pair's tuned learning rate (`tuned`: tuned_learning_rates).
+
+    Raises MissingEvalLanes naming the pairs whose tuned setting has no eval lanes (a
+    folder whose eval lanes were run for the settings another cost axis tunes to).
+    """
+    picks = tuned[[*PAIR, "learning_rate"]]
+    lanes = lanes_of(runs, "eval").merge(picks, on=[*PAIR, "learning_rate"])
+    found = lanes[PAIR].drop_duplicates()
+    missing = picks.merge(found, on=PAIR, how="left", indicator=True)
+    missing = missing[missing["_merge"] == "left_only"]
+    if len(missing):
+        names = ", ".join(
+            f"{r.optimizer} on {r.problem} (lr {r.learning_rate:g})" for r in missing.itertuples()
+        )
+        raise MissingEvalLanes(f"no eval lanes for the tuned setting of {names}")
+    return lanes
 
 
 def _quantile(values: pd.Series, q: float) -> float:
@@ -91,35 +177,41 @@ def _quantile(values: pd.Series, q: float) -> float:
     return float(low if low == high else low + (high - low) * (position - np.floor(position)))
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+def final_gap(lanes: pd.DataFrame) -> pd.Series:
+    """Final f - f* per lane as measured (not clipped), +inf for a diverged lane."""
+    return lanes["final_suboptimality"].where(~lanes["diverged"].astype(bool), np.inf)
+
+
+def summarize(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
     """One row per (problem, optimizer) at its tuned learning rate, ranked within each problem."""
-    scored = _scored(runs)
-    tuned = tuned_learning_rates(runs)
-    medians = grid_medians(runs)
+    tuned = tuned_learning_rates(runs, cost)
+    grids = dict(list(grid_medians(runs, cost).groupby(PAIR, sort=True)))
+    tune_lanes = dict(list(lanes_of(runs, "tune").groupby(PAIR, sort=True)))
+    evals = dict(list(evaluation_lanes(runs, tuned).groupby(PAIR, sort=True)))
     metrics = metric_columns(runs)
-    by_pair = dict(list(scored.groupby(PAIR, sort=True)))
-    grids = dict(list(medians.groupby(PAIR, sort=True)))
     rows = []
     for pick in tuned.itertuples(index=False):
-        pair, grid = by_pair[pick.problem, pick.optimizer], grids[pick.problem, pick.optimizer]
-        lanes = pair[pair["learning_rate"] == pick.learning_rate]
-        gap = lanes["final_suboptimality"].where(~lanes["diverged"].astype(bool), np.inf)
-        threshold = TUNEABLE_FACTOR * max(pick.score, float(pair["target"].iloc[0]))
+        pair = pick.problem, pick.optimizer
+        lanes, gap = evals[pair], final_gap(evals[pair])
         row = {
             "problem": pick.problem,
             "optimizer": pick.optimizer,
             "learning_rate": pick.learning_rate,
             "tuned_on": "cv_loss" if "cv_loss" in runs else "final_suboptimality",
+            "cost": cost,
             "seeds": len(lanes),
             "median_final_suboptimality": _quantile(gap, 0.5),
             "q25_final_suboptimality": _quantile(gap, 0.25),
             "q75_final_suboptimality": _quantile(gap, 0.75),
             "median_best_suboptimality": float(lanes["best_suboptimality"].median()),
-            "median_steps_to_target": _quantile(lanes["steps_or_inf"], 0.5),
-            "success_rate": float(lanes["success"].mean()),
-            "tuneability": float((grid["score"] <= threshold).mean()),
-            "diverged_share": float(pair["diverged"].astype(bool).mean()),
-            "steps": int(pair["steps"].iloc[0]),
+            **{
+                f"median_{axis}_to_target": float(np.median(cost_to_target(lanes, axis)))
+                for axis in COSTS
+            },
+            "success_rate": float(np.isfinite(cost_to_target(lanes, "steps")).mean()),
+            "tuneability": tuneability(grids[pair], pick),
+            "diverged_share": float(tune_lanes[pair]["diverged"].astype(bool).mean()),
+            "steps": int(lanes["steps"].iloc[0]),
         }
         if "cv_loss" in runs:
             row["median_cv_loss"] = float(lanes["cv_loss"].median())
@@ -127,7 +219,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     summary = pd.DataFrame(rows)
     summary = summary.sort_values(
-        ["problem", "success_rate", "median_steps_to_target", "median_final_suboptimality"],
+        ["problem", "success_rate", f"median_{cost}_to_target", "median_final_suboptimality"],
         ascending=[True, False, True, True],
         kind="stable",
     )
@@ -135,37 +227,67 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index(drop=True)
 
 
-def performance_profile(summary: pd.DataFrame, taus: np.ndarray) -> pd.DataFrame:
-    """Dolan-More profile over median steps-to-target: rho_s(tau) per optimizer.
+def cost_matrix(summary: pd.DataFrame, cost: str) -> pd.DataFrame:
+    """Median cost to target, problems x optimizers; +inf where unsolved or not run."""
+    times = summary.pivot(index="problem", columns="optimizer", values=f"median_{cost}_to_target")
+    return times.fillna(np.inf)
+
+
+def performance_ratios(times: np.ndarray) -> np.ndarray:
+    """Performance ratios r = t / min t over the last axis (optimizers); cost 0 ties at 1."""
+    best = times.min(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(times == best, 1.0, times / best)
+
+
+def problem_scores(times: np.ndarray) -> np.ndarray:
+    """Each problem's part of the integrated profile score, per optimizer.
+
+    times: [..., problems, optimizers] median costs to target, +inf where unsolved.
+    The integral of [r <= tau] over tau in [1, MAX_RATIO], divided by MAX_RATIO - 1, is
+    (MAX_RATIO - r) / (MAX_RATIO - 1) clipped to [0, 1]; the overall score is its mean
+    over problems. NaN on a problem no optimizer solves (it carries no information).
+    """
+    scores = np.clip((MAX_RATIO - performance_ratios(times)) / (MAX_RATIO - 1.0), 0.0, 1.0)
+    return np.where(np.isfinite(times.min(axis=-1, keepdims=True)), scores, np.nan)
+
+
+def performance_profile(
+    summary: pd.DataFrame, taus: np.ndarray, cost: str = DEFAULT_COST
+) -> pd.DataFrame:
+    """Dolan-More profile over median cost to target: rho_s(tau) per optimizer.
 
     r[p, s] = t[p, s] / min_s t[p, s]; rho_s(tau) = share of problems with r <= tau.
     Problems that no optimizer solves carry no information and are left out.
     Returns a frame indexed by tau, one column per optimizer.
     """
-    steps = summary.pivot(index="problem", columns="optimizer", values="median_steps_to_target")
-    steps = steps[np.isfinite(steps).any(axis=1)]
-    # A problem solved in 0 steps (started at the target) counts as 1 step, to keep ratios finite.
-    steps = steps.clip(lower=1)
-    ratios = steps.div(steps.min(axis=1), axis=0).fillna(np.inf)
-    profile = {opt: [(ratios[opt] <= tau).mean() for tau in taus] for opt in ratios.columns}
-    return pd.DataFrame(profile, index=pd.Index(taus, name="tau"))
+    times = cost_matrix(summary, cost)
+    times = times[np.isfinite(times).any(axis=1)]
+    ratios = performance_ratios(times.to_numpy())
+    profile = (ratios[None] <= np.asarray(taus)[:, None, None]).mean(axis=1)
+    return pd.DataFrame(profile, index=pd.Index(taus, name="tau"), columns=times.columns)
 
 
-# AlgoPerf integrates the profile up to a ratio of 4 and normalises by the range.
-MAX_RATIO = 4.0
+def mean_scores(times: np.ndarray) -> np.ndarray:
+    """problem_scores averaged over the problems some optimizer solves (0 when none does).
+
+    times: [..., problems, optimizers]; returns [..., optimizers].
+    """
+    scores = problem_scores(times)
+    solvable = np.isfinite(scores[..., :1])
+    total = np.where(solvable, scores, 0.0).sum(axis=-2)
+    return total / np.maximum(solvable.sum(axis=-2), 1)
 
 
-def integrated_scores(summary: pd.DataFrame) -> pd.Series:
+def integrated_scores(summary: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.Series:
     """AlgoPerf-style score: (1 / (r_max - 1)) * integral of rho_s(tau) for tau in [1, r_max]."""
-    taus = np.linspace(1.0, MAX_RATIO, 601)
-    profile = performance_profile(summary, taus)
-    area = np.trapezoid(profile.to_numpy(), taus, axis=0) / (MAX_RATIO - 1.0)
-    return pd.Series(area, index=profile.columns, name="score")
+    times = cost_matrix(summary, cost)
+    return pd.Series(mean_scores(times.to_numpy()), index=times.columns, name="score")
 
 
-def overall_ranking(summary: pd.DataFrame) -> pd.DataFrame:
+def overall_ranking(summary: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
     """One row per optimizer: integrated profile score, problems solved, mean rank."""
-    scores = integrated_scores(summary)
+    scores = integrated_scores(summary, cost)
     per_optimizer = summary.groupby("optimizer").agg(
         problems=("problem", "size"),
         solved=("success_rate", lambda s: int((s >= 0.5).sum())),

@@ -10,10 +10,15 @@ from optimizers import OPTIMIZERS, OptimizerSpec, sgd
 from problems import PROBLEMS
 
 
-def lanes(problem, optimizer, lr, finals, steps, diverged=None, target=1e-3):
-    """runs.csv rows: one per seed, with the given final suboptimality and steps-to-target."""
+def lanes(problem, optimizer, lr, finals, steps, diverged=None, target=1e-3, evals=None, role=None):
+    """runs.csv rows: one per seed, with the given final suboptimality and steps-to-target.
+
+    evals: gradient evaluations to target (default one per step); seconds are 0.01 a step.
+    """
     n = len(finals)
-    return pd.DataFrame(
+    steps = np.asarray(steps)
+    evals = steps if evals is None else np.asarray(evals)
+    frame = pd.DataFrame(
         {
             "problem": problem,
             "optimizer": optimizer,
@@ -28,72 +33,175 @@ def lanes(problem, optimizer, lr, finals, steps, diverged=None, target=1e-3):
             "best_suboptimality": finals,
             "final_grad_norm": 1.0,
             "steps_to_target": steps,
+            "grad_evals_to_target": evals,
+            "seconds_to_target": np.where(steps >= 0, 0.01 * steps, np.nan),
             "diverged": [False] * n if diverged is None else diverged,
             "compile_seconds": 0.5,
             "run_seconds": 0.1,
         }
     )
+    return frame if role is None else frame.assign(role=role)
 
 
-def test_the_lowest_median_wins_and_a_diverged_seed_counts_as_infinite():
+def tuned(runs, cost="grad_evals"):
+    return tuning.tuned_learning_rates(runs, cost).learning_rate.tolist()
+
+
+def test_a_faster_setting_wins_though_rounding_leaves_its_final_gap_larger():
+    # float32 rounding: lr 0.1 ends 4.2e-8 below f*, lr 1 ends 4.7e-8 above it; both
+    # are far under the target, and lr 1 gets there in 33 steps against 80.
     runs = pd.concat(
         [
-            # medians: lr 0.1 -> 2e-4 (one diverged seed among three is not the median)
-            lanes("p", "a", 0.1, [1e-4, 2e-4, np.nan], [10, 12, -1], [False, False, True]),
-            # lr 1.0: lower numbers, but two of three seeds diverged -> median +inf
-            lanes("p", "a", 1.0, [1e-9, np.inf, np.inf], [3, -1, -1], [False, True, True]),
-            lanes("p", "a", 0.01, [5e-4, 6e-4, 7e-4], [50, 60, 70]),
+            lanes("p", "a", 0.1, [-4.2e-8] * 3, [80] * 3),
+            lanes("p", "a", 1.0, [4.7e-8] * 3, [33] * 3),
         ]
     )
-    summary = tuning.summarize(runs)
-    row = summary.iloc[0]
+    assert tuned(runs) == [1.0]
+    row = tuning.summarize(runs).iloc[0]
+    assert row.median_steps_to_target == 33 and row.median_final_suboptimality == 4.7e-8
+
+
+def test_a_setting_that_misses_the_target_loses_to_one_that_reaches_it():
+    # Stochastic: lr 0.1 touches the target and ends above it in the noise; lr 0.01
+    # ends lower but never reaches the target.
+    runs = pd.concat(
+        [
+            lanes("p", "a", 0.1, [2e-3] * 3, [20] * 3),
+            lanes("p", "a", 0.01, [1.5e-3] * 3, [-1] * 3),
+        ]
+    )
+    assert tuned(runs) == [0.1]
+
+
+def test_settings_that_miss_the_target_compete_on_final_gap_and_a_diverged_seed_is_infinite():
+    runs = pd.concat(
+        [
+            # median final 2e-2 (one diverged seed among three is not the median)
+            lanes("p", "a", 0.1, [1e-2, 2e-2, np.nan], [-1, -1, -1], [False, False, True]),
+            # lower numbers, but two of three seeds diverged: median +inf
+            lanes("p", "a", 1.0, [1e-4, np.inf, np.inf], [-1, -1, -1], [False, True, True]),
+            lanes("p", "a", 0.01, [5e-2] * 3, [-1] * 3),
+        ]
+    )
+    row = tuning.summarize(runs).iloc[0]
     assert row.learning_rate == 0.1
-    assert row.median_final_suboptimality == 2e-4
-    assert row.q25_final_suboptimality == pytest.approx(1.5e-4, rel=1e-12)  # halfway
-    assert row.q75_final_suboptimality == np.inf  # between 2e-4 and the diverged seed
-    assert row.median_steps_to_target == 12
-    assert row.success_rate == pytest.approx(2 / 3)
+    assert row.median_final_suboptimality == 2e-2
+    assert row.q25_final_suboptimality == pytest.approx(1.5e-2, rel=1e-12)  # halfway
+    assert row.q75_final_suboptimality == np.inf  # between 2e-2 and the diverged seed
+    assert row.median_steps_to_target == np.inf and row.success_rate == 0
     assert row.diverged_share == pytest.approx(3 / 9)
-    # Within 10x of max(best 2e-4, target 1e-3) = 1e-2: lr 0.1 and 0.01, not 1.0.
+    # Within 10x of the tuned median f - f* 2e-2: lr 0.1 and 0.01, not 1.0.
     assert row.tuneability == pytest.approx(2 / 3)
 
 
-def test_ties_go_to_fewer_steps_then_to_the_smaller_learning_rate():
-    tied = pd.concat(
-        [
-            lanes("p", "a", 0.1, [0.0, 0.0], [30, 30]),
-            lanes("p", "a", 0.3, [0.0, 0.0], [20, 20]),
-            lanes("p", "a", 1.0, [0.0, 0.0], [20, 20]),
-        ]
-    )
-    assert tuning.tuned_learning_rates(tied).learning_rate.tolist() == [0.3]
-
-
-def test_cross_validation_loss_replaces_the_suboptimality_where_present():
+def test_values_below_the_target_count_as_the_target_and_ties_go_to_the_smaller_lr():
     runs = pd.concat(
         [
-            lanes("p", "a", 0.1, [1e-6, 1e-6], [5, 5]).assign(cv_loss=0.9),
-            lanes("p", "a", 1.0, [1e-2, 1e-2], [50, 50]).assign(cv_loss=0.5),
+            lanes("p", "a", 0.3, [1e-12, 1e-12], [20, 20]),
+            lanes("p", "a", 0.1, [1e-5, 1e-5], [20, 20]),
+            lanes("p", "a", 1.0, [1e-9, 1e-9], [30, 30]),
+        ]
+    )
+    assert tuned(runs) == [0.1]
+
+
+def test_the_cost_axis_changes_the_winner_where_step_costs_differ():
+    # A line search: lr 0.3 takes fewer steps, lr 1 fewer gradient evaluations.
+    runs = pd.concat(
+        [
+            lanes("p", "lbfgs", 0.3, [0.0] * 3, [10] * 3, evals=[100] * 3),
+            lanes("p", "lbfgs", 1.0, [0.0] * 3, [15] * 3, evals=[30] * 3),
+        ]
+    )
+    assert tuned(runs, "steps") == [0.3]
+    assert tuned(runs, "seconds") == [0.3]
+    assert tuned(runs, "grad_evals") == [1.0]
+
+
+def test_tuning_reads_tune_lanes_and_reports_eval_lanes():
+    runs = pd.concat(
+        [
+            lanes("p", "a", 0.1, [0.0] * 3, [50] * 3, role="tune"),
+            lanes("p", "a", 1.0, [0.0] * 3, [20] * 3, role="tune"),
+            # Fresh seeds of the tuned setting: the only lanes reported.
+            lanes("p", "a", 1.0, [1e-5] * 10, [25] * 9 + [-1], role="eval").assign(
+                seed=range(3, 13)
+            ),
+            # Eval lanes of a setting that is not tuned (they would win if tuning read them).
+            lanes("p", "a", 0.1, [0.0] * 10, [1] * 10, role="eval").assign(seed=range(3, 13)),
+        ]
+    )
+    row = tuning.summarize(runs).iloc[0]
+    assert row.learning_rate == 1.0 and row.seeds == 10
+    assert row.median_steps_to_target == 25 and row.success_rate == 0.9
+    assert row.median_final_suboptimality == 1e-5
+    assert row.median_seconds_to_target == pytest.approx(0.25)
+
+
+def test_a_tuned_setting_without_eval_lanes_is_named():
+    runs = pd.concat(
+        [
+            lanes("p", "a", 0.1, [0.0] * 2, [50] * 2, role="tune"),
+            lanes("p", "a", 1.0, [0.0] * 2, [20] * 2, role="tune"),
+            lanes("p", "a", 0.1, [0.0] * 2, [50] * 2, role="eval"),
+        ]
+    )
+    with pytest.raises(ValueError, match=r"a on p \(lr 1\)"):
+        tuning.summarize(runs)
+
+
+def test_tuneability_counts_grid_points_within_the_profile_window_of_the_tuned_cost():
+    runs = pd.concat(
+        [
+            lanes("p", "a", 1.0, [0.0], [10]),
+            lanes("p", "a", 0.3, [0.0], [40]),  # 4x: still scores in the profile
+            lanes("p", "a", 0.1, [0.0], [41]),
+            lanes("p", "a", 0.03, [0.5], [-1]),
+        ]
+    )
+    assert tuning.summarize(runs).tuneability.iloc[0] == 0.5
+
+
+def test_cross_validation_loss_takes_the_place_of_the_final_gap():
+    runs = pd.concat(
+        [
+            lanes("p", "a", 0.1, [1e-2, 1e-2], [-1, -1]).assign(cv_loss=0.9),
+            lanes("p", "a", 1.0, [5e-2, 5e-2], [-1, -1]).assign(cv_loss=0.5),
         ]
     )
     row = tuning.summarize(runs).iloc[0]
     assert row.learning_rate == 1.0 and row.tuned_on == "cv_loss" and row.median_cv_loss == 0.5
+    # Tuneability on the training f - f*: 1e-2 is within 10x of 5e-2.
+    assert row.tuneability == 1.0
+    reaching = pd.concat([runs, lanes("p", "a", 0.01, [1e-4] * 2, [90] * 2).assign(cv_loss=2.0)])
+    assert tuned(reaching) == [0.01]
 
 
-def test_ranking_success_first_then_steps():
+def test_a_runs_table_without_the_other_cost_axes_is_summarized_on_steps():
+    runs = lanes("p", "a", 0.1, [0.0] * 2, [5, 7]).drop(
+        columns=["grad_evals_to_target", "seconds_to_target"]
+    )
+    assert tuning.recorded_cost(runs, "grad_evals") == "steps"
+    row = tuning.summarize(runs, "steps").iloc[0]
+    assert row.median_steps_to_target == 6 and np.isnan(row.median_grad_evals_to_target)
+
+
+def test_ranking_success_first_then_cost_on_the_chosen_axis():
     runs = pd.concat(
         [
             lanes("p", "fast_but_flaky", 0.1, [1e-5, 1.0], [5, -1]),
             lanes("p", "slow", 0.1, [1e-5, 1e-5], [80, 90]),
-            lanes("p", "quick", 0.1, [1e-4, 1e-4], [40, 40]),
+            lanes("p", "quick", 0.1, [1e-4, 1e-4], [40, 40], evals=[400, 400]),
         ]
     )
-    summary = tuning.summarize(runs)
-    assert summary.sort_values("rank").optimizer.tolist() == ["quick", "slow", "fast_but_flaky"]
+    by_steps = tuning.summarize(runs, "steps").sort_values("rank").optimizer.tolist()
+    by_evals = tuning.summarize(runs, "grad_evals").sort_values("rank").optimizer.tolist()
+    assert by_steps == ["quick", "slow", "fast_but_flaky"]
+    assert by_evals == ["slow", "quick", "fast_but_flaky"]
 
 
 def test_performance_profile_and_integrated_score_by_hand():
-    # Steps-to-target: p1: a 10, b 20; p2: a 40, b 20; p3: a 10, b never; p4: nobody.
+    # Costs to target: p1: a 10, b 20; p2: a 40, b 20; p3: a 10, b never; p4: nobody.
     summary = pd.DataFrame(
         {
             "problem": ["p1", "p1", "p2", "p2", "p3", "p3", "p4", "p4"],
@@ -101,15 +209,18 @@ def test_performance_profile_and_integrated_score_by_hand():
             "median_steps_to_target": [10, 20, 40, 20, 10, np.inf, np.inf, np.inf],
         }
     )
-    profile = tuning.performance_profile(summary, np.array([1.0, 1.99, 2.0, 100.0]))
+    profile = tuning.performance_profile(summary, np.array([1.0, 1.99, 2.0, 100.0]), "steps")
     # p4 is left out. a: ratios 1, 2, 1; b: ratios 2, 1, inf.
     np.testing.assert_allclose(profile["a"], [2 / 3, 2 / 3, 1, 1])
     np.testing.assert_allclose(profile["b"], [1 / 3, 1 / 3, 2 / 3, 2 / 3])
-    scores = tuning.integrated_scores(summary)
+    scores = tuning.integrated_scores(summary, "steps")
     # a: 2/3 on [1, 2), 1 on [2, 4] -> (2/3 * 1 + 1 * 2) / 3; b: (1/3 + 2/3 * 2) / 3.
-    # The trapezoid over a 601-point grid smears each jump over one cell of width 0.005.
-    assert scores["a"] == pytest.approx((2 / 3 + 2) / 3, abs=1e-3)
-    assert scores["b"] == pytest.approx((1 / 3 + 4 / 3) / 3, abs=1e-3)
+    assert scores["a"] == pytest.approx((2 / 3 + 2) / 3, rel=1e-12)
+    assert scores["b"] == pytest.approx((1 / 3 + 4 / 3) / 3, rel=1e-12)
+    # The closed form equals the integral of the profile (trapezoid on a fine grid).
+    taus = np.linspace(1.0, tuning.MAX_RATIO, 30001)
+    area = np.trapezoid(tuning.performance_profile(summary, taus, "steps"), taus, axis=0) / 3
+    np.testing.assert_allclose(area, scores[["a", "b"]], atol=1e-4)
 
 
 def test_capability_flags_skip_stochastic_problems():
