@@ -12,6 +12,7 @@ from optimizers.base import (
     abs_sq,
     cast_like,
     check_same_tree,
+    check_state,
     debiased_momentum,
     descend,
     increment,
@@ -60,6 +61,7 @@ def adabelief(
         )
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AdabeliefState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

@@ -11,6 +11,7 @@ from optimizers.base import (
     abs_sq,
     cast_like,
     check_nonnegative,
+    check_state,
     check_unit_interval,
     descend,
     increment,
@@ -62,6 +63,7 @@ def adadelta(
         )
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AdadeltaState)
         del extra
         grads = with_weight_decay(grads, params, weight_decay, state.count, weight_decay_mask)
         e_g = update_moment(grads, state.e_g, rho, 2)

@@ -12,8 +12,10 @@ from optimizers.base import (
     abs_sq,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     increment,
+    state_dtype,
     value_at,
     with_weight_decay,
 )
@@ -99,16 +101,16 @@ def adafactor(
 
     def init(params):
         def placeholder(p):
-            return jnp.zeros((1,), p.dtype)
+            return jnp.zeros((1,), state_dtype(p.dtype))
 
         def row_col_full(p):
             axes = _factored_axes(p.shape, factored, min_dim_size_to_factor)
             if axes is None:
-                return placeholder(p), placeholder(p), jnp.zeros_like(p)
+                return placeholder(p), placeholder(p), jnp.zeros_like(p, state_dtype(p.dtype))
             rows, cols = axes
             return (
-                jnp.zeros(np.delete(p.shape, cols), p.dtype),
-                jnp.zeros(np.delete(p.shape, rows), p.dtype),
+                jnp.zeros(np.delete(p.shape, cols), state_dtype(p.dtype)),
+                jnp.zeros(np.delete(p.shape, rows), state_dtype(p.dtype)),
                 placeholder(p),
             )
 
@@ -124,7 +126,8 @@ def adafactor(
 
     def scaled_by_second_moment(g, v_row, v_col, v, decay):
         """g / sqrt(second moment estimate), and the new (R, C, V) of one leaf."""
-        dtype, placeholder = g.dtype, jnp.zeros((1,), g.dtype)
+        dtype = state_dtype(g.dtype)
+        placeholder = jnp.zeros((1,), dtype)
         squared = abs_sq(g) + eps
         axes = _factored_axes(g.shape, factored, min_dim_size_to_factor)
         if axes is None:
@@ -140,6 +143,7 @@ def adafactor(
         return scaled, (v_row, v_col, placeholder)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AdafactorState)
         del extra
         if params is None:
             raise ValueError("adafactor needs params for its parameter scale and weight decay")

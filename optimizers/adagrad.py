@@ -12,7 +12,9 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     descend,
+    full_like,
     increment,
 )
 
@@ -47,12 +49,11 @@ def adagrad(
     def init(params):
         return AdagradState(
             count=jnp.zeros([], jnp.int32),
-            sum_of_squares=jax.tree.map(
-                lambda p: jnp.full_like(p, initial_accumulator_value), params
-            ),
+            sum_of_squares=full_like(params, initial_accumulator_value),
         )
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AdagradState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

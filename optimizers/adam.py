@@ -11,6 +11,7 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     debiased_momentum,
     descend,
@@ -91,6 +92,7 @@ def adam(
         return init_adam(params, mu_dtype)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AdamState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
@@ -134,6 +136,7 @@ def adamw(
         return init_adam(params, mu_dtype)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AdamState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

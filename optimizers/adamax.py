@@ -11,6 +11,7 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
     increment,
@@ -72,6 +73,7 @@ def adamax(
         return _init_adamax(params)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AdamaxState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
@@ -109,6 +111,7 @@ def adamaxw(
         return _init_adamax(params)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AdamaxState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

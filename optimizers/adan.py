@@ -12,6 +12,7 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
     increment,
@@ -69,6 +70,7 @@ def adan(
         return AdanState(jnp.zeros([], jnp.int32), m, v, n, previous_grad)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AdanState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
@@ -97,7 +99,11 @@ def adan(
         )
         updates = descend(learning_rate, state.count, direction)
         new_state = AdanState(
-            t, cast_like(m, state.m), cast_like(v, state.v), cast_like(n, state.n), grads
+            t,
+            cast_like(m, state.m),
+            cast_like(v, state.v),
+            cast_like(n, state.n),
+            cast_like(grads, state.previous_grad),
         )
         return updates, new_state
 

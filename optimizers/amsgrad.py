@@ -11,6 +11,7 @@ from optimizers.base import (
     ScalarOrSchedule,
     cast_like,
     check_same_tree,
+    check_state,
     descend,
     increment,
     update_moment,
@@ -62,6 +63,7 @@ def amsgrad(
         )
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AmsgradState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

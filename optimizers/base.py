@@ -45,9 +45,47 @@ def check_same_tree(tree, reference, name, reference_name):
         )
 
 
+def state_dtype(dtype):
+    """The dtype of state kept for params of `dtype`: the same for a floating or complex
+    dtype; JAX's default float type for an integer or bool one (as arithmetic with a
+    Python float promotes it), so that moments of integer params are not truncated."""
+    return jnp.result_type(dtype, float)
+
+
 def zeros_like(params, dtype=None):
-    """A tree of zeros shaped like `params`, in `dtype` or each leaf's own dtype."""
-    return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype), params)
+    """A tree of zeros shaped like `params`, in `dtype` or each leaf's `state_dtype`."""
+    return jax.tree.map(
+        lambda p: jnp.zeros_like(p, dtype=state_dtype(p.dtype) if dtype is None else dtype), params
+    )
+
+
+def full_like(params, value):
+    """A tree shaped like `params` filled with `value`, in each leaf's `state_dtype`."""
+    return jax.tree.map(lambda p: jnp.full_like(p, value, dtype=state_dtype(p.dtype)), params)
+
+
+def check_state(state, state_type) -> None:
+    """Raises TypeError when `state` is not the `state_type` this rule's init returns
+    (an optax state, say, or another rule's)."""
+    if not isinstance(state, state_type):
+        raise TypeError(
+            f"state must be the {state_type.__name__} that this optimizer's init returns, "
+            f"got {type(state).__name__}; a state from optax or another rule does not carry over"
+        )
+
+
+def require_loss(rule: str, **arguments) -> None:
+    """Raises ValueError when an argument the rule's update needs (the loss value or
+    function) is missing, saying where it went missing."""
+    missing = [name for name, value in arguments.items() if value is None]
+    if missing:
+        raise ValueError(
+            f"{rule} needs {' and '.join(missing)} in update(grads, state, params, "
+            f"{', '.join(f'{name}=...' for name in arguments)}) and got none. "
+            "optax.chain passes extra arguments only to optax's own transformations: chain "
+            "this rule with optimizers.transforms.chain. fused_step passes only the gradient: "
+            "call this rule's update instead."
+        )
 
 
 def cast_like(tree, like):
@@ -59,12 +97,16 @@ def cast_like(tree, like):
     return jax.tree.map(lambda t, l: t.astype(l.dtype), tree, like)
 
 
-def descend(learning_rate: ScalarOrSchedule, count, direction):
+def descend(learning_rate: ScalarOrSchedule | None, count, direction):
     """The last line of every rule: updates = -lr_t * direction.
 
     A schedule is evaluated at `count` and its value cast to each leaf's dtype, as
-    `optax.scale_by_learning_rate` does; a number (or tracer) multiplies as is.
+    `optax.scale_by_learning_rate` does; a number (or tracer) multiplies as is. None
+    applies no scaling, not even the sign flip: the updates are the direction, as
+    optax's aliases give them for learning_rate=None (a later transform scales them).
     """
+    if learning_rate is None:
+        return direction
     if callable(learning_rate):
         lr = learning_rate(count)
         return jax.tree.map(lambda d: -jnp.asarray(lr, d.dtype) * d, direction)
@@ -98,23 +140,35 @@ def increment(count):
     return jnp.where(count < limit, count + 1, limit).astype(jnp.int32)
 
 
-def _known_now(value):
-    """`value` as a NumPy array when it is concrete, else None (a tracer or a schedule)."""
+def _known_now(name: str, value):
+    """`value` as a NumPy array when it is concrete, else None (a tracer or a schedule).
+
+    Raises TypeError naming `name` when `value` is not a number (a string, say).
+    """
     if value is None or callable(value) or isinstance(value, jax.core.Tracer):
         return None
-    return np.asarray(value)
+    known = np.asarray(value)
+    if not (np.issubdtype(known.dtype, np.number) or np.issubdtype(known.dtype, np.bool_)):
+        raise TypeError(f"{name} must be a number, a JAX array or a schedule, got {value!r}")
+    return known
+
+
+def check_given(name: str, value) -> None:
+    """Raises TypeError naming `name` when `value` is None where the rule needs a value."""
+    if value is None:
+        raise TypeError(f"{name} must be a number, a JAX array or a schedule, got None")
 
 
 def check_nonnegative(name: str, value) -> None:
     """Raises ValueError naming `name` when a concrete `value` is negative or NaN."""
-    known = _known_now(value)
+    known = _known_now(name, value)
     if known is not None and not np.all(known >= 0):
         raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
 def check_unit_interval(name: str, value) -> None:
     """Raises ValueError naming `name` when a concrete `value` lies outside [0, 1)."""
-    known = _known_now(value)
+    known = _known_now(name, value)
     if known is not None and not np.all((known >= 0) & (known < 1)):
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
 
@@ -185,7 +239,7 @@ def debiased_momentum(mu, grads, b1, t, correction1, nesterov: bool):
     return jax.tree.map(
         lambda m, g: (
             b1 * (m / correction1_next.astype(m.dtype))
-            + (1 - b1) * (g / correction1.astype(g.dtype))
+            + (1 - b1) * (g / correction1.astype(state_dtype(g.dtype)))
         ),
         mu,
         grads,

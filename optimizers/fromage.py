@@ -8,8 +8,10 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    check_given,
     check_nonnegative,
     check_same_tree,
+    check_state,
     descend,
     increment,
     trust_ratio_scale,
@@ -35,6 +37,7 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: float = 1e-6) -> Optimize
     Reference: Bernstein, Vahdat, Yue & Liu, "On the distance between two neural networks
     and the stability of learning", NeurIPS 2020.
     """
+    check_given("learning_rate", learning_rate)
     check_nonnegative("learning_rate", learning_rate)
     check_nonnegative("min_norm", min_norm)
 
@@ -51,6 +54,7 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: float = 1e-6) -> Optimize
         return FromageState(count=jnp.zeros([], jnp.int32))
 
     def update(grads, state, params=None, **extra):
+        check_state(state, FromageState)
         del extra
         if params is None:
             raise ValueError("fromage needs params for its trust ratio")

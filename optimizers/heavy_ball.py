@@ -11,6 +11,7 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
     increment,
@@ -53,6 +54,7 @@ def heavy_ball(
         )
 
     def update(grads, state, params=None, **extra):
+        check_state(state, HeavyBallState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

@@ -8,6 +8,7 @@ from optimizers.base import (
     ScalarOrSchedule,
     check_nonnegative,
     check_same_tree,
+    check_state,
     descend,
     trust_ratio_scale,
     with_weight_decay,
@@ -44,6 +45,7 @@ def lamb(
         return init_adam(params, mu_dtype=None)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, AdamState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

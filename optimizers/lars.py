@@ -11,6 +11,7 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
     increment,
@@ -64,6 +65,7 @@ def lars(
         return LarsState(count=jnp.zeros([], jnp.int32), trace=zeros_like(params))
 
     def update(grads, state, params=None, **extra):
+        check_state(state, LarsState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

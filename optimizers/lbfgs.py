@@ -11,8 +11,10 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     descend,
     increment,
+    require_loss,
     zeros_like,
 )
 
@@ -33,6 +35,8 @@ class LbfgsState(NamedTuple):
     grad_diffs: Any  # y_i = g_i - g_{i-1}, stacked likewise
     rhos: jax.Array  # rho_i = 1 / <y_i, s_i> (0 where that is 0), one per memory slot
     stepsize: jax.Array  # step the line search took last
+    value: jax.Array  # f(theta_t), the line search's last value (inf: not evaluated)
+    grad: Any  # grad f(theta_t) likewise: what `optax.value_and_grad_from_state` reads
 
 
 def _vdot(x, y):
@@ -346,6 +350,10 @@ def lbfgs(
     initial_guess_strategy='one')`) or None (eta_t = 1); other line searches are not
     supported. Params must be real (optax's also takes complex ones).
 
+    The state keeps f and its gradient at the new params, where the line search ended,
+    as optax's does: `optax.value_and_grad_from_state(f)(params, state=state)` returns
+    them without evaluating f again (and evaluates f where the state has none).
+
     References: Liu & Nocedal, "On the limited memory BFGS method for large scale
     optimization", Mathematical Programming 45, 1989; Nocedal & Wright, "Numerical
     Optimization", 2nd ed., Algorithms 3.5, 3.6 and 7.4, 2006.
@@ -376,9 +384,12 @@ def lbfgs(
             grad_diffs=memory(),
             rhos=jnp.zeros(memory_size, dtype),
             stepsize=jnp.ones([], dtype),
+            value=jnp.asarray(jnp.inf, dtype),
+            grad=zeros_like(params),
         )
 
     def update(grads, state, params=None, *, value=None, grad=None, value_fn=None, **fn_kwargs):
+        check_state(state, LbfgsState)
         if params is None:
             raise ValueError("lbfgs needs params: call update(grads, state, params, ...)")
         check_same_tree(grads, params, "grads", "params")
@@ -413,14 +424,14 @@ def lbfgs(
 
         if linesearch is None:
             stepsize = jnp.ones([], state.stepsize.dtype)
+            new_value, new_grad = jnp.inf, state.grad
         else:
-            if value is None or value_fn is None:
-                raise ValueError(
-                    "lbfgs's line search needs value=f(params) and value_fn=f in update"
-                )
+            require_loss("lbfgs's line search", value=value, value_fn=value_fn)
             value_and_grad = jax.value_and_grad(lambda p: value_fn(p, **fn_kwargs))
             grad = grads if grad is None else grad
-            stepsize, _, _, _ = zoom_linesearch(value_and_grad, params, direction, value, grad)
+            stepsize, new_value, new_grad, _ = zoom_linesearch(
+                value_and_grad, params, direction, value, grad
+            )
         updates = jax.tree.map(lambda d: stepsize * d, direction)
         new_state = LbfgsState(
             count=increment(state.count),
@@ -430,6 +441,8 @@ def lbfgs(
             grad_diffs=grad_diffs,
             rhos=rhos,
             stepsize=jnp.asarray(stepsize, state.stepsize.dtype),
+            value=jnp.asarray(new_value, state.value.dtype),
+            grad=cast_like(new_grad, state.grad),
         )
         return updates, new_state
 

@@ -11,6 +11,7 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
     increment,
@@ -55,6 +56,7 @@ def lion(
         return LionState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params, mu_dtype))
 
     def update(grads, state, params=None, **extra):
+        check_state(state, LionState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

@@ -12,8 +12,10 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     descend,
     increment,
+    require_loss,
 )
 
 
@@ -48,11 +50,11 @@ def newton(learning_rate: ScalarOrSchedule = 1.0, damping: float = 0.0) -> Optim
         return NewtonState(count=jnp.zeros([], jnp.int32))
 
     def update(grads, state, params=None, *, value_fn=None, value=None, grad=None, **fn_kwargs):
+        check_state(state, NewtonState)
         del value, grad
-        if params is None or value_fn is None:
-            raise ValueError(
-                "newton needs params and value_fn: update(grads, state, params, value_fn=f)"
-            )
+        if params is None:
+            raise ValueError("newton needs params: update(grads, state, params, value_fn=f)")
+        require_loss("newton", value_fn=value_fn)
         check_same_tree(grads, params, "grads", "params")
         flat_params, unravel = ravel_pytree(params)
         flat_grads, _ = ravel_pytree(grads)

@@ -10,9 +10,11 @@ from optimizers.base import (
     ScalarOrSchedule,
     check_nonnegative,
     check_same_tree,
+    check_state,
     descend,
     increment,
     not_supported,
+    state_dtype,
 )
 
 
@@ -66,6 +68,7 @@ def noisy_sgd(
         return NoisySgdState(count=jnp.zeros([], jnp.int32), rng_key=_as_key(key))
 
     def update(grads, state, params=None, **extra):
+        check_state(state, NoisySgdState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
@@ -74,10 +77,13 @@ def noisy_sgd(
         rng_key, sample_key = jax.random.split(state.rng_key)
         leaves, treedef = jax.tree.flatten(grads)
         keys = jax.random.split(sample_key, len(leaves))
-        noise = [jax.random.normal(k, g.shape, g.dtype) for k, g in zip(keys, leaves, strict=True)]
+        noise = [
+            jax.random.normal(k, g.shape, state_dtype(g.dtype))
+            for k, g in zip(keys, leaves, strict=True)
+        ]
         direction = jax.tree.unflatten(
             treedef,
-            [g + sigma.astype(g.dtype) * z for g, z in zip(leaves, noise, strict=True)],
+            [g + sigma.astype(z.dtype) * z for g, z in zip(leaves, noise, strict=True)],
         )
         new_state = NoisySgdState(count=t, rng_key=rng_key)
         return descend(learning_rate, state.count, direction), new_state

@@ -12,8 +12,10 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     descend,
     increment,
+    state_dtype,
     zeros_like,
 )
 
@@ -54,10 +56,11 @@ def novograd(
     check_nonnegative("weight_decay", weight_decay)
 
     def init(params):
-        nu = jax.tree.map(lambda p: jnp.zeros([], p.dtype), params)
+        nu = jax.tree.map(lambda p: jnp.zeros([], state_dtype(p.dtype)), params)
         return NovogradState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params), nu=nu)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, NovogradState)
         del extra
         if params is None:
             raise ValueError("novograd needs params for its weight decay")

@@ -10,8 +10,11 @@ from optimizers.adam import AdamState, adam_direction, check_adam, init_adam
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    cast_like,
+    check_given,
     check_nonnegative,
     check_same_tree,
+    check_state,
     descend,
     increment,
     zeros_like,
@@ -37,7 +40,9 @@ def _extrapolate(direction, state, alpha, beta):
         return (alpha + beta) * d - beta * previous
 
     extrapolated = jax.tree.map(combine, direction, state.previous)
-    return extrapolated, OptimisticState(count=increment(state.count), previous=direction)
+    return extrapolated, OptimisticState(
+        count=increment(state.count), previous=cast_like(direction, state.previous)
+    )
 
 
 def optimistic_gradient_descent(
@@ -65,6 +70,7 @@ def optimistic_gradient_descent(
         return OptimisticState(count=jnp.zeros([], jnp.int32), previous=zeros_like(params))
 
     def update(grads, state, params=None, **extra):
+        check_state(state, OptimisticState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
@@ -107,6 +113,7 @@ def optimistic_adam_v2(
         return OptimisticAdamState(adam=init_adam(params, mu_dtype), optimistic=optimistic)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, OptimisticAdamState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
@@ -145,6 +152,7 @@ def optimistic_adam(
     warnings.warn(
         "optimistic_adam is deprecated, use optimistic_adam_v2", DeprecationWarning, stacklevel=2
     )
+    check_given("learning_rate", learning_rate)
     if callable(learning_rate):
         raise ValueError("optimistic_adam's learning_rate cannot be a schedule; see v2")
     check_nonnegative("learning_rate", learning_rate)

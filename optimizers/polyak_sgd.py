@@ -11,8 +11,10 @@ from optimizers.base import (
     abs_sq,
     check_nonnegative,
     check_same_tree,
+    check_state,
     descend,
     increment,
+    require_loss,
 )
 
 VARIANTS = ("sps", "sps+")
@@ -58,8 +60,10 @@ def polyak_sgd(
         del params
         return PolyakSgdState(count=jnp.zeros([], jnp.int32))
 
-    def update(grads, state, params=None, *, value, **extra):
+    def update(grads, state, params=None, *, value=None, **extra):
+        check_state(state, PolyakSgdState)
         del extra
+        require_loss("polyak_sgd", value=value)
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
         sgd_step = descend(scaling, state.count, grads)  # -u_t

@@ -11,6 +11,7 @@ from optimizers.base import (
     ScalarOrSchedule,
     cast_like,
     check_same_tree,
+    check_state,
     debiased_momentum,
     descend,
     increment,
@@ -61,6 +62,7 @@ def radam(
         )
 
     def update(grads, state, params=None, **extra):
+        check_state(state, RadamState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

@@ -12,8 +12,10 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
+    full_like,
     increment,
     update_moment,
     zeros_like,
@@ -74,11 +76,12 @@ def rmsprop(
         return RmspropState(
             count=jnp.zeros([], jnp.int32),
             mu=zeros_like(params) if centered else (),
-            nu=jax.tree.map(lambda p: jnp.full_like(p, initial_scale), params),
+            nu=full_like(params, initial_scale),
             trace=zeros_like(params) if momentum is not None else (),
         )
 
     def update(grads, state, params=None, **extra):
+        check_state(state, RmspropState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

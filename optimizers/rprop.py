@@ -5,7 +5,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optimizers.base import Optimizer, check_nonnegative, check_same_tree
+from optimizers.base import (
+    Optimizer,
+    check_given,
+    check_nonnegative,
+    check_same_tree,
+    check_state,
+    full_like,
+    zeros_like,
+)
 
 
 class RpropState(NamedTuple):
@@ -38,6 +46,7 @@ def rprop(
     """
     if callable(learning_rate):
         raise NotImplementedError("rprop's learning_rate is an initial step size, not a schedule")
+    check_given("learning_rate", learning_rate)
     check_nonnegative("learning_rate", learning_rate)
     check_nonnegative("eta_minus", eta_minus)
     check_nonnegative("eta_plus", eta_plus)
@@ -46,11 +55,12 @@ def rprop(
 
     def init(params):
         return RpropState(
-            step_sizes=jax.tree.map(lambda p: jnp.full_like(p, learning_rate), params),
-            previous_step=jax.tree.map(jnp.zeros_like, params),
+            step_sizes=full_like(params, learning_rate),
+            previous_step=zeros_like(params),
         )
 
     def update(grads, state, params=None, **extra):
+        check_state(state, RpropState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

@@ -11,6 +11,7 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
     increment,
@@ -54,6 +55,7 @@ def sgd(
         return SgdState(count=jnp.zeros([], jnp.int32), trace=trace)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, SgdState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

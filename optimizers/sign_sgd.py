@@ -11,6 +11,7 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
     increment,
@@ -44,6 +45,7 @@ def sign_sgd(learning_rate: ScalarOrSchedule) -> Optimizer:
         return SignSgdState(count=jnp.zeros([], jnp.int32))
 
     def update(grads, state, params=None, **extra):
+        check_state(state, SignSgdState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")
@@ -75,6 +77,7 @@ def signum(
         return SignumState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params, accumulator_dtype))
 
     def update(grads, state, params=None, **extra):
+        check_state(state, SignumState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

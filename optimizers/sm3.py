@@ -9,12 +9,16 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
+    abs_sq,
     cast_like,
+    check_given,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
     increment,
+    state_dtype,
     zeros_like,
 )
 
@@ -31,18 +35,19 @@ def sm3(learning_rate: ScalarOrSchedule, momentum: float = 0.9) -> Optimizer:
     For a leaf of rank k with accumulators mu^(1..k), one vector per axis, and
     gradient g_t:
 
-        a_t      = g_t^2 + min_r mu^(r)_{t-1}        (broadcast over the other axes)
+        a_t      = |g_t|^2 + min_r mu^(r)_{t-1}      (broadcast over the other axes)
         mu^(r)_t = max of a_t over all axes but r
         u_t      = g_t / sqrt(a_t + 1e-8)  where a_t > 0, else 0
         nu_t     = (1 - momentum) * u_t + momentum * nu_{t-1}
         theta_t  = theta_{t-1} - lr_t * nu_t
 
-    A vector keeps one accumulator per coordinate (a_t = g_t^2 + a_{t-1}); a scalar
+    A vector keeps one accumulator per coordinate (a_t = |g_t|^2 + a_{t-1}); a scalar
     keeps one number (optax's rule rejects scalar leaves; this one accepts them).
 
     Reference: Anil, Gupta, Koren & Singer, "Memory-Efficient Adaptive Optimization",
     NeurIPS 2019.
     """
+    check_given("learning_rate", learning_rate)
     check_nonnegative("learning_rate", learning_rate)
     check_unit_interval("momentum", momentum)
     eps = 1e-8  # fixed in optax.sm3
@@ -50,20 +55,20 @@ def sm3(learning_rate: ScalarOrSchedule, momentum: float = 0.9) -> Optimizer:
     def init(params):
         def accumulators(p):
             if p.ndim < 2:
-                return [jnp.zeros_like(p)]
-            return [jnp.zeros(p.shape[axis], p.dtype) for axis in range(p.ndim)]
+                return [jnp.zeros_like(p, state_dtype(p.dtype))]
+            return [jnp.zeros(p.shape[axis], state_dtype(p.dtype)) for axis in range(p.ndim)]
 
         mu = jax.tree.map(accumulators, params)
         return Sm3State(count=jnp.zeros([], jnp.int32), mu=mu, nu=zeros_like(params))
 
     def accumulate(g, mu):
         if g.ndim < 2:
-            return g**2 + mu[0]
+            return abs_sq(g) + mu[0]
         expanded = [
             jnp.reshape(m, [1] * axis + [g.shape[axis]] + [1] * (g.ndim - axis - 1))
             for axis, m in enumerate(mu)
         ]
-        return g**2 + functools.reduce(jnp.minimum, expanded)
+        return abs_sq(g) + functools.reduce(jnp.minimum, expanded)
 
     def cover(a):
         if a.ndim < 2:
@@ -74,6 +79,7 @@ def sm3(learning_rate: ScalarOrSchedule, momentum: float = 0.9) -> Optimizer:
         ]
 
     def update(grads, state, params=None, **extra):
+        check_state(state, Sm3State)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

@@ -12,8 +12,10 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
+    full_like,
     increment,
     update_moment,
 )
@@ -55,12 +57,12 @@ def yogi(
     check_nonnegative("eps", eps)
 
     def init(params):
-        def start():  # a fresh tree per moment: state buffers never alias, so they donate
-            return jax.tree.map(lambda p: jnp.full_like(p, INITIAL_ACCUMULATOR_VALUE), params)
-
-        return YogiState(count=jnp.zeros([], jnp.int32), mu=start(), nu=start())
+        # A fresh tree per moment: state buffers never alias, so they can be donated.
+        mu, nu = (full_like(params, INITIAL_ACCUMULATOR_VALUE) for _ in range(2))
+        return YogiState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
 
     def update(grads, state, params=None, **extra):
+        check_state(state, YogiState)
         del extra
         if params is not None:
             check_same_tree(grads, params, "grads", "params")

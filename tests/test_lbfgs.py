@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_parity import assert_trajectories_match, initial_params, trajectory
+from test_parity import RTOL64, assert_trajectories_match, initial_params, trajectory
 
 from optimizers import apply_updates, lbfgs
 from optimizers.lbfgs import CURV_RTOL, MAX_LINESEARCH_STEPS, SLOPE_RTOL, zoom_linesearch
@@ -90,3 +90,39 @@ def test_converges_on_rosenbrock_in_a_vmapped_scan_over_learning_rates():
 def test_complex_params_raise_a_type_error_naming_them():
     with pytest.raises(TypeError, match="params"):
         lbfgs().init({"z": jnp.ones(3, jnp.complex128)})
+
+
+def test_value_and_grad_from_state_spares_an_evaluation_per_step_as_optax():
+    """optax's documented idiom: the state keeps f and grad f at the new params, so the
+    loop's own evaluation is free; ours then takes optax's steps with as many evaluations."""
+    start = {"x": jnp.array(-1.2), "y": jnp.array(1.0)}
+    evaluations, trajectories = {}, {}
+    for which, opt in (("ours", lbfgs()), ("optax", optax.lbfgs())):
+        evaluations[which] = 0
+
+        def f(params, which=which):
+            def count():
+                evaluations[which] += 1
+
+            jax.debug.callback(count)
+            return rosenbrock(params)
+
+        value_and_grad = optax.value_and_grad_from_state(f)
+
+        @jax.jit
+        def step(params, state, opt=opt, f=f, value_and_grad=value_and_grad):
+            value, grad = value_and_grad(params, state=state)
+            updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=f)
+            return apply_updates(params, updates), state
+
+        params, state, path = start, opt.init(start), []
+        for _ in range(30):
+            params, state = step(params, state)
+            jax.effects_barrier()
+            path.append(params)
+            if which == "ours":  # the value kept is f at the new params (the line search
+                # forms them as theta + eta d, apply_updates as theta + (eta d): an ulp apart)
+                np.testing.assert_allclose(state.value, rosenbrock(params), rtol=RTOL64)
+        trajectories[which] = jax.tree.map(lambda *x: jnp.stack(x), *path)
+    assert_trajectories_match(trajectories["ours"], trajectories["optax"], jnp.float64)
+    assert evaluations["ours"] == evaluations["optax"] > 30

@@ -159,6 +159,47 @@ def test_per_step_parity_with_complex_params(name, dtype):
     assert_trajectories_match(ours, theirs, dtype)
 
 
+# Rules whose learning_rate=None means what it does not mean in optax, and why.
+NONE_DIFFERS = {
+    "adadelta": "adadelta(learning_rate=None) is Zeiler's rule, lr = 1 (see its docstring)",
+}
+
+
+def optax_takes_no_learning_rate(name):
+    """Whether optax's alias runs with learning_rate=None (no scaling)."""
+    params = initial_params(jnp.float64, name)
+    try:
+        reference = build(name, reference=True, learning_rate=None)
+        reference.update(params, reference.init(params), params)
+    except TypeError:
+        return False
+    return True
+
+
+NO_LEARNING_RATE = [
+    pytest.param(name, marks=pytest.mark.skip(reason=NONE_DIFFERS[name]))
+    if name in NONE_DIFFERS
+    else name
+    for name in WITH_OPTAX
+    if not OPTIMIZERS[name].needs_value_fn
+]
+
+
+@pytest.mark.parametrize("name", NO_LEARNING_RATE)
+def test_learning_rate_none_scales_nothing_as_optax(name):
+    """learning_rate=None: the updates are the unscaled direction (no sign flip either),
+    as optax's; a later transform gives the step, here -0.05. Where optax's alias cannot
+    run without a learning rate, ours says so."""
+    if not optax_takes_no_learning_rate(name):
+        with pytest.raises(TypeError, match="learning_rate"):
+            build(name, reference=False, learning_rate=None)
+        return
+    params = initial_params(jnp.float64, name)
+    ours = optax.chain(build(name, False, learning_rate=None), optax.scale(-0.05))
+    theirs = optax.chain(build(name, True, learning_rate=None), optax.scale(-0.05))
+    assert_trajectories_match(trajectory(ours, params), trajectory(theirs, params), jnp.float64)
+
+
 # Option sets (centered, momentum, masks, ...) each registry entry also wants checked.
 VARIANTS = [
     pytest.param(name, variant, id=f"{name}-{i}-{'+'.join(variant)}")

@@ -156,6 +156,62 @@ def test_params_and_state_from_init_can_be_donated(name):
         np.testing.assert_array_equal(a, b)
 
 
+GRADIENT_ONLY = [
+    n for n, spec in OPTIMIZERS.items() if not (spec.needs_value_fn or spec.needs_loss)
+]
+# Rules whose state for integer params still differs from that for float params, and why.
+FLOAT32_NORMS = "norms of int32 leaves come out in float32 (jnp.linalg.norm's promotion)"
+NOT_YET_INTEGER = "not yet checked with integer params"
+INTEGER_PARAMS_DIFFER = {
+    "lars": FLOAT32_NORMS,
+    "novograd": FLOAT32_NORMS,
+    "adafactor": "its decay and statistics of int32 leaves are taken in float32",
+    **dict.fromkeys(
+        [
+            "cocob",
+            "dadapt_adamw",
+            "dog",
+            "dowg",
+            "galore",
+            "madgrad",
+            "mechanize",
+            "prodigy",
+            "schedule_free_sgd",
+            "schedule_free_adamw",
+        ],
+        NOT_YET_INTEGER,
+    ),
+}
+WITH_INTEGER_PARAMS = [
+    pytest.param(name, marks=pytest.mark.skip(reason=INTEGER_PARAMS_DIFFER[name]))
+    if name in INTEGER_PARAMS_DIFFER
+    else name
+    for name in GRADIENT_ONLY
+]
+
+
+@pytest.mark.parametrize("name", WITH_INTEGER_PARAMS)
+def test_integer_params_keep_float_state_that_does_not_truncate(name):
+    """int32 params get the state of the same params as floats (JAX's default float type,
+    as optax promotes them), not moments truncated to integers, step after step."""
+    opt = build(name)
+    ints = {"w": jnp.array([[1, -2, 3], [0, 2, -1]], jnp.int32), "b": jnp.array([4, -1], jnp.int32)}
+    floats = jax.tree.map(lambda p: p.astype(jnp.result_type(p, float)), ints)
+    update = jax.jit(opt.update)
+    int_state, float_state = opt.init(ints), opt.init(floats)
+    for t in range(5):
+        grads = jax.tree.map(lambda p, t=t: (p * (t + 2)) % 5 - 2, ints)
+        int_state = update(grads, int_state, ints)[1]
+        float_grads = jax.tree.map(lambda g, f: g.astype(f.dtype), grads, floats)
+        float_state = update(float_grads, float_state, floats)[1]
+        for a, b in zip(jax.tree.leaves(int_state), jax.tree.leaves(float_state), strict=True):
+            if is_prng_key(a):
+                a, b = jax.random.key_data(a), jax.random.key_data(b)
+            assert a.dtype == b.dtype, f"{name}: {a.dtype} where float params give {b.dtype}"
+            # The same float64 arithmetic, but for where XLA contracts multiply-adds.
+            np.testing.assert_allclose(a, b, rtol=RTOL64, atol=1e-300, err_msg=name)
+
+
 def is_prng_key(leaf):
     return jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
