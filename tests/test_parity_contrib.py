@@ -280,8 +280,9 @@ def compare(name, dtype, steps=STEPS, **overrides):
 
 
 def test_every_registered_rule_without_an_optax_alias_is_checked_somewhere():
-    # Rules optax lacks altogether are tested on their own (tests/test_heavy_ball.py, ...).
-    optax_lacks = {"heavy_ball", "newton"}
+    # Rules optax lacks altogether are tested on their own (tests/test_heavy_ball.py, ...,
+    # tests/test_parity_torch.py against pytorch_optimizer).
+    optax_lacks = {"heavy_ball", "newton", "mars"}
     unchecked = {n for n, s in OPTIMIZERS.items() if not s.optax_name} - set(CASES) - optax_lacks
     assert not unchecked, f"registered rules without a parity case: {sorted(unchecked)}"
 
@@ -299,9 +300,7 @@ def test_per_step_parity_with_optax_contrib(name, dtype):
 def test_evaluation_points_match_optax(name):
     spec, params = OPTIMIZERS[name], initial_params(jnp.float64)
     ours = trajectory(build(name, False), spec, params, evaluate=spec.eval_params)
-    theirs = trajectory(
-        build(name, True), spec, params, evaluate=contrib.schedule_free_eval_params
-    )
+    theirs = trajectory(build(name, True), spec, params, evaluate=contrib.schedule_free_eval_params)
     assert_trajectories_match(ours, theirs, jnp.float64)
     # The evaluation point is not the iterate.
     iterates = trajectory(build(name, False), spec, params)
@@ -331,9 +330,9 @@ def test_parity_with_a_schedule(name):
 def test_vmapped_learning_rates_equal_separate_optax_runs(name):
     spec, params = CASES[name].spec(name), initial_params(jnp.float64)
     learning_rates = [0.01, 0.03, 0.1]
-    ours = jax.vmap(
-        lambda lr: trajectory(build(name, False, learning_rate=lr), spec, params, 50)
-    )(jnp.array(learning_rates))
+    ours = jax.vmap(lambda lr: trajectory(build(name, False, learning_rate=lr), spec, params, 50))(
+        jnp.array(learning_rates)
+    )
     for i, lr in enumerate(learning_rates):
         # optax gets the learning rate as a float64 array too, as vmap hands it to ours: a
         # Python float is weakly typed, and where a rule multiplies it by a float32 value
