@@ -183,6 +183,49 @@ def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
     _save(fig, path)
 
 
+def data_profile(summary, dims: dict[str, int], path: Path, cost: str, k: int = 10) -> None:
+    """Moré-Wild data profile over gradient evaluations in units of d + 1 (dims: d per problem)."""
+    if summary["median_grad_evals_to_target"].isna().all():
+        raise ValueError("runs.csv records no gradient evaluations to target")
+    times = tuning.cost_matrix(summary, "grad_evals")
+    times = times[times.index.isin(list(dims))]
+    if times.empty:
+        raise ValueError("no problem of the summary has a known parameter count")
+    units = times.div([dims[p] + 1 for p in times.index], axis=0).to_numpy()
+    finite = units[np.isfinite(units)]
+    low, high = (finite.min() / 1.5, finite.max() * 1.5) if finite.size else (0.1, 10.0)
+    budgets = np.geomspace(low, high, 400)
+    profile = tuning.data_profile(summary, dims, budgets)
+    order = tuning.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for optimizer in order.index[k:]:
+        ax.step(budgets, profile[optimizer], where="post", color="lightgrey", lw=0.8)
+    for i, optimizer in enumerate(order.index[:k]):
+        ax.step(
+            budgets,
+            profile[optimizer],
+            where="post",
+            lw=1.8,
+            ls="-" if i < len(COLORS) else "--",
+            color=COLORS[i % len(COLORS)],
+            label=optimizer,
+        )
+    ax.set(
+        xscale="log",
+        xlabel="budget: gradient evaluations / (d + 1), d = the problem's parameter count",
+        ylabel="share of problems solved within the budget",
+        ylim=(-0.02, 1.02),
+    )
+    ax.set_title(
+        f"Data profile (Moré-Wild) over {len(times)} problems "
+        f"(top {k} by profile score; grey: the rest)\n"
+        "median gradient evaluations to target of the tuned setting over evaluation seeds"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right", framealpha=0.85)
+    _save(fig, path)
+
+
 def _loss_surface(problem, box, points: int = 160):
     """f on a points x points grid over box = (x0, x1, y0, y1), from the registry problem."""
     import jax

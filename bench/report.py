@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import plots, schema, tables, tuning
+from bench import plots, schema, statistics, tables, tuning
 from bench.io import write_csv, write_text
 from problems import PROBLEMS
 
@@ -39,16 +39,18 @@ def _cost(folder: Path, runs: pd.DataFrame, cost: str | None, log) -> str:
             cost = tuning.DEFAULT_COST
     recorded = tuning.recorded_cost(runs, cost)
     if recorded != cost:
-        print(f"{folder}/runs.csv records no {cost}: tuning and ranking by steps", file=log)
+        print(f"runs.csv records no {tuning.COSTS[cost]}: tuning and ranking by steps", file=log)
     return recorded
 
 
 def _figures(raw: dict, summary: pd.DataFrame, cost: str) -> list:
     """(file name, draw(path)) of every figure the tables allow, in drawing order."""
     runs, curves, paths, norms = (raw[n] for n in ("runs", "curves", "paths", "layer_grad_norms"))
+    dims = {name: PROBLEMS[name].dim for name in summary["problem"].unique() if name in PROBLEMS}
     figures = [
         ("convergence.png", lambda path: plots.overview(curves, summary, runs, path)),
         ("performance_profile.png", lambda path: plots.performance_profile(summary, path, cost)),
+        ("data_profile.png", lambda path: plots.data_profile(summary, dims, path, cost)),
     ]
     for problem in sorted(summary["problem"].unique()):
         figures += [
@@ -97,7 +99,7 @@ def render(folder: str | Path, log=None, cost: str | None = None) -> list[Path]:
     if skipped is None:
         skipped = pd.DataFrame(columns=["problem", "optimizer", "reason"])
     cost = _cost(folder, raw["runs"], cost, log)
-    summary = tuning.summarize(raw["runs"], cost)
+    summary = statistics.with_intervals(tuning.summarize(raw["runs"], cost), raw["runs"])
     draft = Path(tempfile.mkdtemp(dir=folder, prefix=".render."))
     try:
         write_csv(summary, draft / "summary.csv")

@@ -125,6 +125,7 @@ OWNED = {
     "meta.json",
     "convergence.png",
     "performance_profile.png",
+    "data_profile.png",
     "plots",
 }
 

@@ -1,10 +1,10 @@
-"""TABLES.md: one convergence table per problem, optimizers ranked, and an overall ranking."""
+"""TABLES.md: the overall ranking with its intervals and tests, and one table per problem."""
 
 import math
 
 import pandas as pd
 
-from bench import tuning
+from bench import statistics, tuning
 
 
 def _number(x: float) -> str:
@@ -24,6 +24,12 @@ def _cost(x: float, axis: str) -> str:
     return f"{x:.3g}" if axis == "seconds" else f"{x:g}"
 
 
+def _interval(r, name: str, show) -> str:
+    """A summary median with its bootstrap interval: 'median [low, high]'."""
+    median, low, high = (getattr(r, f"{k}_{name}") for k in ("median", "ci_low", "ci_high"))
+    return show(median) if math.isnan(median) else f"{show(median)} [{show(low)}, {show(high)}]"
+
+
 def _share(x: float) -> str:
     return f"{100 * x:.0f}%"
 
@@ -34,25 +40,40 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def overall_table(summary: pd.DataFrame, cost: str) -> str:
-    ranking = tuning.overall_ranking(summary, cost)
+def overall_table(ranking: pd.DataFrame) -> str:
     rows = [
         [
             str(r.overall_rank),
             f"`{r.optimizer}`",
-            f"{r.score:.3f}",
+            f"{r.score:.3f} [{r.score_low:.3f}, {r.score_high:.3f}]",
+            "" if math.isnan(r.p_above) else _number(r.p_above),
             f"{r.solved}/{r.problems}",
             f"{r.mean_rank:.1f}",
         ]
         for r in ranking.itertuples()
     ]
-    return markdown(["rank", "optimizer", "profile score", "solved", "mean rank"], rows)
+    header = ["rank", "optimizer", "profile score [95% CI]", "p vs above"]
+    return markdown([*header, "solved", "mean rank"], rows)
+
+
+def _p_value(p: float) -> str:
+    return _number(p) + (" *" if p < statistics.ALPHA else "")
+
+
+def pairwise_table(tests: pd.DataFrame, optimizers: list[str]) -> str:
+    """Holm-adjusted p-values of statistics.pairwise as an upper-triangular matrix."""
+    p = {(r.a, r.b): r.p_holm for r in tests.itertuples()}
+    rows = [
+        [f"`{a}`", *("" if j <= i else _p_value(p[a, b]) for j, b in enumerate(optimizers))]
+        for i, a in enumerate(optimizers)
+    ]
+    return markdown(["", *(f"`{o}`" for o in optimizers)], rows)
 
 
 def problem_table(summary: pd.DataFrame) -> str:
     metrics = [c for c in summary.columns if c.startswith("median_") and c not in _FIXED]
-    header = ["rank", "optimizer", "tuned lr", "median f - f*", "IQR f - f*"]
-    header += [f"{tuning.COST_LABELS[axis]} to target" for axis in tuning.COSTS]
+    header = ["rank", "optimizer", "tuned lr", "median f - f* [95% CI]"]
+    header += [f"{tuning.COST_LABELS[axis]} to target [95% CI]" for axis in tuning.COSTS]
     header += ["success", "tuneability", "diverged lanes"]
     header += [m.removeprefix("median_").replace("_", " ") for m in metrics]
     rows = []
@@ -61,9 +82,11 @@ def problem_table(summary: pd.DataFrame) -> str:
             str(r.rank),
             f"`{r.optimizer}`",
             f"{r.learning_rate:.3g}",
-            _number(r.median_final_suboptimality),
-            f"[{_number(r.q25_final_suboptimality)}, {_number(r.q75_final_suboptimality)}]",
-            *(_cost(getattr(r, f"median_{axis}_to_target"), axis) for axis in tuning.COSTS),
+            _interval(r, "final_suboptimality", _number),
+            *(
+                _interval(r, f"{axis}_to_target", lambda x, a=axis: _cost(x, a))
+                for axis in tuning.COSTS
+            ),
             _share(r.success_rate),
             _share(r.tuneability),
             _share(r.diverged_share),
@@ -85,6 +108,9 @@ def document(summary: pd.DataFrame, runs: pd.DataFrame, skipped: pd.DataFrame, c
     tune = tuning.lanes_of(runs, "tune")
     seeds = int(tune.groupby(["problem", "optimizer", "learning_rate"]).size().max())
     evals = int(summary["seeds"].min())
+    ranking = statistics.overall_ranking(summary, runs, cost)
+    top = ranking["optimizer"].head(statistics.PAIRWISE_TOP).tolist()
+    per_problem = statistics.per_problem_scores(summary, cost)
     parts = [
         "# Benchmark tables",
         "",
@@ -102,10 +128,22 @@ def document(summary: pd.DataFrame, runs: pd.DataFrame, skipped: pd.DataFrame, c
         "",
         "Score: the AlgoPerf-style integral of the Dolan-More performance profile over "
         f"median {tuning.COST_LABELS[cost]} to target, for ratios 1 to {tuning.MAX_RATIO:g} "
-        "(1 = fastest on every problem). *solved*: problems where at least half the seeds "
+        "(1 = cheapest on every problem), with its bootstrap 95% interval (problems "
+        "resampled, then seeds within problems). *p vs above*: Wilcoxon signed-rank test "
+        "of the per-problem scores against the row above, Holm-corrected over the adjacent "
+        f"pairs; a rank shared with the row above: not significantly different at "
+        f"{statistics.ALPHA:g}. *solved*: problems where at least half the evaluation seeds "
         "reach the target.",
         "",
-        overall_table(summary, cost),
+        overall_table(ranking),
+        "",
+        f"### Pairwise tests of the top {len(top)}",
+        "",
+        "Holm-adjusted p-values (over these pairs) of the Wilcoxon signed-rank test on "
+        f"per-problem scores; * marks a significant difference at {statistics.ALPHA:g}, "
+        "in favour of the row (ranked higher).",
+        "",
+        pairwise_table(statistics.pairwise(per_problem, top), top),
     ]
     for problem, table in summary.groupby("problem", sort=True):
         f_star, target, steps = facts.loc[problem]

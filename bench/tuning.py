@@ -285,15 +285,17 @@ def integrated_scores(summary: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.Ser
     return pd.Series(mean_scores(times.to_numpy()), index=times.columns, name="score")
 
 
-def overall_ranking(summary: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
-    """One row per optimizer: integrated profile score, problems solved, mean rank."""
-    scores = integrated_scores(summary, cost)
-    per_optimizer = summary.groupby("optimizer").agg(
-        problems=("problem", "size"),
-        solved=("success_rate", lambda s: int((s >= 0.5).sum())),
-        mean_rank=("rank", "mean"),
-    )
-    table = per_optimizer.join(scores).fillna({"score": 0.0}).reset_index()
-    table = table.sort_values(["score", "mean_rank", "optimizer"], ascending=[False, True, True])
-    table.insert(0, "overall_rank", np.arange(1, len(table) + 1))
-    return table[["overall_rank", "optimizer", "score", "solved", "problems", "mean_rank"]]
+def data_profile(summary: pd.DataFrame, dims: dict[str, int], budgets: np.ndarray) -> pd.DataFrame:
+    """Moré-Wild data profile: share of problems solved within each budget, per optimizer.
+
+    A budget counts in units of d + 1 gradient evaluations (d: the problem's parameter
+    count, `dims`), what a finite-difference gradient costs in function evaluations, so
+    that problems of different sizes share one axis. Over every problem of `summary` in
+    `dims`, solved by someone or not. Returns a frame indexed by budget, one column per
+    optimizer.
+    """
+    times = cost_matrix(summary, "grad_evals")
+    times = times[times.index.isin(list(dims))]
+    units = times.div([dims[problem] + 1 for problem in times.index], axis=0).to_numpy()
+    solved = (units[None] <= np.asarray(budgets)[:, None, None]).mean(axis=1)
+    return pd.DataFrame(solved, index=pd.Index(budgets, name="budget"), columns=times.columns)

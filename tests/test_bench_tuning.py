@@ -244,3 +244,18 @@ def test_dense_second_order_methods_skip_large_problems():
     dense = OptimizerSpec(sgd, (0.1,), max_dim=100)
     assert "at most 100 parameters" in skip_reason(PROBLEMS["mlp_digits_relu_32"], dense)
     assert skip_reason(PROBLEMS["rosenbrock_2d"], dense) is None
+
+
+def test_data_profile_by_hand():
+    # Gradient evaluations to target: p1 (d = 2): a 6, b 30; p2 (d = 9): a never, b 20.
+    # In units of d + 1: p1: a 2, b 10; p2: a inf, b 2.
+    summary = pd.DataFrame(
+        {
+            "problem": ["p1", "p1", "p2", "p2"],
+            "optimizer": ["a", "b"] * 2,
+            "median_grad_evals_to_target": [6, 30, np.inf, 20],
+        }
+    )
+    profile = tuning.data_profile(summary, {"p1": 2, "p2": 9}, np.array([1.0, 2.0, 10.0]))
+    np.testing.assert_allclose(profile["a"], [0, 0.5, 0.5])
+    np.testing.assert_allclose(profile["b"], [0, 0.5, 1])

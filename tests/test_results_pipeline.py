@@ -152,7 +152,7 @@ def test_a_figure_that_cannot_be_drawn_is_skipped_and_the_tables_kept(tmp_path, 
 
 
 def test_a_failure_to_summarize_still_leaves_the_raw_tables(tmp_path, monkeypatch, capsys):
-    def broken(runs):
+    def broken(runs, cost):
         raise RuntimeError("no summary today")
 
     monkeypatch.setattr(tuning, "summarize", broken)

@@ -1,0 +1,184 @@
+"""Uncertainty of the reported numbers: bootstrap intervals, paired tests, ties in the ranking.
+
+Bootstrap: percentile intervals at LEVEL from RESAMPLES resamples, drawn by a generator
+seeded with SEED, so that a folder's tables are the same on every redraw. The bounds are
+order statistics of the resampled values (no interpolation, so that +inf, "never
+reached", stays a value). A pair's median is resampled over its eval seeds. An overall
+score is resampled in two stages: problems with replacement (one draw for all
+optimizers, so that their scores stay paired), then the eval seeds within each pair;
+the score is recomputed from the resampled medians on every resample.
+
+Paired test: two optimizers are compared on their per-problem scores (each problem's
+part of the profile score, `tuning.problem_scores`; a pair that was not run scores 0)
+by the two-sided Wilcoxon signed-rank test: zero differences are dropped, tied
+|differences| get their average rank; the p-value is exact (the permutation
+distribution of W+ given the ranks, ties included) up to EXACT_LIMIT non-zero
+differences, and from the normal approximation with tie and continuity correction
+beyond. Holm's step-down correction controls the family-wise error rate at ALPHA within
+each family of tests: the adjacent pairs of the overall ranking (the claims the ranking
+makes), and the pairs among its top PAIRWISE_TOP.
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench import tuning
+
+RESAMPLES = 1000
+SEED = 0
+LEVEL = 0.95
+ALPHA = 0.05
+EXACT_LIMIT = 50
+PAIRWISE_TOP = 8
+# Per-pair medians that get an interval: the final f - f* and the cost on every axis.
+INTERVALS = ["final_suboptimality", *(f"{axis}_to_target" for axis in tuning.COSTS)]
+
+
+def percentile_interval(samples: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The central LEVEL interval of bootstrap samples along `axis` (order statistics)."""
+    tail = (1.0 - LEVEL) / 2.0
+    low = np.quantile(samples, tail, axis=axis, method="lower")
+    high = np.quantile(samples, 1.0 - tail, axis=axis, method="higher")
+    return low, high
+
+
+def resampled_medians(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Medians of RESAMPLES resamples of `values` with replacement."""
+    values = np.asarray(values, np.float64)
+    return np.median(values[rng.integers(0, len(values), (RESAMPLES, len(values)))], axis=1)
+
+
+def median_interval(values: np.ndarray) -> tuple[float, float]:
+    """Bootstrap percentile interval of the median of `values`."""
+    low, high = percentile_interval(resampled_medians(values, np.random.default_rng(SEED)))
+    return float(low), float(high)
+
+
+def _eval_values(lanes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per eval lane: the final f - f* and the cost to target on every axis."""
+    costs = {f"{axis}_to_target": tuning.cost_to_target(lanes, axis) for axis in tuning.COSTS}
+    return {"final_suboptimality": tuning.final_gap(lanes).to_numpy(np.float64), **costs}
+
+
+def with_intervals(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """`summary` with `ci_low_*`, `ci_high_*` columns around the medians named in INTERVALS."""
+    lanes = dict(list(tuning.evaluation_lanes(runs, summary).groupby(tuning.PAIR)))
+    bounds = {f"ci_{side}_{name}": [] for name in INTERVALS for side in ("low", "high")}
+    for pair in summary[tuning.PAIR].itertuples(index=False, name=None):
+        for name, values in _eval_values(lanes[pair]).items():
+            low, high = median_interval(values)
+            bounds[f"ci_low_{name}"].append(low)
+            bounds[f"ci_high_{name}"].append(high)
+    return summary.assign(**bounds)
+
+
+def score_samples(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.DataFrame:
+    """RESAMPLES bootstrap replicates of every optimizer's overall score (one column each)."""
+    times = tuning.cost_matrix(summary, cost)
+    rng = np.random.default_rng(SEED)
+    sampled = np.full((RESAMPLES, *times.shape), np.inf)
+    problems, optimizers = list(times.index), list(times.columns)
+    lanes = tuning.evaluation_lanes(runs, summary)
+    for (problem, optimizer), pair in lanes.groupby(tuning.PAIR, sort=True):
+        column = (problems.index(problem), optimizers.index(optimizer))
+        sampled[:, column[0], column[1]] = resampled_medians(tuning.cost_to_target(pair, cost), rng)
+    picks = rng.integers(0, len(problems), (RESAMPLES, len(problems)))
+    resampled = np.take_along_axis(sampled, picks[:, :, None], axis=1)
+    return pd.DataFrame(tuning.mean_scores(resampled), columns=times.columns)
+
+
+def wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Two-sided Wilcoxon signed-rank test of paired samples: (W+, p-value).
+
+    W+ is the sum of the ranks of |x - y| over the pairs where x > y (zeros dropped,
+    average ranks for ties). Under H0 each rank's sign is a fair coin.
+    """
+    d = np.asarray(x, np.float64) - np.asarray(y, np.float64)
+    d = d[d != 0]
+    n = len(d)
+    if n == 0:
+        return 0.0, 1.0
+    ranks = pd.Series(np.abs(d)).rank().to_numpy()
+    w = float(ranks[d > 0].sum())
+    if n <= EXACT_LIMIT:
+        # Count the sign patterns by their sum of doubled ranks (integers even with ties).
+        doubled = np.rint(2 * ranks).astype(int)
+        counts = np.zeros(doubled.sum() + 1)
+        counts[0] = 1.0
+        for r in doubled:
+            counts[r:] = counts[r:] + counts[:-r]
+        k = round(2 * w)
+        tail = min(counts[: k + 1].sum(), counts[k:].sum()) / 2.0**n
+        return w, min(1.0, 2.0 * tail)
+    _, ties = np.unique(np.abs(d), return_counts=True)
+    mean = n * (n + 1) / 4.0
+    variance = n * (n + 1) * (2 * n + 1) / 24.0 - float((ties**3 - ties).sum()) / 48.0
+    z = max(abs(w - mean) - 0.5, 0.0) / math.sqrt(variance)
+    return w, math.erfc(z / math.sqrt(2.0))
+
+
+def holm(pvalues: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values: reject where adjusted < ALPHA."""
+    p = np.asarray(pvalues, np.float64)
+    order = np.argsort(p, kind="stable")
+    steps = (len(p) - np.arange(len(p))) * p[order]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(steps))
+    return adjusted
+
+
+def per_problem_scores(summary: pd.DataFrame, cost: str) -> pd.DataFrame:
+    """tuning.problem_scores as a frame: the problems some optimizer solves x optimizers."""
+    times = tuning.cost_matrix(summary, cost)
+    scores = pd.DataFrame(tuning.problem_scores(times.to_numpy()), times.index, times.columns)
+    return scores.dropna()
+
+
+def pairwise(scores: pd.DataFrame, optimizers: list[str]) -> pd.DataFrame:
+    """Wilcoxon tests between every two of `optimizers` (in order) with Holm's correction.
+
+    scores: per_problem_scores. One row per pair (a before b): W+ of a - b, the number of
+    problems where they differ, the p-value and the Holm-adjusted one.
+    """
+    rows = [
+        (a, b, *wilcoxon(scores[a], scores[b]), int((scores[a] != scores[b]).sum()))
+        for i, a in enumerate(optimizers)
+        for b in optimizers[i + 1 :]
+    ]
+    table = pd.DataFrame(rows, columns=["a", "b", "w_plus", "p", "differing"])
+    return table.assign(p_holm=holm(table["p"]))
+
+
+def overall_ranking(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.DataFrame:
+    """One row per optimizer: profile score and its interval, problems solved, mean rank.
+
+    Sorted by score, then mean rank. `overall_rank` is shared with the optimizer above
+    when the two do not differ significantly (`p_above`: Holm-adjusted Wilcoxon p-value
+    over the adjacent pairs of the ranking).
+    """
+    samples = score_samples(summary, runs, cost)
+    low, high = percentile_interval(samples.to_numpy())
+    per_optimizer = summary.groupby("optimizer").agg(
+        problems=("problem", "size"),
+        solved=("success_rate", lambda s: int((s >= 0.5).sum())),
+        mean_rank=("rank", "mean"),
+    )
+    table = per_optimizer.join(tuning.integrated_scores(summary, cost))
+    table = table.join(pd.DataFrame({"score_low": low, "score_high": high}, samples.columns))
+    table = table.reset_index().sort_values(
+        ["score", "mean_rank", "optimizer"], ascending=[False, True, True]
+    )
+    names = table["optimizer"].tolist()
+    scores = per_problem_scores(summary, cost)
+    adjacent = [wilcoxon(scores[a], scores[b])[1] for a, b in itertools.pairwise(names)]
+    p_above = np.concatenate([[np.nan], holm(np.array(adjacent))])
+    ranks = [1]
+    for i in range(1, len(names)):
+        ranks.append(ranks[-1] if p_above[i] >= ALPHA else i + 1)
+    table.insert(0, "overall_rank", ranks)
+    table["p_above"] = p_above
+    columns = ["overall_rank", "optimizer", "score", "score_low", "score_high"]
+    return table[[*columns, "p_above", "solved", "problems", "mean_rank"]]

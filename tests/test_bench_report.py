@@ -1,0 +1,87 @@
+"""TABLES.md and `bench plot` from hand-made runs: intervals, the three costs, the cost axis."""
+
+import re
+
+import numpy as np
+import pandas as pd
+from test_bench_tuning import lanes
+from test_statistics import COSTS, _runs
+
+from bench import statistics, tables, tuning
+from bench.cli import main
+
+
+def _document(runs, cost="steps"):
+    summary = statistics.with_intervals(tuning.summarize(runs, cost), runs)
+    return tables.document(
+        summary, runs, pd.DataFrame(columns=["problem", "optimizer", "reason"]), cost
+    )
+
+
+def test_tables_show_every_cost_to_target_with_its_interval():
+    text = _document(_runs(COSTS))
+    header = next(
+        line for line in text.splitlines() if line.startswith("| rank | optimizer | tuned")
+    )
+    for label in ["median f - f* [95% CI]", "steps to target [95% CI]"]:
+        assert label in header
+    assert "gradient evaluations to target [95% CI]" in header
+    assert "seconds to target [95% CI]" in header
+    # a on p0: eval seeds at 9, 10 and 11 steps (0.01 s each, one evaluation per step).
+    row = next(line for line in text.split("## p0")[1].splitlines() if "`a`" in line)
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert re.fullmatch(r"10 \[(9|10), (10|11)\] ", cells[4] + " ")
+    assert cells[4] == cells[5]  # gradient evaluations = steps here
+    assert re.fullmatch(r"0\.1 \[0\.0\d+, 0\.1\d*\]", cells[6])
+    assert "profile score [95% CI]" in text and "### Pairwise tests of the top 3" in text
+    ranking = text.split("## Overall ranking")[1]
+    assert re.search(r"\| 1 \| `c` \| 0\.98\d \[0\.9\d+, 1\.000\] \| 1 \|", ranking)
+
+
+def _folder(tmp_path, runs):
+    """A results folder with runs.csv and a one-row-per-lane curves.csv."""
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    curves = runs[["problem", "optimizer", "learning_rate", "seed"]].assign(
+        step=0, loss=1.0, grad_norm=1.0
+    )
+    curves.to_csv(tmp_path / "curves.csv", index=False)
+    return tmp_path
+
+
+def test_a_bad_cost_exits_2_with_one_line(tmp_path, capsys):
+    assert main(["plot", "--cost", "minutes", str(tmp_path)]) == 2
+    assert main(["run", "--cost", "minutes", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all("invalid choice: 'minutes'" in line for line in err)
+
+
+def test_plot_by_a_cost_whose_tuned_setting_was_not_evaluated_exits_2(tmp_path, capsys):
+    runs = pd.concat(
+        [
+            lanes("p", "lbfgs", 0.3, [0.0] * 2, [10] * 2, evals=[100] * 2, role="tune"),
+            lanes("p", "lbfgs", 1.0, [0.0] * 2, [15] * 2, evals=[30] * 2, role="tune"),
+            lanes("p", "lbfgs", 1.0, [0.0] * 2, [15] * 2, evals=[30] * 2, role="eval"),
+        ]
+    )
+    folder = _folder(tmp_path, runs)
+    assert main(["plot", "--cost", "grad_evals", str(folder)]) == 0
+    assert "gradient evaluations to target" in (folder / "TABLES.md").read_text()
+    capsys.readouterr()
+    assert main(["plot", "--cost", "steps", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lbfgs on p (lr 0.3)" in err[0]
+
+
+def test_plot_of_a_folder_without_roles_or_other_costs_ranks_by_steps(tmp_path, capsys):
+    runs = lanes("p", "a", 0.1, [0.0] * 2, [5, 7]).drop(
+        columns=["grad_evals_to_target", "seconds_to_target"]
+    )
+    folder = _folder(tmp_path, runs)
+    assert main(["plot", str(folder)]) == 0
+    assert "records no grad_evals_to_target: tuning and ranking by steps" in capsys.readouterr().err
+    text = (folder / "TABLES.md").read_text()
+    assert "Tuned and ranked by steps to target" in text
+    summary = pd.read_csv(folder / "summary.csv")
+    assert summary.median_steps_to_target.tolist() == [6] and np.isnan(
+        summary.median_grad_evals_to_target[0]
+    )
