@@ -27,7 +27,9 @@ def _cost(x: float, axis: str) -> str:
 def _interval(r, name: str, show) -> str:
     """A summary median with its bootstrap interval: 'median [low, high]'."""
     median, low, high = (getattr(r, f"{k}_{name}") for k in ("median", "ci_low", "ci_high"))
-    return show(median) if math.isnan(median) else f"{show(median)} [{show(low)}, {show(high)}]"
+    if math.isnan(median) or (math.isinf(median) and low == median):  # not recorded; never
+        return show(median)
+    return f"{show(median)} [{show(low)}, {show(high)}]"
 
 
 def _share(x: float) -> str:

@@ -7,7 +7,7 @@ import pandas as pd
 from test_bench_tuning import lanes
 from test_statistics import COSTS, _runs
 
-from bench import statistics, tables, tuning
+from bench import schema, statistics, tables, tuning
 from bench.cli import main
 
 
@@ -39,11 +39,10 @@ def test_tables_show_every_cost_to_target_with_its_interval():
 
 
 def _folder(tmp_path, runs):
-    """A results folder with runs.csv and a one-row-per-lane curves.csv."""
+    """A results folder with runs.csv and a curves.csv of one record (1.0) per lane."""
     runs.to_csv(tmp_path / "runs.csv", index=False)
-    curves = runs[["problem", "optimizer", "learning_rate", "seed"]].assign(
-        step=0, loss=1.0, grad_norm=1.0
-    )
+    columns = list(schema.COLUMNS["curves"])
+    curves = runs.assign(**{c: 1 for c in columns if c not in runs})[columns]
     curves.to_csv(tmp_path / "curves.csv", index=False)
     return tmp_path
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from bench import tuning
-from bench.spec import SuiteSpec, skip_reason
+from bench.spec import SuiteSpec, load, skip_reason
 from optimizers import OPTIMIZERS, OptimizerSpec, sgd
 from problems import PROBLEMS
 
@@ -259,3 +259,27 @@ def test_data_profile_by_hand():
     profile = tuning.data_profile(summary, {"p1": 2, "p2": 9}, np.array([1.0, 2.0, 10.0]))
     np.testing.assert_allclose(profile["a"], [0, 0.5, 0.5])
     np.testing.assert_allclose(profile["b"], [0, 0.5, 1])
+
+
+def test_no_grid_point_reaches_the_target_cheaper_than_the_tuned_one():
+    rng = np.random.default_rng(0)
+    frames = []
+    for pair in range(30):
+        for lr in (0.01, 0.1, 1.0):
+            steps = rng.choice([-1, 5, 20, 80], size=5)
+            finals = np.where(steps >= 0, rng.uniform(-1e-8, 1e-3, 5), rng.uniform(1e-3, 1, 5))
+            frames.append(lanes(f"p{pair}", "a", lr, finals, steps, evals=3 * steps))
+    runs = pd.concat(frames)
+    cheapest = tuning.grid_medians(runs).groupby("problem")["cost"].min()
+    tuned = tuning.tuned_learning_rates(runs).set_index("problem")
+    np.testing.assert_array_equal(tuned["cost"], cheapest)
+    assert np.isfinite(cheapest).sum() > 10  # most pairs have a setting that reaches the target
+
+
+def test_a_suite_file_with_an_unknown_cost_is_refused(tmp_path):
+    bad = tmp_path / "suite.toml"
+    bad.write_text('cost = "minutes"\n')
+    with pytest.raises(ValueError, match="cost = 'minutes'; choose from: steps, grad_evals"):
+        load(bad)
+    bad.write_text('cost = "steps"\n')
+    assert load(bad).cost == "steps"
