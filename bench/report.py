@@ -60,7 +60,7 @@ def _figures(raw: dict, summary: pd.DataFrame, cost: str) -> list:
             ),
             (
                 f"plots/sensitivity_{_slug(problem)}.png",
-                lambda path, p=problem: plots.sensitivity(runs, summary, path, p),
+                lambda path, p=problem: plots.sensitivity(runs, summary, path, p, cost),
             ),
         ]
     for problem in [] if paths is None else sorted(paths["problem"].unique()):
