@@ -60,6 +60,21 @@ CASES = {
         },
         variants=({"optimize_1d": True}, {"mars_type": "lion"}, {"fixed_decay": True}),
     ),
+    "shampoo": TorchCase(
+        lambda params, learning_rate, **kw: pytorch_optimizer.Shampoo(
+            params, lr=learning_rate, **kw
+        ),
+        {
+            "momentum": 0.5,
+            "weight_decay": 1e-3,
+            # The two libraries' SVDs give an eigenvalue near matrix_eps to about
+            # 1e-16 * ||H|| / matrix_eps relative, which the inverse roots then carry
+            # into every step: 0.1 keeps that near 1e-14 (1e-4 lets it reach 1e-4).
+            "matrix_eps": 0.1,
+            "preconditioning_compute_steps": 3,
+        },
+        variants=({"weight_decouple": True}, {"weight_decouple": True, "fixed_decay": True}),
+    ),
 }
 
 
