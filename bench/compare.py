@@ -172,7 +172,7 @@ def read_table(folder: Path, table: str) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError as error:
         raise UnusableInput(f"{path} is empty") from error
-    except pd.errors.ParserError as error:
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise UnusableInput(f"{path} is not a readable CSV file: {error}") from error
 
 

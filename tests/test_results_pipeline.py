@@ -376,6 +376,13 @@ def test_compare_into_a_closed_pipe_exits_quietly(results, copy):
     assert stderr == ""
 
 
+def test_compare_of_a_binary_runs_csv_exits_2_with_one_line(results, copy):
+    (copy / "runs.csv").write_bytes(_binary(b""))
+    done = bench("compare", results, copy)
+    assert done.returncode == 2
+    one_error_line(done.stderr, str(copy / "runs.csv"), "not a readable CSV file")
+
+
 @pytest.mark.parametrize(
     ("options", "words"),
     [
