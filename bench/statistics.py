@@ -45,10 +45,12 @@ def percentile_interval(samples: np.ndarray, axis: int = 0) -> tuple[np.ndarray,
     return low, high
 
 
-def resampled_medians(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Medians of RESAMPLES resamples of `values` with replacement."""
+def resampled_medians(
+    values: np.ndarray, rng: np.random.Generator, count: int = RESAMPLES
+) -> np.ndarray:
+    """Medians of `count` resamples of `values` with replacement."""
     values = np.asarray(values, np.float64)
-    return np.median(values[rng.integers(0, len(values), (RESAMPLES, len(values)))], axis=1)
+    return np.median(values[rng.integers(0, len(values), (count, len(values)))], axis=1)
 
 
 def median_interval(values: np.ndarray) -> tuple[float, float]:
@@ -78,15 +80,17 @@ def with_intervals(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 def score_samples(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.DataFrame:
     """RESAMPLES bootstrap replicates of every optimizer's overall score (one column each)."""
     times = tuning.cost_matrix(summary, cost)
-    rng = np.random.default_rng(SEED)
-    sampled = np.full((RESAMPLES, *times.shape), np.inf)
     problems, optimizers = list(times.index), list(times.columns)
+    rng = np.random.default_rng(SEED)
+    picks = rng.integers(0, len(problems), (RESAMPLES, len(problems)))
+    # Every pick of a problem, in every resample, gets a resample of seeds of its own.
+    resampled = np.full((RESAMPLES, *times.shape), np.inf)  # a pair not run: unsolved
     lanes = tuning.evaluation_lanes(runs, summary)
     for (problem, optimizer), pair in lanes.groupby(tuning.PAIR, sort=True):
-        column = (problems.index(problem), optimizers.index(optimizer))
-        sampled[:, column[0], column[1]] = resampled_medians(tuning.cost_to_target(pair, cost), rng)
-    picks = rng.integers(0, len(problems), (RESAMPLES, len(problems)))
-    resampled = np.take_along_axis(sampled, picks[:, :, None], axis=1)
+        slots = picks == problems.index(problem)
+        resampled[slots, optimizers.index(optimizer)] = resampled_medians(
+            tuning.cost_to_target(pair, cost), rng, int(slots.sum())
+        )
     return pd.DataFrame(tuning.mean_scores(resampled), columns=times.columns)
 
 
