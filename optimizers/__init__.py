@@ -305,9 +305,17 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         optax_name="lbfgs",
         needs_value_fn=True,
         deterministic_only=True,
+        # The gradient the update is given and the line search's trial points.
+        gradient_evaluations=lambda state, dim: 1 + state.evaluations,
     ),
     "newton": OptimizerSpec(
-        newton, log_grid(0.1, 1.0), needs_value_fn=True, deterministic_only=True, max_dim=100
+        newton,
+        log_grid(0.1, 1.0),
+        needs_value_fn=True,
+        deterministic_only=True,
+        max_dim=100,
+        # The gradient and the dense Hessian, d gradients' worth.
+        gradient_evaluations=lambda state, dim: 1 + dim,
     ),
 }
 # The entries each family module declares beside its factories (optimizers.registry).

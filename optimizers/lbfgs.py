@@ -37,6 +37,7 @@ class LbfgsState(NamedTuple):
     stepsize: jax.Array  # step the line search took last
     value: jax.Array  # f(theta_t), the line search's last value (inf: not evaluated)
     grad: Any  # grad f(theta_t) likewise: what `optax.value_and_grad_from_state` reads
+    evaluations: jax.Array  # int32 evaluations of f and its gradient the line search made
 
 
 def _vdot(x, y):
@@ -352,7 +353,8 @@ def lbfgs(
 
     The state keeps f and its gradient at the new params, where the line search ended,
     as optax's does: `optax.value_and_grad_from_state(f)(params, state=state)` returns
-    them without evaluating f again (and evaluates f where the state has none).
+    them without evaluating f again (and evaluates f where the state has none), and the
+    number of evaluations of f and its gradient the line search made (`evaluations`).
 
     References: Liu & Nocedal, "On the limited memory BFGS method for large scale
     optimization", Mathematical Programming 45, 1989; Nocedal & Wright, "Numerical
@@ -386,6 +388,7 @@ def lbfgs(
             stepsize=jnp.ones([], dtype),
             value=jnp.asarray(jnp.inf, dtype),
             grad=zeros_like(params),
+            evaluations=jnp.zeros([], jnp.int32),
         )
 
     def update(grads, state, params=None, *, value=None, grad=None, value_fn=None, **fn_kwargs):
@@ -424,12 +427,12 @@ def lbfgs(
 
         if linesearch is None:
             stepsize = jnp.ones([], state.stepsize.dtype)
-            new_value, new_grad = jnp.inf, state.grad
+            new_value, new_grad, evaluations = jnp.inf, state.grad, jnp.zeros([], jnp.int32)
         else:
             require_loss("lbfgs's line search", value=value, value_fn=value_fn)
             value_and_grad = jax.value_and_grad(lambda p: value_fn(p, **fn_kwargs))
             grad = grads if grad is None else grad
-            stepsize, new_value, new_grad, _ = zoom_linesearch(
+            stepsize, new_value, new_grad, evaluations = zoom_linesearch(
                 value_and_grad, params, direction, value, grad
             )
         updates = jax.tree.map(lambda d: stepsize * d, direction)
@@ -443,6 +446,7 @@ def lbfgs(
             stepsize=jnp.asarray(stepsize, state.stepsize.dtype),
             value=jnp.asarray(new_value, state.value.dtype),
             grad=cast_like(new_grad, state.grad),
+            evaluations=evaluations,
         )
         return updates, new_state
 

@@ -49,15 +49,23 @@ class OptimizerSpec:
     # loss function for extra gradients or Hessian-vector products); unlike
     # needs_value_fn, the rule is meant for minibatches and runs on stochastic problems.
     needs_loss: bool = False
-    # Gradient evaluations per update, the one the update is given included: 2 for SAM's
-    # ascent step, 1 + 1/k for a Hessian-vector product every k steps.
-    gradient_evaluations: float = 1.0
+    # Loss-and-gradient evaluations per update, the one the update is given included: a
+    # number (2 for SAM's ascent step; a Hessian-vector product counts 2, a dense Hessian
+    # of d parameters d), or, where the count varies, a function
+    # `(state after the update, d) -> count` (lbfgs reads its line search's from its state).
+    gradient_evaluations: float | Callable[[Any, int], Any] = 1.0
     # True where the rule's own update applies to matrix leaves only (rank >= 2); the
     # factory's docstring says what the other leaves get. Skipped on problems without one.
     matrix_only: bool = False
     # The point at which the loss is evaluated, `eval_params(state, params)`, where it is
     # not the iterate (schedule-free rules); None: the iterate itself.
     eval_params: Callable[[Any, Any], Any] | None = None
+
+    def evaluations(self, state, dim: int):
+        """The gradient evaluations of the update that returned `state`, on a problem of
+        `dim` parameters (see `gradient_evaluations`)."""
+        count = self.gradient_evaluations
+        return count(state, dim) if callable(count) else count
 
     def update_extras(self, value, grads, loss_fn) -> dict[str, Any]:
         """The keyword arguments `update` takes besides (grads, state, params).

@@ -175,8 +175,8 @@ def sophia(
 
 REGISTRY = {
     # The paper's step is clipped to lr per coordinate; it uses 2e-4 to 6e-4 for GPT-2,
-    # about Adam's; the default grid covers it. A Hessian-vector product (about one
-    # more gradient) every update_interval = 10 steps.
-    "sophia": OptimizerSpec(sophia, LR_GRID, needs_loss=True, gradient_evaluations=1.1),
+    # about Adam's; the default grid covers it. A Hessian-vector product (counted as two
+    # gradients) every update_interval = 10 steps.
+    "sophia": OptimizerSpec(sophia, LR_GRID, needs_loss=True, gradient_evaluations=1.2),
 }
 __all__ = ["HutchinsonState", "SophiaState", "hutchinson_estimator_diag_hessian", "sophia"]
