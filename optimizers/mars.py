@@ -13,6 +13,7 @@ from optimizers.base import (
     check_same_tree,
     check_unit_interval,
     increment,
+    not_supported,
     value_at,
     zeros_like,
 )
@@ -40,8 +41,12 @@ def mars(
     betas_1d: tuple[float, float] = (0.9, 0.95),
     weight_decay: float = 0.0,
     weight_decay_1d: float = 1e-1,
+    weight_decouple: bool = True,
     fixed_decay: bool = False,
+    ams_bound: bool = False,
+    cautious: bool = False,
     eps: float = 1e-8,
+    maximize: bool = False,
 ) -> Optimizer:
     r"""MARS (Yuan et al., 2024): a preconditioned step on the gradient corrected by the
     change of gradient, c_t = g_t + gamma * b1 / (1 - b1) * (g_t - g_{t-1}).
@@ -61,14 +66,18 @@ def mars(
     rate). Every other leaf takes AdamW's step on g_t itself (c_t = g_t, no norm cap)
     with betas_1d, learning_rate_1d and weight_decay_1d. Arguments and defaults as
     `pytorch_optimizer.MARS` (lr and lr_1d named learning_rate and learning_rate_1d),
-    except mars_type="shampoo", ams_bound, cautious, maximize and coupled weight decay
-    (weight_decouple=False), not supported.
+    except mars_type="shampoo", weight_decouple=False, ams_bound, cautious and maximize,
+    not supported.
 
     Reference: Yuan et al., "MARS: Unleashing the Power of Variance Reduction for
     Training Large Models", ICML 2025 (arXiv:2411.10438).
     """
     if mars_type not in MARS_TYPES:
         raise NotImplementedError(f"mars_type={mars_type!r} is not supported (only {MARS_TYPES})")
+    not_supported("weight_decouple", weight_decouple, True)
+    not_supported("ams_bound", ams_bound, False)
+    not_supported("cautious", cautious, False)
+    not_supported("maximize", maximize, False)
     beta1, beta2 = betas
     beta1_1d, beta2_1d = betas_1d
     check_nonnegative("learning_rate", learning_rate)

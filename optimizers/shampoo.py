@@ -12,6 +12,7 @@ from optimizers.base import (
     check_same_tree,
     check_unit_interval,
     increment,
+    not_supported,
     state_dtype,
     value_at,
     zeros_like,
@@ -41,6 +42,7 @@ def shampoo(
     fixed_decay: bool = False,
     preconditioning_compute_steps: int = 1,
     matrix_eps: float = 1e-6,
+    maximize: bool = False,
 ) -> Optimizer:
     r"""Shampoo (Gupta, Koren & Singer, 2018): the gradient of an order-k tensor leaf is
     preconditioned along every axis i by H_i^(-1/(2k)), H_i the sum of its unfoldings'
@@ -59,11 +61,12 @@ def shampoo(
     and are 0 before the first recomputation. A scalar leaf takes D_t = g_t. With
     weight_decouple=True the decay is theta *= 1 - lr_t * wd (1 - wd with fixed_decay)
     instead. Arguments and defaults as `pytorch_optimizer.Shampoo` (lr named
-    learning_rate), which optax lacks.
+    learning_rate), which optax lacks, except maximize=True, not supported.
 
     Reference: Gupta, Koren & Singer, "Shampoo: Preconditioned Stochastic Tensor
     Optimization", ICML 2018.
     """
+    not_supported("maximize", maximize, False)
     check_nonnegative("learning_rate", learning_rate)
     check_unit_interval("momentum", momentum)
     check_nonnegative("weight_decay", weight_decay)

@@ -99,3 +99,30 @@ def test_a_namespace_without_registry_modules_collects_nothing(tmp_path, monkeyp
     import empty_rules
 
     assert collect(empty_rules) == ({}, {})
+
+
+# Options of the optax.contrib and pytorch_optimizer rules that are not implemented.
+UNSUPPORTED = [
+    ("muon", {"preconditioning": "aol"}),
+    ("muon", {"muon_weight_dimension_numbers": {"w": None}}),
+    ("galore", {"weight_dimension_numbers": {"w": None}}),
+    ("sophia", {"verbose": True}),
+    ("mars", {"mars_type": "shampoo"}),
+    ("mars", {"weight_decouple": False}),
+    ("mars", {"ams_bound": True}),
+    ("mars", {"cautious": True}),
+    ("mars", {"maximize": True}),
+    ("shampoo", {"maximize": True}),
+]
+
+
+@pytest.mark.parametrize(("name", "option"), UNSUPPORTED, ids=lambda x: str(x)[:30])
+def test_unsupported_options_raise_not_implemented_naming_them(name, option):
+    (argument,) = option
+    with pytest.raises(NotImplementedError, match=argument):
+        getattr(optimizers, name)(learning_rate=0.1, **option)
+
+
+def test_sam_across_devices_is_not_implemented():
+    with pytest.raises(NotImplementedError, match="batch_axis_name"):
+        optimizers.sam(sgd(0.1), sgd(0.05), batch_axis_name="batch")
