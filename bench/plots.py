@@ -108,7 +108,7 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     """
     medians = tuning.grid_medians(runs[runs["problem"] == problem], cost)
     tuned_on = summary.loc[summary["problem"] == problem, "tuned_on"].iloc[0]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
     for color, pick in zip(COLORS, _top(summary, problem, TOP_K).itertuples(), strict=False):
         grid = medians[medians["optimizer"] == pick.optimizer]
         tuned = (grid["learning_rate"] == pick.learning_rate).to_numpy()
@@ -124,8 +124,16 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
         if tuned_on == "cv_loss"
         else "median final f - f*, floored at the target (missing: diverged)"
     )
+    if not np.isfinite(medians["cost"]).any():  # no log scale to draw on
+        left.text(
+            0.5, 0.5, "no learning rate reaches the target", ha="center", transform=left.transAxes
+        )
+        left.set_yticks([])
+    else:
+        left.set(yscale="log")
+    right.set(yscale="log")
     for ax in (left, right):
-        ax.set(xscale="log", yscale="log", xlabel="learning rate")
+        ax.set(xscale="log", xlabel="learning rate")
         ax.grid(True, which="major", alpha=0.3)
     right.legend(fontsize="small", framealpha=0.8)
     fig.suptitle(
