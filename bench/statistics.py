@@ -159,8 +159,8 @@ def pairwise(scores: pd.DataFrame, optimizers: list[str]) -> pd.DataFrame:
 def overall_ranking(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.DataFrame:
     """One row per optimizer: profile score and its interval, problems solved, mean rank.
 
-    Sorted by score, then mean rank. `overall_rank` is shared with the optimizer above
-    when the two do not differ significantly (`p_above`: Holm-adjusted Wilcoxon p-value
+    Sorted by score, then mean rank. `tie_above`: the optimizer does not differ
+    significantly from the one above it (`p_above`: Holm-adjusted Wilcoxon p-value
     over the adjacent pairs of the ranking).
     """
     samples = score_samples(summary, runs, cost)
@@ -179,10 +179,8 @@ def overall_ranking(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.
     scores = per_problem_scores(summary, cost)
     adjacent = [wilcoxon(scores[a], scores[b])[1] for a, b in itertools.pairwise(names)]
     p_above = np.concatenate([[np.nan], holm(np.array(adjacent))])
-    ranks = [1]
-    for i in range(1, len(names)):
-        ranks.append(ranks[-1] if p_above[i] >= ALPHA else i + 1)
-    table.insert(0, "overall_rank", ranks)
+    table.insert(0, "overall_rank", np.arange(1, len(table) + 1))
     table["p_above"] = p_above
-    columns = ["overall_rank", "optimizer", "score", "score_low", "score_high"]
-    return table[[*columns, "p_above", "solved", "problems", "mean_rank"]]
+    table["tie_above"] = p_above >= ALPHA  # NaN (the first row) compares False
+    columns = ["overall_rank", "optimizer", "score", "score_low", "score_high", "p_above"]
+    return table[[*columns, "tie_above", "solved", "problems", "mean_rank"]]

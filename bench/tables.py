@@ -42,19 +42,26 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _versus_above(r) -> str:
+    """'tie' or 'differs' against the row above, with the Holm-adjusted p-value."""
+    if math.isnan(r.p_above):
+        return ""
+    return f"{'tie' if r.tie_above else 'differs'} (p = {_number(r.p_above)})"
+
+
 def overall_table(ranking: pd.DataFrame) -> str:
     rows = [
         [
             str(r.overall_rank),
             f"`{r.optimizer}`",
             f"{r.score:.3f} [{r.score_low:.3f}, {r.score_high:.3f}]",
-            "" if math.isnan(r.p_above) else _number(r.p_above),
+            _versus_above(r),
             f"{r.solved}/{r.problems}",
             f"{r.mean_rank:.1f}",
         ]
         for r in ranking.itertuples()
     ]
-    header = ["rank", "optimizer", "profile score [95% CI]", "p vs above"]
+    header = ["rank", "optimizer", "profile score [95% CI]", "vs the row above"]
     return markdown([*header, "solved", "mean rank"], rows)
 
 
@@ -131,11 +138,11 @@ def document(summary: pd.DataFrame, runs: pd.DataFrame, skipped: pd.DataFrame, c
         "Score: the AlgoPerf-style integral of the Dolan-More performance profile over "
         f"median {tuning.COST_LABELS[cost]} to target, for ratios 1 to {tuning.MAX_RATIO:g} "
         "(1 = cheapest on every problem), with its bootstrap 95% interval (problems "
-        "resampled, then seeds within problems). *p vs above*: Wilcoxon signed-rank test "
-        "of the per-problem scores against the row above, Holm-corrected over the adjacent "
-        f"pairs; a rank shared with the row above: not significantly different at "
-        f"{statistics.ALPHA:g}. *solved*: problems where at least half the evaluation seeds "
-        "reach the target.",
+        "resampled, then seeds within problems). *vs the row above*: Wilcoxon signed-rank "
+        "test of the per-problem scores against the optimizer ranked just above, "
+        "Holm-corrected over the adjacent pairs; *tie*: the data cannot separate the two at "
+        f"{statistics.ALPHA:g} (a tie says nothing about rows further apart). *solved*: "
+        "problems where at least half the evaluation seeds reach the target.",
         "",
         overall_table(ranking),
         "",

@@ -35,8 +35,12 @@ def test_tables_show_every_cost_to_target_with_its_interval():
     assert re.fullmatch(r"0\.1 \[0\.0\d+, 0\.1\d*\]", cells[6])
     assert "profile score [95% CI]" in text and "### Pairwise tests of the top 3" in text
     ranking = text.split("## Overall ranking")[1]
-    # c shares rank 1 with a (p = 1 against it); its score 0.988 inside its interval.
-    assert re.search(r"\| 1 \| `c` \| 0\.988 \[0\.9\d\d, (0\.99\d|1\.000)\] \| 1 \|", ranking)
+    # c ties with a (p = 1 against it); its score 0.988 inside its interval.
+    c_row = r"\| 2 \| `c` \| 0\.988 \[0\.9\d\d, (0\.99\d|1\.000)\] \| tie \(p = 1\) \|"
+    assert re.search(c_row, ranking)
+    assert re.search(
+        r"\| 3 \| `b` \| 0\.000 \[0\.000, 0\.0\d\d\] \| differs \(p = 0\.0156\) \|", ranking
+    )
 
 
 def _folder(tmp_path, runs):

@@ -97,11 +97,12 @@ def _runs(costs: dict, copies: int = 1) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def test_the_ranking_shares_a_rank_where_the_test_cannot_separate_two_optimizers():
+def test_the_ranking_marks_a_tie_where_the_test_cannot_separate_two_optimizers():
     runs = _runs(COSTS)
     summary = tuning.summarize(runs, "steps")
     ranking = statistics.overall_ranking(summary, runs, "steps").set_index("optimizer")
-    assert ranking.loc[["a", "c", "b"], "overall_rank"].tolist() == [1, 1, 3]
+    assert ranking.loc[["a", "c", "b"], "overall_rank"].tolist() == [1, 2, 3]
+    assert ranking.loc[["a", "c", "b"], "tie_above"].tolist() == [False, True, False]
     # c beats b on all 8 problems: exact p = 2 / 2^8, times 2 by Holm over the 2 adjacent pairs.
     assert ranking.loc["b", "p_above"] == pytest.approx(2 * 2 / 256, rel=1e-12)
     assert ranking.loc["c", "p_above"] > statistics.ALPHA
