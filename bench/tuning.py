@@ -13,9 +13,9 @@ target when its median cost to target over seeds is finite (a lane that never re
 it, or diverges, costs +inf). Settings that reach the target compete on median cost to
 target on the chosen axis; only settings that do not reach it compete on median final
 f - f*, clipped below at the target (values under the target, and negative f - f* from
-rounding, count as the target) and +inf for a diverged lane. Ties go to the smaller
-learning rate. With cross-validation (`cv_loss` present), the median held-out loss
-(mean over folds) takes the place of f - f*.
+rounding, count as the target) and +inf for a diverged lane. Equal costs go to the
+lower such median, then to the smaller learning rate. With cross-validation (`cv_loss`
+present), the median held-out loss (mean over folds) takes the place of f - f*.
 
 Reported at the tuned learning rate, over its eval seeds: median final f - f* and its
 interquartile range, the median cost to target on every axis, success rate (seeds that
