@@ -16,8 +16,8 @@ from bench.spec import SuiteSpec
 from optimizers import OPTIMIZERS, OptimizerSpec, sgd
 
 PNG = b"\x89PNG\r\n\x1a\n"
-# lr 1e3 blows every optimizer up on these problems; 1e-4 and 1e-3 do not.
-GRID = (1e-4, 1e-3, 1e3)
+# lr 1e3 blows every optimizer up on these problems; 1e-4 and 3e-4 do not.
+GRID = (1e-4, 3e-4, 1e3)
 STOCHASTIC = "least_squares_diabetes_batch32"
 LAYERED = "mlp_digits_sigmoid_32"
 FULL_BATCH_ONLY = OptimizerSpec(sgd, GRID, deterministic_only=True)
@@ -94,7 +94,7 @@ def test_a_diverging_lane_is_flagged_and_spoils_no_neighbour(folders):
     # The same lanes swept without the diverging learning rate: same numbers. float32
     # programs of different lane counts may vectorise differently, so a few ulps (1e-6
     # relative) are allowed; a NaN leaking across lanes would fail outright.
-    alone = run_sweep("rosenbrock_2d", "sgd", [1e-4, 1e-3], seeds=2, steps=12)
+    alone = run_sweep("rosenbrock_2d", "sgd", [1e-4, 3e-4], seeds=2, steps=12)
     np.testing.assert_allclose(calm.final_loss, alone.losses[:, -1], rtol=1e-6)
     summary = pd.read_csv(folders[0] / "summary.csv")
     assert (summary.learning_rate < 1e3).all()

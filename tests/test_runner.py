@@ -120,7 +120,8 @@ def test_layer_gradient_norms_make_up_the_global_gradient_norm():
 def test_a_two_parameter_problem_records_its_path():
     result = run_sweep("rosenbrock_2d", "sgd", [1e-3], seeds=1, steps=4, dtype="float64")
     assert result.paths.shape == (1, 5, 2)
-    x, y = result.paths[0].T  # Rosenbrock: (1 - x)^2 + 100 (y - x^2)^2
+    # Rosenbrock (1 - x)^2 + 100 (y - x^2)^2 at the raw point (x, y) + (1, 1) - x_star.
+    x, y = (result.paths[0] + 1.0 - PROBLEMS["rosenbrock_2d"].x_star).T
     np.testing.assert_allclose((1 - x) ** 2 + 100 * (y - x**2) ** 2, result.losses[0], rtol=1e-12)
     assert result.layer_grad_norms is None
 
