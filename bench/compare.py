@@ -6,8 +6,9 @@ Both folders hold the `runs.csv` that `python -m bench run` writes, and possibly
 - Rows are matched on their key. In `runs.csv` the key is every column up to and
   including `seed` (problem, optimizer, the swept hyperparameters, seed); in
   `summary.csv` it is (problem, optimizer).
-- Every other numeric column is a metric. Timing columns (names ending in
-  `_seconds`) and non-numeric columns are ignored.
+- Every other numeric column is a metric. Timing columns (names that end in
+  `_seconds` or start with `seconds`: wall-clock, never reproduced) and non-numeric
+  columns are ignored.
 - A metric has moved when |new - old| > atol + rtol * |old|. NaN equals NaN and
   inf equals an inf of the same sign; any flip of a boolean flag (`diverged`)
   counts as moved. Any moved metric, in either direction, is a regression: the
@@ -50,6 +51,7 @@ DEFAULT_TOLERANCE = Tolerance(rtol=1e-6, atol=1e-12)
 TOLERANCES: dict[str, Tolerance] = {
     # A step index: exact. Reaching the target one step earlier or later is a change.
     "steps_to_target": Tolerance(rtol=0.0, atol=0.0),
+    "grad_evals_to_target": Tolerance(rtol=0.0, atol=0.0),
     # A flag: any flip is a change (booleans are compared exactly whatever is set).
     "diverged": Tolerance(rtol=0.0, atol=0.0),
 }
@@ -97,7 +99,7 @@ def metric_columns(frame: pd.DataFrame, keys: list[str]) -> list[str]:
         c
         for c in frame.columns
         if c not in keys
-        and not c.endswith("_seconds")
+        and not (c.endswith("_seconds") or c.startswith("seconds"))
         and (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
     ]
 

@@ -47,17 +47,16 @@ def _log_steps(ax) -> None:
 
 
 def convergence_axes(ax, curves, summary, runs_facts, problem: str, k: int) -> None:
-    """Median suboptimality over seeds (IQR band) of the top-k optimizers of `problem`."""
+    """Median suboptimality over the evaluation seeds (interquartile band) of the top-k
+    optimizers of `problem`."""
     f_star, target = runs_facts.loc[problem, "f_star"], runs_facts.loc[problem, "target"]
     floor = FLOOR_FRACTION * target
     for color, pick in zip(COLORS, _top(summary, problem, k).itertuples(), strict=False):
-        lanes = _tuned_lanes(curves, problem, pick.optimizer)
-        gap = (lanes["loss"] - f_star).clip(lower=floor)
-        gap = gap.where(np.isfinite(lanes["loss"]))  # a diverged seed leaves a gap
-        q = gap.groupby(lanes["step"]).quantile([0.25, 0.5, 0.75]).unstack()
+        q = _tuned_lanes(curves, problem, pick.optimizer).set_index("step")
+        q = (q[["loss_q25", "loss", "loss_q75"]] - f_star).clip(lower=floor)
         label = f"{pick.rank}. {pick.optimizer} (lr {pick.learning_rate:.2g})"
-        ax.plot(q.index, q[0.5], color=color, label=label, lw=1.5)
-        ax.fill_between(q.index, q[0.25], q[0.75], color=color, alpha=0.15, lw=0)
+        ax.plot(q.index, q["loss"], color=color, label=label, lw=1.5)
+        ax.fill_between(q.index, q["loss_q25"], q["loss_q75"], color=color, alpha=0.15, lw=0)
     ax.axhline(target, color="grey", ls=":", lw=1, label="target")
     ax.set(title=problem, xlabel="step", ylabel="f(x) - f*", yscale="log")
     _log_steps(ax)

@@ -3,24 +3,31 @@
 import numpy as np
 import pandas as pd
 
-from bench.runner import SweepResult
+from bench.runner import SweepResult, rounded_time
 
 # A lane has diverged when its loss is not finite or ends above this multiple of its start.
 BLOWUP_FACTOR = 10.0
 
 
-def log_step_grid(steps: int, points: int = 100) -> np.ndarray:
-    """Step indices 0..steps, every step for short runs, else about `points` log-spaced ones."""
-    if steps + 1 <= points:
-        return np.arange(steps + 1)
-    grid = np.unique(np.round(np.logspace(0, np.log10(steps), points)).astype(int))
-    return np.concatenate([[0], grid])
-
-
-def steps_to_target(suboptimality: np.ndarray, target: float) -> np.ndarray:
-    """First step whose suboptimality is <= target, per lane; -1 where never reached."""
+def first_reached(suboptimality: np.ndarray, target: float) -> np.ndarray:
+    """Index of the first record point whose suboptimality is <= target, per lane; -1 where
+    never reached."""
     reached = suboptimality <= target
     return np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
+
+
+def to_target(result: SweepResult) -> dict[str, np.ndarray]:
+    """Per lane, the cost of the first record point at the target: steps and gradient
+    evaluations (-1 where never reached) and seconds (NaN where never reached)."""
+    first = first_reached(result.losses - result.f_star, result.target)
+    reached, at = first >= 0, np.maximum(first, 0)
+    steps = np.where(reached, result.record_steps[at], -1)
+    grad_evals = result.grad_evals[np.arange(result.lanes), at]
+    return {
+        "steps_to_target": steps,
+        "grad_evals_to_target": np.where(reached, grad_evals, -1),
+        "seconds_to_target": np.where(reached, steps * result.seconds_per_step, np.nan),
+    }
 
 
 def diverged(losses: np.ndarray) -> np.ndarray:
@@ -47,18 +54,21 @@ def runs_frame(result: SweepResult) -> pd.DataFrame:
             "final_suboptimality": suboptimality[:, -1],
             "best_suboptimality": best - result.f_star,
             "final_grad_norm": result.grad_norms[:, -1],
-            "steps_to_target": steps_to_target(suboptimality, result.target),
+            "final_grad_evals": result.grad_evals[:, -1],
+            **to_target(result),
             "diverged": diverged(result.losses),
             **result.metrics,
-            "compile_seconds": result.compile_seconds,
-            "run_seconds": result.run_seconds,
+            "compile_seconds": rounded_time(result.compile_seconds),
+            "run_seconds": rounded_time(result.run_seconds),
+            "seconds_per_step": result.seconds_per_step,
         }
     )
     return frame
 
 
-def _curve_rows(result: SweepResult, keep: np.ndarray, steps: np.ndarray) -> dict:
-    """The key columns of a tidy curve table: lane identity x recorded step."""
+def _curve_rows(result: SweepResult, keep: np.ndarray) -> dict:
+    """The key columns of a tidy curve table: lane identity x record point."""
+    steps = result.record_steps
     return {
         "problem": result.problem,
         "optimizer": result.optimizer,
@@ -68,28 +78,40 @@ def _curve_rows(result: SweepResult, keep: np.ndarray, steps: np.ndarray) -> dic
     }
 
 
-def curves_frame(result: SweepResult, points: int = 100, keep=None) -> pd.DataFrame:
-    """Tidy loss and gradient-norm curves: one row per (kept lane, recorded step)."""
-    keep = np.ones(result.lanes, bool) if keep is None else np.asarray(keep, bool)
-    steps = log_step_grid(result.losses.shape[1] - 1, points)
-    return pd.DataFrame(
+def _kept(result: SweepResult, keep) -> np.ndarray:
+    return np.ones(result.lanes, bool) if keep is None else np.asarray(keep, bool)
+
+
+def curves_frame(result: SweepResult, keep=None) -> pd.DataFrame:
+    """Loss curves of the kept lanes, summarised over their seeds as the figures draw them:
+    one row per (hyperparameter point, record point) with the cost of reaching it (median
+    gradient evaluations, seconds) and the median and quartiles of the loss over the seeds
+    where it is finite (a diverged seed leaves a gap)."""
+    keep = _kept(result, keep)
+    rows = _curve_rows(result, keep)
+    lanes = pd.DataFrame(
         {
-            **_curve_rows(result, keep, steps),
-            "loss": result.losses[keep][:, steps].ravel(),
-            "grad_norm": result.grad_norms[keep][:, steps].ravel(),
+            **rows,
+            "grad_evals": result.grad_evals[keep].ravel(),
+            "seconds": rows["step"] * result.seconds_per_step,
+            "loss": np.where(np.isfinite(result.losses), result.losses, np.nan)[keep].ravel(),
         }
     )
+    by = lanes.groupby(["problem", "optimizer", *result.hparams, "step"], sort=False)
+    quartiles = by["loss"].quantile([0.25, 0.75]).unstack()
+    frame = by[["grad_evals", "seconds", "loss"]].median()
+    frame["loss_q25"], frame["loss_q75"] = quartiles[0.25], quartiles[0.75]
+    return frame.reset_index()
 
 
-def layer_grad_norms_frame(result: SweepResult, points: int = 100, keep=None) -> pd.DataFrame:
-    """Tidy per-layer gradient norms: one row per (kept lane, recorded step, layer)."""
-    keep = np.ones(result.lanes, bool) if keep is None else np.asarray(keep, bool)
-    steps = log_step_grid(result.losses.shape[1] - 1, points)
-    norms = result.layer_grad_norms[keep][:, steps]  # (lanes, steps, layers)
+def layer_grad_norms_frame(result: SweepResult, keep=None) -> pd.DataFrame:
+    """Tidy per-layer gradient norms: one row per (kept lane, record point, layer)."""
+    keep = _kept(result, keep)
+    norms = result.layer_grad_norms[keep]  # (lanes, points, layers)
     layers = norms.shape[-1]
     rows = {
         k: np.repeat(v, layers) if isinstance(v, np.ndarray) else v
-        for k, v in _curve_rows(result, keep, steps).items()
+        for k, v in _curve_rows(result, keep).items()
     }
     return pd.DataFrame(
         {
@@ -101,13 +123,12 @@ def layer_grad_norms_frame(result: SweepResult, points: int = 100, keep=None) ->
 
 
 def paths_frame(result: SweepResult, keep=None) -> pd.DataFrame:
-    """The iterates (x, y) of kept lanes of a 2-D problem at every step."""
-    keep = np.ones(result.lanes, bool) if keep is None else np.asarray(keep, bool)
-    steps = np.arange(result.paths.shape[1])
+    """The iterates (x, y) of kept lanes of a 2-D problem at the record points."""
+    keep = _kept(result, keep)
     paths = result.paths[keep]
     return pd.DataFrame(
         {
-            **_curve_rows(result, keep, steps),
+            **_curve_rows(result, keep),
             "x": paths[..., 0].ravel(),
             "y": paths[..., 1].ravel(),
         }

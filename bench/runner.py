@@ -4,8 +4,10 @@ Every lane is one (hyperparameter point, seed) pair. Hyperparameters are traced
 arguments of the compiled program, so a whole grid costs one compile and one call.
 """
 
+import collections
 import functools
 import itertools
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,19 +45,27 @@ class SweepResult:
     optimizer: str
     hparams: dict[str, np.ndarray]  # swept hyperparameter -> value per lane
     seeds: np.ndarray  # (lanes,)
-    losses: np.ndarray  # (lanes, steps + 1): full-batch loss at step 0 .. steps
-    grad_norms: np.ndarray  # (lanes, steps + 1): global gradient norm at the same points
+    # The record points: steps 0 .. steps, or a log-spaced subset (`log_step_grid`).
+    record_steps: np.ndarray  # (points,)
+    losses: np.ndarray  # (lanes, points): full-batch loss at the record points
+    grad_norms: np.ndarray  # (lanes, points): global gradient norm at the same points
+    # (lanes, points): cumulative loss-and-gradient evaluations the rule has made by then,
+    # as its registry entry counts them (`OptimizerSpec.evaluations`).
+    grad_evals: np.ndarray
     f_star: float
     target: float
     metrics: dict[str, np.ndarray]  # end-of-run problem metrics, per lane
     compile_seconds: float
     run_seconds: float
-    # (lanes, steps + 1, 2): the iterates, for problems with two parameters.
+    # (lanes, points, 2): the iterates, for problems with two parameters.
     paths: np.ndarray | None = None
-    # (lanes, steps + 1, layers): per-layer gradient norms, for problems that define them.
+    # (lanes, points, layers): per-layer gradient norms, for problems that define them.
     layer_grad_norms: np.ndarray | None = None
     # (lanes,): the held-out fold of each lane, for cross-validation sweeps.
     folds: np.ndarray | None = None
+    # Wall-clock seconds per step of one lane: the run's time over its calls, steps and
+    # lanes per call (padding included), to three significant digits.
+    seconds_per_step: float = float("nan")
 
     @property
     def learning_rates(self) -> np.ndarray:
@@ -121,22 +131,60 @@ def fold_indices(examples: int, folds: int) -> tuple[np.ndarray, np.ndarray]:
     return train, held_out
 
 
+def log_step_grid(steps: int, points: int = 100) -> np.ndarray:
+    """Step indices 0..steps, every step for short runs, else about `points` log-spaced ones."""
+    if steps + 1 <= points:
+        return np.arange(steps + 1)
+    grid = np.unique(np.round(np.logspace(0, np.log10(steps), points)).astype(int))
+    return np.concatenate([[0], grid])
+
+
+def _train_step(problem: Problem, spec: OptimizerSpec, opt):
+    """One training step of one lane: (params, state, training data, key) -> the new params
+    and state, the loss and gradient the update was given, and the evaluations it made."""
+    grad_fn = _value_and_grad(problem.loss)
+
+    def step(params, state, train, key):
+        batch = problem.sample_batch(train, key) if problem.stochastic else train
+        loss, grads = grad_fn(params, batch)
+        extra = spec.update_extras(loss, grads, lambda p: problem.loss(p, batch))
+        updates, state = opt.update(grads, state, params, **extra)
+        made = spec.evaluations(state, problem.dim)
+        return apply_updates(params, updates), state, (loss, grads), made
+
+    return step
+
+
 def _lane_program(
-    problem: Problem, spec: OptimizerSpec, steps: int, dtype, fixed: Mapping, folds=None
+    problem: Problem,
+    spec: OptimizerSpec,
+    steps: int,
+    dtype,
+    fixed: Mapping,
+    folds=None,
+    record_steps=None,
 ):
     """One lane: (swept hyperparameters, seed[, fold]) -> recorded curves, end metrics.
 
-    Curves (loss, gradient norm, the iterate for 2-D problems, per-layer gradient norms
-    where the problem defines them) are the full-batch values at steps 0 .. steps.
+    Curves (loss, gradient norm, cumulative gradient evaluations, the iterate for 2-D
+    problems, per-layer gradient norms where the problem defines them) are the full-batch
+    values at `record_steps` (default: every step 0 .. steps). Evaluation runs on its own
+    cadence: the full-batch loss and gradient are computed at the record points only, or
+    taken from the update where its gradient is that one (full batch, at the iterate).
     With `folds` = (train, held-out) index arrays the lane trains on its fold's training
     examples and reports the held-out loss as the metric `validation_loss`.
     """
     data = _cast_floats(problem.data(), dtype)
     grad_fn = _value_and_grad(problem.loss)
     folds = None if folds is None else tuple(jnp.asarray(f) for f in folds)
+    record_steps = np.arange(steps + 1) if record_steps is None else np.asarray(record_steps)
+    # Per step: its row among the record points, or len(record_steps) where it records none.
+    slots = np.full(steps + 1, len(record_steps))
+    slots[record_steps] = np.arange(len(record_steps))
+    reuse = not problem.stochastic and spec.eval_params is None
 
-    def record(params, loss, grads):
-        out = {"loss": loss, "grad_norm": _global_norm(grads)}
+    def record(params, loss, grads, evaluations):
+        out = {"loss": loss, "grad_norm": _global_norm(grads), "grad_evals": evaluations}
         if problem.dim == 2:
             out["path"] = jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(params)])
         if problem.layer_grad_norms is not None:
@@ -152,32 +200,33 @@ def _lane_program(
         params = _cast_floats(problem.init(init_key), dtype)
         opt = spec.factory(**swept, **fixed)
         state = opt.init(params)
+        train_step = _train_step(problem, spec, opt)
 
-        def step(carry, step_key):
-            params, state, _ = carry
-            full_loss, full_grads = grad_fn(params, train)
-            if problem.stochastic:
-                batch = problem.sample_batch(train, step_key)
-                loss, grads = grad_fn(params, batch)
-            else:
-                batch, loss, grads = train, full_loss, full_grads
+        def step(carry, xs):
+            params, state, _, evaluations, records = carry
+            step_key, slot = xs
             # The loss is recorded at the rule's evaluation point where it declares one
             # (schedule-free rules), else at the iterate the gradient is taken at.
-            point = params
-            if spec.eval_params is not None:
-                point = spec.eval_params(state, params)
-                full_loss, full_grads = grad_fn(point, train)
-            extra = spec.update_extras(loss, grads, lambda p: problem.loss(p, batch))
-            updates, state = opt.update(grads, state, params, **extra)
-            carry = (apply_updates(params, updates), state, point)
-            return carry, record(point, full_loss, full_grads)
+            point = params if spec.eval_params is None else spec.eval_params(state, params)
+            new_params, new_state, used, made = train_step(params, state, train, step_key)
 
-        # steps + 1 iterations record steps 0 .. steps; the update made by the last one is
-        # dropped (its input evaluation point is kept in the carry). One loss-and-gradient
-        # in the program instead of a second copy after the loop: less to compile.
+            def evaluate(records):
+                row = record(point, *(used if reuse else grad_fn(point, train)), evaluations)
+                return jax.tree.map(lambda rows, x: rows.at[slot].set(x), records, row)
+
+            # `slot` is the same in every lane, so under vmap this stays a branch.
+            records = jax.lax.cond(slot < len(record_steps), evaluate, lambda r: r, records)
+            return (new_params, new_state, point, evaluations + made, records), None
+
+        # steps + 1 iterations reach steps 0 .. steps; the update made by the last one is
+        # dropped (its input evaluation point is kept in the carry for the end metrics).
         step_keys = jax.random.split(batch_key, steps)
         step_keys = jnp.concatenate([step_keys, step_keys[-1:]])
-        (_, _, params), curves = jax.lax.scan(step, (params, state, params), step_keys)
+        none = jnp.zeros([], jnp.float32)  # cumulative evaluations before the first step
+        rows = jax.eval_shape(lambda p: record(p, *grad_fn(p, train), none), params)
+        records = jax.tree.map(lambda x: jnp.zeros((len(record_steps), *x.shape), x.dtype), rows)
+        carry = (params, state, params, none, records)
+        (_, _, params, _, curves), _ = jax.lax.scan(step, carry, (step_keys, jnp.asarray(slots)))
         metrics = {name: fn(params) for name, fn in problem.metrics.items()}
         if held_out is not None:
             metrics["validation_loss"] = problem.loss(params, held_out)
@@ -196,6 +245,8 @@ def run_sweep(
     devices: int | None = None,
     folds: int | None = None,
     optimize: bool = False,
+    record_points: int | None = None,
+    chunk: int | None = None,
     **hyperparameters: Any,
 ) -> SweepResult:
     """Runs every (learning rate x other swept hyperparameter x seed) lane in one program.
@@ -211,6 +262,10 @@ def run_sweep(
     once per fold, trains without that fold and reports its `validation_loss`.
     optimize=True compiles at XLA's default optimisation level instead of level 0:
     a slower compile for a faster run, the better choice when a sweep runs for seconds.
+    record_points=n records the curves at about n log-spaced steps (`log_step_grid`)
+    instead of every step. chunk=n runs the lanes n at a time through one program
+    compiled for n lanes (the last chunk padded): a later sweep of the same pair, steps
+    and options with lanes in chunks of the same size calls that program again.
     """
     problem = resolve_problem(problem)
     name, spec = resolve_optimizer(optimizer)
@@ -244,18 +299,43 @@ def run_sweep(
     lane_seeds = np.array([p[-2] for p in points], dtype=np.uint32)
     lane_folds = None if folds is None else np.array([p[-1] for p in points], dtype=np.int32)
 
-    lane = _lane_program(problem, spec, steps, jnp.dtype(dtype), fixed, split)
-    program = jax.jit(jax.vmap(lane))
+    record_steps = (
+        np.arange(steps + 1) if record_points is None else log_step_grid(steps, record_points)
+    )
     lane_args = ({k: v.astype(dtype) for k, v in swept.items()}, lane_seeds)
     lane_args += () if lane_folds is None else (lane_folds,)
-    lane_args, lanes = distributed.shard_lanes(lane_args, distributed.lane_mesh(devices))
+    lanes = len(lane_seeds)
+    chunk = lanes if chunk is None else chunk
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    padded = -(-lanes // chunk) * chunk
+    lane_args = jax.tree.map(
+        lambda x: np.concatenate([x, np.repeat(x[-1:], padded - lanes)]), lane_args
+    )
+    mesh = distributed.lane_mesh(devices)
+
+    def take(first):
+        return jax.tree.map(lambda x: x[first : first + chunk], lane_args)
+
+    chunks = [distributed.shard_lanes(take(i), mesh)[0] for i in range(0, padded, chunk)]
+
+    def build():
+        lane = _lane_program(problem, spec, steps, jnp.dtype(dtype), fixed, split, record_steps)
+        program = jax.jit(jax.vmap(lane)).lower(*chunks[0])
+        return program.compile({} if optimize else COMPILER_OPTIONS)
+
+    # What the program depends on; problem and optimizer by identity.
+    key = (id(problem), id(spec), steps, dtype, tuple(sorted(fixed.items())), tuple(grid), folds)
+    key += (optimize, tuple(record_steps), chunk, tuple(d.id for d in mesh.devices.flat))
     start = time.perf_counter()
-    compiled = program.lower(*lane_args).compile({} if optimize else COMPILER_OPTIONS)
+    compiled = _compiled(key, (problem, spec), build)
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    outputs = jax.block_until_ready(compiled(*lane_args))
+    outputs = [distributed.gather(jax.block_until_ready(compiled(*c)), chunk) for c in chunks]
     run_seconds = time.perf_counter() - start
-    curves, metrics = distributed.gather(outputs, lanes)
+    seconds_per_step = rounded_time(run_seconds / (padded * (steps + 1)))
+    outputs = jax.tree.map(lambda *parts: np.concatenate(parts)[:lanes], *outputs)
+    curves, metrics = outputs
     warn_below_f_star(problem, np.asarray(curves["loss"], np.float64))
 
     return SweepResult(
@@ -263,8 +343,10 @@ def run_sweep(
         optimizer=name,
         hparams=swept,
         seeds=lane_seeds.astype(np.int64),
+        record_steps=record_steps,
         losses=np.asarray(curves["loss"], np.float64),
         grad_norms=np.asarray(curves["grad_norm"], np.float64),
+        grad_evals=np.asarray(curves["grad_evals"], np.float64),
         f_star=problem.f_star,
         target=problem.target,
         metrics={k: np.asarray(v, np.float64) for k, v in metrics.items()},
@@ -273,7 +355,42 @@ def run_sweep(
         paths=_optional(curves.get("path")),
         layer_grad_norms=_optional(curves.get("layer_grad_norms")),
         folds=lane_folds,
+        seconds_per_step=seconds_per_step,
     )
+
+
+def rounded_time(seconds: float) -> float:
+    """A wall-clock time to three significant digits, all that a shared machine keeps."""
+    return float(f"{seconds:.3g}")
+
+
+# Compiled sweep programs, the most recent _KEPT, for a later sweep with lanes of the same
+# shapes (a tuned setting re-run on its evaluation seeds): key -> (objects the key names
+# by id, kept alive so that no other object takes the id, and the program).
+_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
+_KEPT = 16
+_PROGRAMS_LOCK = threading.Lock()
+
+
+def _compiled(key: tuple, objects: tuple, build: Callable):
+    """The program compiled earlier under `key`, else `build()`'s, kept under `key`.
+
+    A key that cannot be hashed (a fixed hyperparameter such as a dict) is not kept.
+    """
+    try:
+        hash(key)
+    except TypeError:
+        return build()
+    with _PROGRAMS_LOCK:
+        if key in _PROGRAMS:
+            _PROGRAMS.move_to_end(key)
+            return _PROGRAMS[key][1]
+    program = build()
+    with _PROGRAMS_LOCK:
+        _PROGRAMS[key] = (objects, program)
+        while len(_PROGRAMS) > _KEPT:
+            _PROGRAMS.popitem(last=False)
+    return program
 
 
 def _optional(array) -> np.ndarray | None:

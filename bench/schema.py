@@ -31,7 +31,15 @@ COLUMNS = {
         "steps_to_target": INTEGER,
         "diverged": FLAG,
     },
-    "curves": {**_KEY, "step": INTEGER, "loss": NUMBER, "grad_norm": NUMBER},
+    # Summarised over the evaluation seeds: no seed column.
+    "curves": {
+        **{k: v for k, v in _KEY.items() if k != "seed"},
+        "step": INTEGER,
+        "grad_evals": NUMBER,
+        "loss": NUMBER,
+        "loss_q25": NUMBER,
+        "loss_q75": NUMBER,
+    },
     "skipped": {"problem": TEXT, "optimizer": TEXT, "reason": TEXT},
     "paths": {**_KEY, "step": INTEGER, "x": NUMBER, "y": NUMBER},
     "layer_grad_norms": {**_KEY, "step": INTEGER, "layer": INTEGER, "grad_norm": NUMBER},

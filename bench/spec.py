@@ -15,6 +15,8 @@ from optimizers import OPTIMIZERS, OptimizerSpec
 from problems import PROBLEMS, Problem
 
 DEFAULT_SPEC = Path(__file__).with_name("suite.toml")
+# The first held-out evaluation seed, unless the tuning seeds reach it.
+EVAL_SEED_START = 1000
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,8 @@ class SuiteSpec:
 
     problems: tuple[str, ...]
     optimizers: tuple[str, ...]
-    seeds: int = 5
+    seeds: int = 5  # tuning seeds 0 .. seeds - 1
+    eval_seeds: int = 10  # held-out seeds the tuned setting is re-run on
     dtype: str = "float32"
     curve_points: int = 100
     grid: dict[str, tuple[float, ...]] = field(default_factory=dict)  # optimizer -> lrs
@@ -37,6 +40,11 @@ class SuiteSpec:
     def learning_rates(self, optimizer: str) -> tuple[float, ...]:
         grid = self.grid.get(optimizer, OPTIMIZERS[optimizer].learning_rates)
         return tuple(grid[:: self.grid_stride])
+
+    def evaluation_seeds(self) -> list[int]:
+        """The held-out seeds: `eval_seeds` of them from EVAL_SEED_START, past the tuning seeds."""
+        first = max(EVAL_SEED_START, self.seeds)
+        return list(range(first, first + self.eval_seeds))
 
     def budget(self, problem: str) -> int:
         steps = self.steps.get(problem, PROBLEMS[problem].steps)
@@ -67,6 +75,7 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:
         problems=tuple(PROBLEMS),
         optimizers=tuple(OPTIMIZERS),
         seeds=data.get("seeds", 5),
+        eval_seeds=data.get("eval_seeds", 10),
         dtype=data.get("dtype", "float32"),
         curve_points=data.get("curve_points", 100),
         optimize=data.get("optimize", False),

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import jax
@@ -71,26 +71,42 @@ def is_full(fields: dict) -> bool:
 
 
 def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> dict:
-    """Sweeps one pair; returns its tidy tables (runs, tuned curves, ...) and timings."""
+    """Sweeps one pair on the tuning seeds, re-runs its tuned setting on the evaluation
+    seeds; returns its tidy tables (runs of both roles, the eval lanes' curves, ...) and
+    timings.
+
+    Both sweeps run their lanes in chunks of `spec.eval_seeds` through one program, so the
+    evaluation sweep calls the tuning sweep's compiled program again. The pair's time per
+    step is the tuning sweep's (timed over all its calls), on the rows of both.
+    """
+    grid = spec.learning_rates(optimizer)
     common = dict(
-        learning_rates=spec.learning_rates(optimizer),
-        seeds=spec.seeds,
         steps=spec.budget(problem),
         dtype=spec.dtype,
         devices=devices,
         optimize=spec.optimize,
+        record_points=spec.curve_points,
     )
-    result = run_sweep(problem, optimizer, **common)
-    runs = runs_frame(result)
-    # The problem's facts travel with the rows, so tables and plots need only the CSV.
-    at = list(runs.columns).index("seed") + 1
-    for offset, (name, value) in enumerate(
-        {"f_star": result.f_star, "target": result.target, "steps": common["steps"]}.items()
-    ):
-        runs.insert(at + offset, name, value)
+    eval_seeds = spec.evaluation_seeds()
+
+    def sweep(learning_rates, seeds, role, seconds_per_step=None):
+        result = run_sweep(
+            problem, optimizer, learning_rates, seeds, chunk=spec.eval_seeds, **common
+        )
+        if seconds_per_step is not None:
+            result = replace(result, seconds_per_step=seconds_per_step)
+        runs = runs_frame(result)
+        # The problem's facts travel with the rows, so tables and plots need only the CSV.
+        at = list(runs.columns).index("seed") + 1
+        facts = {"role": role, "f_star": result.f_star, "target": result.target}
+        for offset, (name, value) in enumerate((facts | {"steps": common["steps"]}).items()):
+            runs.insert(at + offset, name, value)
+        return result, runs
+
+    result, runs = sweep(grid, spec.seeds, "tune")
     compile_seconds, run_seconds = result.compile_seconds, result.run_seconds
     if spec.folds is not None and "dataset" in PROBLEMS[problem].tags:
-        folds = run_sweep(problem, optimizer, folds=spec.folds, **common)
+        folds = run_sweep(problem, optimizer, grid, spec.seeds, folds=spec.folds, **common)
         held_out = pd.DataFrame(
             {
                 "learning_rate": folds.learning_rates,
@@ -103,12 +119,19 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         compile_seconds += folds.compile_seconds
         run_seconds += folds.run_seconds
     tuned = tuned_learning_rates(runs, recorded_cost(runs, spec.cost))["learning_rate"].iloc[0]
-    keep = result.learning_rates == tuned
-    tables = {"runs": runs, "curves": curves_frame(result, spec.curve_points, keep)}
-    if result.layer_grad_norms is not None:
-        tables["layer_grad_norms"] = layer_grad_norms_frame(result, spec.curve_points, keep)
-    if result.paths is not None:
-        tables["paths"] = paths_frame(result, keep)
+    evaluation, eval_runs = sweep([tuned], eval_seeds, "eval", result.seconds_per_step)
+    compile_seconds += evaluation.compile_seconds
+    run_seconds += evaluation.run_seconds
+    tables = {
+        "runs": pd.concat([runs, eval_runs], ignore_index=True),
+        "curves": curves_frame(evaluation),
+    }
+    # What the figures draw of these: one seed's iterates and per-layer gradient norms.
+    first = evaluation.seeds == eval_seeds[0]
+    if evaluation.layer_grad_norms is not None:
+        tables["layer_grad_norms"] = layer_grad_norms_frame(evaluation, first)
+    if evaluation.paths is not None:
+        tables["paths"] = paths_frame(evaluation, first)
     return {"tables": tables, "compile_seconds": compile_seconds, "run_seconds": run_seconds}
 
 

@@ -65,14 +65,14 @@ def test_the_folder_holds_every_table_and_plot(folders):
 def test_runs_has_one_row_per_lane_and_curves_only_tuned_lanes(folders):
     runs = pd.read_csv(folders[0] / "runs.csv")
     ran_pairs = 3 * 2 + 2  # full_batch_sgd skips the stochastic problem
-    assert len(runs) == ran_pairs * len(GRID) * TINY.seeds
+    assert len(runs) == ran_pairs * (len(GRID) * TINY.seeds + TINY.eval_seeds)
     curves = pd.read_csv(folders[0] / "curves.csv")
     summary = pd.read_csv(folders[0] / "summary.csv")
     tuned = curves.groupby(["problem", "optimizer"])["learning_rate"].unique()
     for row in summary.itertuples():
         assert list(tuned[row.problem, row.optimizer]) == [row.learning_rate]
     # 12 steps is a short run: every step is recorded, 0 .. 12.
-    assert curves.groupby(["problem", "optimizer", "seed"]).size().eq(13).all()
+    assert curves.groupby(["problem", "optimizer"]).size().eq(13).all()
     assert "median_test_accuracy" in summary.columns
 
 
@@ -89,7 +89,7 @@ def test_a_diverging_lane_is_flagged_and_spoils_no_neighbour(folders):
     blown = runs[runs.learning_rate == 1e3]
     assert blown.diverged.all()
     rosen = runs[(runs.problem == "rosenbrock_2d") & (runs.optimizer == "sgd")]
-    calm = rosen[rosen.learning_rate < 1e3]
+    calm = rosen[(rosen.learning_rate < 1e3) & (rosen.role == "tune")]
     assert not calm.diverged.any() and np.isfinite(calm.final_loss).all()
     # The same lanes swept without the diverging learning rate: same numbers. float32
     # programs of different lane counts may vectorise differently, so a few ulps (1e-6
@@ -104,7 +104,7 @@ def test_a_diverging_lane_is_flagged_and_spoils_no_neighbour(folders):
 
 def _without_timing(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path)
-    return frame.drop(columns=[c for c in frame.columns if c.endswith("_seconds")])
+    return frame.drop(columns=[c for c in frame.columns if "seconds" in c])
 
 
 def test_two_runs_give_identical_tables_apart_from_timing(folders):
@@ -114,8 +114,7 @@ def test_two_runs_give_identical_tables_apart_from_timing(folders):
     for name in names:
         pd.testing.assert_frame_equal(_without_timing(a / name), _without_timing(b / name))
         assert _without_timing(a / name).to_csv() == _without_timing(b / name).to_csv()
-    for name in ["summary.csv", "curves.csv", "TABLES.md"]:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    # summary.csv and TABLES.md report seconds to target: wall-clock, never reproduced.
 
 
 def test_plot_redraws_tables_and_figures_from_the_csv_alone(folders, tmp_path):

@@ -1,0 +1,141 @@
+"""Cost axes: every lane's cumulative steps, gradient evaluations and seconds at each
+record point, as the registry entries count them, and the costs to target from them."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bench import runner
+from bench.records import curves_frame, runs_frame
+from bench.runner import log_step_grid, run_sweep
+from optimizers import OPTIMIZERS, apply_updates
+from problems import PROBLEMS
+
+QUADRATIC = "quadratic_20d_cond1e3"
+
+
+def test_lbfgs_counts_the_evaluations_its_line_search_makes():
+    """Counted independently: the loss wrapped with a counter, in a Python loop without jit
+    (the line search's while loop then runs in Python, one call per evaluation)."""
+    problem, steps = PROBLEMS[QUADRATIC], 8
+    result = run_sweep(QUADRATIC, "lbfgs", [1.0], seeds=[0], steps=steps, dtype="float64")
+    data = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), problem.data())
+    params = problem.init(jax.random.split(jax.random.PRNGKey(0))[0]).astype(jnp.float64)
+    calls = []
+
+    def loss(p, batch):
+        calls.append(1)
+        return problem.loss(p, batch)
+
+    spec = OPTIMIZERS["lbfgs"]
+    opt = spec.factory(learning_rate=1.0, **spec.hparams)
+    counted = [0]
+    with jax.disable_jit():
+        state = opt.init(params)
+        for _ in range(steps):
+            value, grads = jax.value_and_grad(loss)(params, data)
+            extra = spec.update_extras(value, grads, lambda p: loss(p, data))
+            updates, state = opt.update(grads, state, params, **extra)
+            params = apply_updates(params, updates)
+            counted.append(len(calls))
+    np.testing.assert_array_equal(result.grad_evals[0], counted)
+    assert counted[-1] > steps  # the line search tried more than one point somewhere
+
+
+def test_newton_counts_a_dense_hessian_as_d_gradients():
+    result = run_sweep(QUADRATIC, "newton", [0.5], seeds=[0], steps=6, dtype="float64")
+    np.testing.assert_array_equal(result.grad_evals[0], np.arange(7) * (1 + 20))
+
+
+@pytest.mark.parametrize(("name", "per_step"), [("sgd", 1), ("sam", 2)])
+def test_gradient_rules_count_their_declared_evaluations_per_step(name, per_step):
+    result = run_sweep("rosenbrock_2d", name, [1e-3], seeds=2, steps=30, record_points=10)
+    np.testing.assert_array_equal(
+        result.grad_evals, np.tile(result.record_steps * per_step, (2, 1))
+    )
+
+
+@pytest.mark.parametrize(
+    ("problem", "optimizer"),
+    [
+        ("rosenbrock_2d", "adam"),  # full batch: the record reuses the update's gradient
+        ("least_squares_diabetes_batch32", "adam"),  # minibatches: a full-batch evaluation
+        (QUADRATIC, "schedule_free_sgd"),  # evaluated at its own point
+        ("mlp_digits_sigmoid_32", "sgd"),  # per-layer norms
+    ],
+)
+def test_recording_on_the_log_grid_equals_recording_every_step_there(problem, optimizer):
+    every = run_sweep(problem, optimizer, [1e-3, 1e-2], seeds=2, steps=150)
+    grid = run_sweep(problem, optimizer, [1e-3, 1e-2], seeds=2, steps=150, record_points=20)
+    np.testing.assert_array_equal(grid.record_steps, log_step_grid(150, 20))
+    assert grid.losses.shape == (4, len(grid.record_steps)) and len(grid.record_steps) < 30
+    for name in ["losses", "grad_norms", "grad_evals", "paths", "layer_grad_norms"]:
+        if getattr(every, name) is not None:
+            np.testing.assert_array_equal(
+                getattr(grid, name), getattr(every, name)[:, grid.record_steps], err_msg=name
+            )
+    for name, values in every.metrics.items():
+        np.testing.assert_array_equal(grid.metrics[name], values)
+
+
+def test_lanes_in_chunks_equal_lanes_at_once_and_reuse_the_compiled_program(monkeypatch):
+    options = dict(steps=40, record_points=10, dtype="float32")
+    whole = run_sweep("himmelblau", "adam", [1e-3, 1e-2, 1e-1], seeds=3, **options)
+    chunked = run_sweep("himmelblau", "adam", [1e-3, 1e-2, 1e-1], seeds=3, chunk=4, **options)
+    for name in ["losses", "grad_norms", "grad_evals", "paths", "seeds"]:
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name), err_msg=name)
+    built = []
+    monkeypatch.setattr(runner, "_lane_program", lambda *a: built.append(a) or None)
+    # Other seeds and learning rates, lanes in chunks of the same size: no new program.
+    again = run_sweep("himmelblau", "adam", [0.05], seeds=[1000, 1001, 1002], chunk=4, **options)
+    assert built == [] and again.lanes == 3 and np.isfinite(again.losses).all()
+
+
+def test_the_costs_to_target_are_read_at_the_first_record_point_at_the_target():
+    result = run_sweep(
+        "quadratic_20d_cond1e1", "lbfgs", [0.1, 1.0], seeds=1, steps=60, record_points=15
+    )
+    result = dataclasses.replace(result, seconds_per_step=0.5)
+    runs = runs_frame(result)
+    assert set(runs["steps_to_target"] >= 0) == {True, False}  # one lane reaches it, one not
+    for lane, row in runs.iterrows():
+        first = np.flatnonzero(result.losses[lane] - result.f_star <= result.target)
+        if len(first) == 0:
+            assert (row["steps_to_target"], row["grad_evals_to_target"]) == (-1, -1)
+            assert np.isnan(row["seconds_to_target"])
+            continue
+        assert row["steps_to_target"] == result.record_steps[first[0]]
+        assert row["grad_evals_to_target"] == result.grad_evals[lane, first[0]]
+        assert row["seconds_to_target"] == 0.5 * row["steps_to_target"]
+    assert (runs["final_grad_evals"] > 60).all()  # a line search: more than one per step
+    curves = curves_frame(result)  # one seed per learning rate: its own curve
+    np.testing.assert_array_equal(curves["seconds"], 0.5 * curves["step"])
+    np.testing.assert_array_equal(curves["grad_evals"], result.grad_evals.ravel())
+    np.testing.assert_array_equal(curves["loss"], result.losses.ravel())
+
+
+def test_curves_summarise_the_seeds_of_each_setting_diverged_ones_left_out():
+    result = run_sweep("rosenbrock_2d", "sgd", [1e-4, 1e-2], seeds=5, steps=40, record_points=8)
+    curves = curves_frame(result)
+    assert len(curves) == 2 * len(result.record_steps) and "seed" not in curves
+    for (lr, step), row in curves.set_index(["learning_rate", "step"]).iterrows():
+        column = list(result.record_steps).index(step)
+        losses = result.losses[result.learning_rates == lr, column]
+        finite = losses[np.isfinite(losses)]
+        if len(finite) == 0:
+            assert np.isnan(row["loss"])
+            continue
+        quartiles = np.quantile(finite, [0.25, 0.5, 0.75])
+        got = row[["loss_q25", "loss", "loss_q75"]].to_numpy(float)
+        np.testing.assert_allclose(got, quartiles, rtol=1e-12)
+    assert not np.isfinite(result.losses).all()  # lr 1e-2 diverges on some seed
+
+
+def test_the_time_per_step_is_the_run_over_its_lane_steps_and_grows_with_the_work():
+    small = run_sweep(QUADRATIC, "sgd", [1e-3], seeds=4, steps=300)
+    large = run_sweep("mlp_digits_relu_32", "sgd", [1e-3], seeds=4, steps=300)
+    assert small.seconds_per_step == pytest.approx(small.run_seconds / (4 * 301), rel=5e-3)
+    assert 0 < small.seconds_per_step < large.seconds_per_step
