@@ -45,7 +45,7 @@ def test_four_devices_give_the_single_device_csv(tmp_path):
         assert len(meta["devices_used"]) == used and meta["device_count"] == 4
     for name in ("runs.csv", "curves.csv"):
         one, four = pd.read_csv(tmp_path / "one" / name), pd.read_csv(tmp_path / "four" / name)
-        timing = [c for c in one.columns if c.endswith("_seconds")]
+        timing = [c for c in one.columns if "seconds" in c]
         one, four = one.drop(columns=timing), four.drop(columns=timing)
         # Element-wise problems are bitwise equal: each lane runs the same code on any device.
         elementwise = one["problem"] == "rosenbrock_2d"
@@ -126,5 +126,5 @@ def test_two_processes_gather_every_lane_and_only_process_0_writes(tmp_path):
         pd.read_csv(tmp_path / "process0" / "runs.csv"),
         pd.read_csv(single / "runs.csv"),
     )
-    timing = [c for c in alone.columns if c.endswith("_seconds")]
+    timing = [c for c in alone.columns if "seconds" in c]
     pd.testing.assert_frame_equal(gathered.drop(columns=timing), alone.drop(columns=timing))

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from bench.compare import UnusableInput, compare_tables, format_moves
+from bench.io import FLOAT_FORMAT
 from bench.records import BLOWUP_FACTOR, runs_frame
 from bench.runner import SweepResult, run_sweep
 from optimizers import OPTIMIZERS
@@ -79,9 +80,9 @@ def quick_sweeps() -> list[SweepResult]:
 
 
 def runs_table(sweeps: list[SweepResult]) -> pd.DataFrame:
-    """runs.csv rows of the sweeps, rounded as the CSV files round them (10 digits)."""
+    """runs.csv rows of the sweeps, rounded as the CSV files round them (8 digits)."""
     frame = pd.concat([runs_frame(sweep) for sweep in sweeps], ignore_index=True)
-    return pd.read_csv(io.StringIO(frame.to_csv(index=False, float_format="%.10g")))
+    return pd.read_csv(io.StringIO(frame.to_csv(index=False, float_format=FLOAT_FORMAT)))
 
 
 def write_baseline(path: Path = BASELINE) -> None:
@@ -104,7 +105,7 @@ def assert_matches_the_baseline(fresh: pd.DataFrame) -> None:
     products on a problem of condition 1e3 that is at most about
     30 * 20 * 1e3 * 1.1e-16 = 7e-11 relative; measured between AVX-512, AVX2 and
     SSE4.2, the largest difference was 1.5e-10 (one lbfgs gradient norm), the rest
-    below the CSV's 10 digits. A changed rule moves the numbers by 1e-3 and more.
+    below the CSV's 8 digits. A changed rule moves the numbers by 1e-3 and more.
     The exact columns are safe because no lane of the quick benchmark comes within
     CROSS_MACHINE_ERROR of a threshold (test_no_lane_is_near_a_threshold).
     """
