@@ -5,6 +5,7 @@ size of a full results folder, extrapolated from a few pairs."""
 import io
 from dataclasses import replace
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,8 +28,10 @@ SPEC = SuiteSpec(
     steps=dict.fromkeys(PROBLEMS_RUN, 30),
     curve_points=10,
 )
-# The size a full `make bench` may write into results/.
+# The size a full `make bench` may write into results/, and what its figures take
+# (the PNG files of the committed results/).
 MAX_RESULTS_BYTES = 20e6
+FIGURE_BYTES = 7.9e6
 
 
 @pytest.fixture(scope="module")
@@ -87,27 +90,36 @@ def test_the_summary_reports_the_evaluation_lanes(tables):
         assert row.median_best_suboptimality == pytest.approx(lanes["best_suboptimality"].median())
 
 
+def _kind(problem) -> tuple:
+    """What sets a pair's bytes besides its record points: a path (2-D), its layer count."""
+    if problem.layer_grad_norms is None:
+        return problem.dim == 2, 0
+    params = jax.eval_shape(problem.init, jax.random.PRNGKey(0))
+    return False, jax.eval_shape(problem.layer_grad_norms, params).shape[0]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="21.7 MB of CSV tables for 1290 pairs (runs.csv about 10 of them) besides "
+    "7.9 MB of figures: runs.csv needs its per-pair columns moved out, or another format",
+)
 def test_a_full_results_folder_stays_within_its_size_budget(tmp_path):
-    """Bytes per pair of each kind of problem (2-D: paths; layered: per-layer norms; the
-    others), at the default spec's seeds, budgets and record points, times every pair."""
+    """The CSV tables of one sgd pair of each kind of problem, at the default spec's seeds,
+    budgets and record points, times the pairs of that kind in the full suite, and the
+    figures as the committed results/ holds them, come to at most 20 MB."""
     spec = replace(suite_spec.load(), optimizers=("sgd",))
-    kinds = {
-        "rosenbrock_2d": "paths",
-        "mlp_digits_sigmoid_32": "layers",
-        "quadratic_20d_cond1e3": "plain",
-    }
+    kinds = {}
+    for name, problem in PROBLEMS.items():
+        kinds.setdefault(_kind(problem), name)
     per_pair = {}
-    for problem, kind in kinds.items():
+    for kind, problem in kinds.items():
         for name, frame in suite.sweep_pair(spec, problem, "sgd")["tables"].items():
-            write_csv(frame, tmp_path / kind / f"{name}.csv")
-        per_pair[kind] = sum(f.stat().st_size for f in (tmp_path / kind).glob("*.csv"))
-
-    def lookup(problem, optimizer):
-        return PROBLEMS[problem], OPTIMIZERS[optimizer]
-
-    def kind(problem):
-        return "paths" if problem.dim == 2 else "layers" if problem.layer_grad_norms else "plain"
-
-    pairs = [(p, o) for p, o in suite_spec.load().pairs() if not skip_reason(*lookup(p, o))]
-    total = sum(per_pair[kind(PROBLEMS[p])] for p, _ in pairs)
-    assert total <= MAX_RESULTS_BYTES, {**per_pair, "total": total}
+            write_csv(frame, tmp_path / problem / f"{name}.csv")
+        per_pair[kind] = sum(f.stat().st_size for f in (tmp_path / problem).glob("*.csv"))
+    pairs = [
+        (p, o)
+        for p, o in suite_spec.load().pairs()
+        if skip_reason(PROBLEMS[p], OPTIMIZERS[o]) is None
+    ]
+    tables = sum(per_pair[_kind(PROBLEMS[p])] for p, _ in pairs)
+    assert tables + FIGURE_BYTES <= MAX_RESULTS_BYTES, {"tables": tables, **per_pair}
