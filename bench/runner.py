@@ -325,7 +325,8 @@ def run_sweep(
         return program.compile({} if optimize else COMPILER_OPTIONS)
 
     # What the program depends on; problem and optimizer by identity.
-    key = (id(problem), id(spec), steps, dtype, tuple(sorted(fixed.items())), tuple(grid), folds)
+    fixed_items = tuple(sorted((k, type(v), v) for k, v in fixed.items()))  # 1 and 1.0 differ
+    key = (id(problem), id(spec), steps, dtype, fixed_items, tuple(grid), folds)
     key += (optimize, tuple(record_steps), chunk, tuple(d.id for d in mesh.devices.flat))
     start = time.perf_counter()
     compiled = _compiled(key, (problem, spec), build)
