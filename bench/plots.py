@@ -29,7 +29,7 @@ COLORS = plt.get_cmap("tab10").colors
 
 def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png"))
     plt.close(fig)
 
 
