@@ -4,6 +4,7 @@ Legends stay readable with dozens of optimizers: each per-problem figure draws t
 top-ranked few (TOP_K) at their tuned learning rates; TABLES.md lists them all.
 """
 
+import io
 import math
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import PIL.Image  # noqa: E402
 
 from bench import tuning  # noqa: E402
 from bench.io import write_atomic  # noqa: E402
@@ -28,9 +30,14 @@ COLORS = plt.get_cmap("tab10").colors
 
 
 def _save(fig, path: Path) -> None:
+    """Writes `fig` as a 256-colour PNG: line plots need no more, and the file is a third
+    of a full-colour one, which keeps results/ small enough to commit at every run."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png"))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=90, bbox_inches="tight", format="png")
     plt.close(fig)
+    image = PIL.Image.open(buffer).convert("RGB").quantize(colors=256)
+    write_atomic(path, lambda tmp: image.save(tmp, format="png", optimize=True))
 
 
 def _top(summary: pd.DataFrame, problem: str, k: int) -> pd.DataFrame:
