@@ -341,14 +341,21 @@ def test_cross_validation_that_cannot_run_exits_2(tmp_path, capsys, argv, words)
 
 def test_ctrl_c_prints_one_line_and_leaves_out_as_it_was(copy):
     before = snapshot(copy)
-    run = subprocess.Popen(
-        [*BENCH, "run", "--problems", "rosenbrock_2d", "beale", "himmelblau"]
-        + ["--optimizers", "sgd", "adam", "lion", "--seeds", "1", "--steps", "9"]
-        + ["--jobs", "1", "--out", str(copy)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
+    # A pytest-xdist worker ignores SIGINT, and an ignored signal stays ignored in the
+    # processes it starts, where Python then never raises KeyboardInterrupt. A terminal's
+    # Ctrl-C reaches a process whose SIGINT is not ignored: start it so.
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run = subprocess.Popen(
+            [*BENCH, "run", "--problems", "rosenbrock_2d", "beale", "himmelblau"]
+            + ["--optimizers", "sgd", "adam", "lion", "--seeds", "1", "--steps", "9"]
+            + ["--jobs", "1", "--out", str(copy)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     first = run.stderr.readline()
     assert "1/9" in first, first
     run.send_signal(signal.SIGINT)
