@@ -90,10 +90,11 @@ def ours(name, params, **kwargs):
     return jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, length=STEPS)[1])(params)
 
 
-def theirs(name, params, **kwargs):
+def theirs(reference, params, **kwargs):
+    """The trajectory of pytorch_optimizer's `reference(tensors, **kwargs)` from `params`."""
     leaves, treedef = jax.tree.flatten(params)
     tensors = [torch.tensor(np.asarray(leaf), requires_grad=True) for leaf in leaves]
-    opt = CASES[name].reference(tensors, **kwargs)
+    opt = reference(tensors, **kwargs)
     gradient = jax.jit(jax.grad(loss))
     history = []
     for _ in range(STEPS):
@@ -112,13 +113,19 @@ CASE_VARIANTS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "variant"), CASE_VARIANTS)
-def test_per_step_parity_with_pytorch_optimizer(name, variant):
+def assert_same_trajectory(name, reference, kwargs, rtol=RTOL64):
+    """Our registered rule `name` and pytorch_optimizer's `reference`, both built with
+    `kwargs`, take the same parameters at each of STEPS steps in float64."""
     params = initial_params(jnp.float64)
-    kwargs = {"learning_rate": 0.05, **CASES[name].hparams, **variant}
-    got, expected = ours(name, params, **kwargs), theirs(name, params, **kwargs)
+    got, expected = ours(name, params, **kwargs), theirs(reference, params, **kwargs)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         assert np.all(np.isfinite(b)), "reference trajectory is not finite"
-        np.testing.assert_allclose(np.asarray(a), b, rtol=RTOL64, atol=1e-300)
+        np.testing.assert_allclose(np.asarray(a), b, rtol=rtol, atol=1e-300)
     moved = max(np.max(np.abs(leaf[-1] - leaf[0])) for leaf in jax.tree.leaves(got))
     assert moved > 1e-3, f"{name} barely moves the parameters in {STEPS} steps"
+
+
+@pytest.mark.parametrize(("name", "variant"), CASE_VARIANTS)
+def test_per_step_parity_with_pytorch_optimizer(name, variant):
+    kwargs = {"learning_rate": 0.05, **CASES[name].hparams, **variant}
+    assert_same_trajectory(name, CASES[name].reference, kwargs)
