@@ -17,14 +17,20 @@ def first_reached(suboptimality: np.ndarray, target: float) -> np.ndarray:
 
 
 def to_target(result: SweepResult) -> dict[str, np.ndarray]:
-    """Per lane, the cost of the first record point at the target: steps and gradient
-    evaluations (-1 where never reached) and seconds (NaN where never reached)."""
-    first = first_reached(result.losses - result.f_star, result.target)
-    reached, at = first >= 0, np.maximum(first, 0)
-    steps = np.where(reached, result.record_steps[at], -1)
-    grad_evals = result.grad_evals[np.arange(result.lanes), at]
+    """Per lane, the cost of reaching the target: steps and gradient evaluations (-1 where
+    never reached) and seconds (NaN where never reached). Exact to the step where the
+    sweep tracked every step's loss (`SweepResult.first_hit`), else those of the first
+    record point at the target."""
+    if result.first_hit is not None:
+        steps, grad_evals = (np.asarray(h) for h in result.first_hit)
+        reached = steps >= 0
+    else:
+        first = first_reached(result.losses - result.f_star, result.target)
+        reached, at = first >= 0, np.maximum(first, 0)
+        steps = np.where(reached, result.record_steps[at], -1)
+        grad_evals = result.grad_evals[np.arange(result.lanes), at]
     return {
-        "steps_to_target": steps,
+        "steps_to_target": steps.astype(np.int64),
         "grad_evals_to_target": np.where(reached, grad_evals, -1),
         "seconds_to_target": np.where(reached, steps * result.seconds_per_step, np.nan),
     }

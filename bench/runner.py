@@ -66,6 +66,11 @@ class SweepResult:
     # Wall-clock seconds per step of one lane: the run's time over its calls, steps and
     # lanes per call (padding included), to three significant digits.
     seconds_per_step: float = float("nan")
+    # (lanes,): the first step whose loss is at the target, and the gradient evaluations
+    # made before it (-1: never), where every step's loss is the full-batch loss at the
+    # iterate (deterministic problems); None where the target is judged at the record
+    # points only (minibatch problems, rules with their own evaluation point).
+    first_hit: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def learning_rates(self) -> np.ndarray:
@@ -155,6 +160,16 @@ def _train_step(problem: Problem, spec: OptimizerSpec, opt):
     return step
 
 
+def reached_threshold(problem: Problem, dtype) -> float:
+    """The largest loss of `dtype` at the target: for a loss x of that dtype,
+    x <= this exactly when x - f_star <= target in float64 (`records.first_reached`)."""
+    bound = np.float64(problem.f_star) + np.float64(problem.target)
+    rounded = np.asarray(bound, dtype)
+    if np.float64(rounded) > bound:
+        rounded = np.nextafter(rounded, np.asarray(-np.inf, dtype))
+    return float(rounded)
+
+
 def _lane_program(
     problem: Problem,
     spec: OptimizerSpec,
@@ -172,7 +187,10 @@ def _lane_program(
     cadence: the full-batch loss and gradient are computed at the record points only, or
     taken from the update where its gradient is that one (full batch, at the iterate).
     With `folds` = (train, held-out) index arrays the lane trains on its fold's training
-    examples and reports the held-out loss as the metric `validation_loss`.
+    examples and reports the held-out loss as the metric `validation_loss`. Where every
+    step's update is given the full-batch loss at the iterate, the lane also returns the
+    first step at the target and the evaluations made before it (-1, -1: never), exact
+    to the step rather than to the record grid.
     """
     data = _cast_floats(problem.data(), dtype)
     grad_fn = _value_and_grad(problem.loss)
@@ -182,6 +200,7 @@ def _lane_program(
     slots = np.full(steps + 1, len(record_steps))
     slots[record_steps] = np.arange(len(record_steps))
     reuse = not problem.stochastic and spec.eval_params is None
+    threshold = reached_threshold(problem, dtype)
 
     def record(params, loss, grads, evaluations):
         out = {"loss": loss, "grad_norm": _global_norm(grads), "grad_evals": evaluations}
@@ -203,8 +222,8 @@ def _lane_program(
         train_step = _train_step(problem, spec, opt)
 
         def step(carry, xs):
-            params, state, _, evaluations, records = carry
-            step_key, slot = xs
+            params, state, _, evaluations, records, hit = carry
+            step_key, slot, index = xs
             # The loss is recorded at the rule's evaluation point where it declares one
             # (schedule-free rules), else at the iterate the gradient is taken at.
             point = params if spec.eval_params is None else spec.eval_params(state, params)
@@ -216,7 +235,9 @@ def _lane_program(
 
             # `slot` is the same in every lane, so under vmap this stays a branch.
             records = jax.lax.cond(slot < len(record_steps), evaluate, lambda r: r, records)
-            return (new_params, new_state, point, evaluations + made, records), None
+            first = (hit[0] < 0) & (used[0] <= threshold)
+            hit = (jnp.where(first, index, hit[0]), jnp.where(first, evaluations, hit[1]))
+            return (new_params, new_state, point, evaluations + made, records, hit), None
 
         # steps + 1 iterations reach steps 0 .. steps; the update made by the last one is
         # dropped (its input evaluation point is kept in the carry for the end metrics).
@@ -225,12 +246,14 @@ def _lane_program(
         none = jnp.zeros([], jnp.float32)  # cumulative evaluations before the first step
         rows = jax.eval_shape(lambda p: record(p, *grad_fn(p, train), none), params)
         records = jax.tree.map(lambda x: jnp.zeros((len(record_steps), *x.shape), x.dtype), rows)
-        carry = (params, state, params, none, records)
-        (_, _, params, _, curves), _ = jax.lax.scan(step, carry, (step_keys, jnp.asarray(slots)))
+        never = (jnp.int32(-1), -jnp.ones([], jnp.float32))
+        carry = (params, state, params, none, records, never)
+        xs = (step_keys, jnp.asarray(slots), jnp.arange(steps + 1, dtype=jnp.int32))
+        (_, _, params, _, curves, hit), _ = jax.lax.scan(step, carry, xs)
         metrics = {name: fn(params) for name, fn in problem.metrics.items()}
         if held_out is not None:
             metrics["validation_loss"] = problem.loss(params, held_out)
-        return curves, metrics
+        return curves, metrics, (hit if reuse else None)
 
     return lane
 
@@ -336,7 +359,7 @@ def run_sweep(
     run_seconds = time.perf_counter() - start
     seconds_per_step = rounded_time(run_seconds / (padded * (steps + 1)))
     outputs = jax.tree.map(lambda *parts: np.concatenate(parts)[:lanes], *outputs)
-    curves, metrics = outputs
+    curves, metrics, first_hit = outputs
     warn_below_f_star(problem, np.asarray(curves["loss"], np.float64))
 
     return SweepResult(
@@ -357,6 +380,7 @@ def run_sweep(
         layer_grad_norms=_optional(curves.get("layer_grad_norms")),
         folds=lane_folds,
         seconds_per_step=seconds_per_step,
+        first_hit=None if first_hit is None else tuple(np.asarray(h) for h in first_hit),
     )
 
 

@@ -94,27 +94,49 @@ def test_lanes_in_chunks_equal_lanes_at_once_and_reuse_the_compiled_program(monk
     assert built == [] and again.lanes == 3 and np.isfinite(again.losses).all()
 
 
-def test_the_costs_to_target_are_read_at_the_first_record_point_at_the_target():
-    result = run_sweep(
-        "quadratic_20d_cond1e1", "lbfgs", [0.1, 1.0], seeds=1, steps=60, record_points=15
-    )
+def test_costs_to_target_on_a_full_batch_problem_are_exact_to_the_step():
+    sweep = dict(steps=60, seeds=1)
+    every = run_sweep("quadratic_20d_cond1e1", "lbfgs", [0.1, 1.0], **sweep)
+    result = run_sweep("quadratic_20d_cond1e1", "lbfgs", [0.1, 1.0], record_points=15, **sweep)
     result = dataclasses.replace(result, seconds_per_step=0.5)
     runs = runs_frame(result)
     assert set(runs["steps_to_target"] >= 0) == {True, False}  # one lane reaches it, one not
+    exact_somewhere = False
     for lane, row in runs.iterrows():
-        first = np.flatnonzero(result.losses[lane] - result.f_star <= result.target)
+        first = np.flatnonzero(every.losses[lane] - every.f_star <= every.target)
         if len(first) == 0:
             assert (row["steps_to_target"], row["grad_evals_to_target"]) == (-1, -1)
             assert np.isnan(row["seconds_to_target"])
             continue
-        assert row["steps_to_target"] == result.record_steps[first[0]]
-        assert row["grad_evals_to_target"] == result.grad_evals[lane, first[0]]
+        assert row["steps_to_target"] == first[0]
+        assert row["grad_evals_to_target"] == every.grad_evals[lane, first[0]]
         assert row["seconds_to_target"] == 0.5 * row["steps_to_target"]
+        exact_somewhere |= first[0] not in result.record_steps
+    assert exact_somewhere, "the target is reached on a record point: the test shows nothing"
     assert (runs["final_grad_evals"] > 60).all()  # a line search: more than one per step
     curves = curves_frame(result)  # one seed per learning rate: its own curve
     np.testing.assert_array_equal(curves["seconds"], 0.5 * curves["step"])
     np.testing.assert_array_equal(curves["grad_evals"], result.grad_evals.ravel())
     np.testing.assert_array_equal(curves["loss"], result.losses.ravel())
+
+
+@pytest.mark.parametrize(
+    ("problem", "optimizer"),
+    [("least_squares_diabetes_batch32", "adam"), ("quadratic_20d_cond1e1", "schedule_free_sgd")],
+)
+def test_costs_to_target_are_read_at_the_first_record_point_where_steps_are_not_evaluated(
+    problem, optimizer
+):
+    # Minibatch steps and a rule's own evaluation point: the loss is known at the record
+    # points only.
+    result = run_sweep(problem, optimizer, [0.05, 0.2, 0.5], seeds=2, steps=200, record_points=15)
+    assert result.first_hit is None
+    runs = runs_frame(result)
+    assert (runs["steps_to_target"] >= 0).any()
+    for lane, row in runs.iterrows():
+        first = np.flatnonzero(result.losses[lane] - result.f_star <= result.target)
+        expected = result.record_steps[first[0]] if len(first) else -1
+        assert row["steps_to_target"] == expected
 
 
 def test_curves_summarise_the_seeds_of_each_setting_diverged_ones_left_out():
