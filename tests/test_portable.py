@@ -9,7 +9,9 @@ Here, under SSE4.2 (no FMA) and under a wider set the machine has, in subprocess
 - every problem's data, initial points and minibatches are the same to the last bit
   (problems/draws.py, problems/data/README.md);
 - the quick benchmark of tests/test_regression.py matches the committed baseline
-  with the tolerances of test_regression.py.
+  with the tolerances of test_regression.py: in `make test`, for PORTABLE_SAMPLE, the
+  rules whose arithmetic differs most in kind; for every rule with OPTBENCH_PORTABLE=all
+  (`make baseline` checks a new baseline so before it is kept).
 """
 
 import hashlib
@@ -27,9 +29,36 @@ import pandas as pd
 import pytest
 from test_regression import assert_matches_the_baseline
 
+from optimizers import OPTIMIZERS
 from problems import PROBLEMS, draws, stored
 
 ROOT = Path(__file__).parent.parent
+# The quick benchmark under another instruction set costs one program per pair again; in
+# `make test` it runs for a sample of rules, one of each kind of arithmetic: plain and
+# momentum steps, Adam-like moments, sign steps, factored and trust-ratio rules, a line
+# search, a linear solve, SVD, eigh and QR, coupled Newton roots, triangular solves,
+# Newton-Schulz iterations, Hessian-vector products, schedule-free averaging,
+# distance-adaptive step sizes.
+PORTABLE_SAMPLE = (
+    "sgd",
+    "nesterov",
+    "adam",
+    "adagrad",
+    "rmsprop",
+    "lion",
+    "adafactor",
+    "lamb",
+    "lbfgs",
+    "newton",
+    "shampoo",
+    "soap",
+    "distributed_shampoo",
+    "kron",
+    "muon",
+    "sophia",
+    "schedule_free_adamw",
+    "prodigy",
+)
 
 
 def cpu_flags() -> set[str]:
@@ -147,8 +176,14 @@ def test_problem_data_and_draws_are_identical_under(isa):
     assert not differ, f"not bit for bit under {isa}: {differ}"
 
 
+def test_the_portable_sample_names_registered_rules():
+    assert set(PORTABLE_SAMPLE) <= set(OPTIMIZERS)
+
+
 @needs_x86
 @pytest.mark.parametrize("isa", instruction_sets())
 def test_quick_benchmark_matches_the_baseline_under(isa, tmp_path):
-    run_under(isa, "-m", "tests.test_regression", str(tmp_path / "runs.csv"))
-    assert_matches_the_baseline(pd.read_csv(tmp_path / "runs.csv"))
+    chosen = None if os.environ.get("OPTBENCH_PORTABLE") == "all" else PORTABLE_SAMPLE
+    arguments = [] if chosen is None else [",".join(chosen)]
+    run_under(isa, "-m", "tests.test_regression", str(tmp_path / "runs.csv"), *arguments)
+    assert_matches_the_baseline(pd.read_csv(tmp_path / "runs.csv"), chosen)

@@ -63,18 +63,21 @@ def quick_learning_rates(grid):
     return sorted({grid[len(grid) // 4], grid[len(grid) // 2], grid[(3 * len(grid)) // 4]})
 
 
-def quick_pairs():
-    """(problem, optimizer) pairs of the quick benchmark that the capability flags allow."""
+def quick_pairs(optimizers=None):
+    """(problem, optimizer) pairs of the quick benchmark that the capability flags allow,
+    of the given optimizers only (default: all)."""
     return [
         (problem, name)
         for problem, runs in QUICK_PROBLEMS.items()
         for name, spec in OPTIMIZERS.items()
-        if runs(name, spec) and skip_reason(PROBLEMS[problem], spec) is None
+        if (optimizers is None or name in optimizers)
+        and runs(name, spec)
+        and skip_reason(PROBLEMS[problem], spec) is None
     ]
 
 
-def quick_sweeps() -> list[SweepResult]:
-    """Every sweep of the quick benchmark, in float64."""
+def quick_sweeps(optimizers=None) -> list[SweepResult]:
+    """Every sweep of the quick benchmark (of the given optimizers), in float64."""
     return [
         run_sweep(
             problem,
@@ -85,7 +88,7 @@ def quick_sweeps() -> list[SweepResult]:
             dtype="float64",
             **QUICK_OPTIONS.get(name, {}),
         )
-        for problem, name in quick_pairs()
+        for problem, name in quick_pairs(optimizers)
     ]
 
 
@@ -95,17 +98,18 @@ def runs_table(sweeps: list[SweepResult]) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(frame.to_csv(index=False, float_format=FLOAT_FORMAT)))
 
 
-def write_baseline(path: Path = BASELINE) -> None:
+def write_baseline(path: Path = BASELINE, optimizers=None) -> None:
     from bench.io import write_csv
 
     jax.config.update("jax_enable_x64", True)
-    runs = runs_table(quick_sweeps())
+    runs = runs_table(quick_sweeps(optimizers))
     write_csv(runs, path)
     print(f"wrote {len(runs)} rows to {path}")
 
 
-def assert_matches_the_baseline(fresh: pd.DataFrame) -> None:
-    """Fails naming every metric of `fresh` that moved from the committed baseline.
+def assert_matches_the_baseline(fresh: pd.DataFrame, optimizers=None) -> None:
+    """Fails naming every metric of `fresh` that moved from the committed baseline (of
+    the given optimizers' rows only, where `fresh` holds only theirs).
 
     The tolerances are bench.compare's defaults: 1e-6 relative (1e-12 absolute) for the
     metrics, exact for steps-to-target and the divergence flag. Error model: float64
@@ -120,6 +124,8 @@ def assert_matches_the_baseline(fresh: pd.DataFrame) -> None:
     CROSS_MACHINE_ERROR of a threshold (test_no_lane_is_near_a_threshold).
     """
     baseline = pd.read_csv(BASELINE)
+    if optimizers is not None:
+        baseline = baseline[baseline["optimizer"].isin(optimizers)].reset_index(drop=True)
     try:
         moves = compare_tables("runs.csv", baseline, fresh)
     except UnusableInput as error:
@@ -169,4 +175,8 @@ def test_no_lane_is_near_a_threshold(sweeps):
 
 
 if __name__ == "__main__":
-    sys.exit(write_baseline(*(Path(arg) for arg in sys.argv[1:])))
+    # python -m tests.test_regression [PATH [OPTIMIZER,OPTIMIZER,...]]
+    arguments = sys.argv[1:]
+    path = Path(arguments[0]) if arguments else BASELINE
+    chosen = arguments[1].split(",") if len(arguments) > 1 else None
+    sys.exit(write_baseline(path, chosen))
