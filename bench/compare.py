@@ -3,12 +3,13 @@
 Both folders hold the `runs.csv` that `python -m bench run` writes, and possibly a
 `summary.csv`; a table present in both folders is compared, `runs.csv` must be.
 
-- Rows are matched on their key. In `runs.csv` the key is every column up to and
-  including `seed` (problem, optimizer, the swept hyperparameters, seed); in
-  `summary.csv` it is (problem, optimizer).
-- Every other numeric column is a metric. Timing columns (names that end in
-  `_seconds` or start with `seconds`: wall-clock, never reproduced) and non-numeric
-  columns are ignored.
+- Rows are matched on their key. In `runs.csv` the key is the trial by value
+  (`bench.schema.trial_key`: problem, optimizer, every swept hyperparameter) and
+  the seed; in `summary.csv` it is (problem, optimizer).
+- Every other numeric column is a metric. The trial id (a number naming the same
+  setting as the hyperparameter values, absent from older folders), timing columns
+  (names that end in `_seconds` or start with `seconds`: wall-clock, never
+  reproduced) and non-numeric columns are ignored.
 - A metric has moved when |new - old| > atol + rtol * |old|. NaN equals NaN and
   inf equals an inf of the same sign; any flip of a boolean flag (`diverged`)
   counts as moved. Any moved metric, in either direction, is a regression: the
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from bench import schema
 
 TABLES = ("runs.csv", "summary.csv")
 REQUIRED = "runs.csv"
@@ -86,7 +89,7 @@ def key_columns(table: str, frame: pd.DataFrame) -> list[str]:
     if table == "runs.csv":
         if "seed" not in columns:
             raise UnusableInput(f"{table} has no 'seed' column; columns: {', '.join(columns)}")
-        return columns[: columns.index("seed") + 1]
+        return [*schema.trial_key(frame), "seed"]
     missing = [c for c in ("problem", "optimizer") if c not in columns]
     if missing:
         raise UnusableInput(f"{table} lacks the key column(s) {', '.join(missing)}")
@@ -94,11 +97,12 @@ def key_columns(table: str, frame: pd.DataFrame) -> list[str]:
 
 
 def metric_columns(frame: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Numeric and boolean non-key columns, timing columns left out."""
+    """Numeric and boolean non-key columns, the trial id and timing columns left out."""
     return [
         c
         for c in frame.columns
         if c not in keys
+        and c != schema.TRIAL
         and not (c.endswith("_seconds") or c.startswith("seconds"))
         and (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
     ]

@@ -1,10 +1,11 @@
 """Matplotlib figures drawn from the CSV tables (never from live results).
 
 Legends stay readable with dozens of optimizers: each per-problem figure draws the
-top-ranked few (TOP_K) at their tuned learning rates; TABLES.md lists them all.
+top-ranked few (TOP_K) at their tuned settings (trials); TABLES.md lists them all.
 """
 
 import io
+import itertools
 import math
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import PIL.Image  # noqa: E402
 
-from bench import tuning  # noqa: E402
+from bench import schema, tuning  # noqa: E402
 from bench.io import write_atomic  # noqa: E402
 
 TOP_K = 8
@@ -27,6 +28,8 @@ OVERVIEW_K = 5
 # noisy or even negative there.
 FLOOR_FRACTION = 1e-4
 COLORS = plt.get_cmap("tab10").colors
+# One per setting of an optimizer's other swept hyperparameters in the sensitivity plot.
+LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def _save(fig, path: Path) -> None:
@@ -48,6 +51,11 @@ def _tuned_lanes(frame: pd.DataFrame, problem: str, optimizer: str) -> pd.DataFr
     return frame[(frame["problem"] == problem) & (frame["optimizer"] == optimizer)]
 
 
+def _setting(summary: pd.DataFrame, pick) -> str:
+    """The tuned setting of a summary row (from itertuples) as 'lr 0.1, b1 0.9'."""
+    return tuning.setting_text(pick._asdict(), schema.hyperparameters(summary))
+
+
 def _log_steps(ax) -> None:
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=0)
@@ -61,7 +69,7 @@ def convergence_axes(ax, curves, summary, runs_facts, problem: str, k: int) -> N
     for color, pick in zip(COLORS, _top(summary, problem, k).itertuples(), strict=False):
         q = _tuned_lanes(curves, problem, pick.optimizer).set_index("step")
         q = (q[["loss_q25", "loss", "loss_q75"]] - f_star).clip(lower=floor)
-        label = f"{pick.rank}. {pick.optimizer} (lr {pick.learning_rate:.2g})"
+        label = f"{pick.rank}. {pick.optimizer} ({_setting(summary, pick)})"
         ax.plot(q.index, q["loss"], color=color, label=label, lw=1.5)
         ax.fill_between(q.index, q["loss_q25"], q["loss_q75"], color=color, alpha=0.15, lw=0)
     ax.axhline(target, color="grey", ls=":", lw=1, label="target")
@@ -107,7 +115,8 @@ def overview(curves, summary, runs, path: Path) -> None:
 
 
 def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
-    """What the tuning rule compares, against learning rate (top-k optimizers; star = tuned).
+    """What the tuning rule compares, per trial against its learning rate (top-k optimizers;
+    one line per setting of the other swept hyperparameters; star = the tuned trial).
 
     Left: median cost to target over the tuning seeds; right: the median that decides where
     the target is missed, final f - f* floored at the target (or the held-out loss).
@@ -117,11 +126,17 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
     for color, pick in zip(COLORS, _top(summary, problem, TOP_K).itertuples(), strict=False):
         grid = medians[medians["optimizer"] == pick.optimizer]
-        tuned = (grid["learning_rate"] == pick.learning_rate).to_numpy()
-        for ax, column in ((left, "cost"), (right, "score")):
-            values = grid[column].where(np.isfinite(grid[column])).to_numpy()
-            ax.plot(grid["learning_rate"], values, "o-", color=color, ms=3, label=pick.optimizer)
-            ax.plot([pick.learning_rate], values[tuned], "*", color=color, ms=12, mec="black")
+        others = schema.other_hyperparameters(grid)
+        lines = grid.groupby(others, sort=True) if others else [((), grid)]
+        for style, (_, line) in zip(itertools.cycle(LINE_STYLES), lines, strict=False):
+            setting = tuning.setting_text(line.iloc[0], others)
+            label = f"{pick.optimizer} ({setting})" if setting else pick.optimizer
+            lrs = line["learning_rate"].to_numpy()
+            tuned = (line[schema.TRIAL] == pick.trial).to_numpy()
+            for ax, column in ((left, "cost"), (right, "score")):
+                y = line[column].where(np.isfinite(line[column])).to_numpy()
+                ax.plot(lrs, y, "o", ls=style, color=color, ms=3, label=label)
+                ax.plot(lrs[tuned], y[tuned], "*", color=color, ms=12, mec="black")
     if tuned_on != "cv_loss":
         right.axhline(_facts(runs).loc[problem, "target"], color="grey", ls=":", label="target")
     left.set(ylabel=f"median {tuning.COST_LABELS[cost]} to target (missing: not reached)")
@@ -131,9 +146,7 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
         else "median final f - f*, floored at the target (missing: diverged)"
     )
     if not np.isfinite(medians["cost"]).any():  # no log scale to draw on
-        left.text(
-            0.5, 0.5, "no learning rate reaches the target", ha="center", transform=left.transAxes
-        )
+        left.text(0.5, 0.5, "no setting reaches the target", ha="center", transform=left.transAxes)
         left.set_yticks([])
     else:
         left.set(yscale="log")
@@ -325,9 +338,12 @@ def layer_grad_norms(frame, summary, path: Path, problem: str, panels: int = 4) 
                 color=colors[layer],
                 label=f"layer {layer + 1}" + (" (input)" if layer == 0 else ""),
             )
-        lr = lanes["learning_rate"].iloc[0]
+        pick = next(_tuned_lanes(summary, problem, optimizer).itertuples())
         ax.set(
-            title=f"{optimizer} (lr {lr:.2g})", xlabel="step", ylabel="gradient norm", yscale="log"
+            title=f"{optimizer} ({_setting(summary, pick)})",
+            xlabel="step",
+            ylabel="gradient norm",
+            yscale="log",
         )
         _log_steps(ax)
         ax.grid(True, which="major", alpha=0.3)

@@ -45,7 +45,7 @@ def diverged(losses: np.ndarray) -> np.ndarray:
 
 
 def runs_frame(result: SweepResult) -> pd.DataFrame:
-    """One row per lane with its hyperparameters, seed and outcome."""
+    """One row per lane with its trial, hyperparameters, seed and outcome."""
     suboptimality = result.losses - result.f_star
     with np.errstate(invalid="ignore"):
         best = np.nanmin(np.where(np.isfinite(result.losses), result.losses, np.nan), axis=1)
@@ -53,6 +53,7 @@ def runs_frame(result: SweepResult) -> pd.DataFrame:
         {
             "problem": result.problem,
             "optimizer": result.optimizer,
+            "trial": result.trials,
             **result.hparams,
             "seed": result.seeds,
             "final_loss": result.losses[:, -1],
@@ -78,7 +79,10 @@ def _curve_rows(result: SweepResult, keep: np.ndarray) -> dict:
     return {
         "problem": result.problem,
         "optimizer": result.optimizer,
-        **{k: np.repeat(v[keep], len(steps)) for k, v in result.hparams.items()},
+        **{
+            k: np.repeat(v[keep], len(steps))
+            for k, v in {"trial": result.trials, **result.hparams}.items()
+        },
         "seed": np.repeat(result.seeds[keep], len(steps)),
         "step": np.tile(steps, int(keep.sum())),
     }
@@ -90,7 +94,7 @@ def _kept(result: SweepResult, keep) -> np.ndarray:
 
 def curves_frame(result: SweepResult, keep=None) -> pd.DataFrame:
     """Loss curves of the kept lanes, summarised over their seeds as the figures draw them:
-    one row per (hyperparameter point, record point) with the cost of reaching it (median
+    one row per (trial, record point) with the cost of reaching it (median
     gradient evaluations, seconds) and the median and quartiles of the loss over the seeds
     where it is finite (a diverged seed leaves a gap)."""
     keep = _kept(result, keep)
@@ -103,7 +107,7 @@ def curves_frame(result: SweepResult, keep=None) -> pd.DataFrame:
             "loss": np.where(np.isfinite(result.losses), result.losses, np.nan)[keep].ravel(),
         }
     )
-    by = lanes.groupby(["problem", "optimizer", *result.hparams, "step"], sort=False)
+    by = lanes.groupby(["problem", "optimizer", "trial", *result.hparams, "step"], sort=False)
     quartiles = by["loss"].quantile([0.25, 0.75]).unstack()
     frame = by[["grad_evals", "seconds", "loss"]].median()
     frame["loss_q25"], frame["loss_q75"] = quartiles[0.25], quartiles[0.75]

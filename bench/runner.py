@@ -1,6 +1,7 @@
 """The sweep runner: one compiled `jit(vmap(scan))` program per (problem, optimizer).
 
-Every lane is one (hyperparameter point, seed) pair. Hyperparameters are traced
+Every lane is one (trial, seed) pair, a trial being one point of the hyperparameter
+grid: its id (`SweepResult.trials`) and its values. Hyperparameters are traced
 arguments of the compiled program, so a whole grid costs one compile and one call.
 """
 
@@ -44,6 +45,8 @@ class SweepResult:
     problem: str
     optimizer: str
     hparams: dict[str, np.ndarray]  # swept hyperparameter -> value per lane
+    # (lanes,): the trial of each lane, numbering the grid's settings 0, 1, ... in order.
+    trials: np.ndarray
     seeds: np.ndarray  # (lanes,)
     # The record points: steps 0 .. steps, or a log-spaced subset (`log_step_grid`).
     record_steps: np.ndarray  # (points,)
@@ -274,6 +277,9 @@ def run_sweep(
 ) -> SweepResult:
     """Runs every (learning rate x other swept hyperparameter x seed) lane in one program.
 
+    Each point of the hyperparameter grid is a trial, numbered in the grid's order
+    (learning rates outermost, then the other swept hyperparameters as given).
+
     problem: a `PROBLEMS` name or a `Problem`. optimizer: an `OPTIMIZERS` name, an
     `OptimizerSpec`, or a factory called as `factory(learning_rate=lr, **hyperparameters)`.
     learning_rates defaults to the registry grid; seeds is a list or a count (0..n-1);
@@ -319,6 +325,7 @@ def run_sweep(
         fold_ids = list(range(folds))
     points = list(itertools.product(*grid.values(), seeds, fold_ids))
     swept = {k: np.array([p[i] for p in points]) for i, k in enumerate(grid)}
+    trials = np.arange(len(points)) // (len(seeds) * len(fold_ids))
     lane_seeds = np.array([p[-2] for p in points], dtype=np.uint32)
     lane_folds = None if folds is None else np.array([p[-1] for p in points], dtype=np.int32)
 
@@ -366,6 +373,7 @@ def run_sweep(
         problem=problem.name,
         optimizer=name,
         hparams=swept,
+        trials=trials,
         seeds=lane_seeds.astype(np.int64),
         record_steps=record_steps,
         losses=np.asarray(curves["loss"], np.float64),

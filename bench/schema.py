@@ -4,6 +4,14 @@
 short, edited or replaced since the run; `read` finds that out before anything is
 drawn or written, and says what is wrong in one line. Columns not declared here (swept
 hyperparameters, problem metrics, timings) may follow.
+
+The unit of tuning is the trial: one hyperparameter setting of a (problem, optimizer)
+pair, numbered 0, 1, ... (`trial`) in the order its sweep runs the settings. A lane table
+(runs, curves, paths, layer_grad_norms) keys its rows by the pair, `trial`, one column
+per swept hyperparameter (`learning_rate` first), then `seed` or `step`; every reader
+takes the hyperparameter columns from that place (`hyperparameters`) and groups by the
+whole trial (`trial_key`), never by the learning rate alone. Folders written before
+the trial id have no `trial` column; `with_trials` numbers their settings.
 """
 
 import io
@@ -16,6 +24,14 @@ import pandas as pd
 # (the loss of a diverged lane); a finite number; an integer; a True/False flag.
 TEXT, NUMBER, VALUE, INTEGER, FLAG = "text", "number", "value", "integer", "flag"
 _KEY = {"problem": TEXT, "optimizer": TEXT, "learning_rate": VALUE, "seed": INTEGER}
+
+PAIR = ["problem", "optimizer"]
+TRIAL = "trial"
+# The columns that end the hyperparameters: a lane's seed, a curve's step, in a summary
+# the tuning criterion that follows the tuned setting, in grid medians the median cost.
+_AFTER_HYPERPARAMETERS = ("seed", "step", "tuned_on", "cost")
+# Checked where present: the trial id is missing from folders written before it.
+OPTIONAL = {TRIAL: INTEGER}
 
 COLUMNS = {
     "runs": {
@@ -44,6 +60,50 @@ COLUMNS = {
     "paths": {**_KEY, "step": INTEGER, "x": NUMBER, "y": NUMBER},
     "layer_grad_norms": {**_KEY, "step": INTEGER, "layer": INTEGER, "grad_norm": NUMBER},
 }
+
+
+def hyperparameters(frame: pd.DataFrame) -> list[str]:
+    """The swept hyperparameter columns of a lane table or summary, `learning_rate` first:
+    those after the trial id (after the pair where there is none) up to the seed or step."""
+    columns = list(frame.columns)
+    start = columns.index(TRIAL) + 1 if TRIAL in columns else len(PAIR)
+    end = min(columns.index(c) for c in _AFTER_HYPERPARAMETERS if c in columns)
+    return columns[start:end]
+
+
+def other_hyperparameters(frame: pd.DataFrame) -> list[str]:
+    """The hyperparameter columns besides `learning_rate` that some row of `frame` sets."""
+    return [c for c in hyperparameters(frame) if c != "learning_rate" and frame[c].notna().any()]
+
+
+def trial_key(frame: pd.DataFrame) -> list[str]:
+    """The columns whose values name a trial: the pair and every swept hyperparameter.
+
+    `trial` labels the same settings by number; `bench compare` matches rows on values
+    (with the seed), so folders that number their trials differently still compare.
+    """
+    return [*PAIR, *hyperparameters(frame)]
+
+
+def with_trials(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its `trial` column; for a table without one (older folders), each
+    pair's distinct settings numbered 0, 1, ... in the order they first appear."""
+    if TRIAL in frame:
+        return frame
+    setting = frame.groupby(trial_key(frame), sort=False, dropna=False).ngroup()
+    trial = setting.groupby([frame[c] for c in PAIR]).rank(method="dense").astype(int) - 1
+    frame = frame.copy()
+    frame.insert(len(PAIR), TRIAL, trial)
+    return frame
+
+
+def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Lane tables of several pairs as one, with every pair's hyperparameter columns in
+    the key block (a hyperparameter only some pairs sweep is empty on the others)."""
+    swept = list(dict.fromkeys(c for frame in frames for c in hyperparameters(frame)))
+    table = pd.concat(frames, ignore_index=True)
+    rest = [c for c in table.columns if c not in (*PAIR, TRIAL, *swept)]
+    return table[[*PAIR, *([TRIAL] if TRIAL in table else []), *swept, *rest]]
 
 
 class DamagedTable(Exception):
@@ -109,4 +169,7 @@ def read(folder: Path, name: str) -> pd.DataFrame | None:
         raise DamagedTable(f"{path} lacks the column(s) {', '.join(missing)}")
     for column, kind in COLUMNS[name].items():
         _check_column(path, frame, column, kind)
-    return frame
+    for column, kind in OPTIONAL.items():
+        if column in frame:
+            _check_column(path, frame, column, kind)
+    return with_trials(frame) if name == "runs" else frame

@@ -18,15 +18,16 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import jax
+import numpy as np
 import pandas as pd
 
-from bench import distributed, meta, report
+from bench import distributed, meta, report, schema
 from bench.io import OutputError, locked, write_csv, write_text
 from bench.progress import Progress
 from bench.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
 from bench.runner import run_sweep
 from bench.spec import SuiteSpec, load, skip_reason
-from bench.tuning import recorded_cost, tuned_learning_rates
+from bench.tuning import recorded_cost, tuned_trials
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
 
@@ -71,8 +72,9 @@ def is_full(fields: dict) -> bool:
 
 
 def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> dict:
-    """Sweeps one pair on the tuning seeds, re-runs its tuned setting on the evaluation
-    seeds; returns its tidy tables (runs of both roles, the eval lanes' curves, ...) and
+    """Sweeps one pair on the tuning seeds, re-runs its tuned trial (every swept
+    hyperparameter at its tuned value, the trial id kept) on the evaluation seeds;
+    returns its tidy tables (runs of both roles, the eval lanes' curves, ...) and
     timings.
 
     Both sweeps run their lanes in chunks of `spec.eval_seeds` through one program, so the
@@ -89,12 +91,14 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
     )
     eval_seeds = spec.evaluation_seeds()
 
-    def sweep(learning_rates, seeds, role, seconds_per_step=None):
+    def sweep(learning_rates, seeds, role, seconds_per_step=None, trial=None, **swept):
         result = run_sweep(
-            problem, optimizer, learning_rates, seeds, chunk=spec.eval_seeds, **common
+            problem, optimizer, learning_rates, seeds, chunk=spec.eval_seeds, **common, **swept
         )
         if seconds_per_step is not None:
             result = replace(result, seconds_per_step=seconds_per_step)
+        if trial is not None:  # the eval lanes keep the id of the trial they re-run
+            result = replace(result, trials=np.full(result.lanes, trial))
         runs = runs_frame(result)
         # The problem's facts travel with the rows, so tables and plots need only the CSV.
         at = list(runs.columns).index("seed") + 1
@@ -107,19 +111,31 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
     compile_seconds, run_seconds = result.compile_seconds, result.run_seconds
     if spec.folds is not None and "dataset" in PROBLEMS[problem].tags:
         folds = run_sweep(problem, optimizer, grid, spec.seeds, folds=spec.folds, **common)
+        # The folds sweep runs the same grid in the same order: its trials are the tune
+        # sweep's, matched on the id and every hyperparameter value.
         held_out = pd.DataFrame(
             {
-                "learning_rate": folds.learning_rates,
+                schema.TRIAL: folds.trials,
+                **folds.hparams,
                 "seed": folds.seeds,
                 "cv_loss": folds.metrics["validation_loss"],
             }
         )
-        mean = held_out.groupby(["learning_rate", "seed"], as_index=False)["cv_loss"].mean()
-        runs = runs.merge(mean, on=["learning_rate", "seed"], how="left", validate="1:1")
+        key = [schema.TRIAL, *folds.hparams, "seed"]
+        mean = held_out.groupby(key, as_index=False)["cv_loss"].mean()
+        runs = runs.merge(mean, on=key, how="left", validate="1:1")
         compile_seconds += folds.compile_seconds
         run_seconds += folds.run_seconds
-    tuned = tuned_learning_rates(runs, recorded_cost(runs, spec.cost))["learning_rate"].iloc[0]
-    evaluation, eval_runs = sweep([tuned], eval_seeds, "eval", result.seconds_per_step)
+    tuned = tuned_trials(runs, recorded_cost(runs, spec.cost)).iloc[0]
+    setting = {k: [tuned[k]] for k in result.hparams}
+    evaluation, eval_runs = sweep(
+        setting.pop("learning_rate"),
+        eval_seeds,
+        "eval",
+        result.seconds_per_step,
+        trial=int(tuned[schema.TRIAL]),
+        **setting,
+    )
     compile_seconds += evaluation.compile_seconds
     run_seconds += evaluation.run_seconds
     tables = {
@@ -283,7 +299,7 @@ def run_suite(
                 bar.advance(f"{problem} x {optimizer}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        tables = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
+        tables = {name: schema.concat(frames) for name, frames in parts.items()}
         tables["skipped"] = pd.DataFrame(skipped, columns=["problem", "optimizer", "reason"])
         if not writer:
             return tables

@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from bench import statistics, tuning
+from bench import schema, statistics, tuning
 
 
 def _number(x: float) -> str:
@@ -80,8 +80,11 @@ def pairwise_table(tests: pd.DataFrame, optimizers: list[str]) -> str:
 
 
 def problem_table(summary: pd.DataFrame) -> str:
+    """One problem's rows of the summary; a column per swept hyperparameter of its pairs."""
     metrics = [c for c in summary.columns if c.startswith("median_") and c not in _FIXED]
-    header = ["rank", "optimizer", "tuned lr", "median f - f* [95% CI]"]
+    others = schema.other_hyperparameters(summary)
+    header = ["rank", "optimizer", "tuned lr", *(f"tuned {c}" for c in others)]
+    header += ["median f - f* [95% CI]"]
     header += [f"{tuning.COST_LABELS[axis]} to target [95% CI]" for axis in tuning.COSTS]
     header += ["success", "tuneability", "diverged lanes"]
     header += [m.removeprefix("median_").replace("_", " ") for m in metrics]
@@ -91,6 +94,7 @@ def problem_table(summary: pd.DataFrame) -> str:
             str(r.rank),
             f"`{r.optimizer}`",
             f"{r.learning_rate:.3g}",
+            *("-" if pd.isna(getattr(r, c)) else f"{getattr(r, c):.3g}" for c in others),
             _interval(r, "final_suboptimality", _number),
             *(
                 _interval(r, f"{axis}_to_target", lambda x, a=axis: _cost(x, a))
@@ -115,7 +119,7 @@ def document(summary: pd.DataFrame, runs: pd.DataFrame, skipped: pd.DataFrame, c
     """The whole TABLES.md, from the summary, the runs (for problem facts) and skipped pairs."""
     facts = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
     tune = tuning.lanes_of(runs, "tune")
-    seeds = int(tune.groupby(["problem", "optimizer", "learning_rate"]).size().max())
+    seeds = int(tune.groupby(schema.trial_key(tune), dropna=False).size().max())
     evals = int(summary["seeds"].min())
     ranking = statistics.overall_ranking(summary, runs, cost)
     top = ranking["optimizer"].head(statistics.PAIRWISE_TOP).tolist()
@@ -123,13 +127,14 @@ def document(summary: pd.DataFrame, runs: pd.DataFrame, skipped: pd.DataFrame, c
     parts = [
         "# Benchmark tables",
         "",
-        f"Every optimizer at its tuned learning rate, tuned on {seeds} seeds per learning "
-        f"rate and reported over at least {evals} evaluation seeds of the tuned one. "
+        f"Every optimizer at its tuned setting (learning rate and any other swept "
+        f"hyperparameter), tuned on {seeds} seeds per setting and reported over at least "
+        f"{evals} evaluation seeds of the tuned one. "
         f"Tuned and ranked by {tuning.COST_LABELS[cost]} to target. "
         "Tuning rule, ranking and columns are explained in the README "
         "(section *The benchmark*). Costs to target are medians over evaluation seeds; "
         "*success*: seeds that reach the target; *tuneability*: share of the "
-        "learning-rate grid that reaches the target within "
+        "hyperparameter grid that reaches the target within "
         f"{tuning.MAX_RATIO:g}x the tuned cost (when the tuned setting misses it: "
         f"within {tuning.TUNEABLE_FACTOR:g}x its final f - f*).",
         "",

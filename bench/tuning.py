@@ -1,10 +1,14 @@
-"""Picks each optimizer's learning rate per problem from the swept grid, and scores it.
+"""Picks each optimizer's trial per problem from the swept grid, and scores it.
+
+A trial is one hyperparameter setting of a pair (`bench.schema`): its id and every
+swept hyperparameter, the learning rate and any other. Seeds are pooled within a trial
+only; the tuned trial is re-run on the eval seeds with its whole setting.
 
 Cost axes: `steps`, `grad_evals` (gradient evaluations: line searches, second
 gradients and Hessians included) and `seconds`; each lane records its cost to reach
 the target on each (`steps_to_target`, `grad_evals_to_target`, `seconds_to_target`).
 
-Lanes: `role == "tune"` lanes sweep the grid; the tuned setting of each pair is re-run
+Lanes: `role == "tune"` lanes sweep the grid; the tuned trial of each pair is re-run
 on fresh seeds, its `role == "eval"` lanes, and every number reported for it comes from
 those. A runs table without `role` (older folders) uses every lane for both.
 
@@ -14,10 +18,11 @@ it, or diverges, costs +inf). Settings that reach the target compete on median c
 target on the chosen axis; only settings that do not reach it compete on median final
 f - f*, clipped below at the target (values under the target, and negative f - f* from
 rounding, count as the target) and +inf for a diverged lane. Equal costs go to the
-lower such median, then to the smaller learning rate. With cross-validation (`cv_loss`
+lower such median, then to the smaller learning rate (then the smaller values of the
+other hyperparameters, in column order). With cross-validation (`cv_loss`
 present), the median held-out loss (mean over folds) takes the place of f - f*.
 
-Reported at the tuned learning rate, over its eval seeds: median final f - f* and its
+Reported at the tuned trial, over its eval seeds: median final f - f* and its
 interquartile range, the median cost to target on every axis, success rate (seeds that
 reach the target without diverging); over the tune grid: tuneability and the share of
 diverged lanes. Tuneability is the share of the grid that the same rule judges close
@@ -34,7 +39,9 @@ chosen axis, then lower median final f - f*.
 import numpy as np
 import pandas as pd
 
-PAIR = ["problem", "optimizer"]
+from bench import schema
+
+PAIR = schema.PAIR
 # Cost axis -> the runs.csv column of each lane's cost to reach the target.
 COSTS = {
     "steps": "steps_to_target",
@@ -50,6 +57,7 @@ DEFAULT_COST = "grad_evals"
 STANDARD = {
     "problem",
     "optimizer",
+    schema.TRIAL,
     "learning_rate",
     "seed",
     "role",
@@ -77,7 +85,12 @@ MAX_RATIO = 4.0
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
     """End-of-run problem metrics present in `runs` (test accuracy and the like)."""
-    return [c for c in runs.columns if c not in STANDARD and pd.api.types.is_numeric_dtype(runs[c])]
+    swept = set(schema.hyperparameters(runs))
+    return [
+        c
+        for c in runs.columns
+        if c not in STANDARD and c not in swept and pd.api.types.is_numeric_dtype(runs[c])
+    ]
 
 
 def recorded_cost(runs: pd.DataFrame, cost: str) -> str:
@@ -116,21 +129,35 @@ def _scored(runs: pd.DataFrame, cost: str) -> pd.DataFrame:
 
 
 def grid_medians(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
-    """Per (problem, optimizer, learning rate), over tune seeds: median cost, gap and score."""
+    """Per trial (problem, optimizer, trial id and its hyperparameters), over its tune
+    seeds: median cost, gap and score."""
+    lanes = schema.with_trials(lanes_of(runs, "tune"))
+    key = [*PAIR, schema.TRIAL, *schema.hyperparameters(lanes)]
     return (
-        _scored(lanes_of(runs, "tune"), cost)
-        .groupby([*PAIR, "learning_rate"], sort=True)[["cost", "gap", "score"]]
+        _scored(lanes, cost)
+        .groupby(key, sort=True, dropna=False)[["cost", "gap", "score"]]
         .median()
         .reset_index()
     )
 
 
-def tuned_learning_rates(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
-    """One row per (problem, optimizer): the tuned learning_rate and its grid medians."""
-    medians = grid_medians(runs, cost).sort_values(
-        [*PAIR, "cost", "score", "learning_rate"], kind="stable"
+def tuned_trials(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
+    """One row per (problem, optimizer): the tuned trial, its hyperparameters and its grid
+    medians."""
+    medians = grid_medians(runs, cost)
+    medians = medians.sort_values(
+        [*PAIR, "cost", "score", *schema.hyperparameters(medians)], kind="stable"
     )
     return medians.groupby(PAIR, sort=True).head(1).reset_index(drop=True)
+
+
+def setting_text(row, hyperparameters: list[str]) -> str:
+    """A trial's hyperparameters as 'lr 0.1, b1 0.9', leaving out those its pair does not
+    sweep (empty in a table of several pairs)."""
+    names = {"learning_rate": "lr"}
+    return ", ".join(
+        f"{names.get(k, k)} {row[k]:g}" for k in hyperparameters if not pd.isna(row[k])
+    )
 
 
 def tuneability(grid: pd.DataFrame, tuned) -> float:
@@ -147,19 +174,22 @@ class MissingEvalLanes(ValueError):
 
 
 def evaluation_lanes(runs: pd.DataFrame, tuned: pd.DataFrame) -> pd.DataFrame:
-    """The eval lanes of each pair's tuned learning rate (`tuned`: tuned_learning_rates).
+    """The eval lanes of each pair's tuned trial (`tuned`: tuned_trials or a summary).
 
-    Raises MissingEvalLanes naming the pairs whose tuned setting has no eval lanes (a
+    Raises MissingEvalLanes naming the pairs whose tuned trial has no eval lanes (a
     folder whose eval lanes were run for the settings another cost axis tunes to).
     """
-    picks = tuned[[*PAIR, "learning_rate"]]
-    lanes = lanes_of(runs, "eval").merge(picks, on=[*PAIR, "learning_rate"])
+    picks = tuned[[*PAIR, schema.TRIAL]]
+    lanes = schema.with_trials(runs)
+    lanes = lanes_of(lanes, "eval").merge(picks, on=[*PAIR, schema.TRIAL])
     found = lanes[PAIR].drop_duplicates()
-    missing = picks.merge(found, on=PAIR, how="left", indicator=True)
+    missing = tuned.merge(found, on=PAIR, how="left", indicator=True)
     missing = missing[missing["_merge"] == "left_only"]
     if len(missing):
+        hyperparameters = schema.hyperparameters(tuned)
         names = ", ".join(
-            f"{r.optimizer} on {r.problem} (lr {r.learning_rate:g})" for r in missing.itertuples()
+            f"{r['optimizer']} on {r['problem']} ({setting_text(r, hyperparameters)})"
+            for _, r in missing.iterrows()
         )
         raise MissingEvalLanes(f"no eval lanes for the tuned setting of {names}")
     return lanes
@@ -183,20 +213,25 @@ def final_gap(lanes: pd.DataFrame) -> pd.Series:
 
 
 def summarize(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
-    """One row per (problem, optimizer) at its tuned learning rate, ranked within each problem."""
-    tuned = tuned_learning_rates(runs, cost)
+    """One row per (problem, optimizer) at its tuned trial, ranked within each problem:
+    the trial id and its hyperparameters (empty where a pair does not sweep one), then
+    the numbers reported for it."""
+    runs = schema.with_trials(runs)
+    tuned = tuned_trials(runs, cost)
+    hyperparameters = schema.hyperparameters(tuned)
     grids = dict(list(grid_medians(runs, cost).groupby(PAIR, sort=True)))
     tune_lanes = dict(list(lanes_of(runs, "tune").groupby(PAIR, sort=True)))
     evals = dict(list(evaluation_lanes(runs, tuned).groupby(PAIR, sort=True)))
     metrics = metric_columns(runs)
     rows = []
-    for pick in tuned.itertuples(index=False):
-        pair = pick.problem, pick.optimizer
+    for _, pick in tuned.iterrows():
+        pair = pick["problem"], pick["optimizer"]
         lanes, gap = evals[pair], final_gap(evals[pair])
         row = {
-            "problem": pick.problem,
-            "optimizer": pick.optimizer,
-            "learning_rate": pick.learning_rate,
+            "problem": pick["problem"],
+            "optimizer": pick["optimizer"],
+            schema.TRIAL: int(pick[schema.TRIAL]),
+            **{k: pick[k] for k in hyperparameters},
             "tuned_on": "cv_loss" if "cv_loss" in runs else "final_suboptimality",
             "cost": cost,
             "seeds": len(lanes),

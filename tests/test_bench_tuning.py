@@ -44,7 +44,7 @@ def lanes(problem, optimizer, lr, finals, steps, diverged=None, target=1e-3, eva
 
 
 def tuned(runs, cost="grad_evals"):
-    return tuning.tuned_learning_rates(runs, cost).learning_rate.tolist()
+    return tuning.tuned_trials(runs, cost).learning_rate.tolist()
 
 
 def test_a_faster_setting_wins_though_rounding_leaves_its_final_gap_larger():
@@ -271,7 +271,7 @@ def test_no_grid_point_reaches_the_target_cheaper_than_the_tuned_one():
             frames.append(lanes(f"p{pair}", "a", lr, finals, steps, evals=3 * steps))
     runs = pd.concat(frames)
     cheapest = tuning.grid_medians(runs).groupby("problem")["cost"].min()
-    tuned = tuning.tuned_learning_rates(runs).set_index("problem")
+    tuned = tuning.tuned_trials(runs).set_index("problem")
     np.testing.assert_array_equal(tuned["cost"], cheapest)
     assert np.isfinite(cheapest).sum() > 10  # most pairs have a setting that reaches the target
 

@@ -14,7 +14,7 @@ from bench import spec as suite_spec
 from bench import suite
 from bench.io import write_csv
 from bench.spec import SuiteSpec, skip_reason
-from bench.tuning import tuned_learning_rates
+from bench.tuning import tuned_trials
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
 
@@ -55,7 +55,7 @@ def test_each_pair_reruns_its_tuned_setting_on_the_evaluation_seeds(tables):
     tune, held_out = runs[runs["role"] == "tune"], runs[runs["role"] == "eval"]
     assert set(tune["seed"]) == {0, 1}
     assert set(held_out["seed"]) == set(SPEC.evaluation_seeds())
-    tuned = tuned_learning_rates(tune)
+    tuned = tuned_trials(tune)
     for pick in tuned.itertuples():
         lanes = held_out[
             (held_out["problem"] == pick.problem) & (held_out["optimizer"] == pick.optimizer)

@@ -242,7 +242,7 @@ def _cut_mid_row(data: bytes) -> bytes:
 
 def _garbage_row(data: bytes) -> bytes:
     lines = data.splitlines(keepends=True)
-    return b"".join([*lines[:3], b"rosenbrock_2d,sgd,fast,zero\n", *lines[3:]])
+    return b"".join([*lines[:3], b"rosenbrock_2d,sgd,0,fast,zero\n", *lines[3:]])
 
 
 def _binary(data: bytes) -> bytes:
