@@ -263,15 +263,6 @@ REGISTRY = {
     # Adam-like step sizes (the paper tunes 3e-3 to 1e-2 on language models). Scalars
     # and vectors take Adam's step (precondition_1d=False, the default), so the rule
     # runs on every problem; eigendecompositions cost O(d^3) per axis.
-    "soap": OptimizerSpec(
-        soap,
-        LR_GRID,
-        test_hparams={
-            "betas": (0.9, 0.95),
-            "shampoo_beta": 0.9,
-            "weight_decay": 1e-3,
-            "precondition_frequency": 3,
-        },
-    ),
+    "soap": OptimizerSpec(soap, LR_GRID),
 }
 __all__ = ["SoapState", "soap"]

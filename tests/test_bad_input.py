@@ -10,6 +10,7 @@ import warnings
 import jax.numpy as jnp
 import optax
 import pytest
+from parity_settings import settings
 
 import optimizers
 from optimizers import OPTIMIZERS
@@ -40,7 +41,7 @@ def cases(names):
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_negative_learning_rate_raises_value_error(name):
     # A rule whose step size optax calls otherwise (polyak_sgd's `scaling`) names that.
-    argument = OPTIMIZERS[name].learning_rate_arg
+    argument = settings(name).learning_rate_arg
     with pytest.raises(ValueError, match=f"learning_rate|{argument}"):
         build(name, learning_rate=-0.1)
 
@@ -87,7 +88,7 @@ def test_unsupported_optax_option_raises_not_implemented(factory, option, value)
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_a_string_learning_rate_raises_type_error_naming_it(name):
-    argument = OPTIMIZERS[name].learning_rate_arg
+    argument = settings(name).learning_rate_arg
     with pytest.raises(TypeError, match=f"learning_rate|{argument}"):
         build(name, learning_rate="0.1")
 
@@ -103,12 +104,12 @@ WITH_OPTAX = [name for name, spec in OPTIMIZERS.items() if spec.optax_name]
 
 @pytest.mark.parametrize("name", WITH_OPTAX)
 def test_an_optax_state_raises_type_error_naming_the_state(name):
-    spec = OPTIMIZERS[name]
+    spec, test = OPTIMIZERS[name], settings(name)
     params = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}
     optax_state = getattr(optax, spec.optax_name)(
-        **{**spec.test_hparams, spec.learning_rate_arg: 0.1}
+        **{**test.hparams, test.learning_rate_arg: 0.1}
     ).init(params)
-    ours = spec.factory(learning_rate=0.1, **spec.test_hparams)
+    ours = spec.factory(learning_rate=0.1, **test.hparams)
     extra = spec.update_extras(jnp.zeros(()), params, lambda p: jnp.zeros(()))
     with pytest.raises(TypeError, match="state must be the .*State that this optimizer's init"):
         ours.update(params, optax_state, params, **extra)

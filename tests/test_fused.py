@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from parity_settings import settings
 
 from optimizers import OPTIMIZERS, apply_updates, fused_step
 from optimizers.fused import MULTI_OUTPUT_FUSION_FLAG, multi_output_fusion_enabled
@@ -44,8 +45,7 @@ def make_fused(opt):
 
 def start(name, dtype):
     """The rule with its test hyperparameters, and params: a 64 x 32 matrix and a vector."""
-    spec = OPTIMIZERS[name]
-    opt = spec.factory(learning_rate=1e-2, **spec.test_hparams)
+    opt = OPTIMIZERS[name].factory(learning_rate=1e-2, **settings(name).hparams)
     rng = np.random.default_rng(0)
     params = {
         "w": jnp.asarray(rng.standard_normal((64, 32)), dtype),

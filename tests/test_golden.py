@@ -20,6 +20,7 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 
+from parity_settings import settings  # noqa: E402
 from test_parity_contrib import CASES as CONTRIB_CASES  # noqa: E402
 from test_schedules import CASES  # noqa: E402
 
@@ -58,9 +59,10 @@ def loss(params):
 
 
 def golden_hparams(name):
-    """The registry's test hyperparameters, or those of the rule's parity case in tests/."""
+    """The rule's test hyperparameters (tests/parity_settings.py), or those of its
+    optax.contrib parity case (tests/test_parity_contrib.py)."""
     case = CONTRIB_CASES.get(name)
-    return OPTIMIZERS[name].test_hparams if case is None else case.hparams
+    return settings(name).hparams if case is None else case.hparams
 
 
 @functools.cache
@@ -138,7 +140,7 @@ def write_goldens() -> None:
         )
         rows = optimizer_trajectory(name)
         if not np.all(np.isfinite(rows)):
-            raise ValueError(f"{name}: golden trajectory is not finite; fix test_hparams")
+            raise ValueError(f"{name}: golden trajectory is not finite; fix its test settings")
         optimizer_file(name).write_text(format_rows(header, rows))
     lines = [
         f"# schedule case (tests/test_schedules.py CASES index) at float64 steps {SCHEDULE_STEPS}"

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from parity_settings import settings
 
 from optimizers import OPTIMIZERS, apply_updates
 
@@ -106,12 +107,12 @@ def trajectory(opt, params, steps=STEPS, needs_value_fn=False):
 
 
 def build(name, reference, **overrides):
-    spec = OPTIMIZERS[name]
-    kwargs = {"learning_rate": 0.05, **spec.test_hparams, **overrides}
+    spec, test = OPTIMIZERS[name], settings(name)
+    kwargs = {"learning_rate": 0.05, **test.hparams, **overrides}
     if not reference:
         return spec.factory(**kwargs)
     # The registry's factory takes as learning_rate what optax may name otherwise.
-    kwargs[spec.learning_rate_arg] = kwargs.pop("learning_rate")
+    kwargs[test.learning_rate_arg] = kwargs.pop("learning_rate")
     return getattr(optax, spec.optax_name)(**kwargs)
 
 
@@ -200,11 +201,11 @@ def test_learning_rate_none_scales_nothing_as_optax(name):
     assert_trajectories_match(trajectory(ours, params), trajectory(theirs, params), jnp.float64)
 
 
-# Option sets (centered, momentum, masks, ...) each registry entry also wants checked.
+# Option sets (centered, momentum, masks, ...) each rule's test settings also check.
 VARIANTS = [
     pytest.param(name, variant, id=f"{name}-{i}-{'+'.join(variant)}")
     for name in WITH_OPTAX
-    for i, variant in enumerate(OPTIMIZERS[name].test_variants)
+    for i, variant in enumerate(settings(name).variants)
 ]
 
 

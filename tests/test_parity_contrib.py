@@ -18,6 +18,7 @@ import numpy as np
 import optax
 import pytest
 from optax import contrib
+from parity_settings import matrices_only
 from test_parity import initial_params, loss
 
 import optimizers
@@ -55,10 +56,6 @@ class Case:
         return OPTIMIZERS[self.registered_as or name]
 
 
-def _matrices_only(params):
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
-
-
 CASES: dict[str, Case] = {
     "adopt": Case(
         contrib.adopt,
@@ -72,7 +69,7 @@ CASES: dict[str, Case] = {
     "acprop": Case(
         contrib.acprop,
         {"b1": 0.8, "b2": 0.99, "eps": 1e-8, "eps_root": 1e-12, "weight_decay": 1e-3},
-        variants=({"mask": _matrices_only},),
+        variants=({"mask": matrices_only},),
     ),
     "ademamix": Case(
         contrib.ademamix,
@@ -89,26 +86,26 @@ CASES: dict[str, Case] = {
             {
                 "b3": optax.linear_schedule(0.9, 0.999, 100),
                 "alpha": optax.linear_schedule(0.0, 5.0, 100),
-                "mask": _matrices_only,
+                "mask": matrices_only,
             },
         ),
     ),
     "simplified_ademamix": Case(
         contrib.simplified_ademamix,
         {"b1": 0.9, "b2": 0.9, "alpha": 2.0, "eps": 1e-6, "eps_root": 1e-9, "weight_decay": 1e-3},
-        variants=({"alpha": optax.linear_schedule(0.0, 5.0, 100), "mask": _matrices_only},),
+        variants=({"alpha": optax.linear_schedule(0.0, 5.0, 100), "mask": matrices_only},),
     ),
     "cocob": Case(
         contrib.cocob,
         {"alpha": 50.0, "eps": 1e-6, "weight_decay": 1e-3},
-        variants=({"mask": _matrices_only},),
+        variants=({"mask": matrices_only},),
     ),
     "madgrad": Case(contrib.madgrad, {"momentum": 0.8, "weight_decay": 1e-3, "eps": 1e-5}),
     "dog": Case(
         contrib.dog,
         {"init_step": ("heuristic", 1e-3), "eps": 1e-6, "weight_decay": 1e-3},
         variants=(
-            {"init_step": ("distance", 0.1), "mask": _matrices_only},
+            {"init_step": ("distance", 0.1), "mask": matrices_only},
             {"init_step": ("learning_rate", 0.01), "weight_decay": None},
         ),
     ),
@@ -170,7 +167,7 @@ CASES: dict[str, Case] = {
         },
         # Unclipped, the step needs an eps that bounds it where Hutchinson's estimate of
         # the curvature is small or negative.
-        variants=({"clip_threshold": None, "eps": 0.5, "weight_decay_mask": _matrices_only},),
+        variants=({"clip_threshold": None, "eps": 0.5, "weight_decay_mask": matrices_only},),
     ),
     "sam": Case(
         lambda learning_rate, radius=0.05, momentum=0.9: contrib.sam(
@@ -210,7 +207,7 @@ CASES: dict[str, Case] = {
     "galore": Case(
         contrib.galore,
         {"rank": 2, "update_proj_gap": 7, "scale": 0.5, "weight_decay": 1e-3},
-        variants=({"rank": 1, "mask": _matrices_only},),
+        variants=({"rank": 1, "mask": matrices_only},),
     ),
     # SAM's cycle of separate updates (not registered: the params alternate between the
     # outer and the ascended points), with Adam outside and a state carried across cycles.

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 import pytest
 import test_golden as golden
+from parity_settings import settings
 from test_golden import loss
 
 from optimizers import OPTIMIZERS, apply_updates, transforms
@@ -52,10 +53,10 @@ def extra_args(name, params, value, grads):
 
 def build(name, reference=False, learning_rate=LEARNING_RATE, **overrides):
     """Our rule, or its optax alias (which may call the learning rate otherwise)."""
-    spec = OPTIMIZERS[name]
-    kwargs = {**spec.test_hparams, **overrides}
+    spec, test = OPTIMIZERS[name], settings(name)
+    kwargs = {**test.hparams, **overrides}
     if reference:
-        return getattr(optax, spec.optax_name)(**{spec.learning_rate_arg: learning_rate}, **kwargs)
+        return getattr(optax, spec.optax_name)(**{test.learning_rate_arg: learning_rate}, **kwargs)
     return spec.factory(learning_rate=learning_rate, **kwargs)
 
 
@@ -280,13 +281,14 @@ def test_state_survives_jit_scan_and_a_checkpoint_without_recompiling(name):
 def traced_lanes(name):
     """Two settings of the rule's float test hyperparameters, stacked for vmap.
 
-    Lane 0 holds the registry's test values, lane 1 optax's defaults for the same
-    arguments (0.9 times the test value where the default is not a number).
+    Lane 0 holds the rule's test values (tests/parity_settings.py), lane 1 optax's
+    defaults for the same arguments (0.9 times the test value where the default is not
+    a number).
     """
     spec = OPTIMIZERS[name]
     defaults = inspect.signature(getattr(optax, spec.optax_name)).parameters
     test_values = {
-        k: v for k, v in spec.test_hparams.items() if isinstance(v, float) and k in defaults
+        k: v for k, v in settings(name).hparams.items() if isinstance(v, float) and k in defaults
     }
     other = {}
     for k, v in test_values.items():
