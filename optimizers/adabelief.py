@@ -19,6 +19,7 @@ from optimizers.base import (
     update_moment,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class AdabeliefState(NamedTuple):
@@ -78,3 +79,9 @@ def adabelief(
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "adabelief": OptimizerSpec(adabelief, LR_GRID, optax_name="adabelief"),
+}
+__all__ = ["AdabeliefState", "adabelief"]

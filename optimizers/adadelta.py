@@ -19,6 +19,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
+from optimizers.registry import OptimizerSpec, log_grid
 
 
 class AdadeltaState(NamedTuple):
@@ -79,3 +80,9 @@ def adadelta(
         return descend(lr, state.count, dx), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "adadelta": OptimizerSpec(adadelta, log_grid(1e-2, 100.0), optax_name="adadelta"),
+}
+__all__ = ["AdadeltaState", "adadelta"]

@@ -19,6 +19,7 @@ from optimizers.base import (
     value_at,
     with_weight_decay,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class AdafactorState(NamedTuple):
@@ -187,3 +188,9 @@ def adafactor(
         return updates, AdafactorState(increment(state.count), v_row, v_col, v, buffer)
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "adafactor": OptimizerSpec(adafactor, LR_GRID, optax_name="adafactor"),
+}
+__all__ = ["AdafactorState", "adafactor"]

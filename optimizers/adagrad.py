@@ -17,6 +17,7 @@ from optimizers.base import (
     full_like,
     increment,
 )
+from optimizers.registry import OptimizerSpec, log_grid
 
 
 class AdagradState(NamedTuple):
@@ -67,3 +68,9 @@ def adagrad(
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "adagrad": OptimizerSpec(adagrad, log_grid(1e-3, 10.0), optax_name="adagrad"),
+}
+__all__ = ["AdagradState", "adagrad"]

@@ -20,6 +20,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class AdamState(NamedTuple):
@@ -194,3 +195,12 @@ def nadamw(
     return adamw(
         learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=nesterov
     )
+
+
+REGISTRY = {
+    "adam": OptimizerSpec(adam, LR_GRID, optax_name="adam"),
+    "adamw": OptimizerSpec(adamw, LR_GRID, optax_name="adamw"),
+    "nadam": OptimizerSpec(nadam, LR_GRID, optax_name="nadam"),
+    "nadamw": OptimizerSpec(nadamw, LR_GRID, optax_name="nadamw"),
+}
+__all__ = ["AdamState", "adam", "adamw", "nadam", "nadamw"]

@@ -19,6 +19,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class AdamaxState(NamedTuple):
@@ -120,3 +121,10 @@ def adamaxw(
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "adamax": OptimizerSpec(adamax, LR_GRID, optax_name="adamax"),
+    "adamaxw": OptimizerSpec(adamaxw, LR_GRID, optax_name="adamaxw"),
+}
+__all__ = ["AdamaxState", "adamax", "adamaxw"]

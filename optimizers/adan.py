@@ -20,6 +20,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class AdanState(NamedTuple):
@@ -108,3 +109,9 @@ def adan(
         return updates, new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "adan": OptimizerSpec(adan, LR_GRID, optax_name="adan"),
+}
+__all__ = ["AdanState", "adan"]

@@ -17,6 +17,7 @@ from optimizers.base import (
     update_moment,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class AmsgradState(NamedTuple):
@@ -87,3 +88,9 @@ def amsgrad(
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "amsgrad": OptimizerSpec(amsgrad, LR_GRID, optax_name="amsgrad"),
+}
+__all__ = ["AmsgradState", "amsgrad"]

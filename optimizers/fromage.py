@@ -17,6 +17,7 @@ from optimizers.base import (
     trust_ratio_scale,
     value_at,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class FromageState(NamedTuple):
@@ -66,3 +67,9 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: float = 1e-6) -> Optimize
         return updates, FromageState(count=increment(state.count))
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "fromage": OptimizerSpec(fromage, LR_GRID, optax_name="fromage"),
+}
+__all__ = ["FromageState", "fromage"]

@@ -17,6 +17,7 @@ from optimizers.base import (
     increment,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class HeavyBallState(NamedTuple):
@@ -66,3 +67,9 @@ def heavy_ball(
         return jax.tree.map(jnp.negative, velocity), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "heavy_ball": OptimizerSpec(heavy_ball, LR_GRID, {"momentum": 0.9}),
+}
+__all__ = ["HeavyBallState", "heavy_ball"]

@@ -13,6 +13,7 @@ from optimizers.base import (
     trust_ratio_scale,
     with_weight_decay,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 def lamb(
@@ -55,3 +56,9 @@ def lamb(
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "lamb": OptimizerSpec(lamb, LR_GRID, optax_name="lamb"),
+}
+__all__ = ["lamb"]

@@ -20,6 +20,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
+from optimizers.registry import OptimizerSpec, log_grid
 
 
 class LarsState(NamedTuple):
@@ -81,3 +82,9 @@ def lars(
         return updates, LarsState(count=increment(state.count), trace=cast_like(trace, state.trace))
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "lars": OptimizerSpec(lars, log_grid(1e-2, 1e2), optax_name="lars"),
+}
+__all__ = ["LarsState", "lars"]

@@ -17,6 +17,7 @@ from optimizers.base import (
     require_loss,
     zeros_like,
 )
+from optimizers.registry import OptimizerSpec, log_grid
 
 # The zoom line search of `optax.lbfgs`'s default, with optax's settings.
 MAX_LINESEARCH_STEPS = 20
@@ -451,3 +452,17 @@ def lbfgs(
         return updates, new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "lbfgs": OptimizerSpec(
+        lbfgs,
+        log_grid(0.1, 1.0),
+        optax_name="lbfgs",
+        needs_value_fn=True,
+        deterministic_only=True,
+        # The gradient the update is given and the line search's trial points.
+        gradient_evaluations=lambda state, dim: 1 + state.evaluations,
+    ),
+}
+__all__ = ["LbfgsState", "lbfgs"]

@@ -19,6 +19,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
+from optimizers.registry import OptimizerSpec, log_grid
 
 
 class LionState(NamedTuple):
@@ -67,3 +68,9 @@ def lion(
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "lion": OptimizerSpec(lion, log_grid(1e-5, 1e-1), optax_name="lion"),
+}
+__all__ = ["LionState", "lion"]

@@ -17,6 +17,7 @@ from optimizers.base import (
     increment,
     require_loss,
 )
+from optimizers.registry import OptimizerSpec, log_grid
 
 
 class NewtonState(NamedTuple):
@@ -64,3 +65,17 @@ def newton(learning_rate: ScalarOrSchedule = 1.0, damping: float = 0.0) -> Optim
         return descend(learning_rate, state.count, direction), NewtonState(increment(state.count))
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "newton": OptimizerSpec(
+        newton,
+        log_grid(0.1, 1.0),
+        needs_value_fn=True,
+        deterministic_only=True,
+        max_dim=100,
+        # The gradient and the dense Hessian, d gradients' worth.
+        gradient_evaluations=lambda state, dim: 1 + dim,
+    ),
+}
+__all__ = ["NewtonState", "newton"]

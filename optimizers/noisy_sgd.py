@@ -16,6 +16,7 @@ from optimizers.base import (
     not_supported,
     state_dtype,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class NoisySgdState(NamedTuple):
@@ -89,3 +90,9 @@ def noisy_sgd(
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "noisy_sgd": OptimizerSpec(noisy_sgd, LR_GRID, optax_name="noisy_sgd"),
+}
+__all__ = ["NoisySgdState", "noisy_sgd"]

@@ -18,6 +18,7 @@ from optimizers.base import (
     state_dtype,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class NovogradState(NamedTuple):
@@ -98,3 +99,9 @@ def novograd(
         return descend(learning_rate, state.count, mu), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "novograd": OptimizerSpec(novograd, LR_GRID, optax_name="novograd"),
+}
+__all__ = ["NovogradState", "novograd"]

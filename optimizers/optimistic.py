@@ -19,6 +19,7 @@ from optimizers.base import (
     increment,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class OptimisticState(NamedTuple):
@@ -169,3 +170,21 @@ def optimistic_adam(
         mu_dtype=mu_dtype,
         nesterov=nesterov,
     )
+
+
+REGISTRY = {
+    "optimistic_gradient_descent": OptimizerSpec(
+        optimistic_gradient_descent, LR_GRID, optax_name="optimistic_gradient_descent"
+    ),
+    "optimistic_adam": OptimizerSpec(optimistic_adam, LR_GRID, optax_name="optimistic_adam"),
+    "optimistic_adam_v2": OptimizerSpec(
+        optimistic_adam_v2, LR_GRID, optax_name="optimistic_adam_v2"
+    ),
+}
+__all__ = [
+    "OptimisticAdamState",
+    "OptimisticState",
+    "optimistic_adam",
+    "optimistic_adam_v2",
+    "optimistic_gradient_descent",
+]

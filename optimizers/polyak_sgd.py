@@ -16,6 +16,7 @@ from optimizers.base import (
     increment,
     require_loss,
 )
+from optimizers.registry import OptimizerSpec, log_grid
 
 VARIANTS = ("sps", "sps+")
 
@@ -80,3 +81,20 @@ def polyak_sgd(
         return updates, PolyakSgdState(count=increment(state.count))
 
     return Optimizer(init, update)
+
+
+def polyak_sgd_by_scaling(learning_rate, **hparams):
+    """polyak_sgd with `scaling`, the learning rate of its inner SGD step, as learning_rate.
+
+    optax.polyak_sgd has no argument named learning_rate; the benchmark sweeps this one.
+    """
+    check_nonnegative("learning_rate", learning_rate)
+    return polyak_sgd(scaling=learning_rate, **hparams)
+
+
+REGISTRY = {
+    "polyak_sgd": OptimizerSpec(
+        polyak_sgd_by_scaling, log_grid(1e-2, 10.0), optax_name="polyak_sgd", needs_value_fn=True
+    ),
+}
+__all__ = ["PolyakSgdState", "polyak_sgd", "polyak_sgd_by_scaling"]

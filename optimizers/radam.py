@@ -18,6 +18,7 @@ from optimizers.base import (
     update_moment,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class RadamState(NamedTuple):
@@ -90,3 +91,9 @@ def radam(
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "radam": OptimizerSpec(radam, LR_GRID, optax_name="radam"),
+}
+__all__ = ["RadamState", "radam"]

@@ -20,6 +20,7 @@ from optimizers.base import (
     update_moment,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class RmspropState(NamedTuple):
@@ -117,3 +118,9 @@ def rmsprop(
         return updates, new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "rmsprop": OptimizerSpec(rmsprop, LR_GRID, optax_name="rmsprop"),
+}
+__all__ = ["RmspropState", "rmsprop"]

@@ -14,6 +14,7 @@ from optimizers.base import (
     full_like,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class RpropState(NamedTuple):
@@ -87,3 +88,9 @@ def rprop(
         return updates, RpropState(step_sizes=step_sizes, previous_step=step)
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "rprop": OptimizerSpec(rprop, LR_GRID, optax_name="rprop"),
+}
+__all__ = ["RpropState", "rprop"]

@@ -17,6 +17,7 @@ from optimizers.base import (
     increment,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class SgdState(NamedTuple):
@@ -72,3 +73,11 @@ def sgd(
         )
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "sgd": OptimizerSpec(sgd, LR_GRID, optax_name="sgd"),
+    "momentum": OptimizerSpec(sgd, LR_GRID, {"momentum": 0.9}, optax_name="sgd"),
+    "nesterov": OptimizerSpec(sgd, LR_GRID, {"momentum": 0.9, "nesterov": True}, optax_name="sgd"),
+}
+__all__ = ["SgdState", "sgd"]

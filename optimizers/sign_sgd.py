@@ -17,6 +17,7 @@ from optimizers.base import (
     increment,
     zeros_like,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 
 class SignSgdState(NamedTuple):
@@ -87,3 +88,10 @@ def signum(
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "sign_sgd": OptimizerSpec(sign_sgd, LR_GRID, optax_name="sign_sgd"),
+    "signum": OptimizerSpec(signum, LR_GRID, optax_name="signum"),
+}
+__all__ = ["SignSgdState", "SignumState", "sign_sgd", "signum"]

@@ -21,6 +21,7 @@ from optimizers.base import (
     state_dtype,
     zeros_like,
 )
+from optimizers.registry import OptimizerSpec, log_grid
 
 
 class Sm3State(NamedTuple):
@@ -92,3 +93,9 @@ def sm3(learning_rate: ScalarOrSchedule, momentum: float = 0.9) -> Optimizer:
         return descend(learning_rate, state.count, nu), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "sm3": OptimizerSpec(sm3, log_grid(1e-3, 10.0), optax_name="sm3"),
+}
+__all__ = ["Sm3State", "sm3"]

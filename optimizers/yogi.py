@@ -19,6 +19,7 @@ from optimizers.base import (
     increment,
     update_moment,
 )
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 # optax.yogi starts both moments at this value (scale_by_yogi's default).
 INITIAL_ACCUMULATOR_VALUE = 1e-6
@@ -79,3 +80,9 @@ def yogi(
         return descend(learning_rate, state.count, direction), new_state
 
     return Optimizer(init, update)
+
+
+REGISTRY = {
+    "yogi": OptimizerSpec(yogi, LR_GRID, optax_name="yogi"),
+}
+__all__ = ["YogiState", "yogi"]
