@@ -6,6 +6,7 @@ arguments of the compiled program, so a whole grid costs one compile and one cal
 """
 
 import collections
+import contextlib
 import functools
 import itertools
 import threading
@@ -352,18 +353,20 @@ def run_sweep(
     def build():
         lane = _lane_program(problem, spec, steps, jnp.dtype(dtype), fixed, split, record_steps)
         program = jax.jit(jax.vmap(lane)).lower(*chunks[0])
-        return program.compile({} if optimize else COMPILER_OPTIONS)
+        compiled = program.compile({} if optimize else COMPILER_OPTIONS)
+        return compiled, _LINALG_LOCK if "lapack" in compiled.as_text() else None
 
     # What the program depends on; problem and optimizer by identity.
     fixed_items = tuple(sorted((k, type(v), v) for k, v in fixed.items()))  # 1 and 1.0 differ
     key = (id(problem), id(spec), steps, dtype, fixed_items, tuple(grid), folds)
     key += (optimize, tuple(record_steps), chunk, tuple(d.id for d in mesh.devices.flat))
     start = time.perf_counter()
-    compiled = _compiled(key, (problem, spec), build)
+    compiled, lock = _compiled(key, (problem, spec), build)
     compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    outputs = [distributed.gather(jax.block_until_ready(compiled(*c)), chunk) for c in chunks]
-    run_seconds = time.perf_counter() - start
+    with lock or contextlib.nullcontext():
+        start = time.perf_counter()
+        outputs = [distributed.gather(jax.block_until_ready(compiled(*c)), chunk) for c in chunks]
+        run_seconds = time.perf_counter() - start
     seconds_per_step = rounded_time(run_seconds / (padded * (steps + 1)))
     outputs = jax.tree.map(lambda *parts: np.concatenate(parts)[:lanes], *outputs)
     curves, metrics, first_hit = outputs
@@ -403,6 +406,12 @@ def rounded_time(seconds: float) -> float:
 _PROGRAMS: collections.OrderedDict = collections.OrderedDict()
 _KEPT = 16
 _PROGRAMS_LOCK = threading.Lock()
+# jaxlib's CPU LAPACK kernels (eigh, QR, SVD, triangular solves, ...) spread a batch of
+# matrices over XLA's intra-op thread pool and wait for it from a thread of that pool:
+# two such programs running at once (two pairs of `--jobs 2`) can take every thread of
+# the pool and wait on each other forever. They run one at a time; other programs
+# still run beside them.
+_LINALG_LOCK = threading.Lock()
 
 
 def _compiled(key: tuple, objects: tuple, build: Callable):

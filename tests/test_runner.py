@@ -157,3 +157,34 @@ def test_cross_validation_lanes_train_without_their_fold():
     assert np.isfinite(valid).all() and len(np.unique(valid)) == 4
     with pytest.raises(ValueError, match="data-set"):
         run_sweep("rosenbrock_2d", "sgd", [0.1], seeds=1, steps=2, folds=2)
+
+
+# Two pairs swept at once (`--jobs 2`) whose programs both call jaxlib's batched LAPACK
+# kernels (SOAP's eigh and QR): without the runner's lock they wait on each other in
+# XLA's thread pool forever. In a child process, so that a hang fails instead of stalling.
+CONCURRENT_LINALG = """
+from concurrent.futures import ThreadPoolExecutor
+from bench import run_sweep
+def sweep(problem):
+    for _ in range(3):
+        run_sweep(problem, "soap", [1e-3, 1e-2], seeds=5, steps=100, chunk=10)
+with ThreadPoolExecutor(2) as pool:
+    list(pool.map(sweep, ["mlp_digits_relu_32", "mlp_digits_sigmoid_32"]))
+print("finished")
+"""
+
+
+def test_two_sweeps_calling_lapack_at_once_finish():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_LINALG],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "finished" in done.stdout, done.stderr[-2000:]
