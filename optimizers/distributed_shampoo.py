@@ -506,12 +506,6 @@ REGISTRY = {
             "preconditioning_compute_steps": 10,
             "block_size": 128,
         },
-        test_hparams={
-            "graft_type": "rmsprop",
-            "start_preconditioning_step": 3,
-            "preconditioning_compute_steps": 2,
-            "block_size": 3,
-        },
     ),
 }
 __all__ = ["DistributedShampooState", "distributed_shampoo"]

@@ -6,8 +6,11 @@ A family module registers its rules by declaring, beside its factories,
     __all__ = ["factory", ...]
 
 and `collect()` gathers every module's `REGISTRY` and exports its `__all__` from the
-package (`from optimizers import factory`): adding an optimizer is one new file.
-Search spaces and capabilities are data on the entry; parity-test settings live in tests/.
+package (`from optimizers import factory`): adding an optimizer is one new file, and
+optimizers/__init__.py holds no entry of its own. The search space, the optax alias
+of the same meaning and the capabilities are data on the entry; the settings the tests
+build each rule with (non-default hyperparameters, option variants) live in
+tests/parity_settings.py.
 """
 
 import importlib
@@ -24,25 +27,21 @@ from optimizers.base import Optimizer
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """A registry entry: how to build, test and sweep one optimizer."""
+    """A registry entry: how to build and sweep one optimizer, its optax counterpart
+    and what it can run on."""
 
     factory: Callable[..., Optimizer]
     # Log-spaced learning rates the benchmark sweeps by default.
     learning_rates: tuple[float, ...]
     # Hyperparameters (besides learning_rate) the benchmark passes to the factory.
     hparams: dict[str, Any] = field(default_factory=dict)
-    # Non-default hyperparameters the parity tests pass to both us and optax.
-    test_hparams: dict[str, Any] = field(default_factory=dict)
-    # Name of the optax alias with the same meaning, or None for rules optax lacks.
+    # Name of the optax alias with the same meaning, or None for rules optax lacks: the
+    # reference of the parity tests and of `make perf`.
     optax_name: str | None = None
     # True for line-search methods whose update needs the loss value and function.
     needs_value_fn: bool = False
     # True where the rule needs a full-batch (deterministic) gradient.
     deterministic_only: bool = False
-    # Further option sets, each applied over test_hparams, that the parity tests also check.
-    test_variants: tuple[dict[str, Any], ...] = ()
-    # The optax alias's argument that `factory` takes as learning_rate (see polyak_sgd).
-    learning_rate_arg: str = "learning_rate"
     # Largest parameter count the rule is meant for (dense second-order methods), or None.
     max_dim: int | None = None
     # True where the update takes the loss of the batch it trains on (`value`, and the

@@ -166,6 +166,14 @@ SETTINGS: dict[str, Settings] = {
             "precondition_frequency": 3,
         }
     ),
+    "distributed_shampoo": Settings(
+        {
+            "graft_type": "rmsprop",
+            "start_preconditioning_step": 3,
+            "preconditioning_compute_steps": 2,
+            "block_size": 3,
+        }
+    ),
 }
 
 

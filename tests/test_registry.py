@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from parity_settings import SETTINGS
 
 import optimizers
 from bench.runner import run_sweep
@@ -20,6 +21,12 @@ def test_entries_declared_by_family_modules_are_registered_and_exported():
     for name, spec in entries.items():
         assert OPTIMIZERS[name] is spec
         assert getattr(optimizers, spec.factory.__name__) is spec.factory, name
+
+
+def test_every_rule_with_test_settings_is_registered():
+    # tests/parity_settings.py is keyed by registry name: a renamed rule leaves a stale key.
+    stale = sorted(set(SETTINGS) - set(OPTIMIZERS))
+    assert not stale, f"tests/parity_settings.py sets rules that are not registered: {stale}"
 
 
 def test_a_name_registered_twice_is_an_error(tmp_path, monkeypatch):
