@@ -89,6 +89,11 @@ def fixed_dtype_options(name):
     return [p.name for p in parameters if "dtype" in p.name and p.default is not None]
 
 
+# Rules whose docstring says they keep part of their state in float32 at least: inverse
+# roots of half-precision statistics would be noise.
+STATE_IN_FLOAT32_AT_LEAST = {"distributed_shampoo"}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_dtypes_are_kept_by_update_apply_updates_and_state(name):
     """Checked on abstract values (jax.eval_shape): dtypes are decided at trace time."""
@@ -131,7 +136,10 @@ def test_dtypes_are_kept_by_update_apply_updates_and_state(name):
                 for leaf in jax.tree.leaves(state)
                 if jnp.issubdtype(leaf.dtype, jnp.floating)
             }
-            assert floats <= {jnp.dtype(dtype)}, f"state dtypes {floats} ({where})"
+            allowed = {jnp.dtype(dtype)}
+            if name in STATE_IN_FLOAT32_AT_LEAST:
+                allowed.add(jnp.promote_types(dtype, jnp.float32))
+            assert floats <= allowed, f"state dtypes {floats} ({where})"
 
 
 @pytest.mark.parametrize("name", NAMES)
