@@ -154,7 +154,9 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="sweep problems x optimizers, write CSV and plots")
     run.add_argument("--problems", nargs="+", metavar="NAME", help="default: all")
     run.add_argument("--optimizers", nargs="+", metavar="NAME", help="default: all")
-    run.add_argument("--seeds", type=int, help="tuning seeds per trial (default: seeds in bench/suite.toml)")
+    run.add_argument(
+        "--seeds", type=int, help="tuning seeds per trial (default: seeds in bench/suite.toml)"
+    )
     run.add_argument("--steps", type=int, help="step budget (default: each problem's own)")
     run.add_argument(
         "--grid", type=float, nargs="+", metavar="LR", help="learning rates for every optimizer"

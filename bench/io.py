@@ -6,10 +6,13 @@ writes a results folder.
 
 import contextlib
 import fcntl
+import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pandas as pd
 
 
 class OutputError(Exception):
@@ -38,6 +41,12 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
 # Numbers to 8 significant digits: 5e-9 relative, far inside `bench compare`'s
 # tolerances, and a results folder a fifth smaller than at 10.
 FLOAT_FORMAT = "%.8g"
+
+
+def as_written(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` as `write_csv` stores it and pandas reads it back (floats to 8 digits):
+    what a later reader of the file decides on."""
+    return pd.read_csv(io.StringIO(frame.to_csv(index=False, float_format=FLOAT_FORMAT)))
 
 
 def write_csv(frame, path: str | Path) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bench import distributed, meta, report, schema
-from bench.io import OutputError, locked, write_csv, write_text
+from bench.io import OutputError, as_written, locked, write_csv, write_text
 from bench.progress import Progress
 from bench.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
 from bench.runner import run_sweep
@@ -126,14 +126,20 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         runs = runs.merge(mean, on=key, how="left", validate="1:1")
         compile_seconds += folds.compile_seconds
         run_seconds += folds.run_seconds
-    tuned = tuned_trials(runs, recorded_cost(runs, spec.cost)).iloc[0]
+    # Tuned on the numbers as runs.csv keeps them, so that `bench plot`, which tunes from
+    # the file, picks the same trial (settings tied to 8 digits otherwise split); the
+    # setting itself is the trial's unrounded one.
+    trial = int(
+        tuned_trials(as_written(runs), recorded_cost(runs, spec.cost))[schema.TRIAL].iloc[0]
+    )
+    tuned = runs[runs[schema.TRIAL] == trial].iloc[0]
     setting = {k: [tuned[k]] for k in result.hparams}
     evaluation, eval_runs = sweep(
         setting.pop("learning_rate"),
         eval_seeds,
         "eval",
         result.seconds_per_step,
-        trial=int(tuned[schema.TRIAL]),
+        trial=trial,
         **setting,
     )
     compile_seconds += evaluation.compile_seconds
