@@ -47,6 +47,9 @@ FLOAT32_LINEAR_ALGEBRA = {
     "kron": "triangular solves in float32 (precondition_dtype), as pytorch_optimizer",
 }
 RTOL_FLOAT32_LINEAR_ALGEBRA = 1e-5
+# The rounding is relative to the params' scale (about 1), not to each entry: an entry
+# near zero moves by float32 rounding of its neighbours (kron under SSE4.2: 4.6e-8).
+ATOL_FLOAT32_LINEAR_ALGEBRA = 1e-6
 
 
 def initial_params():
@@ -168,8 +171,10 @@ def test_optimizer_matches_its_golden_trajectory(name):
     golden = parse_rows(path)
     current = optimizer_trajectory(name)
     assert golden.shape == current.shape, f"{path} has shape {golden.shape}: run `make golden`"
-    rtol = RTOL_FLOAT32_LINEAR_ALGEBRA if name in FLOAT32_LINEAR_ALGEBRA else RTOL
-    np.testing.assert_allclose(current, golden, rtol=rtol, atol=1e-300)
+    rtol, atol = RTOL, 1e-300
+    if name in FLOAT32_LINEAR_ALGEBRA:
+        rtol, atol = RTOL_FLOAT32_LINEAR_ALGEBRA, ATOL_FLOAT32_LINEAR_ALGEBRA
+    np.testing.assert_allclose(current, golden, rtol=rtol, atol=atol)
 
 
 def test_no_golden_for_an_unregistered_optimizer():
