@@ -7,8 +7,9 @@
     params = apply_updates(params, updates)
 
 `OPTIMIZERS` maps each benchmark name to an `OptimizerSpec`: the factory, the
-hyperparameters the benchmark fixes, its learning-rate search grid, the optax alias
-of the same meaning, and its capabilities. Every family module declares its own
+hyperparameters the benchmark fixes, its learning-rate search grid, its search space
+(`Range`, `Choice`) and default learning rate, the optax alias of the same meaning,
+and its capabilities. Every family module declares its own
 entries as `REGISTRY` beside its factories and its public names as `__all__`; this
 package only collects them (`optimizers.registry.collect`), so that adding an
 optimizer is one new file. The tests and the benchmark loop over the registry; the
@@ -20,7 +21,7 @@ import sys
 from optimizers import schedules, transforms
 from optimizers.base import Optimizer, apply_updates
 from optimizers.fused import fused_step
-from optimizers.registry import OptimizerSpec, collect
+from optimizers.registry import Choice, OptimizerSpec, Range, collect
 
 # The benchmark lists, runs and tabulates the optimizers in this order: the rules of the
 # first release as they have always been listed, then every later one in the order
@@ -41,8 +42,10 @@ globals().update(_exports)
 
 __all__ = [
     "OPTIMIZERS",
+    "Choice",
     "Optimizer",
     "OptimizerSpec",
+    "Range",
     "apply_updates",
     "fused_step",
     "schedules",

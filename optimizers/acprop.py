@@ -19,7 +19,14 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import (
+    LR_GRID,
+    MOMENTUM,
+    SECOND_MOMENT,
+    WEIGHT_DECAY_OR_OFF,
+    OptimizerSpec,
+    Range,
+)
 
 
 class AcpropState(NamedTuple):
@@ -85,6 +92,17 @@ def acprop(
 
 REGISTRY = {
     # The paper tunes ACProp over Adam's learning rates (1e-3 on CIFAR, 2e-4 for GANs).
-    "acprop": OptimizerSpec(acprop, LR_GRID),
+    # Its eps (1e-16 by default, as AdaBelief's) sits far below Adam's.
+    "acprop": OptimizerSpec(
+        acprop,
+        LR_GRID,
+        search_space={
+            "b1": MOMENTUM,
+            "b2": SECOND_MOMENT,
+            "eps": Range(1e-16, 1e-6),
+            "weight_decay": WEIGHT_DECAY_OR_OFF,
+        },
+        default_learning_rate=1e-3,  # Zhuang et al. 2021, CIFAR
+    ),
 }
 __all__ = ["AcpropState", "acprop"]

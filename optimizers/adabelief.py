@@ -19,7 +19,7 @@ from optimizers.base import (
     update_moment,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, MOMENTUM, SECOND_MOMENT, OptimizerSpec, Range
 
 
 class AdabeliefState(NamedTuple):
@@ -82,6 +82,13 @@ def adabelief(
 
 
 REGISTRY = {
-    "adabelief": OptimizerSpec(adabelief, LR_GRID, optax_name="adabelief"),
+    # eps (1e-16 by default) sits far below Adam's.
+    "adabelief": OptimizerSpec(
+        adabelief,
+        LR_GRID,
+        optax_name="adabelief",
+        search_space={"b1": MOMENTUM, "b2": SECOND_MOMENT, "eps": Range(1e-16, 1e-6)},
+        default_learning_rate=1e-3,  # Zhuang et al. 2020
+    ),
 }
 __all__ = ["AdabeliefState", "adabelief"]

@@ -19,7 +19,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import MOMENTUM, WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range, log_grid
 
 
 class AdadeltaState(NamedTuple):
@@ -83,6 +83,17 @@ def adadelta(
 
 
 REGISTRY = {
-    "adadelta": OptimizerSpec(adadelta, log_grid(1e-2, 100.0), optax_name="adadelta"),
+    # eps sets the first steps' size (sqrt(eps) / sqrt(eps + g^2)): wider than Adam's.
+    "adadelta": OptimizerSpec(
+        adadelta,
+        log_grid(1e-2, 100.0),
+        optax_name="adadelta",
+        search_space={
+            "rho": MOMENTUM,
+            "eps": Range(1e-8, 1e-2),
+            "weight_decay": WEIGHT_DECAY_OR_OFF,
+        },
+        default_learning_rate=1.0,  # PyTorch
+    ),
 }
 __all__ = ["AdadeltaState", "adadelta"]

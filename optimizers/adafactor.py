@@ -19,7 +19,7 @@ from optimizers.base import (
     value_at,
     with_weight_decay,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range
 
 
 class AdafactorState(NamedTuple):
@@ -191,6 +191,17 @@ def adafactor(
 
 
 REGISTRY = {
-    "adafactor": OptimizerSpec(adafactor, LR_GRID, optax_name="adafactor"),
+    # decay_rate is the exponent of b_t = 1 - t^(-decay_rate) (0.8 in the paper).
+    "adafactor": OptimizerSpec(
+        adafactor,
+        LR_GRID,
+        optax_name="adafactor",
+        search_space={
+            "decay_rate": Range(0.5, 1.0, "linear"),
+            "clipping_threshold": Range(0.5, 2.0),
+            "weight_decay_rate": WEIGHT_DECAY_OR_OFF,
+        },
+        default_learning_rate=1e-2,  # Shazeer & Stern 2018: the relative step's cap
+    ),
 }
 __all__ = ["AdafactorState", "adafactor"]

@@ -17,7 +17,7 @@ from optimizers.base import (
     full_like,
     increment,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import EPS, OptimizerSpec, Range, log_grid
 
 
 class AdagradState(NamedTuple):
@@ -71,6 +71,12 @@ def adagrad(
 
 
 REGISTRY = {
-    "adagrad": OptimizerSpec(adagrad, log_grid(1e-3, 10.0), optax_name="adagrad"),
+    "adagrad": OptimizerSpec(
+        adagrad,
+        log_grid(1e-3, 10.0),
+        optax_name="adagrad",
+        search_space={"initial_accumulator_value": Range(1e-3, 1.0), "eps": EPS},
+        default_learning_rate=1e-2,  # PyTorch
+    ),
 }
 __all__ = ["AdagradState", "adagrad"]

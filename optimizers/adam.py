@@ -20,7 +20,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import ADAM_SPACE, LR_GRID, WEIGHT_DECAY, OptimizerSpec
 
 
 class AdamState(NamedTuple):
@@ -198,9 +198,33 @@ def nadamw(
 
 
 REGISTRY = {
-    "adam": OptimizerSpec(adam, LR_GRID, optax_name="adam"),
-    "adamw": OptimizerSpec(adamw, LR_GRID, optax_name="adamw"),
-    "nadam": OptimizerSpec(nadam, LR_GRID, optax_name="nadam"),
-    "nadamw": OptimizerSpec(nadamw, LR_GRID, optax_name="nadamw"),
+    "adam": OptimizerSpec(
+        adam,
+        LR_GRID,
+        optax_name="adam",
+        search_space=ADAM_SPACE,
+        default_learning_rate=1e-3,  # Kingma & Ba 2015
+    ),
+    "adamw": OptimizerSpec(
+        adamw,
+        LR_GRID,
+        optax_name="adamw",
+        search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY},
+        default_learning_rate=1e-3,  # PyTorch (Kingma & Ba 2015)
+    ),
+    "nadam": OptimizerSpec(
+        nadam,
+        LR_GRID,
+        optax_name="nadam",
+        search_space=ADAM_SPACE,
+        default_learning_rate=2e-3,  # PyTorch
+    ),
+    "nadamw": OptimizerSpec(
+        nadamw,
+        LR_GRID,
+        optax_name="nadamw",
+        search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY},
+        default_learning_rate=2e-3,  # PyTorch's NAdam, decoupled_weight_decay=True
+    ),
 }
 __all__ = ["AdamState", "adam", "adamw", "nadam", "nadamw"]

@@ -19,7 +19,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import ADAM_SPACE, LR_GRID, WEIGHT_DECAY, OptimizerSpec
 
 
 class AdamaxState(NamedTuple):
@@ -124,7 +124,19 @@ def adamaxw(
 
 
 REGISTRY = {
-    "adamax": OptimizerSpec(adamax, LR_GRID, optax_name="adamax"),
-    "adamaxw": OptimizerSpec(adamaxw, LR_GRID, optax_name="adamaxw"),
+    "adamax": OptimizerSpec(
+        adamax,
+        LR_GRID,
+        optax_name="adamax",
+        search_space=ADAM_SPACE,
+        default_learning_rate=2e-3,  # PyTorch
+    ),
+    "adamaxw": OptimizerSpec(
+        adamaxw,
+        LR_GRID,
+        optax_name="adamaxw",
+        search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY},
+        default_learning_rate=2e-3,  # PyTorch's Adamax
+    ),
 }
 __all__ = ["AdamaxState", "adamax", "adamaxw"]

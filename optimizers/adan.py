@@ -20,7 +20,14 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import (
+    EPS,
+    LR_GRID,
+    MOMENTUM,
+    SECOND_MOMENT,
+    WEIGHT_DECAY_OR_OFF,
+    OptimizerSpec,
+)
 
 
 class AdanState(NamedTuple):
@@ -112,6 +119,19 @@ def adan(
 
 
 REGISTRY = {
-    "adan": OptimizerSpec(adan, LR_GRID, optax_name="adan"),
+    # b2 weighs the gradient differences (0.92 by default, 0.9 in the tests).
+    "adan": OptimizerSpec(
+        adan,
+        LR_GRID,
+        optax_name="adan",
+        search_space={
+            "b1": MOMENTUM,
+            "b2": MOMENTUM,
+            "b3": SECOND_MOMENT,
+            "eps": EPS,
+            "weight_decay": WEIGHT_DECAY_OR_OFF,
+        },
+        default_learning_rate=1e-3,  # the paper's PyTorch code (Xie et al. 2022)
+    ),
 }
 __all__ = ["AdanState", "adan"]

@@ -21,7 +21,14 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec, log_grid
+from optimizers.registry import (
+    ADAM_SPACE,
+    LR_GRID,
+    WEIGHT_DECAY_OR_OFF,
+    OptimizerSpec,
+    Range,
+    log_grid,
+)
 
 
 class AdemamixState(NamedTuple):
@@ -176,8 +183,24 @@ def simplified_ademamix(
 REGISTRY = {
     # The paper runs AdEMAMix at Adam's learning rates (1e-4 to 1e-3 for its language
     # models), with alpha 5-8 and b3 0.999-0.9999.
-    "ademamix": OptimizerSpec(ademamix, LR_GRID),
+    "ademamix": OptimizerSpec(
+        ademamix,
+        LR_GRID,
+        search_space=ADAM_SPACE
+        | {
+            "b3": Range(0.99, 0.99999, "one_minus_log"),
+            "alpha": Range(1.0, 10.0, "linear"),
+            "weight_decay": WEIGHT_DECAY_OR_OFF,
+        },
+        default_learning_rate=1e-3,  # Adam's (Kingma & Ba 2015), as the paper runs it
+    ),
     # The momentum sums about 1 / (1 - b1) = 100 gradients: 100x below Adam's grid.
-    "simplified_ademamix": OptimizerSpec(simplified_ademamix, log_grid(1e-6, 1e-2)),
+    "simplified_ademamix": OptimizerSpec(
+        simplified_ademamix,
+        log_grid(1e-6, 1e-2),
+        search_space=ADAM_SPACE
+        | {"alpha": Range(0.0, 10.0, "linear"), "weight_decay": WEIGHT_DECAY_OR_OFF},
+        default_learning_rate=1e-5,  # Adam's 1e-3 over the 100 gradients the momentum sums
+    ),
 }
 __all__ = ["AdemamixState", "SimplifiedAdemamixState", "ademamix", "simplified_ademamix"]

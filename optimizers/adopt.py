@@ -17,7 +17,7 @@ from optimizers.base import (
     update_moment,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import ADAM_SPACE, LR_GRID, OptimizerSpec
 
 
 class AdoptState(NamedTuple):
@@ -88,6 +88,11 @@ def adopt(
 
 REGISTRY = {
     # The paper trains with Adam's learning rates (1e-3 on its image and language tasks).
-    "adopt": OptimizerSpec(adopt, LR_GRID),
+    "adopt": OptimizerSpec(
+        adopt,
+        LR_GRID,
+        search_space=ADAM_SPACE,
+        default_learning_rate=1e-3,  # Taniguchi et al. 2024
+    ),
 }
 __all__ = ["AdoptState", "adopt"]

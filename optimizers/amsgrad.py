@@ -17,7 +17,7 @@ from optimizers.base import (
     update_moment,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import ADAM_SPACE, LR_GRID, OptimizerSpec
 
 
 class AmsgradState(NamedTuple):
@@ -91,6 +91,12 @@ def amsgrad(
 
 
 REGISTRY = {
-    "amsgrad": OptimizerSpec(amsgrad, LR_GRID, optax_name="amsgrad"),
+    "amsgrad": OptimizerSpec(
+        amsgrad,
+        LR_GRID,
+        optax_name="amsgrad",
+        search_space=ADAM_SPACE,
+        default_learning_rate=1e-3,  # PyTorch's Adam, amsgrad=True
+    ),
 }
 __all__ = ["AmsgradState", "amsgrad"]

@@ -18,7 +18,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range, log_grid
 
 
 class CocobState(NamedTuple):
@@ -113,6 +113,10 @@ def cocob(
 REGISTRY = {
     # Learning-rate free: the paper uses none (lr = 1); the grid only checks that
     # rescaling the gradients by a few factors of 10 either way changes little.
-    "cocob": OptimizerSpec(cocob, log_grid(1e-2, 1e2, per_decade=1)),
+    "cocob": OptimizerSpec(
+        cocob,
+        log_grid(1e-2, 1e2, per_decade=1),
+        search_space={"alpha": Range(10.0, 1000.0), "weight_decay": WEIGHT_DECAY_OR_OFF},
+    ),
 }
 __all__ = ["CocobState", "cocob"]

@@ -17,7 +17,7 @@ from optimizers.base import (
     vdot,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import WEIGHT_DECAY_OR_OFF, OptimizerSpec, log_grid
 
 
 class DadaptAdamwState(NamedTuple):
@@ -120,6 +120,10 @@ def dadapt_adamw(
 
 REGISTRY = {
     # Learning-rate free: lr = 1 in the paper; the grid brackets it by 10x either way.
-    "dadapt_adamw": OptimizerSpec(dadapt_adamw, log_grid(0.1, 10.0)),
+    "dadapt_adamw": OptimizerSpec(
+        dadapt_adamw,
+        log_grid(0.1, 10.0),
+        search_space={"weight_decay": WEIGHT_DECAY_OR_OFF},
+    ),
 }
 __all__ = ["DadaptAdamwState", "dadapt_adamw"]

@@ -20,7 +20,7 @@ from optimizers.base import (
     value_at,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range, log_grid
 from optimizers.shampoo import inverse_root
 
 # pytorch_optimizer's LayerWiseGrafting and PreConditionerType, by value and by name.
@@ -506,6 +506,7 @@ REGISTRY = {
             "preconditioning_compute_steps": 10,
             "block_size": 128,
         },
+        search_space={"weight_decay": WEIGHT_DECAY_OR_OFF, "matrix_eps": Range(1e-8, 1e-2)},
     ),
 }
 __all__ = ["DistributedShampooState", "distributed_shampoo"]

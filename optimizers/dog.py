@@ -18,7 +18,7 @@ from optimizers.base import (
     squared_norm,
     with_weight_decay,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import WEIGHT_DECAY_OR_OFF, OptimizerSpec, log_grid
 
 INIT_STEPS = ("distance", "learning_rate", "heuristic")
 
@@ -180,7 +180,15 @@ def dowg(
 REGISTRY = {
     # Parameter-free (lr = 1 in both papers); the grid checks how much a constant factor
     # on the adapted step size helps or hurts.
-    "dog": OptimizerSpec(dog, log_grid(1e-2, 1e2, per_decade=1)),
-    "dowg": OptimizerSpec(dowg, log_grid(1e-2, 1e2, per_decade=1)),
+    "dog": OptimizerSpec(
+        dog,
+        log_grid(1e-2, 1e2, per_decade=1),
+        search_space={"weight_decay": WEIGHT_DECAY_OR_OFF},
+    ),
+    "dowg": OptimizerSpec(
+        dowg,
+        log_grid(1e-2, 1e2, per_decade=1),
+        search_space={"weight_decay": WEIGHT_DECAY_OR_OFF},
+    ),
 }
 __all__ = ["DogState", "DowgState", "dog", "dowg"]

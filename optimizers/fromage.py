@@ -70,6 +70,11 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: float = 1e-6) -> Optimize
 
 
 REGISTRY = {
-    "fromage": OptimizerSpec(fromage, LR_GRID, optax_name="fromage"),
+    "fromage": OptimizerSpec(
+        fromage,
+        LR_GRID,
+        optax_name="fromage",
+        default_learning_rate=1e-2,  # Bernstein et al. 2020
+    ),
 }
 __all__ = ["FromageState", "fromage"]

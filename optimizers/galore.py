@@ -17,7 +17,7 @@ from optimizers.base import (
     not_supported,
     with_weight_decay,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range
 
 
 def _adam_scaling() -> Optimizer:
@@ -152,6 +152,12 @@ REGISTRY = {
     # GaLore runs Adam at its usual learning rates (1e-2 to 1e-3 in the paper's LLaMA
     # pre-training, with scale 0.25); the default grid covers them. Skipped on problems
     # without a matrix (then it would be Adam).
-    "galore": OptimizerSpec(galore, LR_GRID, matrix_only=True),
+    "galore": OptimizerSpec(
+        galore,
+        LR_GRID,
+        matrix_only=True,
+        search_space={"scale": Range(0.05, 2.0), "weight_decay": WEIGHT_DECAY_OR_OFF},
+        default_learning_rate=1e-3,  # its base Adam's (Kingma & Ba 2015)
+    ),
 }
 __all__ = ["GaloreState", "galore"]

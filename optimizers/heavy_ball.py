@@ -17,7 +17,7 @@ from optimizers.base import (
     increment,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, MOMENTUM, OptimizerSpec
 
 
 class HeavyBallState(NamedTuple):
@@ -70,6 +70,12 @@ def heavy_ball(
 
 
 REGISTRY = {
-    "heavy_ball": OptimizerSpec(heavy_ball, LR_GRID, {"momentum": 0.9}),
+    "heavy_ball": OptimizerSpec(
+        heavy_ball,
+        LR_GRID,
+        {"momentum": 0.9},
+        search_space={"momentum": MOMENTUM},
+        default_learning_rate=1e-2,  # Keras's SGD
+    ),
 }
 __all__ = ["HeavyBallState", "heavy_ball"]

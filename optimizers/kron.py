@@ -21,7 +21,7 @@ from optimizers.base import (
     zeros_like,
 )
 from optimizers.noisy_sgd import _as_key
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, MOMENTUM, WEIGHT_DECAY_OR_OFF, OptimizerSpec
 
 MEMORY_SAVE_MODES = (None, "one_diag", "smart_one_diag", "all_diag")
 # Fixed by pytorch_optimizer.Kron (its `precondition_lr` and `precondition_init_scale`
@@ -389,6 +389,11 @@ REGISTRY = {
     # on every 10th step: the default schedule refits on every step of the first 500,
     # that is every step of the suite's budgets, at 5x the run time on the MLPs; PSGD
     # refits with probability 0.03 to 0.1 after its warm-up.
-    "kron": OptimizerSpec(kron, LR_GRID, hparams={"pre_conditioner_update_probability": 0.1}),
+    "kron": OptimizerSpec(
+        kron,
+        LR_GRID,
+        hparams={"pre_conditioner_update_probability": 0.1},
+        search_space={"momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY_OR_OFF},
+    ),
 }
 __all__ = ["KronState", "kron", "precondition_update_prob_schedule"]

@@ -13,7 +13,7 @@ from optimizers.base import (
     trust_ratio_scale,
     with_weight_decay,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import ADAM_SPACE, LR_GRID, WEIGHT_DECAY_OR_OFF, OptimizerSpec
 
 
 def lamb(
@@ -59,6 +59,12 @@ def lamb(
 
 
 REGISTRY = {
-    "lamb": OptimizerSpec(lamb, LR_GRID, optax_name="lamb"),
+    "lamb": OptimizerSpec(
+        lamb,
+        LR_GRID,
+        optax_name="lamb",
+        search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY_OR_OFF},
+        default_learning_rate=1e-3,  # torch-optimizer's Lamb
+    ),
 }
 __all__ = ["lamb"]

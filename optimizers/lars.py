@@ -20,7 +20,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import MOMENTUM, WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range, log_grid
 
 
 class LarsState(NamedTuple):
@@ -85,6 +85,16 @@ def lars(
 
 
 REGISTRY = {
-    "lars": OptimizerSpec(lars, log_grid(1e-2, 1e2), optax_name="lars"),
+    "lars": OptimizerSpec(
+        lars,
+        log_grid(1e-2, 1e2),
+        optax_name="lars",
+        search_space={
+            "weight_decay": WEIGHT_DECAY_OR_OFF,
+            "trust_coefficient": Range(1e-4, 1e-1),
+            "momentum": MOMENTUM,
+        },
+        default_learning_rate=0.3,  # SimCLR (Chen et al. 2020): 0.3 x batch / 256
+    ),
 }
 __all__ = ["LarsState", "lars"]

@@ -463,6 +463,7 @@ REGISTRY = {
         deterministic_only=True,
         # The gradient the update is given and the line search's trial points.
         gradient_evaluations=lambda state, dim: 1 + state.evaluations,
+        default_learning_rate=1.0,  # PyTorch
     ),
 }
 __all__ = ["LbfgsState", "lbfgs"]

@@ -19,7 +19,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import MOMENTUM, SECOND_MOMENT, OptimizerSpec, Range, log_grid
 
 
 class LionState(NamedTuple):
@@ -71,6 +71,13 @@ def lion(
 
 
 REGISTRY = {
-    "lion": OptimizerSpec(lion, log_grid(1e-5, 1e-1), optax_name="lion"),
+    # Lion's decay is 3-10x AdamW's (the paper): its range reaches 1.
+    "lion": OptimizerSpec(
+        lion,
+        log_grid(1e-5, 1e-1),
+        optax_name="lion",
+        search_space={"b1": MOMENTUM, "b2": SECOND_MOMENT, "weight_decay": Range(1e-4, 1.0)},
+        default_learning_rate=1e-4,  # Chen et al. 2023
+    ),
 }
 __all__ = ["LionState", "lion"]

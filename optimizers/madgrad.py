@@ -17,7 +17,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import EPS, MOMENTUM, WEIGHT_DECAY_OR_OFF, OptimizerSpec, log_grid
 
 
 class MadgradState(NamedTuple):
@@ -88,6 +88,11 @@ def madgrad(
 
 REGISTRY = {
     # The paper's best learning rates span 1e-4 (transformers) to 2.5e-2 (ImageNet).
-    "madgrad": OptimizerSpec(madgrad, log_grid(1e-4, 1.0)),
+    "madgrad": OptimizerSpec(
+        madgrad,
+        log_grid(1e-4, 1.0),
+        search_space={"momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY_OR_OFF, "eps": EPS},
+        default_learning_rate=1e-2,  # Defazio & Jelassi 2021
+    ),
 }
 __all__ = ["MadgradState", "madgrad"]

@@ -17,7 +17,7 @@ from optimizers.base import (
     value_at,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import EPS, LR_GRID, WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range
 
 MARS_TYPES = ("adamw", "lion")
 # Added to v_t under the square root, as pytorch_optimizer's MARS does.
@@ -158,7 +158,16 @@ def mars(
 REGISTRY = {
     # The paper trains GPT-2 with MARS-AdamW at 3e-3 to 6e-3 (Adam's range); the
     # benchmark corrects every leaf (optimize_1d=True) so that its one learning rate
-    # applies throughout.
-    "mars": OptimizerSpec(mars, LR_GRID, hparams={"optimize_1d": True}),
+    # applies throughout. gamma scales the gradient correction (0.025 in the paper).
+    "mars": OptimizerSpec(
+        mars,
+        LR_GRID,
+        hparams={"optimize_1d": True},
+        search_space={
+            "gamma": Range(1e-3, 1e-1),
+            "weight_decay": WEIGHT_DECAY_OR_OFF,
+            "eps": EPS,
+        },
+    ),
 }
 __all__ = ["MarsState", "mars"]

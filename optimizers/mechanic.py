@@ -17,7 +17,7 @@ from optimizers.base import (
     squared_norm,
     vdot,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import WEIGHT_DECAY, OptimizerSpec, log_grid
 
 
 class MechanicState(NamedTuple):
@@ -132,7 +132,13 @@ def mechanic_adam(
 
 REGISTRY = {
     # Mechanic multiplies the base step by a learnt s; the paper keeps Adam's usual
-    # learning rate and finds the result insensitive to it.
-    "mechanize": OptimizerSpec(mechanic_adam, log_grid(1e-4, 1.0, per_decade=1)),
+    # learning rate and finds the result insensitive to it. weight_decay is the decay of
+    # its own s update (0.01 in the paper).
+    "mechanize": OptimizerSpec(
+        mechanic_adam,
+        log_grid(1e-4, 1.0, per_decade=1),
+        search_space={"weight_decay": WEIGHT_DECAY},
+        default_learning_rate=1e-3,  # its base Adam's (Kingma & Ba 2015)
+    ),
 }
 __all__ = ["MechanicState", "mechanic_adam", "mechanize"]

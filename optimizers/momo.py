@@ -19,7 +19,7 @@ from optimizers.base import (
     vdot,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import ADAM_SPACE, MOMENTUM, WEIGHT_DECAY_OR_OFF, OptimizerSpec, log_grid
 
 # Below this squared momentum norm the model step is 0, as in optax (float64's eps).
 TINY = np.finfo(np.float64).eps
@@ -232,7 +232,17 @@ def momo_adam(
 REGISTRY = {
     # The step size is the Polyak step, capped by the learning rate: the paper finds
     # MoMo stable for caps over several decades, 1 for SGD-like and 1e-2 for Adam-like.
-    "momo": OptimizerSpec(momo, log_grid(1e-2, 1e2, per_decade=1), needs_loss=True),
-    "momo_adam": OptimizerSpec(momo_adam, log_grid(1e-4, 1.0), needs_loss=True),
+    "momo": OptimizerSpec(
+        momo,
+        log_grid(1e-2, 1e2, per_decade=1),
+        needs_loss=True,
+        search_space={"beta": MOMENTUM, "weight_decay": WEIGHT_DECAY_OR_OFF},
+    ),
+    "momo_adam": OptimizerSpec(
+        momo_adam,
+        log_grid(1e-4, 1.0),
+        needs_loss=True,
+        search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY_OR_OFF},
+    ),
 }
 __all__ = ["MomoAdamState", "MomoState", "momo", "momo_adam"]

@@ -23,7 +23,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, MOMENTUM, SECOND_MOMENT, WEIGHT_DECAY_OR_OFF, OptimizerSpec
 
 # Coefficients (a, b, c) of the quintic x -> a x + b (x x^T) x + c (x x^T)^2 x.
 NS_COEFFS_PRESETS = {
@@ -221,6 +221,17 @@ REGISTRY = {
     # Muon's step has unit spectral norm whatever the gradient's scale: 0.02 in
     # modded-nanogpt, 2e-2 to 1e-1 in the anthology; the other leaves take the same rate
     # in AdamW. Skipped on problems without a matrix (then it would be AdamW).
-    "muon": OptimizerSpec(muon, LR_GRID, matrix_only=True),
+    "muon": OptimizerSpec(
+        muon,
+        LR_GRID,
+        matrix_only=True,
+        search_space={
+            "beta": MOMENTUM,
+            "weight_decay": WEIGHT_DECAY_OR_OFF,
+            "adam_b1": MOMENTUM,
+            "adam_b2": SECOND_MOMENT,
+        },
+        default_learning_rate=0.02,  # Jordan et al. 2024
+    ),
 }
 __all__ = ["MuonState", "muon", "orthogonalize_via_newton_schulz"]

@@ -17,7 +17,7 @@ from optimizers.base import (
     increment,
     require_loss,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import Choice, OptimizerSpec, log_grid
 
 
 class NewtonState(NamedTuple):
@@ -76,6 +76,8 @@ REGISTRY = {
         max_dim=100,
         # The gradient and the dense Hessian, d gradients' worth.
         gradient_evaluations=lambda state, dim: 1 + dim,
+        # Levenberg-Marquardt damping of the Hessian: none, or one per decade.
+        search_space={"damping": Choice((0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0))},
     ),
 }
 __all__ = ["NewtonState", "newton"]

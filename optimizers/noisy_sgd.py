@@ -16,7 +16,7 @@ from optimizers.base import (
     not_supported,
     state_dtype,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, OptimizerSpec, Range
 
 
 class NoisySgdState(NamedTuple):
@@ -93,6 +93,13 @@ def noisy_sgd(
 
 
 REGISTRY = {
-    "noisy_sgd": OptimizerSpec(noisy_sgd, LR_GRID, optax_name="noisy_sgd"),
+    # The noise's variance eta / (1 + t)^gamma: eta 0.01 to 1 and gamma 0.55 in the paper.
+    "noisy_sgd": OptimizerSpec(
+        noisy_sgd,
+        LR_GRID,
+        optax_name="noisy_sgd",
+        search_space={"eta": Range(1e-3, 1.0), "gamma": Range(0.0, 1.0, "linear")},
+        default_learning_rate=1e-2,  # Keras's SGD
+    ),
 }
 __all__ = ["NoisySgdState", "noisy_sgd"]

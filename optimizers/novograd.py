@@ -18,7 +18,7 @@ from optimizers.base import (
     state_dtype,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import EPS, LR_GRID, MOMENTUM, WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range
 
 
 class NovogradState(NamedTuple):
@@ -102,6 +102,18 @@ def novograd(
 
 
 REGISTRY = {
-    "novograd": OptimizerSpec(novograd, LR_GRID, optax_name="novograd"),
+    # b2 averages per-layer gradient norms: 0.25 by default, up to 0.98 in the paper.
+    "novograd": OptimizerSpec(
+        novograd,
+        LR_GRID,
+        optax_name="novograd",
+        search_space={
+            "b1": MOMENTUM,
+            "b2": Range(0.1, 0.999, "one_minus_log"),
+            "eps": EPS,
+            "weight_decay": WEIGHT_DECAY_OR_OFF,
+        },
+        default_learning_rate=1e-3,  # torch-optimizer's NovoGrad
+    ),
 }
 __all__ = ["NovogradState", "novograd"]

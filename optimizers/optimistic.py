@@ -19,7 +19,7 @@ from optimizers.base import (
     increment,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import ADAM_SPACE, LR_GRID, OptimizerSpec, Range
 
 
 class OptimisticState(NamedTuple):
@@ -173,12 +173,29 @@ def optimistic_adam(
 
 
 REGISTRY = {
+    # alpha weighs the gradient, beta its change since the last step (1 and 1 by default).
     "optimistic_gradient_descent": OptimizerSpec(
-        optimistic_gradient_descent, LR_GRID, optax_name="optimistic_gradient_descent"
+        optimistic_gradient_descent,
+        LR_GRID,
+        optax_name="optimistic_gradient_descent",
+        search_space={"alpha": Range(0.0, 2.0, "linear"), "beta": Range(0.0, 2.0, "linear")},
+        default_learning_rate=1e-2,  # Keras's SGD, the rule it extrapolates
     ),
-    "optimistic_adam": OptimizerSpec(optimistic_adam, LR_GRID, optax_name="optimistic_adam"),
+    # optimism defaults to the learning rate: its range is the learning rate's.
+    "optimistic_adam": OptimizerSpec(
+        optimistic_adam,
+        LR_GRID,
+        optax_name="optimistic_adam",
+        search_space=ADAM_SPACE | {"optimism": Range(min(LR_GRID), max(LR_GRID))},
+        default_learning_rate=1e-3,  # Adam's (Kingma & Ba 2015)
+    ),
     "optimistic_adam_v2": OptimizerSpec(
-        optimistic_adam_v2, LR_GRID, optax_name="optimistic_adam_v2"
+        optimistic_adam_v2,
+        LR_GRID,
+        optax_name="optimistic_adam_v2",
+        search_space=ADAM_SPACE
+        | {"alpha": Range(0.0, 2.0, "linear"), "beta": Range(0.0, 2.0, "linear")},
+        default_learning_rate=1e-3,  # Adam's (Kingma & Ba 2015)
     ),
 }
 __all__ = [

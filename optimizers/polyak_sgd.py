@@ -16,7 +16,7 @@ from optimizers.base import (
     increment,
     require_loss,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import OptimizerSpec, Range, log_grid
 
 VARIANTS = ("sps", "sps+")
 
@@ -93,8 +93,14 @@ def polyak_sgd_by_scaling(learning_rate, **hparams):
 
 
 REGISTRY = {
+    # max_learning_rate caps the Polyak step (1 by default).
     "polyak_sgd": OptimizerSpec(
-        polyak_sgd_by_scaling, log_grid(1e-2, 10.0), optax_name="polyak_sgd", needs_value_fn=True
+        polyak_sgd_by_scaling,
+        log_grid(1e-2, 10.0),
+        optax_name="polyak_sgd",
+        needs_value_fn=True,
+        search_space={"max_learning_rate": Range(1e-2, 1e2)},
+        default_learning_rate=1.0,  # optax.polyak_sgd's default scaling
     ),
 }
 __all__ = ["PolyakSgdState", "polyak_sgd", "polyak_sgd_by_scaling"]

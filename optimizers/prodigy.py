@@ -18,7 +18,7 @@ from optimizers.base import (
     vdot,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range, log_grid
 
 
 class ProdigyState(NamedTuple):
@@ -128,6 +128,11 @@ def prodigy(
 
 REGISTRY = {
     # Learning-rate free: lr = 1 in the paper; the grid brackets it by 10x either way.
-    "prodigy": OptimizerSpec(prodigy, log_grid(0.1, 10.0)),
+    # estim_lr_coef scales the estimated step (the paper's d_coef, its advice for tuning).
+    "prodigy": OptimizerSpec(
+        prodigy,
+        log_grid(0.1, 10.0),
+        search_space={"estim_lr_coef": Range(0.1, 10.0), "weight_decay": WEIGHT_DECAY_OR_OFF},
+    ),
 }
 __all__ = ["ProdigyState", "prodigy"]

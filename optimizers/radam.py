@@ -18,7 +18,7 @@ from optimizers.base import (
     update_moment,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import ADAM_SPACE, LR_GRID, OptimizerSpec
 
 
 class RadamState(NamedTuple):
@@ -94,6 +94,12 @@ def radam(
 
 
 REGISTRY = {
-    "radam": OptimizerSpec(radam, LR_GRID, optax_name="radam"),
+    "radam": OptimizerSpec(
+        radam,
+        LR_GRID,
+        optax_name="radam",
+        search_space=ADAM_SPACE,
+        default_learning_rate=1e-3,  # PyTorch
+    ),
 }
 __all__ = ["RadamState", "radam"]

@@ -8,12 +8,16 @@ A family module registers its rules by declaring, beside its factories,
 and `collect()` gathers every module's `REGISTRY` and exports its `__all__` from the
 package (`from optimizers import factory`): adding an optimizer is one new file, and
 optimizers/__init__.py holds no entry of its own. The search space, the optax alias
-of the same meaning and the capabilities are data on the entry; the settings the tests
-build each rule with (non-default hyperparameters, option variants) live in
-tests/parity_settings.py.
+of the same meaning and the capabilities are data on the entry: `space()` gives the
+range (`Range` or `Choice`) of the learning rate and of every traceable float
+hyperparameter worth tuning, `defaults()` the learning rate of an untuned run. The
+settings the tests build each rule with (non-default hyperparameters, option variants)
+live in tests/parity_settings.py.
 """
 
 import importlib
+import inspect
+import math
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +27,75 @@ import jax
 import numpy as np
 
 from optimizers.base import Optimizer
+
+SCALES = ("log", "linear", "one_minus_log")
+
+
+@dataclass(frozen=True)
+class Range:
+    """A hyperparameter's continuous range [low, high].
+
+    scale "log": log-uniform (low > 0); "linear": uniform; "one_minus_log": for decay
+    rates near 1, 1 - x is log-uniform on [1 - high, 1 - low] (high < 1). `value(u)`
+    maps u in [0, 1] onto the range, monotone, u = 0 to low and u = 1 to high.
+    """
+
+    low: float
+    high: float
+    scale: str = "log"
+
+    def __post_init__(self):
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if not self.low < self.high:
+            raise ValueError(f"low must be < high, got low={self.low!r}, high={self.high!r}")
+        if self.scale == "log" and self.low <= 0:
+            raise ValueError(f"low must be > 0 on a log scale, got {self.low!r}")
+        if self.scale == "one_minus_log" and self.high >= 1:
+            raise ValueError(f"high must be < 1 on a one_minus_log scale, got {self.high!r}")
+
+    def value(self, u: float) -> float:
+        """The point at fraction u in [0, 1] of the range, on its scale."""
+        if self.scale == "linear":
+            return self.low + u * (self.high - self.low)
+        if self.scale == "log":
+            return math.exp(math.log(self.low) + u * math.log(self.high / self.low))
+        return 1 - Range(1 - self.high, 1 - self.low).value(1 - u)
+
+    def contains(self, x: float) -> bool:
+        """Whether x lies in [low, high]."""
+        return self.low <= x <= self.high
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A hyperparameter's finite set of numeric values; `value(u)` picks the
+    fraction-u one: values[min(int(u * n), n - 1)] of n values."""
+
+    values: tuple[float, ...]
+
+    def __post_init__(self):
+        if not self.values:
+            raise ValueError("values must not be empty")
+
+    def value(self, u: float) -> float:
+        """The value at fraction u in [0, 1] of the list."""
+        return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
+
+    def contains(self, x: float) -> bool:
+        """Whether x is one of the values."""
+        return x in self.values
+
+
+# The ranges many rules share: a first-moment decay or momentum (1 - b1 in 1e-3 .. 0.5),
+# a second-moment decay (1 - b2 in 1e-4 .. 0.1), a denominator's epsilon, and a weight
+# decay, continuous where the rule decays by default, else 0 (off) or one per decade.
+MOMENTUM = Range(0.5, 0.999, "one_minus_log")
+SECOND_MOMENT = Range(0.9, 0.9999, "one_minus_log")
+EPS = Range(1e-10, 1e-3, "log")
+WEIGHT_DECAY = Range(1e-5, 1e-1, "log")
+WEIGHT_DECAY_OR_OFF = Choice((0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1))
+ADAM_SPACE = {"b1": MOMENTUM, "b2": SECOND_MOMENT, "eps": EPS}
 
 
 @dataclass(frozen=True)
@@ -59,6 +132,31 @@ class OptimizerSpec:
     # The point at which the loss is evaluated, `eval_params(state, params)`, where it is
     # not the iterate (schedule-free rules); None: the iterate itself.
     eval_params: Callable[[Any, Any], Any] | None = None
+    # The ranges of the hyperparameters worth tuning besides the learning rate: float
+    # arguments of the factory that the rule takes as traced scalars (one lane per value
+    # in the benchmark's sweep). A swept value overrides the one hparams fixes. Integer,
+    # boolean and structural options cannot be traced and are left out. A
+    # "learning_rate" entry replaces the range of the grid (see `space`).
+    search_space: dict[str, Range | Choice] = field(default_factory=dict)
+    # The learning rate of an untuned run where the factory has no default of its own.
+    default_learning_rate: float | None = None
+
+    def space(self) -> dict[str, Range | Choice]:
+        """Every tunable hyperparameter's range: the learning rate's (log-uniform over the
+        grid's span unless search_space gives its own) and search_space's."""
+        grid = Range(min(self.learning_rates), max(self.learning_rates), "log")
+        return {"learning_rate": grid} | self.search_space
+
+    def defaults(self) -> dict[str, float]:
+        """The hyperparameters of an untuned run: the factory's own default learning
+        rate where it is a number, else default_learning_rate."""
+        default = inspect.signature(self.factory).parameters["learning_rate"].default
+        if not isinstance(default, int | float) or isinstance(default, bool):
+            default = self.default_learning_rate
+        if default is None:
+            name = getattr(self.factory, "__name__", repr(self.factory))
+            raise ValueError(f"{name} has no default learning rate: set default_learning_rate")
+        return {"learning_rate": float(default)}
 
     def evaluations(self, state, dim: int):
         """The gradient evaluations of the update that returned `state`, on a problem of

@@ -20,7 +20,7 @@ from optimizers.base import (
     update_moment,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import EPS, LR_GRID, MOMENTUM, OptimizerSpec
 
 
 class RmspropState(NamedTuple):
@@ -121,6 +121,12 @@ def rmsprop(
 
 
 REGISTRY = {
-    "rmsprop": OptimizerSpec(rmsprop, LR_GRID, optax_name="rmsprop"),
+    "rmsprop": OptimizerSpec(
+        rmsprop,
+        LR_GRID,
+        optax_name="rmsprop",
+        search_space={"decay": MOMENTUM, "eps": EPS},
+        default_learning_rate=1e-2,  # PyTorch
+    ),
 }
 __all__ = ["RmspropState", "rmsprop"]

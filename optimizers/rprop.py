@@ -14,7 +14,7 @@ from optimizers.base import (
     full_like,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, OptimizerSpec, Range
 
 
 class RpropState(NamedTuple):
@@ -91,6 +91,16 @@ def rprop(
 
 
 REGISTRY = {
-    "rprop": OptimizerSpec(rprop, LR_GRID, optax_name="rprop"),
+    # The factors that shrink (0.5) and grow (1.2) each step size.
+    "rprop": OptimizerSpec(
+        rprop,
+        LR_GRID,
+        optax_name="rprop",
+        search_space={
+            "eta_minus": Range(0.1, 0.9, "linear"),
+            "eta_plus": Range(1.05, 2.0, "linear"),
+        },
+        default_learning_rate=1e-2,  # PyTorch
+    ),
 }
 __all__ = ["RpropState", "rprop"]

@@ -12,7 +12,7 @@ from optimizers.base import (
     check_same_tree,
     not_supported,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, MOMENTUM, OptimizerSpec, Range
 from optimizers.sgd import sgd
 from optimizers.transforms import EmptyState, chain, global_norm
 
@@ -149,6 +149,13 @@ REGISTRY = {
     # The paper tunes SGD's learning rate as usual (0.1 for its ResNets at batch 256) and
     # the radius rho in {0.01, 0.02, 0.05, 0.1, 0.2, 0.5}, 0.05 by default. Each step costs
     # a second gradient, at the ascended point.
-    "sam": OptimizerSpec(sam_sgd, LR_GRID, needs_loss=True, gradient_evaluations=2.0),
+    "sam": OptimizerSpec(
+        sam_sgd,
+        LR_GRID,
+        needs_loss=True,
+        gradient_evaluations=2.0,
+        search_space={"radius": Range(1e-2, 0.5), "momentum": MOMENTUM},
+        default_learning_rate=0.1,  # Foret et al. 2021
+    ),
 }
 __all__ = ["SamState", "normalize", "sam", "sam_sgd"]

@@ -20,7 +20,14 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec, log_grid
+from optimizers.registry import (
+    ADAM_SPACE,
+    LR_GRID,
+    MOMENTUM,
+    WEIGHT_DECAY_OR_OFF,
+    OptimizerSpec,
+    log_grid,
+)
 from optimizers.sgd import sgd
 
 
@@ -216,10 +223,16 @@ REGISTRY = {
     # The paper's schedule-free SGD runs at 1-10x the learning rate of tuned SGD with
     # momentum; its AdamW at Adam's (1e-3 to 2.5e-2).
     "schedule_free_sgd": OptimizerSpec(
-        schedule_free_sgd, log_grid(1e-3, 10.0), eval_params=schedule_free_eval_params
+        schedule_free_sgd,
+        log_grid(1e-3, 10.0),
+        eval_params=schedule_free_eval_params,
+        search_space={"b1": MOMENTUM, "weight_decay": WEIGHT_DECAY_OR_OFF},
     ),
     "schedule_free_adamw": OptimizerSpec(
-        schedule_free_adamw, LR_GRID, eval_params=schedule_free_eval_params
+        schedule_free_adamw,
+        LR_GRID,
+        eval_params=schedule_free_eval_params,
+        search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY_OR_OFF},
     ),
 }
 __all__ = [

@@ -17,7 +17,7 @@ from optimizers.base import (
     increment,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, MOMENTUM, OptimizerSpec
 
 
 class SgdState(NamedTuple):
@@ -76,8 +76,27 @@ def sgd(
 
 
 REGISTRY = {
-    "sgd": OptimizerSpec(sgd, LR_GRID, optax_name="sgd"),
-    "momentum": OptimizerSpec(sgd, LR_GRID, {"momentum": 0.9}, optax_name="sgd"),
-    "nesterov": OptimizerSpec(sgd, LR_GRID, {"momentum": 0.9, "nesterov": True}, optax_name="sgd"),
+    "sgd": OptimizerSpec(
+        sgd,
+        LR_GRID,
+        optax_name="sgd",
+        default_learning_rate=1e-2,  # Keras
+    ),
+    "momentum": OptimizerSpec(
+        sgd,
+        LR_GRID,
+        {"momentum": 0.9},
+        optax_name="sgd",
+        search_space={"momentum": MOMENTUM},
+        default_learning_rate=1e-2,  # Keras's SGD
+    ),
+    "nesterov": OptimizerSpec(
+        sgd,
+        LR_GRID,
+        {"momentum": 0.9, "nesterov": True},
+        optax_name="sgd",
+        search_space={"momentum": MOMENTUM},
+        default_learning_rate=1e-2,  # Keras's SGD
+    ),
 }
 __all__ = ["SgdState", "sgd"]

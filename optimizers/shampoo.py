@@ -17,7 +17,7 @@ from optimizers.base import (
     value_at,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import WEIGHT_DECAY_OR_OFF, Choice, OptimizerSpec, Range, log_grid
 
 
 class ShampooState(NamedTuple):
@@ -146,11 +146,17 @@ REGISTRY = {
     # Shampoo's step is AdaGrad-like (scale-free in the gradient); the paper uses
     # learning rates 0.1 to 1 with momentum 0.9. Inverse roots cost O(d^3) per axis: the
     # benchmark recomputes them every 10 steps, as practical Shampoo does (every 10 to
-    # 100; every step made shampoo a quarter of the whole suite's run time).
+    # 100; every step made shampoo a quarter of the whole suite's run time). Momentum is
+    # none (the factory's default) or 1 - momentum from 0.5 down to 1e-3.
     "shampoo": OptimizerSpec(
         shampoo,
         log_grid(1e-3, 1.0),
         hparams={"momentum": 0.9, "preconditioning_compute_steps": 10},
+        search_space={
+            "momentum": Choice((0.0, 0.5, 0.9, 0.95, 0.99, 0.999)),
+            "weight_decay": WEIGHT_DECAY_OR_OFF,
+            "matrix_eps": Range(1e-8, 1e-2),
+        },
     ),
 }
 __all__ = ["ShampooState", "shampoo"]

@@ -17,7 +17,7 @@ from optimizers.base import (
     increment,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, MOMENTUM, OptimizerSpec
 
 
 class SignSgdState(NamedTuple):
@@ -91,7 +91,18 @@ def signum(
 
 
 REGISTRY = {
-    "sign_sgd": OptimizerSpec(sign_sgd, LR_GRID, optax_name="sign_sgd"),
-    "signum": OptimizerSpec(signum, LR_GRID, optax_name="signum"),
+    "sign_sgd": OptimizerSpec(
+        sign_sgd,
+        LR_GRID,
+        optax_name="sign_sgd",
+        default_learning_rate=1e-2,  # MXNet's Signum, whose momentum=0 is signSGD
+    ),
+    "signum": OptimizerSpec(
+        signum,
+        LR_GRID,
+        optax_name="signum",
+        search_space={"beta": MOMENTUM},
+        default_learning_rate=1e-2,  # MXNet
+    ),
 }
 __all__ = ["SignSgdState", "SignumState", "sign_sgd", "signum"]

@@ -21,7 +21,7 @@ from optimizers.base import (
     state_dtype,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import MOMENTUM, OptimizerSpec, log_grid
 
 
 class Sm3State(NamedTuple):
@@ -96,6 +96,12 @@ def sm3(learning_rate: ScalarOrSchedule, momentum: float = 0.9) -> Optimizer:
 
 
 REGISTRY = {
-    "sm3": OptimizerSpec(sm3, log_grid(1e-3, 10.0), optax_name="sm3"),
+    "sm3": OptimizerSpec(
+        sm3,
+        log_grid(1e-3, 10.0),
+        optax_name="sm3",
+        search_space={"momentum": MOMENTUM},
+        default_learning_rate=1e-2,  # PyTorch's Adagrad, which SM3 approximates
+    ),
 }
 __all__ = ["Sm3State", "sm3"]

@@ -19,7 +19,7 @@ from optimizers.base import (
     value_at,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import EPS, LR_GRID, MOMENTUM, WEIGHT_DECAY, OptimizerSpec
 
 DATA_FORMATS = ("channels_first", "channels_last")
 # Added to the diagonal of a statistic before its eigendecomposition, as the reference does.
@@ -263,6 +263,10 @@ REGISTRY = {
     # Adam-like step sizes (the paper tunes 3e-3 to 1e-2 on language models). Scalars
     # and vectors take Adam's step (precondition_1d=False, the default), so the rule
     # runs on every problem; eigendecompositions cost O(d^3) per axis.
-    "soap": OptimizerSpec(soap, LR_GRID),
+    "soap": OptimizerSpec(
+        soap,
+        LR_GRID,
+        search_space={"shampoo_beta": MOMENTUM, "weight_decay": WEIGHT_DECAY, "eps": EPS},
+    ),
 }
 __all__ = ["SoapState", "soap"]

@@ -21,7 +21,7 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import ADAM_SPACE, LR_GRID, WEIGHT_DECAY, OptimizerSpec, Range
 
 
 class HutchinsonState(NamedTuple):
@@ -176,7 +176,15 @@ def sophia(
 REGISTRY = {
     # The paper's step is clipped to lr per coordinate; it uses 2e-4 to 6e-4 for GPT-2,
     # about Adam's; the default grid covers it. A Hessian-vector product (counted as two
-    # gradients) every update_interval = 10 steps.
-    "sophia": OptimizerSpec(sophia, LR_GRID, needs_loss=True, gradient_evaluations=1.2),
+    # gradients) every update_interval = 10 steps. gamma scales the Hessian (0.01 to
+    # 0.05 in the paper, as rho).
+    "sophia": OptimizerSpec(
+        sophia,
+        LR_GRID,
+        needs_loss=True,
+        gradient_evaluations=1.2,
+        search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY, "gamma": Range(1e-3, 1e-1)},
+        default_learning_rate=1e-4,  # the paper's code (Liu et al. 2023)
+    ),
 }
 __all__ = ["HutchinsonState", "SophiaState", "hutchinson_estimator_diag_hessian", "sophia"]

@@ -19,7 +19,7 @@ from optimizers.base import (
     increment,
     update_moment,
 )
-from optimizers.registry import LR_GRID, OptimizerSpec
+from optimizers.registry import LR_GRID, MOMENTUM, SECOND_MOMENT, OptimizerSpec, Range
 
 # optax.yogi starts both moments at this value (scale_by_yogi's default).
 INITIAL_ACCUMULATOR_VALUE = 1e-6
@@ -83,6 +83,13 @@ def yogi(
 
 
 REGISTRY = {
-    "yogi": OptimizerSpec(yogi, LR_GRID, optax_name="yogi"),
+    # The paper's eps (1e-3) is far above Adam's: the range is centred on it.
+    "yogi": OptimizerSpec(
+        yogi,
+        LR_GRID,
+        optax_name="yogi",
+        search_space={"b1": MOMENTUM, "b2": SECOND_MOMENT, "eps": Range(1e-6, 1e-1)},
+        default_learning_rate=1e-2,  # Zaheer et al. 2018
+    ),
 }
 __all__ = ["YogiState", "yogi"]
