@@ -144,14 +144,16 @@ def shampoo(
 
 REGISTRY = {
     # Shampoo's step is AdaGrad-like (scale-free in the gradient); the paper uses
-    # learning rates 0.1 to 1 with momentum 0.9. Inverse roots cost O(d^3) per axis: the
-    # benchmark recomputes them every 10 steps, as practical Shampoo does (every 10 to
-    # 100; every step made shampoo a quarter of the whole suite's run time). Momentum is
-    # none (the factory's default) or 1 - momentum from 0.5 down to 1e-3.
+    # learning rates 0.1 to 1 with momentum 0.9. Its inverse roots are recomputed every
+    # step, as in the paper's algorithm: with roots 10 steps old, a gradient outside the
+    # span of the statistics they were taken from is scaled by up to matrix_eps^(-1/2)
+    # (1000 for a vector leaf), and every setting diverged on every problem. Refitting
+    # less often is distributed_shampoo's business (grafting keeps its step sized).
+    # Momentum is none (the factory's default) or 1 - momentum from 0.5 down to 1e-3.
     "shampoo": OptimizerSpec(
         shampoo,
         log_grid(1e-3, 1.0),
-        hparams={"momentum": 0.9, "preconditioning_compute_steps": 10},
+        hparams={"momentum": 0.9},
         search_space={
             "momentum": Choice((0.0, 0.5, 0.9, 0.95, 0.99, 0.999)),
             "weight_decay": WEIGHT_DECAY_OR_OFF,
