@@ -4,7 +4,6 @@ They are the checks the command line makes, for callers of the Python API: each 
 is a ValueError naming the argument, never an error from inside JAX.
 """
 
-import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,20 +22,18 @@ def check_sweep(
     problem: Problem,
     name: str,
     spec: OptimizerSpec,
-    grid: Mapping[str, Sequence],
+    trials: Sequence[Mapping[str, float]],
     fixed: Mapping,
     seeds: Sequence,
 ) -> None:
     """Raises ValueError for a sweep that cannot run as asked.
 
-    grid: swept hyperparameter -> values (learning_rate first); fixed: the others.
-    Every point of the grid is passed to the optimizer's factory once with concrete
-    values, so the factory's own checks (a beta outside [0, 1), ...) name the argument.
+    trials: the settings swept, each a dict of the same hyperparameters (learning_rate
+    first); fixed: the others. Every trial is passed to the optimizer's factory once with
+    concrete values, so the factory's own checks (a beta outside [0, 1), ...) name the
+    argument.
     """
-    for argument, values in grid.items():
-        if len(values) == 0:
-            raise ValueError(f"{argument} is empty: give at least one value to sweep")
-    bad = [lr for lr in grid["learning_rate"] if not (0 < float(lr) < math.inf)]
+    bad = [t["learning_rate"] for t in trials if not (0 < float(t["learning_rate"]) < math.inf)]
     if bad:
         raise ValueError(f"learning_rates must be positive and finite, got {bad}")
     bad = [
@@ -56,8 +53,8 @@ def check_sweep(
     reason = skip_reason(problem, spec)
     if reason is not None:
         raise ValueError(f"optimizer {name} cannot run on problem {problem.name}: {reason}")
-    for point in itertools.product(*grid.values()):
-        spec.factory(**dict(zip(grid, point, strict=True)), **fixed)
+    for setting in trials:
+        spec.factory(**setting, **fixed)
 
 
 def warn_below_f_star(problem: Problem, losses: np.ndarray) -> None:

@@ -51,7 +51,7 @@ def _names(given: list[str] | None, registry: dict, kind: str) -> list[str]:
 def _run(args) -> int:
     import jax
 
-    from bench import distributed, spec
+    from bench import distributed, protocols, spec
 
     distributed.initialize()
     problems = _names(args.problems, PROBLEMS, "problem")
@@ -70,6 +70,11 @@ def _run(args) -> int:
         raise UsageError(
             f"--devices must be between 1 and {jax.device_count()}, got {args.devices}"
         )
+    if args.protocol is not None:
+        try:
+            protocols.parse(args.protocol)
+        except ValueError as error:
+            raise UsageError(f"--protocol: {error}") from None
     suite = spec.narrowed(
         spec.load(quick=args.quick),
         problems=args.problems and problems,
@@ -81,6 +86,7 @@ def _run(args) -> int:
         folds=args.cv,
         optimize=args.optimize or None,
         cost=args.cost,
+        protocol=args.protocol,
     )
     if suite.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -163,6 +169,13 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dtype", choices=["float32", "float64"], help="default: float32")
     run.add_argument("--cost", choices=COSTS, help=COST_HELP + " (default: the spec's)")
+    run.add_argument(
+        "--protocol",
+        metavar="P",
+        help="tuning protocol: grid (the learning-rate grid), random:N (N quasi-random points "
+        "of every tuned hyperparameter), algoperf (3 studies x 5 random trials) or defaults "
+        "(no tuning); default: the spec's",
+    )
     run.add_argument(
         "--quick", action="store_true", help="small smoke suite: few problems, seeds, steps"
     )

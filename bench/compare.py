@@ -97,12 +97,12 @@ def key_columns(table: str, frame: pd.DataFrame) -> list[str]:
 
 
 def metric_columns(frame: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Numeric and boolean non-key columns, the trial id and timing columns left out."""
+    """Numeric and boolean non-key columns, the trial id, study and timing columns left out."""
     return [
         c
         for c in frame.columns
         if c not in keys
-        and c != schema.TRIAL
+        and c not in (schema.TRIAL, schema.STUDY)
         and not (c.endswith("_seconds") or c.startswith("seconds"))
         and (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
     ]

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import PIL.Image  # noqa: E402
 
-from bench import schema, tuning  # noqa: E402
+from bench import budget, schema, tuning  # noqa: E402
 from bench.io import write_atomic  # noqa: E402
 
 TOP_K = 8
@@ -125,11 +125,14 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     tuned_on = summary.loc[summary["problem"] == problem, "tuned_on"].iloc[0]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
     for color, pick in zip(COLORS, _top(summary, problem, TOP_K).itertuples(), strict=False):
-        grid = medians[medians["optimizer"] == pick.optimizer]
+        grid = medians[medians["optimizer"] == pick.optimizer].sort_values("learning_rate")
         others = schema.other_hyperparameters(grid)
         lines = grid.groupby(others, sort=True) if others else [((), grid)]
-        for style, (_, line) in zip(itertools.cycle(LINE_STYLES), lines, strict=False):
-            setting = tuning.setting_text(line.iloc[0], others)
+        styles = itertools.cycle(LINE_STYLES)
+        if others and len(lines) > len(LINE_STYLES):  # a random search: one point per trial
+            lines, styles = [((), grid)], itertools.repeat("none")
+        for style, (_, line) in zip(styles, lines, strict=False):
+            setting = "" if style == "none" else tuning.setting_text(line.iloc[0], others)
             label = f"{pick.optimizer} ({setting})" if setting else pick.optimizer
             lrs = line["learning_rate"].to_numpy()
             tuned = (line[schema.TRIAL] == pick.trial).to_numpy()
@@ -163,6 +166,15 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     _save(fig, path)
 
 
+def _nothing_to_draw(path: Path, title: str, reason: str) -> None:
+    """A figure that says why there is nothing to draw, in place of an empty one."""
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.text(0.5, 0.5, reason, ha="center", va="center", fontsize=12)
+    ax.set_axis_off()
+    ax.set_title(title)
+    _save(fig, path)
+
+
 def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
     """Dolan-More profile over median cost to target, with the integrated score."""
     label = tuning.COST_LABELS[cost]
@@ -170,18 +182,11 @@ def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
     times = tuning.cost_matrix(summary, cost)
     times = times[np.isfinite(times).any(axis=1)]
     if times.empty:  # no optimizer reached any target: say so rather than draw nothing
-        fig, ax = plt.subplots(figsize=(8, 3))
-        ax.text(
-            0.5,
-            0.5,
+        _nothing_to_draw(
+            path,
+            f"Performance profile over {label} to target",
             "No optimizer reached the target on any problem:\nno profile to draw.",
-            ha="center",
-            va="center",
-            fontsize=12,
         )
-        ax.set_axis_off()
-        ax.set_title(f"Performance profile over {label} to target")
-        _save(fig, path)
         return
     ratios = tuning.performance_ratios(times.to_numpy())
     top = max(tuning.MAX_RATIO, float(ratios[np.isfinite(ratios)].max()) * 1.2)
@@ -354,3 +359,115 @@ def layer_grad_norms(frame, summary, path: Path, problem: str, panels: int = 4) 
     )
     fig.tight_layout()
     _save(fig, path)
+
+
+def budget_curves(curves, summary, path: Path, problem: str | None = None, k: int = 10) -> None:
+    """Expected best trial score against the tuning budget (bench.budget): on one problem,
+    or (problem None) averaged over the suite. The top k at the largest budget are drawn
+    in colour, the rest in grey."""
+    if problem is None:
+        frame = budget.suite_budget_curves(curves)
+        where = f"mean over {curves['problem'].nunique()} problems"
+    else:
+        frame = curves[curves["problem"] == problem]
+        where = problem
+    if frame.empty:
+        title = f"Tuning-budget curves, {where}"
+        reason = "No trial of any optimizer reached the target:\nno budget curve to draw."
+        _nothing_to_draw(path, title, reason)
+        return
+    lines = dict(list(frame.groupby("optimizer", sort=True)))
+    final = {name: line["expected_best_score"].iloc[-1] for name, line in lines.items()}
+    order = sorted(final, key=lambda name: -final[name])
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for name in order[k:]:
+        ax.plot(
+            lines[name]["trials"], lines[name]["expected_best_score"], color="lightgrey", lw=0.8
+        )
+    for i, name in enumerate(order[:k]):
+        line = lines[name]
+        ax.plot(
+            line["trials"],
+            line["expected_best_score"],
+            marker="o" if len(line) < 20 else None,
+            ms=3,
+            lw=1.8,
+            ls="-" if i < len(COLORS) else "--",
+            color=COLORS[i % len(COLORS)],
+            label=f"{name} ({final[name]:.2f} at {int(line['trials'].iloc[-1])})",
+        )
+    ax.set(
+        xscale="log",
+        xlabel="tuning budget: trials drawn at random from the search",
+        ylabel="expected score of the best trial",
+        ylim=(-0.02, 1.02),
+    )
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.set_title(
+        f"Tuning-budget curves, {where} (top {k} at the full budget; grey: the rest)\n"
+        f"score of a trial: (r_max - r) / (r_max - 1), r = its cost to target over the "
+        "cheapest trial's"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right", framealpha=0.85)
+    _save(fig, path)
+
+
+def heat_maps(scored, summary, spaces: dict, path: Path, problem: str, k: int = 6) -> None:
+    """Median trial score over learning rate x the pair's second most sensitive
+    hyperparameter (bench.budget.heat_map), for the top-k optimizers of `problem` that
+    swept more than the learning rate. `spaces`: optimizer -> its search space (for the
+    scale of each axis; log where unknown)."""
+    title = f"{problem}: trial score over learning rate x the second most sensitive hyperparameter"
+    if scored.loc[scored["problem"] == problem, "trial_score"].isna().all():
+        reason = "No trial of any optimizer reached the target:\nno score to map."
+        _nothing_to_draw(path, title, reason)
+        return
+    panels = []
+    for pick in _top(summary, problem, len(summary)).itertuples():
+        trials = scored[(scored["problem"] == problem) & (scored["optimizer"] == pick.optimizer)]
+        trials = trials.dropna(axis=1, how="all")  # the hyperparameters it does not sweep
+        ranked = [n for n in budget.sensitivities(trials).index if n != "learning_rate"]
+        if ranked and trials["learning_rate"].nunique() > 1:
+            panels.append((pick.optimizer, trials, ranked[0]))
+        if len(panels) == k:
+            break
+    if not panels:
+        raise ValueError(f"no optimizer on {problem} swept a hyperparameter besides the lr")
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_axis_off()
+    for ax, (optimizer, trials, second) in zip(axes.flat, panels, strict=False):
+        dim = spaces.get(optimizer, {}).get(second)
+        scale = getattr(dim, "scale", "log" if (trials[second] > 0).all() else "linear")
+        cells = budget.heat_map(trials, second, scale)
+        x, y = cells.columns.to_numpy(), cells.index.to_numpy()
+        image = ax.imshow(
+            cells.to_numpy(),
+            origin="lower",
+            aspect="auto",
+            vmin=0,
+            vmax=1,
+            cmap="viridis",
+            extent=(*_extent(x), *_extent(y)),
+        )
+        ax.plot(
+            np.log10(trials["learning_rate"]),
+            budget.axis_values(trials[second], scale),
+            ".",
+            color="white",
+            ms=3,
+        )
+        label = {"log": f"log10 {second}", "one_minus_log": f"log10(1 - {second})"}
+        ax.set(title=optimizer, xlabel="log10 learning rate", ylabel=label.get(scale, second))
+    fig.colorbar(image, ax=axes, shrink=0.8, label="median trial score (0: target missed)")
+    fig.suptitle(f"{title} of each optimizer (dots: trials)")
+    _save(fig, path)
+
+
+def _extent(centres: np.ndarray) -> tuple[float, float]:
+    """The outer edges of equal bins with these centres."""
+    half = (centres[1] - centres[0]) / 2 if len(centres) > 1 else 0.5
+    return float(centres[0] - half), float(centres[-1] + half)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import plots, schema, statistics, tables, tuning
+from bench import budget, plots, schema, statistics, tables, tuning
 from bench.io import write_csv, write_text
+from optimizers import OPTIMIZERS
 from problems import PROBLEMS
 
 
@@ -43,14 +44,21 @@ def _cost(folder: Path, runs: pd.DataFrame, cost: str | None, log) -> str:
     return recorded
 
 
-def _figures(raw: dict, summary: pd.DataFrame, cost: str) -> list:
+def _figures(raw: dict, summary: pd.DataFrame, budgets: pd.DataFrame, cost: str) -> list:
     """(file name, draw(path)) of every figure the tables allow, in drawing order."""
     runs, curves, paths, norms = (raw[n] for n in ("runs", "curves", "paths", "layer_grad_norms"))
     dims = {name: PROBLEMS[name].dim for name in summary["problem"].unique() if name in PROBLEMS}
+    scored = budget.trial_scores(runs, cost)
+    spaces = {
+        name: OPTIMIZERS[name].space()
+        for name in summary["optimizer"].unique()
+        if name in OPTIMIZERS
+    }
     figures = [
         ("convergence.png", lambda path: plots.overview(curves, summary, runs, path)),
         ("performance_profile.png", lambda path: plots.performance_profile(summary, path, cost)),
         ("data_profile.png", lambda path: plots.data_profile(summary, dims, path, cost)),
+        ("budget_curves.png", lambda path: plots.budget_curves(budgets, summary, path)),
     ]
     for problem in sorted(summary["problem"].unique()):
         figures += [
@@ -62,7 +70,18 @@ def _figures(raw: dict, summary: pd.DataFrame, cost: str) -> list:
                 f"plots/sensitivity_{_slug(problem)}.png",
                 lambda path, p=problem: plots.sensitivity(runs, summary, path, p, cost),
             ),
+            (
+                f"plots/budget_{_slug(problem)}.png",
+                lambda path, p=problem: plots.budget_curves(budgets, summary, path, p),
+            ),
         ]
+        if len(schema.hyperparameters(runs)) > 1:  # something besides the learning rate swept
+            figures.append(
+                (
+                    f"plots/heat_map_{_slug(problem)}.png",
+                    lambda path, p=problem: plots.heat_maps(scored, summary, spaces, path, p),
+                )
+            )
     for problem in [] if paths is None else sorted(paths["problem"].unique()):
         if problem in PROBLEMS:  # the contour needs the loss function itself
             figures.append(
@@ -82,7 +101,8 @@ def _figures(raw: dict, summary: pd.DataFrame, cost: str) -> list:
 
 
 def render(folder: str | Path, log=None, cost: str | None = None) -> list[Path]:
-    """Writes summary.csv, TABLES.md and every plot under `folder`; returns the PNG paths.
+    """Writes summary.csv, budget_curves.csv, TABLES.md and every plot under `folder`;
+    returns the PNG paths.
 
     Raises MissingResults without runs.csv or curves.csv, schema.DamagedTable for a
     table that does not match its schema, tuning.MissingEvalLanes when a setting tuned
@@ -100,11 +120,13 @@ def render(folder: str | Path, log=None, cost: str | None = None) -> list[Path]:
         skipped = pd.DataFrame(columns=["problem", "optimizer", "reason"])
     cost = _cost(folder, raw["runs"], cost, log)
     summary = statistics.with_intervals(tuning.summarize(raw["runs"], cost), raw["runs"])
+    budgets = budget.budget_curves(raw["runs"], cost)
     draft = Path(tempfile.mkdtemp(dir=folder, prefix=".render."))
     try:
         write_csv(summary, draft / "summary.csv")
+        write_csv(budgets, draft / "budget_curves.csv")
         write_text(tables.document(summary, raw["runs"], skipped, cost), draft / "TABLES.md")
-        for name, draw in _figures(raw, summary, cost):
+        for name, draw in _figures(raw, summary, budgets, cost):
             try:
                 draw(draft / name)
             except Exception as error:  # one figure that cannot be drawn costs only itself

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench import distributed
+from bench import distributed, protocols
 from bench.arguments import check_sweep, warn_below_f_star
 from optimizers import OPTIMIZERS, OptimizerSpec, apply_updates
 from problems import PROBLEMS, Problem
@@ -274,12 +274,16 @@ def run_sweep(
     optimize: bool = False,
     record_points: int | None = None,
     chunk: int | None = None,
+    trials: Sequence[Mapping[str, float]] | None = None,
     **hyperparameters: Any,
 ) -> SweepResult:
-    """Runs every (learning rate x other swept hyperparameter x seed) lane in one program.
+    """Runs every (trial x seed) lane in one program.
 
-    Each point of the hyperparameter grid is a trial, numbered in the grid's order
-    (learning rates outermost, then the other swept hyperparameters as given).
+    A trial is one hyperparameter setting. By default the trials are the points of a
+    grid, numbered in its order (learning rates outermost, then the other swept
+    hyperparameters as given); `trials` gives them instead as a list of settings, each a
+    dict of the same hyperparameters with a learning_rate (a random search's points),
+    numbered in the list's order.
 
     problem: a `PROBLEMS` name or a `Problem`. optimizer: an `OPTIMIZERS` name, an
     `OptimizerSpec`, or a factory called as `factory(learning_rate=lr, **hyperparameters)`.
@@ -303,9 +307,6 @@ def run_sweep(
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype='float64' needs jax.config.update('jax_enable_x64', True)")
-    learning_rates = spec.learning_rates if learning_rates is None else learning_rates
-    if len(learning_rates) == 0:
-        raise ValueError("learning_rates is empty: give at least one learning rate")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
@@ -314,21 +315,31 @@ def run_sweep(
         raise ValueError(f"steps must be >= 1, got {steps}")
 
     options = {**spec.hparams, **hyperparameters}
-    grid = {"learning_rate": list(learning_rates)}
-    grid |= {k: list(v) for k, v in options.items() if isinstance(v, list | tuple | np.ndarray)}
-    fixed = {k: v for k, v in options.items() if k not in grid}
-    check_sweep(problem, name, spec, grid, fixed, seeds)
+    if trials is None:
+        trials = protocols.grid_trials(
+            spec.learning_rates if learning_rates is None else learning_rates, options
+        )
+    else:
+        trials = protocols.listed_trials(trials, learning_rates, hyperparameters)
+    fixed = {k: v for k, v in options.items() if k not in trials[0]}
+    swept_lists = [k for k, v in fixed.items() if isinstance(v, list | tuple | np.ndarray)]
+    if swept_lists:
+        raise ValueError(
+            f"{', '.join(swept_lists)} of {name} is a list, which sweeps a grid: with trials, "
+            "give its value in every trial instead"
+        )
+    check_sweep(problem, name, spec, trials, fixed, seeds)
     split, fold_ids = None, [None]
     if folds is not None:
         if "dataset" not in problem.tags:
             raise ValueError(f"folds needs a data-set problem; {problem.name} has no data set")
         split = fold_indices(len(jax.tree.leaves(problem.data())[0]), folds)
         fold_ids = list(range(folds))
-    points = list(itertools.product(*grid.values(), seeds, fold_ids))
-    swept = {k: np.array([p[i] for p in points]) for i, k in enumerate(grid)}
-    trials = np.arange(len(points)) // (len(seeds) * len(fold_ids))
-    lane_seeds = np.array([p[-2] for p in points], dtype=np.uint32)
-    lane_folds = None if folds is None else np.array([p[-1] for p in points], dtype=np.int32)
+    points = list(itertools.product(range(len(trials)), seeds, fold_ids))
+    swept = {k: np.array([float(trials[p[0]][k]) for p in points]) for k in trials[0]}
+    lane_trials = np.array([p[0] for p in points])
+    lane_seeds = np.array([p[1] for p in points], dtype=np.uint32)
+    lane_folds = None if folds is None else np.array([p[2] for p in points], dtype=np.int32)
 
     record_steps = (
         np.arange(steps + 1) if record_points is None else log_step_grid(steps, record_points)
@@ -358,7 +369,7 @@ def run_sweep(
 
     # What the program depends on; problem and optimizer by identity.
     fixed_items = tuple(sorted((k, type(v), v) for k, v in fixed.items()))  # 1 and 1.0 differ
-    key = (id(problem), id(spec), steps, dtype, fixed_items, tuple(grid), folds)
+    key = (id(problem), id(spec), steps, dtype, fixed_items, tuple(trials[0]), folds)
     key += (optimize, tuple(record_steps), chunk, tuple(d.id for d in mesh.devices.flat))
     start = time.perf_counter()
     compiled, lock = _compiled(key, (problem, spec), build)
@@ -376,7 +387,7 @@ def run_sweep(
         problem=problem.name,
         optimizer=name,
         hparams=swept,
-        trials=trials,
+        trials=lane_trials,
         seeds=lane_seeds.astype(np.int64),
         record_steps=record_steps,
         losses=np.asarray(curves["loss"], np.float64),

@@ -27,11 +27,14 @@ _KEY = {"problem": TEXT, "optimizer": TEXT, "learning_rate": VALUE, "seed": INTE
 
 PAIR = ["problem", "optimizer"]
 TRIAL = "trial"
+# Under the algoperf protocol, the study of each trial, right after the trial id.
+STUDY = "study"
 # The columns that end the hyperparameters: a lane's seed, a curve's step, in a summary
 # the tuning criterion that follows the tuned setting, in grid medians the median cost.
 _AFTER_HYPERPARAMETERS = ("seed", "step", "tuned_on", "cost")
-# Checked where present: the trial id is missing from folders written before it.
-OPTIONAL = {TRIAL: INTEGER}
+# Checked where present: the trial id is missing from folders written before it, the
+# study from protocols without studies.
+OPTIONAL = {TRIAL: INTEGER, STUDY: INTEGER}
 
 COLUMNS = {
     "runs": {
@@ -64,9 +67,10 @@ COLUMNS = {
 
 def hyperparameters(frame: pd.DataFrame) -> list[str]:
     """The swept hyperparameter columns of a lane table or summary, `learning_rate` first:
-    those after the trial id (after the pair where there is none) up to the seed or step."""
+    those after the trial id and study (after the pair where there is none) up to the
+    seed or step."""
     columns = list(frame.columns)
-    start = columns.index(TRIAL) + 1 if TRIAL in columns else len(PAIR)
+    start = max([len(PAIR)] + [columns.index(c) + 1 for c in (TRIAL, STUDY) if c in columns])
     end = min(columns.index(c) for c in _AFTER_HYPERPARAMETERS if c in columns)
     return columns[start:end]
 
@@ -102,8 +106,9 @@ def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     the key block (a hyperparameter only some pairs sweep is empty on the others)."""
     swept = list(dict.fromkeys(c for frame in frames for c in hyperparameters(frame)))
     table = pd.concat(frames, ignore_index=True)
-    rest = [c for c in table.columns if c not in (*PAIR, TRIAL, *swept)]
-    return table[[*PAIR, *([TRIAL] if TRIAL in table else []), *swept, *rest]]
+    ids = [c for c in (TRIAL, STUDY) if c in table]
+    rest = [c for c in table.columns if c not in (*PAIR, *ids, *swept)]
+    return table[[*PAIR, *ids, *swept, *rest]]
 
 
 class DamagedTable(Exception):

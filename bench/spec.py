@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jax
 
+from bench import protocols
 from bench.tuning import COSTS, DEFAULT_COST
 from optimizers import OPTIMIZERS, OptimizerSpec
 from problems import PROBLEMS, Problem
@@ -36,10 +37,16 @@ class SuiteSpec:
     folds: int | None = None  # k-fold cross-validation tuning on data-set problems
     optimize: bool = False  # compile at XLA's default level (slower compile, faster run)
     cost: str = DEFAULT_COST  # axis of tuning and ranking: steps, grad_evals or seconds
+    protocol: str = protocols.DEFAULT  # grid, random:N, algoperf or defaults (bench.protocols)
 
     def learning_rates(self, optimizer: str) -> tuple[float, ...]:
         grid = self.grid.get(optimizer, OPTIMIZERS[optimizer].learning_rates)
         return tuple(grid[:: self.grid_stride])
+
+    def trials(self, optimizer: str) -> list[dict[str, float]]:
+        """The settings the protocol sweeps for `optimizer`, in trial order."""
+        protocol = protocols.parse(self.protocol)
+        return protocol.trials(OPTIMIZERS[optimizer], self.learning_rates(optimizer))
 
     def evaluation_seeds(self) -> list[int]:
         """The held-out seeds: `eval_seeds` of them from EVAL_SEED_START, past the tuning seeds."""
@@ -71,6 +78,11 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:
     cost = data.get("cost", DEFAULT_COST)
     if cost not in COSTS:
         raise ValueError(f"{path}: cost = {cost!r}; choose from: {', '.join(COSTS)}")
+    protocol = data.get("protocol", protocols.DEFAULT)
+    try:
+        protocols.parse(protocol)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     spec = SuiteSpec(
         problems=tuple(PROBLEMS),
         optimizers=tuple(OPTIMIZERS),
@@ -80,6 +92,7 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:
         curve_points=data.get("curve_points", 100),
         optimize=data.get("optimize", False),
         cost=cost,
+        protocol=protocol,
         grid={k: tuple(float(x) for x in v) for k, v in data.get("grid", {}).items()},
         steps=dict(data.get("steps", {})),
     )
@@ -107,6 +120,7 @@ def narrowed(
     folds: int | None = None,
     optimize: bool | None = None,
     cost: str | None = None,
+    protocol: str | None = None,
 ) -> SuiteSpec:
     """`spec` with the command line's choices applied (None keeps the spec's own)."""
     changes = {}
@@ -128,4 +142,6 @@ def narrowed(
         changes["optimize"] = optimize
     if cost is not None:
         changes["cost"] = cost
+    if protocol is not None:
+        changes["protocol"] = str(protocols.parse(protocol))
     return replace(spec, **changes)

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from bench import distributed, meta, report, schema
+from bench import distributed, meta, protocols, report, schema
 from bench.io import OutputError, as_written, locked, write_csv, write_text
 from bench.progress import Progress
 from bench.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
@@ -81,7 +81,8 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
     evaluation sweep calls the tuning sweep's compiled program again. The pair's time per
     step is the tuning sweep's (timed over all its calls), on the rows of both.
     """
-    grid = spec.learning_rates(optimizer)
+    protocol = protocols.parse(spec.protocol)
+    trials = spec.trials(optimizer)
     common = dict(
         steps=spec.budget(problem),
         dtype=spec.dtype,
@@ -91,15 +92,18 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
     )
     eval_seeds = spec.evaluation_seeds()
 
-    def sweep(learning_rates, seeds, role, seconds_per_step=None, trial=None, **swept):
+    def sweep(settings, seeds, role, seconds_per_step=None, trial=None):
         result = run_sweep(
-            problem, optimizer, learning_rates, seeds, chunk=spec.eval_seeds, **common, **swept
+            problem, optimizer, seeds=seeds, chunk=spec.eval_seeds, trials=settings, **common
         )
         if seconds_per_step is not None:
             result = replace(result, seconds_per_step=seconds_per_step)
         if trial is not None:  # the eval lanes keep the id of the trial they re-run
             result = replace(result, trials=np.full(result.lanes, trial))
         runs = runs_frame(result)
+        studies = protocol.study_of(result.trials)
+        if studies is not None:
+            runs.insert(list(runs.columns).index(schema.TRIAL) + 1, schema.STUDY, studies)
         # The problem's facts travel with the rows, so tables and plots need only the CSV.
         at = list(runs.columns).index("seed") + 1
         facts = {"role": role, "f_star": result.f_star, "target": result.target}
@@ -107,11 +111,13 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
             runs.insert(at + offset, name, value)
         return result, runs
 
-    result, runs = sweep(grid, spec.seeds, "tune")
+    result, runs = sweep(trials, spec.seeds, "tune")
     compile_seconds, run_seconds = result.compile_seconds, result.run_seconds
     if spec.folds is not None and "dataset" in PROBLEMS[problem].tags:
-        folds = run_sweep(problem, optimizer, grid, spec.seeds, folds=spec.folds, **common)
-        # The folds sweep runs the same grid in the same order: its trials are the tune
+        folds = run_sweep(
+            problem, optimizer, seeds=spec.seeds, folds=spec.folds, trials=trials, **common
+        )
+        # The folds sweep runs the same trials in the same order: its trials are the tune
         # sweep's, matched on the id and every hyperparameter value.
         held_out = pd.DataFrame(
             {
@@ -128,19 +134,12 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         run_seconds += folds.run_seconds
     # Tuned on the numbers as runs.csv keeps them, so that `bench plot`, which tunes from
     # the file, picks the same trial (settings tied to 8 digits otherwise split); the
-    # setting itself is the trial's unrounded one.
+    # setting re-run is the trial's own, unrounded.
     trial = int(
         tuned_trials(as_written(runs), recorded_cost(runs, spec.cost))[schema.TRIAL].iloc[0]
     )
-    tuned = runs[runs[schema.TRIAL] == trial].iloc[0]
-    setting = {k: [tuned[k]] for k in result.hparams}
     evaluation, eval_runs = sweep(
-        setting.pop("learning_rate"),
-        eval_seeds,
-        "eval",
-        result.seconds_per_step,
-        trial=trial,
-        **setting,
+        [trials[trial]], eval_seeds, "eval", result.seconds_per_step, trial=trial
     )
     compile_seconds += evaluation.compile_seconds
     run_seconds += evaluation.run_seconds
@@ -163,6 +162,8 @@ OWNED = {
     "runs.csv",
     "curves.csv",
     "summary.csv",
+    "budget_curves.csv",
+    "budget_curves.png",
     "skipped.csv",
     "paths.csv",
     "layer_grad_norms.csv",

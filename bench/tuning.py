@@ -58,6 +58,7 @@ STANDARD = {
     "problem",
     "optimizer",
     schema.TRIAL,
+    schema.STUDY,
     "learning_rate",
     "seed",
     "role",
@@ -129,10 +130,11 @@ def _scored(runs: pd.DataFrame, cost: str) -> pd.DataFrame:
 
 
 def grid_medians(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
-    """Per trial (problem, optimizer, trial id and its hyperparameters), over its tune
-    seeds: median cost, gap and score."""
+    """Per trial (problem, optimizer, trial id, its study where there are studies, and
+    its hyperparameters), over its tune seeds: median cost, gap and score."""
     lanes = schema.with_trials(lanes_of(runs, "tune"))
-    key = [*PAIR, schema.TRIAL, *schema.hyperparameters(lanes)]
+    study = [schema.STUDY] if schema.STUDY in lanes else []
+    key = [*PAIR, schema.TRIAL, *study, *schema.hyperparameters(lanes)]
     return (
         _scored(lanes, cost)
         .groupby(key, sort=True, dropna=False)[["cost", "gap", "score"]]
@@ -143,12 +145,23 @@ def grid_medians(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
 
 def tuned_trials(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
     """One row per (problem, optimizer): the tuned trial, its hyperparameters and its grid
-    medians."""
+    medians.
+
+    Where the trials form studies (a `study` column, the algoperf protocol), each study's
+    best trial by the tuning rule is its result, and the tuned trial is the median study's
+    best: the median over the studies, a study whose best misses the target counting as
+    worse than any that reaches it.
+    """
     medians = grid_medians(runs, cost)
-    medians = medians.sort_values(
-        [*PAIR, "cost", "score", *schema.hyperparameters(medians)], kind="stable"
-    )
-    return medians.groupby(PAIR, sort=True).head(1).reset_index(drop=True)
+    order = ["cost", "score", *schema.hyperparameters(medians)]
+    medians = medians.sort_values([*PAIR, *order], kind="stable")
+    if schema.STUDY not in medians:
+        return medians.groupby(PAIR, sort=True).head(1).reset_index(drop=True)
+    bests = medians.groupby([*PAIR, schema.STUDY], sort=True).head(1)
+    bests = bests.sort_values([*PAIR, *order], kind="stable")
+    rank = bests.groupby(PAIR, sort=True).cumcount()
+    studies = bests.groupby(PAIR, sort=True)[schema.STUDY].transform("size")
+    return bests[(rank == (studies - 1) // 2).to_numpy()].reset_index(drop=True)
 
 
 def setting_text(row, hyperparameters: list[str]) -> str:

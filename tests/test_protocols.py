@@ -1,0 +1,210 @@
+"""Tuning protocols: the trials each runs, how algoperf chooses, the budget curves, and
+the command line's `--protocol` end to end."""
+
+import io
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import budget, protocols, schema, suite, tuning
+from bench.cli import main
+from bench.spec import SuiteSpec
+from optimizers import OPTIMIZERS, Range
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "text, parsed",
+    [
+        ("grid", protocols.Protocol("grid")),
+        ("random:16", protocols.Protocol("random", 16)),
+        ("algoperf", protocols.Protocol("algoperf")),
+        ("defaults", protocols.Protocol("defaults")),
+    ],
+)
+def test_parse_reads_every_protocol_and_prints_it_back(text, parsed):
+    assert protocols.parse(text) == parsed
+    assert str(parsed) == text
+
+
+@pytest.mark.parametrize("text", ["random", "random:0", "random:x", "grid:3", "bayes", ""])
+def test_parse_refuses_anything_else_in_one_line(text):
+    with pytest.raises(ValueError, match="protocol") as error:
+        protocols.parse(text)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("dim, base", [(0, 2), (1, 3), (2, 5)])
+def test_halton_points_fill_every_cell_of_their_base_once(dim, base):
+    """base^2 consecutive points of a (scrambled) Halton dimension of that base put one
+    point in each of base^2 equal cells: the stratification random search lacks."""
+    points = protocols.halton(base**2, 3, seed=0)[:, dim]
+    assert ((0 <= points) & (points < 1)).all()
+    cells = np.floor(points * base**2).astype(int)
+    assert sorted(cells) == list(range(base**2))
+
+
+def test_halton_is_fixed_by_its_seed_and_scrambled_by_it():
+    assert np.array_equal(protocols.halton(8, 4, 0), protocols.halton(8, 4, 0))
+    assert not np.array_equal(protocols.halton(8, 4, 0), protocols.halton(8, 4, 1))
+
+
+def test_grid_and_defaults_trials():
+    adam = OPTIMIZERS["adam"]
+    grid = protocols.parse("grid").trials(adam, (1e-3, 1e-2))
+    assert grid == [{"learning_rate": 1e-3}, {"learning_rate": 1e-2}]
+    assert protocols.parse("defaults").trials(adam, (1e-3,)) == [adam.defaults()]
+
+
+@pytest.mark.parametrize("name", ["adam", "momentum", "lion", "prodigy"])
+def test_random_trials_cover_the_whole_space_inside_its_ranges(name):
+    spec = OPTIMIZERS[name]
+    space = spec.space()
+    trials = protocols.parse("random:32").trials(spec, spec.learning_rates)
+    assert len(trials) == 32
+    assert all(list(t) == list(space) for t in trials)  # learning_rate first
+    for dimension, values in ((d, [t[d] for t in trials]) for d in space):
+        assert all(space[dimension].contains(v) for v in values), dimension
+        if isinstance(space[dimension], Range):
+            assert len(set(values)) == len(values), dimension
+    assert protocols.parse("random:32").trials(spec, spec.learning_rates) == trials
+    assert len(protocols.parse("algoperf").trials(spec, spec.learning_rates)) == 15
+
+
+def _medians(costs_by_trial):
+    """Tune lanes of one pair, one seed per trial, with the given costs to target."""
+    rows = []
+    for trial, cost in enumerate(costs_by_trial):
+        rows.append(
+            {
+                "problem": "p",
+                "optimizer": "o",
+                "trial": trial,
+                "study": trial // protocols.TRIALS_PER_STUDY,
+                "learning_rate": 0.1 + trial,
+                "seed": 0,
+                "role": "tune",
+                "target": 1e-6,
+                "steps_to_target": -1 if cost is None else cost,
+                "final_suboptimality": 1.0 if cost is None else 0.0,
+                "diverged": False,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_algoperf_reports_the_best_trial_of_the_median_study():
+    # Study bests: study 0 -> trial 3 (cost 40), study 1 -> trial 7 (cost 10),
+    # study 2 misses everywhere -> its best is by final f - f*. Median study: study 0.
+    costs = [90, 80, 70, 40, 95] + [50, 60, 10, 30, 20] + [None] * 5
+    tuned = tuning.tuned_trials(_medians(costs), "steps")
+    assert tuned[schema.TRIAL].tolist() == [3]
+    # Without studies the same trials tune to the overall best.
+    plain = _medians(costs).drop(columns="study")
+    assert tuning.tuned_trials(plain, "steps")[schema.TRIAL].tolist() == [7]
+
+
+def test_expected_best_is_the_mean_best_over_every_subset():
+    scores = np.array([0.9, 0.1, 0.5, 0.0, 0.7])
+    for k in range(1, 6):
+        subsets = itertools.combinations(scores, k)
+        exact = np.mean([max(s) for s in subsets])
+        assert budget.expected_best(scores, k) == pytest.approx(exact, rel=1e-12)
+    with pytest.raises(ValueError, match="k must be"):
+        budget.expected_best(scores, 6)
+
+
+def test_budget_curves_rise_to_the_best_trial():
+    lanes = _medians([90, 80, 70, 40, 95] + [50, 60, 10, 30, 20] + [None] * 5)
+    curves = budget.budget_curves(lanes, "steps")
+    scores = budget.trial_scores(lanes, "steps")["trial_score"]
+    values = curves["expected_best_score"].to_numpy()
+    assert (np.diff(values) >= 0).all()
+    assert values[-1] == pytest.approx(scores.max()) == pytest.approx(1.0)
+    assert values[0] == pytest.approx(scores.mean())
+
+
+@pytest.fixture(scope="module")
+def random_folder(tmp_path_factory):
+    """The issue's command, shortened: random:16 on two problems x two optimizers."""
+    out = tmp_path_factory.mktemp("random") / "out"
+    status = main(
+        [
+            "run",
+            "--protocol",
+            "random:16",
+            "--problems",
+            "quadratic_20d_cond1e3",
+            "rosenbrock_2d",
+            "--optimizers",
+            "adam",
+            "momentum",
+            "--steps",
+            "400",
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert status == 0
+    return out
+
+
+def test_random_search_summary_lists_every_tuned_hyperparameter(random_folder):
+    summary = pd.read_csv(random_folder / "summary.csv")
+    runs = pd.read_csv(random_folder / "runs.csv")
+    assert len(summary) == 4
+    for pick in summary.itertuples():
+        space = OPTIMIZERS[pick.optimizer].space()
+        chosen = {name: getattr(pick, name) for name in space}
+        assert all(np.isfinite(v) for v in chosen.values()), chosen
+        # The eval lanes re-ran exactly the chosen trial's setting.
+        lanes = runs[(runs.problem == pick.problem) & (runs.optimizer == pick.optimizer)]
+        evals = lanes[lanes.role == "eval"]
+        assert len(evals) == 10 and (evals.trial == pick.trial).all()
+        tuned = lanes[(lanes.role == "tune") & (lanes.trial == pick.trial)].iloc[0]
+        for name in space:
+            assert (evals[name] == tuned[name]).all()
+        assert lanes[lanes.role == "tune"].trial.nunique() == 16
+    assert json.loads((random_folder / "meta.json").read_text())["spec"]["protocol"] == "random:16"
+
+
+def test_random_search_draws_budget_curves_and_heat_maps(random_folder):
+    curves = pd.read_csv(random_folder / "budget_curves.csv")
+    assert set(curves["trials"]) == set(range(1, 17))
+    for name in ["budget_curves.png"] + [
+        f"plots/{kind}_{p}.png"
+        for kind in ("budget", "heat_map")
+        for p in ("quadratic_20d_cond1e3", "rosenbrock_2d")
+    ]:
+        assert (random_folder / name).read_bytes()[:8] == PNG, name
+
+
+@pytest.mark.parametrize("protocol, trials", [("algoperf", 15), ("defaults", 1)])
+def test_algoperf_and_defaults_run_the_same_way(tmp_path, protocol, trials):
+    spec = SuiteSpec(
+        problems=("rosenbrock_2d",),
+        optimizers=("adam",),
+        seeds=1,
+        steps={"rosenbrock_2d": 40},
+        protocol=protocol,
+    )
+    tables = suite.run_suite(spec, tmp_path / "out", progress=io.StringIO())
+    runs = tables["runs"]
+    assert runs[runs.role == "tune"].trial.nunique() == trials
+    assert (schema.STUDY in runs) == (protocol == "algoperf")
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert len(summary) == 1
+    if protocol == "defaults":
+        assert summary["learning_rate"].iloc[0] == OPTIMIZERS["adam"].defaults()["learning_rate"]
+
+
+def test_the_command_line_refuses_an_unknown_protocol(tmp_path, capsys):
+    assert main(["run", "--protocol", "bayes", "--out", str(tmp_path / "x")]) == 2
+    assert "--protocol: unknown protocol 'bayes'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
