@@ -61,7 +61,8 @@ def budget_curves(runs: pd.DataFrame, cost: str = tuning.DEFAULT_COST) -> pd.Dat
                     "problem": problem,
                     "optimizer": optimizer,
                     "trials": k,
-                    "expected_best_score": expected_best(scores, k),
+                    # Four decimals: the scores are in [0, 1], and the file stays small.
+                    "expected_best_score": round(expected_best(scores, k), 4),
                 }
             )
     return pd.DataFrame(rows, columns=[*PAIR, "trials", "expected_best_score"])
