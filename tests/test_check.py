@@ -1,0 +1,176 @@
+"""bench.check: each check passes on a sound problem and fails, alone, on one that breaks it."""
+
+import dataclasses
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bench import check
+from bench.cli import UsageError
+from problems import PROBLEMS, Problem
+
+GOOD = textwrap.dedent(
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from problems import Problem
+
+
+    def sample_batch(data, key):
+        return {"shift": data["shift"] + 0.01 * jax.random.normal(key, (3,))}
+
+
+    def noisy_bowl():
+        return Problem(
+            name="noisy_bowl",
+            description="a stochastic 3-D bowl",
+            tags=frozenset({"convex", "stochastic"}),
+            dim=3,
+            init=lambda key: jax.random.normal(key, (3,)),
+            loss=lambda x, batch: jnp.sum((x - batch["shift"]) ** 2),
+            data=lambda: {"shift": jnp.ones(3)},
+            sample_batch=sample_batch,
+            f_star=0.0,
+            target=1e-3,
+            steps=200,
+        )
+
+
+    BOWL = noisy_bowl()
+    NOT_A_PROBLEM = 3
+    """
+)
+
+
+def bowl(**changes) -> Problem:
+    """A deterministic 3-D bowl, f* = 0, with `changes` made to it."""
+    problem = Problem(
+        name="bowl",
+        description="a 3-D bowl",
+        tags=frozenset({"convex"}),
+        dim=3,
+        init=lambda key: jax.random.normal(key, (3,)),
+        loss=lambda x, data: jnp.sum(x**2),
+        f_star=0.0,
+        target=1e-3,
+        steps=100,
+    )
+    return dataclasses.replace(problem, **changes)
+
+
+def failed(results) -> list[str]:
+    return [r.name for r in results if not r.passed]
+
+
+@pytest.fixture
+def user_file(tmp_path):
+    path = tmp_path / "my_problem.py"
+    path.write_text(GOOD)
+    return path
+
+
+def test_a_sound_problem_passes_every_check_one_line_each(user_file, capsys):
+    assert check.check_command(f"{user_file}:noisy_bowl") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"PASS {name}" for name in check.FULL]
+
+
+def test_the_quick_subset_makes_three_checks():
+    results = check.check_problem(bowl(), quick=True)
+    assert [r.name for r in results] == ["dim", "finite loss", "determinism"]
+    assert all(r.passed for r in results)
+
+
+@pytest.mark.parametrize(
+    "changes, name",
+    [
+        ({"dim": 4}, "dim"),
+        ({"loss": lambda x, data: jnp.sum(x**2) + jnp.log(0.0)}, "finite loss"),
+        ({"loss": lambda x, data: x**2}, "finite loss"),
+        ({"init": lambda key: jnp.asarray(np.random.default_rng().normal(size=3))}, "determinism"),
+        (
+            {
+                "tags": frozenset({"convex", "stochastic"}),
+                "sample_batch": lambda data, key: np.random.default_rng().normal(size=3),
+            },
+            "determinism",
+        ),
+    ],
+)
+def test_a_broken_fact_fails_its_quick_check(changes, name):
+    results = check.check_problem(bowl(**changes), quick=True)
+    assert name in failed(results)
+    assert all("\n" not in r.message for r in results)
+
+
+def test_a_wrong_gradient_fails_the_gradient_check_alone():
+    def loss(x, data):  # jax.grad sees only half of the cross term
+        return jnp.sum(x**2) + x[0] * jax.lax.stop_gradient(x[1]) + x[1] * x[0]
+
+    results = check.check_problem(bowl(loss=loss, f_star=-10.0))
+    assert failed(results) == ["gradient"]
+    assert "coordinate" in results[3].message
+
+
+@jax.custom_vjp
+def _off_by_2_percent(x):
+    return x
+
+
+_off_by_2_percent.defvjp(lambda x: (x, None), lambda _, g: (1.02 * g,))
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_a_leaf_with_a_tiny_gradient_is_checked_at_its_own_scale(wrong):
+    """Like the first layers of a deep sigmoid network: gradients 1e-6 of the others."""
+
+    def loss(params, data):
+        inner = _off_by_2_percent(params["inner"]) if wrong else params["inner"]
+        return jnp.sum(params["outer"] ** 2) + 1e-6 * jnp.sum(jnp.sin(inner))
+
+    params = {"inner": jnp.linspace(0.1, 1.0, 40), "outer": jnp.linspace(-1.0, 1.0, 40)}
+    problem = bowl(dim=80, init=lambda key: params, loss=loss)
+    with jax.enable_x64(True):
+        ratios = dict(check.gradient_errors(problem, params, None, jax.random.PRNGKey(0)))
+    assert (ratios["the gradient of leaf ['inner']"] > 1) == wrong
+    assert max(v for k, v in ratios.items() if k != "the gradient of leaf ['inner']") <= 1
+
+
+def test_the_registry_passes_the_gradient_check():
+    problem = PROBLEMS["rosenbrock_2d"]
+    with jax.enable_x64(True):
+        errors = check.gradient_errors(
+            problem, problem.init(jax.random.PRNGKey(0)), problem.data(), jax.random.PRNGKey(0)
+        )
+    assert max(ratio for _, ratio in errors) <= 1e-3
+
+
+def test_an_f_star_above_the_minimum_fails_the_f_star_check():
+    results = check.check_problem(bowl(f_star=10.0, target=1.0))
+    assert failed(results) == ["f_star"]
+    assert "below f_star=10" in results[-1].message
+
+
+def test_targets_load_from_a_file_or_a_module(user_file):
+    assert check.load_problem(f"{user_file}:BOWL").name == "noisy_bowl"
+    assert check.load_problem("problems.rosenbrock:rosenbrock").name == "rosenbrock_2d"
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("{dir}/absent.py:f", "no such file"),
+        ("{file}:absent", "has no attribute 'absent'"),
+        ("{file}:NOT_A_PROBLEM", "is a int, not a problems.Problem"),
+        ("no_such_package.module:f", "cannot load no_such_package.module"),
+        ("{file}", "expected PATH.py:FACTORY"),
+    ],
+)
+def test_a_target_that_cannot_be_loaded_is_a_usage_error(user_file, target, message):
+    target = target.format(dir=user_file.parent, file=user_file)
+    with pytest.raises(UsageError, match=message):
+        check.check_command(target)
