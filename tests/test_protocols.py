@@ -125,7 +125,7 @@ def test_budget_curves_rise_to_the_best_trial():
     values = curves["expected_best_score"].to_numpy()
     assert (np.diff(values) >= 0).all()
     assert values[-1] == pytest.approx(scores.max()) == pytest.approx(1.0)
-    assert values[0] == pytest.approx(scores.mean())
+    assert values[0] == pytest.approx(scores.mean(), abs=5e-5)  # kept to four decimals
 
 
 @pytest.fixture(scope="module")
