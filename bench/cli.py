@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|plot|list|compare`."""
+"""Command line: `python -m bench run|plot|list|compare|merge`."""
 
 import argparse
 import os
@@ -6,9 +6,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from bench import plugins
 from bench.tuning import COSTS
-from optimizers import OPTIMIZERS
-from problems import PROBLEMS
 
 
 class UsageError(Exception):
@@ -39,23 +38,65 @@ def enable_compilation_cache(folder: Path = CACHE_DIR) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-def _names(given: list[str] | None, registry: dict, kind: str) -> list[str]:
-    if not given:
-        return list(registry)
+def _names(given: list[str], registry: dict, kind: str) -> list[str]:
     unknown = [name for name in given if name not in registry]
     if unknown:
         raise UsageError(f"unknown {kind} {', '.join(unknown)}; choose from: {', '.join(registry)}")
     return given
 
 
+def _spaces(given: list[str]) -> dict[str | None, str]:
+    """--space [NAME=]FILE values as {NAME: FILE}, the one without a NAME under None."""
+    spaces = {}
+    for text in given:
+        name, equals, path = text.rpartition("=")
+        key = name if equals else None
+        if key in spaces:
+            raise UsageError(f"--space {text}: a second space for {name or 'every optimizer'}")
+        spaces[key] = path
+    return spaces
+
+
+def _added(args) -> tuple[list[str], list[str]]:
+    """Registers --problem and --optimizer (with their --space); returns their names."""
+    spaces = _spaces(args.space)
+    try:
+        problems = [plugins.add_problem(text) for text in args.problem]
+        optimizers = [plugins.add_optimizer(text, spaces) for text in args.optimizer]
+    except plugins.PluginError as error:
+        raise UsageError(str(error)) from None
+    unused = set(spaces) - {None, *optimizers}
+    if unused:
+        raise UsageError(f"--space names no --optimizer: {', '.join(sorted(unused))}")
+    return problems, optimizers
+
+
+def _top(out: Path, count: int = 5) -> None:
+    """Says where the results are and the first `count` of their ranking, one line each
+    (the ranking where this process can read it: one that wrote the folder)."""
+    from bench.combine import ranking
+
+    print(f"results: {out}")
+    try:
+        ranked = ranking(out)
+    except OSError:  # not written by this process (another process of a multi-host job)
+        return
+    for row in ranked.head(count).itertuples():
+        print(f"{row.overall_rank:3d}. {row.optimizer} (score {row.score:.3f})")
+
+
 def _run(args) -> int:
     import jax
 
-    from bench import distributed, protocols, spec
+    from bench import combine, distributed, protocols, spec
 
     distributed.initialize()
-    problems = _names(args.problems, PROBLEMS, "problem")
-    optimizers = _names(args.optimizers, OPTIMIZERS, "optimizer")
+    added_problems, added_optimizers = _added(args)
+    optimizer_names, problem_names = plugins.origins()
+    problems = _names(args.problems, problem_names, "problem") if args.problems else []
+    optimizers = _names(args.optimizers, optimizer_names, "optimizer") if args.optimizers else []
+    problems = list(dict.fromkeys([*problems, *added_problems]))
+    optimizers = list(dict.fromkeys([*optimizers, *added_optimizers]))
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
     if args.steps is not None and args.steps < 1:
@@ -75,10 +116,7 @@ def _run(args) -> int:
             protocols.parse(args.protocol)
         except ValueError as error:
             raise UsageError(f"--protocol: {error}") from None
-    suite = spec.narrowed(
-        spec.load(quick=args.quick),
-        problems=args.problems and problems,
-        optimizers=args.optimizers and optimizers,
+    changes = dict(
         seeds=args.seeds,
         steps=args.steps,
         grid=args.grid,
@@ -88,6 +126,30 @@ def _run(args) -> int:
         cost=args.cost,
         protocol=args.protocol,
     )
+    base = None
+    if args.against is not None:
+        if args.problems or args.quick:
+            raise UsageError("--against runs on the folder's problems and spec: drop --problems")
+        if args.out is None or Path(args.out).resolve() == Path(args.against).resolve():
+            raise UsageError("--against needs an --out of its own: it never changes the folder")
+        try:
+            folder = combine.read(args.against)
+            outside = [p for p in problems if p not in folder.spec.problems]
+            if outside:
+                raise UsageError(f"--problem {', '.join(outside)}: not a problem of {folder.path}")
+            suite = spec.narrowed(folder.spec, **changes)
+            suite, base, line = combine.against(
+                folder, suite, added_optimizers, args.optimizers or []
+            )
+        except combine.Incompatible as error:
+            raise UsageError(str(error)) from None
+        if not suite.optimizers:
+            raise UsageError(f"nothing to run: give an --optimizer {folder.path} lacks")
+        print(line)
+    else:
+        suite = spec.narrowed(
+            spec.load(quick=args.quick), problems=problems, optimizers=optimizers, **changes
+        )
     if suite.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     from bench.suite import OutputError, RenderFailed, SpecError, is_full, run_suite
@@ -99,7 +161,7 @@ def _run(args) -> int:
         )
     args.out = args.out or DEFAULT_OUT
     try:
-        run_suite(suite, Path(args.out), args.devices, jobs=args.jobs, force=args.force)
+        run_suite(suite, Path(args.out), args.devices, jobs=args.jobs, force=args.force, base=base)
     except (OutputError, SpecError) as error:
         raise UsageError(str(error)) from None
     except RenderFailed as error:
@@ -107,6 +169,26 @@ def _run(args) -> int:
         return 1
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"{args.out} is as it was") from None
+    _top(Path(args.out))
+    return 0
+
+
+def _merge(args) -> int:
+    from bench import combine
+    from bench.suite import OutputError, RenderFailed, write_results
+
+    out = Path(args.out).resolve()
+    if out in (Path(args.a).resolve(), Path(args.b).resolve()):
+        raise UsageError("merge needs an --out of its own: it never changes the folders it reads")
+    try:
+        tables, record, suite = combine.merge(combine.read(args.a), combine.read(args.b))
+        write_results(out, tables, record, suite, force=args.force)
+    except (combine.Incompatible, OutputError) as error:
+        raise UsageError(str(error)) from None
+    except RenderFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    _top(out)
     return 0
 
 
@@ -130,16 +212,22 @@ def _plot(args) -> None:
 
 
 def _list(args) -> None:
-    del args
-    print("problems:")
-    for name, problem in PROBLEMS.items():
-        print(f"  {name:32s} {problem.description}")
-    print("optimizers:")
-    for name, spec in OPTIMIZERS.items():
-        fixed = ", ".join(f"{k}={v}" for k, v in spec.hparams.items())
-        grid = spec.learning_rates
-        lrs = f"{len(grid)} lrs {min(grid):.2g}..{max(grid):.2g}" if grid else "no grid"
-        print(f"  {name:32s} {spec.factory.__name__}({fixed})  [{lrs}]")
+    _added(args)
+    optimizer_names, problem_names = plugins.origins()
+    try:
+        print("problems:")
+        for name, origin in problem_names.items():
+            print(f"  {name:32s} {plugins.problem(name).description}  [{origin}]")
+        print("optimizers:")
+        for name, origin in optimizer_names.items():
+            entry = plugins.optimizer(name)
+            fixed = ", ".join(f"{k}={v}" for k, v in entry.hparams.items())
+            grid = entry.learning_rates
+            lrs = f"{len(grid)} lrs {min(grid):.2g}..{max(grid):.2g}" if grid else "no grid"
+            factory = plugins.factory_name(entry.factory)
+            print(f"  {name:32s} {factory}({fixed})  [{lrs}]  [{origin}]")
+    except plugins.PluginError as error:
+        raise UsageError(str(error)) from None
 
 
 def _compare(args) -> int:
@@ -153,13 +241,56 @@ def _compare(args) -> int:
         raise UsageError(str(error)) from None
 
 
+def _plugin_arguments(command) -> None:
+    command.add_argument(
+        "--optimizer",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH.py:FACTORY",
+        help="an optimizer factory of a file or module (module:FACTORY, optax:adam); "
+        "ranked as NAME, else the factory's name; repeatable",
+    )
+    command.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="[NAME=]FILE",
+        help="TOML search space and capabilities of the --optimizer NAME (of every one "
+        "without a declaration of its own, without NAME)",
+    )
+    command.add_argument(
+        "--problem",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH.py:FACTORY",
+        help="a Problem, or a factory of one, of a file or module; repeatable",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="python -m bench", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="sweep problems x optimizers, write CSV and plots")
-    run.add_argument("--problems", nargs="+", metavar="NAME", help="default: all")
-    run.add_argument("--optimizers", nargs="+", metavar="NAME", help="default: all")
+    run.add_argument(
+        "--problems",
+        nargs="+",
+        metavar="NAME",
+        help="default: all built-in ones, unless --problem is given",
+    )
+    run.add_argument(
+        "--optimizers",
+        nargs="+",
+        metavar="NAME",
+        help="default: all built-in ones, unless --optimizer is given",
+    )
+    _plugin_arguments(run)
+    run.add_argument(
+        "--against",
+        metavar="DIR",
+        help="run only the optimizers added (--optimizer, --optimizers) on DIR's problems "
+        "under DIR's spec, and rank them among DIR's results in --out (DIR is not changed)",
+    )
     run.add_argument(
         "--seeds", type=int, help="tuning seeds per trial (default: seeds in bench/suite.toml)"
     )
@@ -206,8 +337,18 @@ def parser() -> argparse.ArgumentParser:
     plot.add_argument("--cost", choices=COSTS, help=COST_HELP + " (default: DIR's own)")
     plot.set_defaults(handler=_plot)
 
-    listing = commands.add_parser("list", help="list the registered problems and optimizers")
+    listing = commands.add_parser("list", help="list every problem and optimizer with its origin")
+    _plugin_arguments(listing)
     listing.set_defaults(handler=_list)
+
+    merge = commands.add_parser(
+        "merge", help="combine two results folders with matching fingerprints"
+    )
+    merge.add_argument("a", metavar="A", help="a results folder")
+    merge.add_argument("b", metavar="B", help="another, with the same fingerprint")
+    merge.add_argument("--out", required=True, help="the folder to write")
+    merge.add_argument("--force", action="store_true", help="let it replace the full suite's")
+    merge.set_defaults(handler=_merge)
 
     compare = commands.add_parser(
         "compare", help="compare two results folders; exit 1 when a metric moved"

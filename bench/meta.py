@@ -1,4 +1,5 @@
-"""meta.json: what produced a results folder (versions, machine, spec, timings)."""
+"""meta.json: what produced a results folder (versions, machine, spec, timings), and
+its fingerprint: what must match for another folder's numbers to be comparable."""
 
 import datetime
 import json
@@ -12,6 +13,7 @@ from pathlib import Path
 import jax
 
 from bench.spec import SuiteSpec
+from optimizers import OPTIMIZERS
 
 
 def _version(package: str) -> str | None:
@@ -33,6 +35,43 @@ def _git(*args: str) -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return done.stdout.strip()
+
+
+# The spec fields that change a run's numbers, besides steps and grids.
+SPEC_FIELDS = ("dtype", "protocol", "seeds", "eval_seeds", "curve_points", "cost", "folds")
+# The fingerprint's per-name tables: compared on the names both fingerprints hold.
+TABLES = ("steps", "grid")
+
+
+def fingerprint(spec: SuiteSpec) -> dict:
+    """Versions of jax, jaxlib and the suite, the device kind, the spec fields that change
+    numbers, every problem's step budget and every built-in optimizer's learning rates."""
+    grid = {o: list(spec.learning_rates(o)) for o in spec.optimizers if o in OPTIMIZERS}
+    return {
+        "jax": jax.__version__,
+        "jaxlib": _version("jaxlib"),
+        "suite": _version("optbench"),
+        "device": jax.devices()[0].device_kind,
+        **{name: getattr(spec, name) for name in SPEC_FIELDS},
+        "steps": {problem: spec.budget(problem) for problem in spec.problems},
+        "grid": grid,
+    }
+
+
+def differences(ours: dict, theirs: dict) -> dict[str, str]:
+    """Field -> "A vs B" for every fingerprint field on which `ours` and `theirs` differ
+    (a field one of them lacks differs); steps and grid differ where a name both hold
+    has different values."""
+    found = {}
+    for field in dict.fromkeys([*ours, *theirs]):
+        a, b = ours.get(field), theirs.get(field)
+        if field in TABLES and isinstance(a, dict) and isinstance(b, dict):
+            names = [n for n in a if n in b and a[n] != b[n]]
+            if names:
+                found[field] = ", ".join(f"{n} {a[n]} vs {b[n]}" for n in names)
+        elif a != b:
+            found[field] = f"{a} vs {b}"
+    return found
 
 
 def collect(
@@ -61,6 +100,8 @@ def collect(
         "git_dirty": None if status is None else bool(status),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "spec": asdict(spec),
+        # as JSON holds it, so that a fingerprint compares equal to one read back
+        "fingerprint": json.loads(json.dumps(fingerprint(spec))),
         "skipped": skipped,
         **timings,
     }

@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench import distributed, protocols
+from bench import distributed, plugins, protocols
 from bench.arguments import check_sweep, warn_below_f_star
-from optimizers import OPTIMIZERS, OptimizerSpec, apply_updates
-from problems import PROBLEMS, Problem
+from optimizers import OptimizerSpec, apply_updates
+from problems import Problem
 
 DTYPES = ("float32", "float64")
 # Compiling dominates a benchmark of many short sweeps (see README, "Wall time"), so by
@@ -86,22 +86,18 @@ class SweepResult:
 
 
 def resolve_problem(problem: str | Problem) -> Problem:
-    if isinstance(problem, Problem):
-        return problem
-    if problem not in PROBLEMS:
-        raise KeyError(f"unknown problem {problem!r}; choose from: {', '.join(PROBLEMS)}")
-    return PROBLEMS[problem]
+    """A `Problem`, or the name of one (see `bench.plugins.problem`)."""
+    return problem if isinstance(problem, Problem) else plugins.problem(problem)
 
 
 def resolve_optimizer(optimizer: str | Callable | OptimizerSpec) -> tuple[str, OptimizerSpec]:
-    """A registry name, an `OptimizerSpec`, or any factory `f(learning_rate=..., **kw)`."""
+    """A name (see `bench.plugins.optimizer`), an `OptimizerSpec`, or any factory
+    `f(learning_rate=..., **kw)`: a function, a `functools.partial`, a class."""
     if isinstance(optimizer, OptimizerSpec):
-        return optimizer.factory.__name__, optimizer
+        return plugins.factory_name(optimizer.factory), optimizer
     if callable(optimizer):
-        return optimizer.__name__, OptimizerSpec(optimizer, learning_rates=())
-    if optimizer not in OPTIMIZERS:
-        raise KeyError(f"unknown optimizer {optimizer!r}; choose from: {', '.join(OPTIMIZERS)}")
-    return optimizer, OPTIMIZERS[optimizer]
+        return plugins.factory_name(optimizer), OptimizerSpec(optimizer, learning_rates=())
+    return optimizer, plugins.optimizer(optimizer)
 
 
 def _cast_floats(tree, dtype):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jax
 
-from bench import protocols
+from bench import plugins, protocols
 from bench.tuning import COSTS, DEFAULT_COST
 from optimizers import OPTIMIZERS, OptimizerSpec
 from problems import PROBLEMS, Problem
@@ -40,13 +40,13 @@ class SuiteSpec:
     protocol: str = protocols.DEFAULT  # grid, random:N, algoperf or defaults (bench.protocols)
 
     def learning_rates(self, optimizer: str) -> tuple[float, ...]:
-        grid = self.grid.get(optimizer, OPTIMIZERS[optimizer].learning_rates)
+        grid = self.grid.get(optimizer, plugins.optimizer(optimizer).learning_rates)
         return tuple(grid[:: self.grid_stride])
 
     def trials(self, optimizer: str) -> list[dict[str, float]]:
         """The settings the protocol sweeps for `optimizer`, in trial order."""
         protocol = protocols.parse(self.protocol)
-        return protocol.trials(OPTIMIZERS[optimizer], self.learning_rates(optimizer))
+        return protocol.trials(plugins.optimizer(optimizer), self.learning_rates(optimizer))
 
     def evaluation_seeds(self) -> list[int]:
         """The held-out seeds: `eval_seeds` of them from EVAL_SEED_START, past the tuning seeds."""
@@ -54,7 +54,7 @@ class SuiteSpec:
         return list(range(first, first + self.eval_seeds))
 
     def budget(self, problem: str) -> int:
-        steps = self.steps.get(problem, PROBLEMS[problem].steps)
+        steps = self.steps.get(problem, plugins.problem(problem).steps)
         return steps if self.max_steps is None else min(steps, self.max_steps)
 
     def pairs(self) -> list[tuple[str, str]]:
@@ -131,9 +131,11 @@ def narrowed(
     if seeds is not None:
         changes["seeds"] = seeds
     if steps is not None:
-        changes |= {"steps": dict.fromkeys(PROBLEMS, steps), "max_steps": None}
+        named = changes.get("problems", spec.problems)
+        changes |= {"steps": dict.fromkeys([*PROBLEMS, *named], steps), "max_steps": None}
     if grid:
-        changes |= {"grid": dict.fromkeys(OPTIMIZERS, tuple(grid)), "grid_stride": 1}
+        named = changes.get("optimizers", spec.optimizers)
+        changes |= {"grid": dict.fromkeys([*OPTIMIZERS, *named], tuple(grid)), "grid_stride": 1}
     if dtype is not None:
         changes["dtype"] = dtype
     if folds is not None:

@@ -14,22 +14,20 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import jax
 import numpy as np
 import pandas as pd
 
-from bench import distributed, meta, protocols, report, schema
+from bench import distributed, meta, plugins, protocols, report, schema
 from bench.io import OutputError, as_written, locked, write_csv, write_text
 from bench.progress import Progress
 from bench.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
 from bench.runner import run_sweep
 from bench.spec import SuiteSpec, load, skip_reason
 from bench.tuning import recorded_cost, tuned_trials
-from optimizers import OPTIMIZERS
-from problems import PROBLEMS
 
 
 class NotAResultsFolder(OutputError):
@@ -49,9 +47,9 @@ def check(spec: SuiteSpec) -> None:
     if spec.folds is None:
         return
     examples = {
-        name: len(jax.tree.leaves(PROBLEMS[name].data())[0])
+        name: len(jax.tree.leaves(plugins.problem(name).data())[0])
         for name in spec.problems
-        if "dataset" in PROBLEMS[name].tags
+        if "dataset" in plugins.problem(name).tags
     }
     if not examples:
         raise SpecError(
@@ -113,7 +111,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
 
     result, runs = sweep(trials, spec.seeds, "tune")
     compile_seconds, run_seconds = result.compile_seconds, result.run_seconds
-    if spec.folds is not None and "dataset" in PROBLEMS[problem].tags:
+    if spec.folds is not None and "dataset" in plugins.problem(problem).tags:
         folds = run_sweep(
             problem, optimizer, seeds=spec.seeds, folds=spec.folds, trials=trials, **common
         )
@@ -168,6 +166,7 @@ OWNED = {
     "paths.csv",
     "layer_grad_norms.csv",
     "TABLES.md",
+    "index.html",
     "meta.json",
     "convergence.png",
     "performance_profile.png",
@@ -260,6 +259,52 @@ def default_jobs() -> int:
     return 1 if jax.process_count() > 1 else max(1, min(os.cpu_count() or 1, 4))
 
 
+@dataclass(frozen=True)
+class Base:
+    """Results a run joins its new rows to (`bench run --against`): another folder's
+    tables, the spec of the joined folder and what meta.json says of the join."""
+
+    tables: dict[str, pd.DataFrame]
+    spec: SuiteSpec
+    notes: dict
+
+
+def combined(sources: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """Several runs' tables as one set: each lane table by `schema.concat` (a
+    hyperparameter some runs do not sweep is empty on their rows), skipped pairs as rows."""
+    tables = {}
+    for name in dict.fromkeys(name for source in sources for name in source):
+        frames = [source[name] for source in sources if source.get(name) is not None]
+        tables[name] = (
+            pd.concat(frames, ignore_index=True) if name == "skipped" else schema.concat(frames)
+        )
+    return tables
+
+
+def _draw(staging: Path, tables: dict, cost: str, progress) -> Exception | None:
+    """Writes the raw tables into `staging` and draws them (`report.render`); returns the
+    failure to draw, if any.
+
+    The raw tables first: whatever drawing does, they reach the folder. A figure that
+    cannot be drawn is skipped (one line on `progress`); any other failure is returned.
+    """
+    for name, frame in tables.items():
+        write_csv(frame, staging / f"{name}.csv")
+    try:
+        report.render(staging, progress, cost)
+    except Exception as error:
+        return error
+    return None
+
+
+def _check_drawn(out: Path, failure: Exception | None) -> None:
+    if failure is not None:
+        raise RenderFailed(
+            f"{out} holds the new raw tables, but drawing failed: "
+            f"{type(failure).__name__}: {failure}; `python -m bench plot {out}` retries"
+        ) from failure
+
+
 def run_suite(
     spec: SuiteSpec,
     out: Path,
@@ -267,6 +312,7 @@ def run_suite(
     progress=None,
     jobs: int | None = None,
     force: bool = False,
+    base: Base | None = None,
 ) -> dict:
     """Sweeps every pair of `spec`, then writes the whole results folder `out` atomically.
 
@@ -275,17 +321,20 @@ def run_suite(
     The tables do not depend on `jobs`: pairs are collected in the spec's order.
     A symbolic link `out` is written through: its target is replaced. A run that is not
     the whole default suite does not replace a folder holding it unless `force`.
+    `base`: results the new rows join (its tables first); `out` then holds both, under
+    `base.spec`.
     Raises OutputError (before sweeping anything) when `out` cannot or must not be written,
     and ValueError for a spec that cannot run.
     """
     check(spec)
     out = Path(out).resolve()
+    written = spec if base is None else base.spec
     writer = distributed.is_writer()  # every process holds all lanes; process 0 writes them
-    with _staging_for(out, spec, force) if writer else contextlib.nullcontext() as staging:
+    with _staging_for(out, written, force) if writer else contextlib.nullcontext() as staging:
         start = time.perf_counter()
         pairs, skipped = [], []
         for problem, optimizer in spec.pairs():
-            reason = skip_reason(PROBLEMS[problem], OPTIMIZERS[optimizer])
+            reason = skip_reason(plugins.problem(problem), plugins.optimizer(optimizer))
             if reason is None:
                 pairs.append((problem, optimizer))
             else:
@@ -308,19 +357,13 @@ def run_suite(
             pool.shutdown(wait=True, cancel_futures=True)
         tables = {name: schema.concat(frames) for name, frames in parts.items()}
         tables["skipped"] = pd.DataFrame(skipped, columns=["problem", "optimizer", "reason"])
+        if base is not None:
+            tables = combined([base.tables, tables])
+            skipped = tables["skipped"].to_dict("records")
         if not writer:
             return tables
 
-        # The raw tables first: whatever drawing does, they reach `out`. A figure that
-        # cannot be drawn is skipped (one line on `progress`); any other failure to draw
-        # is raised as RenderFailed once the raw tables are in place.
-        for name, frame in tables.items():
-            write_csv(frame, staging / f"{name}.csv")
-        try:
-            report.render(staging, progress, spec.cost)
-            failure = None
-        except Exception as error:
-            failure = error
+        failure = _draw(staging, tables, spec.cost, progress)
         timings = {
             "jobs": jobs or default_jobs(),
             "pairs": len(pairs),
@@ -329,25 +372,39 @@ def run_suite(
             "run_seconds": round(run_seconds, 3),
             "total_wall_seconds": round(time.perf_counter() - start, 3),
         }
-        record = meta.collect(spec, timings, skipped, devices)
-        record["full_suite"] = is_full(asdict(spec))
+        record = meta.collect(written, timings, skipped, devices)
+        record["full_suite"] = is_full(asdict(written))
+        if base is not None:
+            record |= base.notes
         write_text(meta.dumps(record), staging / "meta.json")
         _swap_in(staging, out)
-    if failure is not None:
-        raise RenderFailed(
-            f"{out} holds the new raw tables, but drawing failed: "
-            f"{type(failure).__name__}: {failure}; `python -m bench plot {out}` retries"
-        ) from failure
+    _check_drawn(out, failure)
     return tables
 
 
+def write_results(
+    out: Path, tables: dict, record: dict, spec: SuiteSpec, force: bool = False, progress=None
+) -> None:
+    """Writes results joined from other folders (nothing swept) into `out` as `run_suite`
+    writes its own: `tables`, everything drawn from them, `record` as meta.json."""
+    out = Path(out).resolve()
+    with _staging_for(out, spec, force) as staging:
+        failure = _draw(staging, tables, spec.cost, progress)
+        write_text(meta.dumps(record), staging / "meta.json")
+        _swap_in(staging, out)
+    _check_drawn(out, failure)
+
+
 __all__ = [
+    "Base",
     "NotAResultsFolder",
     "OutputError",
     "RenderFailed",
     "SpecError",
     "check",
+    "combined",
     "is_full",
     "run_suite",
     "sweep_pair",
+    "write_results",
 ]

@@ -1,0 +1,191 @@
+"""Results joined to results already there: `bench run --against DIR` and `bench merge`.
+
+A folder's meta.json holds its fingerprint (`meta.fingerprint`). A run against a folder
+sweeps only the optimizers it adds, on the folder's problems under the folder's spec,
+and joins its rows to the folder's; where the fingerprints differ, the folder's numbers
+would not be what this machine and code give, so the baselines the comparison needs
+(the folder's top `TOP` and any named) are swept again and replace theirs. Two folders
+merge only when their fingerprints match and no pair is in both.
+"""
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from bench import meta, plugins, schema, statistics, tuning
+from bench.spec import SuiteSpec
+from bench.suite import Base, combined, is_full
+
+# Baselines re-run where the fingerprints differ: the folder's best by its own ranking.
+TOP = 5
+# Timings of meta.json that add up over merged folders.
+TIMINGS = ("pairs", "lanes", "compile_seconds", "run_seconds", "total_wall_seconds")
+
+
+class Incompatible(ValueError):
+    """A folder that cannot be read, joined or merged as asked; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A results folder as read back: meta.json, its spec and its raw tables."""
+
+    path: Path
+    record: dict
+    spec: SuiteSpec
+    tables: dict[str, pd.DataFrame]
+
+    @property
+    def fingerprint(self) -> dict:
+        return self.record.get("fingerprint", {})
+
+    def pairs(self) -> set[tuple[str, str]]:
+        """Every (problem, optimizer) the folder holds, run or skipped."""
+        return {
+            pair
+            for name in ("runs", "skipped")
+            if name in self.tables
+            for pair in self.tables[name][schema.PAIR].itertuples(index=False, name=None)
+        }
+
+
+def read(folder: str | Path) -> Folder:
+    """The results folder `folder`; Incompatible when it is not one."""
+    path = Path(folder)
+    try:
+        record = json.loads((path / "meta.json").read_text())
+        fields = record["spec"]
+    except OSError:
+        raise Incompatible(f"{path} holds no meta.json: not a results folder") from None
+    except (ValueError, KeyError, TypeError):
+        raise Incompatible(f"{path}/meta.json is damaged: it holds no spec") from None
+    known = {f.name for f in dataclasses.fields(SuiteSpec)}
+    fields = {k: v for k, v in fields.items() if k in known}
+    spec = SuiteSpec(
+        **fields
+        | {
+            "problems": tuple(fields["problems"]),
+            "optimizers": tuple(fields["optimizers"]),
+            "grid": {k: tuple(v) for k, v in fields.get("grid", {}).items()},
+        }
+    )
+    try:
+        tables = {name: schema.read(path, name) for name in schema.COLUMNS}
+    except schema.DamagedTable as error:
+        raise Incompatible(str(error)) from None
+    if tables["runs"] is None:
+        raise Incompatible(f"{path} holds no runs.csv")
+    tables = {name: frame for name, frame in tables.items() if frame is not None}
+    return Folder(path, record, spec, tables)
+
+
+def ranking(folder: str | Path) -> pd.DataFrame:
+    """The overall ranking of a rendered results folder (`statistics.overall_ranking`)."""
+    path = Path(folder)
+    runs = schema.read(path, "runs")
+    summary = pd.read_csv(path / "summary.csv")
+    cost = json.loads((path / "meta.json").read_text())["spec"]["cost"]
+    return statistics.overall_ranking(summary, runs, tuning.recorded_cost(runs, cost))
+
+
+def _without(tables: dict[str, pd.DataFrame], optimizers: list[str]) -> dict:
+    return {
+        n: t[~t["optimizer"].isin(optimizers)].reset_index(drop=True) for n, t in tables.items()
+    }
+
+
+def _describe(differing: dict[str, str]) -> str:
+    return "; ".join(f"{field}: {values}" for field, values in differing.items())
+
+
+def against(
+    folder: Folder, spec: SuiteSpec, new: list[str], named: list[str]
+) -> tuple[SuiteSpec, Base, str]:
+    """What `bench run --against folder` sweeps: (the spec of the sweep, the folder's rows
+    it joins, one line saying what is re-run and why).
+
+    spec: the folder's spec with the command line's changes; new: the optimizers added
+    by --optimizer; named: those of --optimizers. The sweep runs `new`, the named ones
+    the folder lacks and, where the fingerprint differs, the folder's top TOP and the
+    named ones it holds; their rows replace the folder's.
+    """
+    for problem in spec.problems:
+        try:
+            plugins.problem(problem)
+        except KeyError:
+            raise Incompatible(
+                f"{folder.path} holds problem {problem!r}, which is not registered here: "
+                "give it with --problem"
+            ) from None
+    held = set(folder.spec.optimizers)
+    now = meta.fingerprint(replace(spec, optimizers=folder.spec.optimizers))
+    differing = meta.differences(json.loads(json.dumps(now)), folder.fingerprint)
+    rerun = []
+    if differing:
+        rerun = list(
+            dict.fromkeys(
+                [*ranking(folder.path)["optimizer"][:TOP], *(n for n in named if n in held)]
+            )
+        )
+    sweep = list(dict.fromkeys([*new, *(n for n in named if n not in held), *rerun]))
+    kept = [o for o in folder.spec.optimizers if o not in sweep]
+    written = replace(spec, optimizers=tuple([*kept, *sweep]))
+    notes = {
+        "against": {
+            "folder": str(folder.path.resolve()),
+            "fingerprint": folder.fingerprint,
+            "differences": differing,
+            "re_run": rerun,
+        }
+    }
+    base = Base(_without(folder.tables, sweep), written, notes)
+    if differing:
+        line = (
+            f"re-running {', '.join(rerun)} of {folder.path}: its fingerprint differs "
+            f"({_describe(differing)})"
+        )
+    else:
+        line = f"{', '.join(kept)} from {folder.path}, not re-run (fingerprints match)"
+    return replace(spec, optimizers=tuple(sweep)), base, line
+
+
+def merge(a: Folder, b: Folder) -> tuple[dict[str, pd.DataFrame], dict, SuiteSpec]:
+    """The tables, meta.json and spec of `a` and `b` as one folder. Incompatible where
+    their fingerprints differ or a pair is in both."""
+    for folder in (a, b):
+        if not folder.fingerprint:
+            raise Incompatible(f"{folder.path}/meta.json holds no fingerprint (an older folder)")
+    differing = meta.differences(a.fingerprint, b.fingerprint)
+    if differing:
+        raise Incompatible(
+            f"{a.path} and {b.path} do not compare: their fingerprints differ in "
+            f"{_describe(differing)}"
+        )
+    both = sorted(a.pairs() & b.pairs())
+    if both:
+        problem, optimizer = both[0]
+        more = f" and {len(both) - 1} more" if len(both) > 1 else ""
+        raise Incompatible(
+            f"{a.path} and {b.path} both hold the pair {problem} x {optimizer}{more}"
+        )
+    spec = replace(
+        a.spec,
+        problems=tuple(dict.fromkeys([*a.spec.problems, *b.spec.problems])),
+        optimizers=tuple(dict.fromkeys([*a.spec.optimizers, *b.spec.optimizers])),
+        steps=a.spec.steps | b.spec.steps,
+        grid=a.spec.grid | b.spec.grid,
+    )
+    tables = combined([a.tables, b.tables])
+    record = a.record | {
+        "spec": asdict(spec),
+        "fingerprint": a.fingerprint
+        | {table: a.fingerprint[table] | b.fingerprint[table] for table in meta.TABLES},
+        "skipped": tables["skipped"].to_dict("records") if "skipped" in tables else [],
+        "full_suite": is_full(asdict(spec)),
+        "merged_from": [str(a.path.resolve()), str(b.path.resolve())],
+        **{k: a.record.get(k, 0) + b.record.get(k, 0) for k in TIMINGS},
+    }
+    return tables, record, spec
