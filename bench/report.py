@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import budget, plots, schema, statistics, tables, tuning
+from bench import budget, page, plots, schema, statistics, tables, tuning
 from bench.io import write_csv, write_text
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
@@ -101,8 +101,8 @@ def _figures(raw: dict, summary: pd.DataFrame, budgets: pd.DataFrame, cost: str)
 
 
 def render(folder: str | Path, log=None, cost: str | None = None) -> list[Path]:
-    """Writes summary.csv, budget_curves.csv, TABLES.md and every plot under `folder`;
-    returns the PNG paths.
+    """Writes summary.csv, budget_curves.csv, TABLES.md, every plot and index.html (the
+    page of them all, bench/page.py) under `folder`; returns the PNG paths.
 
     Raises MissingResults without runs.csv or curves.csv, schema.DamagedTable for a
     table that does not match its schema, tuning.MissingEvalLanes when a setting tuned
@@ -133,6 +133,7 @@ def render(folder: str | Path, log=None, cost: str | None = None) -> list[Path]:
                 plots.plt.close("all")
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 print(f"skipped {name}: {type(error).__name__}: {reason}", file=log)
+        page.write(draft, summary, raw["runs"], cost)
         made = sorted(p.relative_to(draft) for p in draft.rglob("*") if p.is_file())
         for name in made:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
