@@ -17,12 +17,8 @@ A problem that is wrong in one of these ways gives a benchmark that runs and is 
 anything: `bench run` makes them on every user problem before a sweep.
 """
 
-import importlib
-import importlib.util
-import sys
+import dataclasses
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +49,7 @@ RTOL = 1e-4
 ROUNDING = 1e2
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class CheckResult:
     """One check of a problem: its name, whether it passed, and one line saying why."""
 
@@ -276,42 +272,19 @@ def check_problem(problem: Problem, quick: bool = False) -> list[CheckResult]:
 
 
 def load_problem(target: str) -> Problem:
-    """The Problem that `PATH.py:FACTORY` or `package.module:FACTORY` names: the attribute
-    itself when it is a Problem, else what it returns called with no arguments.
+    """The Problem that `[NAME=]PATH.py:FACTORY` or `[NAME=]module:FACTORY` names, as
+    `bench run --problem` loads it (bench.plugins) but without registering it: the
+    attribute itself when it is a Problem, else what it returns called with no arguments.
 
-    Raises ValueError with one line when the file or module cannot be loaded, has no
-    such attribute, or it gives no Problem.
+    Raises bench.plugins.PluginError (a ValueError) with one line when the file or
+    module cannot be loaded, has no such attribute, or it gives no Problem.
     """
-    where, colon, attribute = target.rpartition(":")
-    if not colon or not where or not attribute:
-        raise ValueError(f"{target!r}: expected PATH.py:FACTORY or package.module:FACTORY")
-    try:
-        if where.endswith(".py") or "/" in where:
-            path = Path(where)
-            if not path.is_file():
-                raise ValueError(f"{where}: no such file")
-            name = f"_bench_user_{path.stem}"
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module  # dataclasses in the file look their module up
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-    except ValueError:
-        raise
-    except Exception as error:  # the user's module failed to import
-        raise ValueError(f"cannot load {where}: {_one_line(error)}") from None
-    if not hasattr(module, attribute):
-        raise ValueError(f"{where} has no attribute {attribute!r}")
-    made = getattr(module, attribute)
-    if callable(made) and not isinstance(made, Problem):
-        try:
-            made = made()
-        except Exception as error:
-            raise ValueError(f"{target}: calling {attribute}() raises {_one_line(error)}") from None
-    if not isinstance(made, Problem):
-        raise ValueError(f"{target} is a {type(made).__name__}, not a problems.Problem")
-    return made
+    from bench import plugins
+
+    name, source, attribute = plugins._split(target)
+    module = plugins._module(source)
+    made = plugins._as_problem(plugins._attribute(module, source, attribute), attribute)
+    return made if name is None else dataclasses.replace(made, name=name)
 
 
 def check_command(target: str) -> int:

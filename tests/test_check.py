@@ -157,6 +157,7 @@ def test_an_f_star_above_the_minimum_fails_the_f_star_check():
 
 def test_targets_load_from_a_file_or_a_module(user_file):
     assert check.load_problem(f"{user_file}:BOWL").name == "noisy_bowl"
+    assert check.load_problem(f"mine={user_file}:noisy_bowl").name == "mine"
     assert check.load_problem("problems.rosenbrock:rosenbrock").name == "rosenbrock_2d"
 
 
@@ -165,9 +166,9 @@ def test_targets_load_from_a_file_or_a_module(user_file):
     [
         ("{dir}/absent.py:f", "no such file"),
         ("{file}:absent", "has no attribute 'absent'"),
-        ("{file}:NOT_A_PROBLEM", "is a int, not a problems.Problem"),
-        ("no_such_package.module:f", "cannot load no_such_package.module"),
-        ("{file}", "expected PATH.py:FACTORY"),
+        ("{file}:NOT_A_PROBLEM", "int is neither a Problem nor a factory"),
+        ("no_such_package.module:f", "no_such_package.module: cannot import"),
+        ("{file}", "expected \\[NAME=\\]PATH.py:FACTORY"),
     ],
 )
 def test_a_target_that_cannot_be_loaded_is_a_usage_error(user_file, target, message):
