@@ -129,7 +129,9 @@ def _run(args) -> int:
     base = None
     if args.against is not None:
         if args.problems or args.quick:
-            raise UsageError("--against runs on the folder's problems and spec: drop --problems")
+            raise UsageError(
+                "--against runs on the folder's problems and spec: drop --problems and --quick"
+            )
         if args.out is None or Path(args.out).resolve() == Path(args.against).resolve():
             raise UsageError("--against needs an --out of its own: it never changes the folder")
         try:

@@ -144,8 +144,8 @@ def against(
     base = Base(_without(folder.tables, sweep), written, notes)
     if differing:
         line = (
-            f"re-running {', '.join(rerun)} of {folder.path}: its fingerprint differs "
-            f"({_describe(differing)})"
+            f"re-running {', '.join(rerun)} of {folder.path}: this run's fingerprint differs "
+            f"from the folder's ({_describe(differing)})"
         )
     else:
         line = f"{', '.join(kept)} from {folder.path}, not re-run (fingerprints match)"
