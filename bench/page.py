@@ -4,23 +4,25 @@ The page holds the overall ranking (profile scores with their bootstrap interval
 the adjacent tests, as TABLES.md has them), one table per problem, and the folder's
 figures by relative links. Every table sorts by a click on a column header (numbers as
 numbers; "never", "inf" and "n/a" last either way), and two menus filter by problem tag
-and by optimizer family (the family module in optimizers/). No server, no network: the
+and by optimizer family (the module that defines the rule: its file in optimizers/, or
+the user's file). Tags and families are those of the names the process knows
+(bench.plugins: built-in, entry points, added by --problem and --optimizer); a name it
+does not know gets none. No server, no network: the
 style and the small script are inline. A URL hash drives the same code, for tests and
 for links: `#click=TABLE:COLUMN` (repeatable, clicks the header of column COLUMN, 0
 first, of the table with id TABLE), `tag=NAME`, `family=NAME`, joined by `&`.
 """
 
 import html
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from bench import report, schema, statistics, tuning
+from bench import plugins, report, schema, statistics, tuning
 from bench.io import write_text
 from bench.tables import _cost, _interval, _number, _share, _versus_above
-from optimizers import OPTIMIZERS
-from problems import PROBLEMS
 
 OVERVIEW = ["convergence.png", "performance_profile.png", "data_profile.png", "budget_curves.png"]
 
@@ -72,21 +74,33 @@ for(var part of location.hash.slice(1).split("&")){
 
 
 def family(optimizer: str) -> str:
-    """The optimizer's family module in optimizers/ (adam for adamw), "" when unknown."""
-    if optimizer not in OPTIMIZERS:
+    """The name of the file that defines the optimizer's factory: its family module in
+    optimizers/ (adam for adamw), or a user's file; "" when unknown."""
+    try:
+        factory = plugins.optimizer(optimizer).factory
+    except KeyError:
         return ""
-    return OPTIMIZERS[optimizer].factory.__module__.removeprefix("optimizers.")
+    module = sys.modules.get(getattr(factory, "__module__", None) or "")
+    file = getattr(module, "__file__", None)
+    return Path(file).stem if file else ""
 
 
-def _tags(problem: str) -> list[str]:
-    return sorted(PROBLEMS[problem].tags) if problem in PROBLEMS else []
+def _problem_facts(problem: str) -> tuple[str, list[str]]:
+    """(description, sorted tags) of a problem the process knows, else ("", [])."""
+    try:
+        known = plugins.problem(problem)
+    except KeyError:
+        return "", []
+    return known.description, sorted(known.tags)
 
 
-def _table(table_id: str, header: list[str], rows: list[tuple[str, list[str]]]) -> str:
-    """A sortable table; rows are (optimizer, cells), the row marked with its family."""
+def _table(
+    table_id: str, header: list[str], rows: list[tuple[str, list[str]]], families: dict
+) -> str:
+    """A sortable table; rows are (optimizer, cells), each marked with its family."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "\n".join(
-        f'<tr data-family="{html.escape(family(optimizer))}">'
+        f'<tr data-family="{html.escape(families[optimizer])}">'
         + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
         + "</tr>"
         for optimizer, cells in rows
@@ -95,7 +109,7 @@ def _table(table_id: str, header: list[str], rows: list[tuple[str, list[str]]]) 
     return f"{head}<tbody>\n{body}\n</tbody></table>"
 
 
-def _overall(ranking: pd.DataFrame) -> str:
+def _overall(ranking: pd.DataFrame, families: dict) -> str:
     header = ["rank", "optimizer", "family", "profile score [95% CI]", "vs the row above"]
     rows = [
         (
@@ -103,7 +117,7 @@ def _overall(ranking: pd.DataFrame) -> str:
             [
                 str(r.overall_rank),
                 r.optimizer,
-                family(r.optimizer),
+                families[r.optimizer],
                 f"{r.score:.3f} [{r.score_low:.3f}, {r.score_high:.3f}]",
                 _versus_above(r),
                 f"{r.solved}/{r.problems}",
@@ -112,10 +126,10 @@ def _overall(ranking: pd.DataFrame) -> str:
         )
         for r in ranking.itertuples()
     ]
-    return _table("overall", [*header, "solved", "mean rank"], rows)
+    return _table("overall", [*header, "solved", "mean rank"], rows, families)
 
 
-def _problem(summary: pd.DataFrame, cost: str) -> str:
+def _problem(summary: pd.DataFrame, cost: str, families: dict) -> str:
     """One problem's pairs at their tuned trials, on the ranking's cost axis."""
     others = schema.other_hyperparameters(summary)
     header = ["rank", "optimizer", "tuned lr", *(f"tuned {c}" for c in others)]
@@ -138,7 +152,7 @@ def _problem(summary: pd.DataFrame, cost: str) -> str:
         )
         for r in summary.itertuples()
     ]
-    return _table(f"p-{summary['problem'].iloc[0]}", header, rows)
+    return _table(f"p-{summary['problem'].iloc[0]}", header, rows, families)
 
 
 def _image(path: str, lazy: bool) -> str:
@@ -170,11 +184,12 @@ def document(summary: pd.DataFrame, runs: pd.DataFrame, cost: str, figures: Sequ
     """The whole index.html from the summary (with its intervals), the runs and the
     figures drawn (paths relative to the folder)."""
     ranking = statistics.overall_ranking(summary, runs, cost)
-    facts = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
+    numbers = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
     problems = sorted(summary["problem"].unique())
     owned = _figures_of(problems, figures)
-    tags = sorted({t for p in problems for t in _tags(p)})
-    families = sorted({family(o) for o in ranking["optimizer"]} - {""})
+    facts = {p: _problem_facts(p) for p in problems}
+    families = {o: family(o) for o in ranking["optimizer"]}
+    every_tag = sorted({t for _, tags in facts.values() for t in tags})
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -185,27 +200,27 @@ def document(summary: pd.DataFrame, runs: pd.DataFrame, cost: str, figures: Sequ
         f"{html.escape(tuning.COST_LABELS[cost])} to target. Click a column header to sort. "
         'Every number and the pairwise tests: <a href="TABLES.md">TABLES.md</a>, '
         '<a href="summary.csv">summary.csv</a>.</p>',
-        f"<p>{_select('tag', 'Problem tag', tags)}",
-        f"{_select('family', 'Optimizer family', families)}</p>",
+        f"<p>{_select('tag', 'Problem tag', every_tag)}",
+        f"{_select('family', 'Optimizer family', sorted(set(families.values()) - {''}))}</p>",
         "<h2>Overall ranking</h2>",
         "<p>Score: the integral of the performance profile over cost ratios 1 to "
         f"{tuning.MAX_RATIO:g}, over all problems, with its bootstrap 95% interval; "
         "<i>tie</i>: not significantly different from the row above (Wilcoxon, Holm).</p>",
-        _overall(ranking),
+        _overall(ranking, families),
     ]
     overview = [f for f in OVERVIEW if f in figures]
     if overview:
         parts += ["<h2>Figures</h2>", *(_image(f, lazy=False) for f in overview)]
     for problem, table in summary.groupby("problem", sort=True):
-        f_star, target, steps = facts.loc[problem]
-        known = PROBLEMS.get(problem)
-        description = f"{known.description}. " if known is not None else ""
+        f_star, target, steps = numbers.loc[problem]
+        description, tags = facts[problem]
         parts += [
-            f'<section data-tags="{html.escape(" ".join(_tags(problem)))}">',
+            f'<section data-tags="{html.escape(" ".join(tags))}">',
             f'<h2 id="{html.escape(problem)}">{html.escape(problem)}</h2>',
-            f"<p>{html.escape(description)}Tags: {', '.join(_tags(problem)) or 'none'}; "
+            f"<p>{html.escape(description + '. ' if description else '')}"
+            f"Tags: {', '.join(tags) or 'none'}; "
             f"f* = {f_star:.10g}, target f - f* &lt;= {target:g}, {int(steps)} steps.</p>",
-            _problem(table, cost),
+            _problem(table, cost, families),
         ]
         if owned[problem]:
             images = "".join(_image(f, lazy=True) for f in owned[problem])
