@@ -101,6 +101,18 @@ def _describe(differing: dict[str, str]) -> str:
     return "; ".join(f"{field}: {values}" for field, values in differing.items())
 
 
+def _check_registered(folder: Folder, names, lookup, kind: str) -> None:
+    """Incompatible unless every name of `names` that the run needs is found here."""
+    for name in names:
+        try:
+            lookup(name)
+        except KeyError:
+            raise Incompatible(
+                f"{folder.path} holds {kind} {name!r}, which this run needs and is not "
+                f"registered here: give it with --{kind}"
+            ) from None
+
+
 def against(
     folder: Folder, spec: SuiteSpec, new: list[str], named: list[str]
 ) -> tuple[SuiteSpec, Base, str]:
@@ -112,14 +124,7 @@ def against(
     the folder lacks and, where the fingerprint differs, the folder's top TOP and the
     named ones it holds; their rows replace the folder's.
     """
-    for problem in spec.problems:
-        try:
-            plugins.problem(problem)
-        except KeyError:
-            raise Incompatible(
-                f"{folder.path} holds problem {problem!r}, which is not registered here: "
-                "give it with --problem"
-            ) from None
+    _check_registered(folder, spec.problems, plugins.problem, "problem")
     held = set(folder.spec.optimizers)
     now = meta.fingerprint(replace(spec, optimizers=folder.spec.optimizers))
     differing = meta.differences(json.loads(json.dumps(now)), folder.fingerprint)
@@ -130,6 +135,7 @@ def against(
                 [*ranking(folder.path)["optimizer"][:TOP], *(n for n in named if n in held)]
             )
         )
+    _check_registered(folder, rerun, plugins.optimizer, "optimizer")
     sweep = list(dict.fromkeys([*new, *(n for n in named if n not in held), *rerun]))
     kept = [o for o in folder.spec.optimizers if o not in sweep]
     written = replace(spec, optimizers=tuple([*kept, *sweep]))
