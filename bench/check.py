@@ -13,8 +13,8 @@ A problem that is wrong in one of these ways gives a benchmark that runs and is 
   `bench.arguments.warn_below_f_star` uses), which would make suboptimality negative
   and every lane succeed at once.
 
-`check_problem(problem, quick=True)` makes the first three only, without compiling
-anything: `bench run` makes them on every user problem before a sweep.
+`check_problem(problem, quick=True)` makes the first three only, compiling no program:
+cheap enough for `bench run` to make on every user problem before a sweep.
 """
 
 import dataclasses
@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from bench import plugins
+from bench.runner import run_sweep
 from problems import Problem
 
 # Two start points are checked, drawn from these seeds.
@@ -227,8 +229,6 @@ def _gradient(problem: Problem, data) -> str:
 
 
 def _f_star(problem: Problem, data) -> str:
-    from bench.runner import run_sweep  # imports every optimizer: only when running
-
     steps = min(problem.steps, RUN_STEPS)
     lowest = np.inf
     for optimizer, learning_rate in RUNS:
@@ -279,8 +279,6 @@ def load_problem(target: str) -> Problem:
     Raises bench.plugins.PluginError (a ValueError) with one line when the file or
     module cannot be loaded, has no such attribute, or it gives no Problem.
     """
-    from bench import plugins
-
     name, source, attribute = plugins._split(target)
     module = plugins._module(source)
     made = plugins._as_problem(plugins._attribute(module, source, attribute), attribute)
