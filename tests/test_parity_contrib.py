@@ -226,9 +226,9 @@ CASES: dict[str, Case] = {
 }
 
 
-def trajectory(opt, spec, params, steps=STEPS, evaluate=None):
-    """Parameters after each of `steps` updates, stacked on a leading axis (jitted); or,
-    given `evaluate(state, params)`, the evaluation point after each update."""
+def scan_trajectory(opt, spec, params, steps=STEPS, evaluate=None):
+    """Parameters after each of `steps` updates, stacked on a leading axis (traceable);
+    or, given `evaluate(state, params)`, the evaluation point after each update."""
 
     def step(carry, _):
         params, state = carry
@@ -238,7 +238,16 @@ def trajectory(opt, spec, params, steps=STEPS, evaluate=None):
         params = apply_updates(params, updates)
         return (params, state), params if evaluate is None else evaluate(state, params)
 
-    return jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, length=steps)[1])(params)
+    return jax.lax.scan(step, (params, opt.init(params)), None, length=steps)[1]
+
+
+def trajectories(runs, spec, params, steps=STEPS):
+    """`scan_trajectory` of each `(opt, evaluate)` of `runs` from the same params, all in
+    one jitted program: XLA's fixed cost per program is paid once, and each scan is its
+    own loop (XLA fuses nothing across them), so the numbers are those of separate ones."""
+    return jax.jit(
+        lambda p: [scan_trajectory(opt, spec, p, steps, evaluate) for opt, evaluate in runs]
+    )(params)
 
 
 def accepted(update, extras):
@@ -270,8 +279,8 @@ def assert_trajectories_match(ours, theirs, dtype):
 
 def compare(name, dtype, steps=STEPS, **overrides):
     spec, params = CASES[name].spec(name), initial_params(dtype)
-    ours = trajectory(build(name, False, **overrides), spec, params, steps)
-    theirs = trajectory(build(name, True, **overrides), spec, params, steps)
+    runs = [(build(name, False, **overrides), None), (build(name, True, **overrides), None)]
+    ours, theirs = trajectories(runs, spec, params, steps)
     assert_trajectories_match(ours, theirs, dtype)
     return ours
 
@@ -304,11 +313,14 @@ def test_per_step_parity_with_optax_contrib(name, dtype):
 @pytest.mark.parametrize("name", [n for n, case in CASES.items() if case.spec(n).eval_params])
 def test_evaluation_points_match_optax(name):
     spec, params = OPTIMIZERS[name], initial_params(jnp.float64)
-    ours = trajectory(build(name, False), spec, params, evaluate=spec.eval_params)
-    theirs = trajectory(build(name, True), spec, params, evaluate=contrib.schedule_free_eval_params)
+    runs = [
+        (build(name, False), spec.eval_params),
+        (build(name, True), contrib.schedule_free_eval_params),
+        (build(name, False), None),
+    ]
+    ours, theirs, iterates = trajectories(runs, spec, params)
     assert_trajectories_match(ours, theirs, jnp.float64)
     # The evaluation point is not the iterate.
-    iterates = trajectory(build(name, False), spec, params)
     assert not np.allclose(iterates["w"], ours["w"])
 
 
@@ -333,18 +345,25 @@ def test_parity_with_a_schedule(name):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_vmapped_learning_rates_equal_separate_optax_runs(name):
+    """Ours vmapped over three learning rates; optax run on each in turn (`lax.map`, one
+    whole run per learning rate), both in one program."""
     spec, params = CASES[name].spec(name), initial_params(jnp.float64)
-    learning_rates = [0.01, 0.03, 0.1]
-    ours = jax.vmap(lambda lr: trajectory(build(name, False, learning_rate=lr), spec, params, 50))(
-        jnp.array(learning_rates)
-    )
-    for i, lr in enumerate(learning_rates):
-        # optax gets the learning rate as a float64 array too, as vmap hands it to ours: a
-        # Python float is weakly typed, and where a rule multiplies it by a float32 value
-        # (madgrad's sqrt(k + 1) of an int32 count) the product would be rounded to float32.
-        lr = jnp.array(lr, jnp.float64)
-        theirs = trajectory(build(name, True, learning_rate=lr), spec, params, 50)
-        assert_trajectories_match(jax.tree.map(lambda x, i=i: x[i], ours), theirs, jnp.float64)
+    # optax gets the learning rate as a float64 array too, as vmap hands it to ours: a
+    # Python float is weakly typed, and where a rule multiplies it by a float32 value
+    # (madgrad's sqrt(k + 1) of an int32 count) the product would be rounded to float32.
+    learning_rates = jnp.array([0.01, 0.03, 0.1], jnp.float64)
+
+    def run(reference, lr):
+        return scan_trajectory(build(name, reference, learning_rate=lr), spec, params, 50)
+
+    @jax.jit
+    def both(lrs):
+        return jax.vmap(lambda lr: run(False, lr))(lrs), jax.lax.map(lambda lr: run(True, lr), lrs)
+
+    ours, theirs = both(learning_rates)
+    for i in range(len(learning_rates)):
+        lane, separate = (jax.tree.map(lambda x, i=i: x[i], t) for t in (ours, theirs))
+        assert_trajectories_match(lane, separate, jnp.float64)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["float64", "float32"])
@@ -363,16 +382,18 @@ def test_matrix_rules_on_a_tall_matrix_and_a_rank_3_leaf(name, dtype):
 
     spec, kwargs = OPTIMIZERS[name], {"learning_rate": 0.05, **CASES[name].hparams}
 
-    def run(opt):
+    def run(opt, params):
         def step(carry, _):
             params, state = carry
             updates, state = opt.update(jax.grad(tall_loss)(params), state, params)
             params = apply_updates(params, updates)
             return (params, state), params
 
-        return jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), None, STEPS)[1])(params)
+        return jax.lax.scan(step, (params, opt.init(params)), None, STEPS)[1]
 
-    ours, theirs = run(spec.factory(**kwargs)), run(CASES[name].reference(**kwargs))
+    opts = spec.factory(**kwargs), CASES[name].reference(**kwargs)
+    # Both in one program (one compilation); each scan is its own loop.
+    ours, theirs = jax.jit(lambda p: [run(opt, p) for opt in opts])(params)
     assert_trajectories_match(ours, theirs, dtype)
 
 
