@@ -271,26 +271,12 @@ def check_problem(problem: Problem, quick: bool = False) -> list[CheckResult]:
     return results
 
 
-def load_problem(target: str) -> Problem:
-    """The Problem that `[NAME=]PATH.py:FACTORY` or `[NAME=]module:FACTORY` names, as
-    `bench run --problem` loads it (bench.plugins) but without registering it: the
-    attribute itself when it is a Problem, else what it returns called with no arguments.
-
-    Raises bench.plugins.PluginError (a ValueError) with one line when the file or
-    module cannot be loaded, has no such attribute, or it gives no Problem.
-    """
-    name, source, attribute = plugins._split(target)
-    module = plugins._module(source)
-    made = plugins._as_problem(plugins._attribute(module, source, attribute), attribute)
-    return made if name is None else dataclasses.replace(made, name=name)
-
-
 def check_command(target: str) -> int:
     """`bench check TARGET`: prints one PASS/FAIL line per check of the problem TARGET
     names; 0 when every check passes, else 1. Raises bench.cli.UsageError for a target
     that cannot be loaded."""
     try:
-        problem = load_problem(target)
+        problem, _ = plugins.load_problem(target)
     except ValueError as error:
         from bench.cli import UsageError
 

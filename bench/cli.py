@@ -65,6 +65,12 @@ def _added(args) -> tuple[list[str], list[str]]:
         optimizers = [plugins.add_optimizer(text, spaces) for text in args.optimizer]
     except plugins.PluginError as error:
         raise UsageError(str(error)) from None
+    from bench.check import check_problem
+
+    for name in problems:  # the checks that compile nothing, before anything is compiled
+        failed = [r for r in check_problem(plugins.problem(name), quick=True) if not r.passed]
+        if failed:
+            raise UsageError(f"--problem {name} fails `bench check`: {failed[0].line()}")
     unused = set(spaces) - {None, *optimizers}
     if unused:
         raise UsageError(f"--space names no --optimizer: {', '.join(sorted(unused))}")
@@ -243,6 +249,12 @@ def _compare(args) -> int:
         raise UsageError(str(error)) from None
 
 
+def _check(args) -> int:
+    from bench.check import check_command
+
+    return check_command(args.target)
+
+
 def _plugin_arguments(command) -> None:
     command.add_argument(
         "--optimizer",
@@ -365,6 +377,12 @@ def parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--limit", type=int, default=50, help="moved values shown (default 50)")
     compare.set_defaults(handler=_compare)
+
+    checking = commands.add_parser(
+        "check", help="check a problem of your own before benchmarking it; exit 1 on a failure"
+    )
+    checking.add_argument("target", metavar="PATH.py:FACTORY", help="or module:FACTORY")
+    checking.set_defaults(handler=_check)
     return top
 
 

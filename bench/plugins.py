@@ -294,15 +294,23 @@ def add_optimizer(text: str, spaces: Mapping[str | None, str | Path] | None = No
     return name
 
 
-def add_problem(text: str) -> str:
-    """Registers the problem `[NAME=]PATH.py:FACTORY` (a Problem, or a zero-argument
-    factory returning one); returns its name (NAME, else the Problem's own)."""
+def load_problem(text: str) -> tuple[Problem, str]:
+    """The problem `[NAME=]PATH.py:FACTORY` or `[NAME=]module:FACTORY` names (a Problem,
+    or a zero-argument factory returning one), renamed NAME where given, and its origin;
+    not registered. Raises PluginError with one line when it cannot be loaded."""
     name, source, attribute = _split(text)
     module = _module(source)
     made = _as_problem(_attribute(module, source, attribute), attribute)
     if name is not None:
         made = replace(made, name=name)
     origin = f"file {Path(source).resolve()}" if source.endswith(".py") else f"module {source}"
+    return made, origin
+
+
+def add_problem(text: str) -> str:
+    """Registers the problem `[NAME=]PATH.py:FACTORY` (`load_problem`); returns its name
+    (NAME, else the Problem's own)."""
+    made, origin = load_problem(text)
     _check_new(made.name, "problem", _problems, PROBLEMS, origin)
     _problems[made.name] = (made, origin)
     return made.name

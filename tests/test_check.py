@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import check
-from bench.cli import UsageError
+from bench import check, plugins
+from bench.cli import UsageError, main
 from problems import PROBLEMS, Problem
 
 GOOD = textwrap.dedent(
@@ -156,9 +156,9 @@ def test_an_f_star_above_the_minimum_fails_the_f_star_check():
 
 
 def test_targets_load_from_a_file_or_a_module(user_file):
-    assert check.load_problem(f"{user_file}:BOWL").name == "noisy_bowl"
-    assert check.load_problem(f"mine={user_file}:noisy_bowl").name == "mine"
-    assert check.load_problem("problems.rosenbrock:rosenbrock").name == "rosenbrock_2d"
+    assert plugins.load_problem(f"{user_file}:BOWL")[0].name == "noisy_bowl"
+    assert plugins.load_problem(f"mine={user_file}:noisy_bowl")[0].name == "mine"
+    assert plugins.load_problem("problems.rosenbrock:rosenbrock")[0].name == "rosenbrock_2d"
 
 
 @pytest.mark.parametrize(
@@ -175,3 +175,81 @@ def test_a_target_that_cannot_be_loaded_is_a_usage_error(user_file, target, mess
     target = target.format(dir=user_file.parent, file=user_file)
     with pytest.raises(UsageError, match=message):
         check.check_command(target)
+
+
+WRONG_GRADIENT = textwrap.dedent(
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from problems import Problem
+
+
+    @jax.custom_jvp
+    def bowl_loss(x):
+        return jnp.sum(x**2)
+
+
+    # A deliberately wrong derivative: 3x where the loss's is 2x.
+    bowl_loss.defjvp(lambda primals, tangents: (bowl_loss(*primals), 3 * primals[0] @ tangents[0]))
+
+
+    def wrong():
+        return Problem(
+            name="wrong_bowl",
+            description="a bowl whose gradient is 1.5x too large",
+            tags=frozenset({"convex"}),
+            dim=3,
+            init=lambda key: jax.random.normal(key, (3,)),
+            loss=lambda x, data: bowl_loss(x),
+            f_star=0.0,
+            target=1e-3,
+            steps=100,
+        )
+
+
+    def bad_dim():
+        return Problem(
+            name="bad_dim",
+            description="declares 4 parameters, has 3",
+            tags=frozenset({"convex"}),
+            dim=4,
+            init=lambda key: jax.random.normal(key, (3,)),
+            loss=lambda x, data: jnp.sum(x**2),
+            f_star=0.0,
+            target=1e-3,
+            steps=100,
+        )
+    """
+)
+
+
+def test_bench_check_passes_a_correct_problem_and_fails_a_wrong_gradient(user_file, capsys):
+    wrong = user_file.parent / "wrong.py"
+    wrong.write_text(WRONG_GRADIENT)
+    assert main(["check", f"{user_file}:noisy_bowl"]) == 0
+    assert "FAIL" not in capsys.readouterr().out
+    assert main(["check", f"{wrong}:wrong"]) == 1
+    failures = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    assert len(failures) == 1 and failures[0].startswith("FAIL gradient")
+    assert main(["check", f"{wrong}:absent"]) == 2
+
+
+def test_bench_run_refuses_a_problem_that_fails_the_quick_checks(user_file, tmp_path, capsys):
+    wrong = user_file.parent / "wrong.py"
+    wrong.write_text(WRONG_GRADIENT)
+    status = main(
+        [
+            "run",
+            "--problem",
+            f"{wrong}:bad_dim",
+            "--optimizers",
+            "sgd",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in error
+    assert error.startswith("error: --problem bad_dim fails `bench check`: FAIL dim")
+    assert not (tmp_path / "o").exists()
