@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# One OpenBLAS thread per process (see bench/__init__.py): tests import numpy before bench.
+export OPENBLAS_NUM_THREADS ?= 1
 
 .PHONY: setup bench test golden baseline data mutation perf lint clean
 
