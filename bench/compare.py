@@ -5,11 +5,14 @@ Both folders hold the `runs.csv` that `python -m bench run` writes, and possibly
 
 - Rows are matched on their key. In `runs.csv` the key is the trial by value
   (`bench.schema.trial_key`: problem, optimizer, every swept hyperparameter) and
-  the seed; in `summary.csv` it is (problem, optimizer).
-- Every other numeric column is a metric. The trial id (a number naming the same
-  setting as the hyperparameter values, absent from older folders), timing columns
-  (names that end in `_seconds` or start with `seconds`: wall-clock, never
-  reproduced) and non-numeric columns are ignored.
+  the seed (`schema.lane_key`); in `summary.csv` it is (problem, optimizer).
+- Which other columns are compared, and how closely, is declared once in
+  `bench.schema.RUNS` (`schema.tolerance`): the ids (`trial`, `study`), text, timings
+  and `seconds_to_target` (wall-clock, never reproduced) are not; counts to the target
+  and the `diverged` flag are exact; the rest at the default tolerance. A numeric
+  column the schema does not declare (a problem metric such as `test_accuracy`, or a
+  column nobody declared yet) is compared at the default. A summary statistic of a
+  runs.csv column (`median_steps_to_target`) is held to that column's tolerance.
 - A metric has moved when |new - old| > atol + rtol * |old|. NaN equals NaN and
   inf equals an inf of the same sign; any flip of a boolean flag (`diverged`)
   counts as moved. Any moved metric, in either direction, is a regression: the
@@ -17,9 +20,9 @@ Both folders hold the `runs.csv` that `python -m bench run` writes, and possibly
 - Rows present on one side only, a missing table, or different metric columns
   make the input unusable: the comparison stops with a message naming them.
 
-Default tolerances (`TOLERANCES`) are meant for float64 results made on machines
-of the same kind, which reproduce to the last bit on one machine; `--rtol` and
-`--atol` loosen them for float32 results or other hardware.
+The default tolerance is meant for float64 results made on machines of the same
+kind, which reproduce to the last bit on one machine; `--rtol` and `--atol` loosen
+any tolerance for float32 results or other hardware.
 
 Exit status: 0 nothing moved, 1 a regression, 2 unusable input.
 """
@@ -32,32 +35,13 @@ import numpy as np
 import pandas as pd
 
 from bench import schema
+from bench.schema import DEFAULT_TOLERANCE, Tolerance
 
 TABLES = ("runs.csv", "summary.csv")
 REQUIRED = "runs.csv"
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    rtol: float
-    atol: float
-
-
-# float64 runs are bit-for-bit reproducible on one machine; a different CPU of the
-# same kind may reassociate sums differently (a few 1e-16 per operation), which a
-# few hundred steps of a contracting optimizer amplify to well under 1e-9 relative.
-# 1e-6 relative leaves three orders of magnitude for that, and is still far below
-# what a changed update rule, loss or runner does (1e-3 and more on the quick
-# benchmark). The absolute floor 1e-12 keeps losses and suboptimalities that
-# converged to (nearly) zero from failing on relative noise.
-DEFAULT_TOLERANCE = Tolerance(rtol=1e-6, atol=1e-12)
-TOLERANCES: dict[str, Tolerance] = {
-    # A step index: exact. Reaching the target one step earlier or later is a change.
-    "steps_to_target": Tolerance(rtol=0.0, atol=0.0),
-    "grad_evals_to_target": Tolerance(rtol=0.0, atol=0.0),
-    # A flag: any flip is a change (booleans are compared exactly whatever is set).
-    "diverged": Tolerance(rtol=0.0, atol=0.0),
-}
+# The tolerance of each declared runs.csv column that is compared (`bench.schema.RUNS`);
+# an undeclared column is compared at DEFAULT_TOLERANCE.
+TOLERANCES = schema.TOLERANCES
 
 
 class UnusableInput(Exception):
@@ -86,31 +70,25 @@ class Move:
 def key_columns(table: str, frame: pd.DataFrame) -> list[str]:
     """The columns that identify a row of `table` (see the module docstring)."""
     columns = list(frame.columns)
-    if table == "runs.csv":
-        if "seed" not in columns:
-            raise UnusableInput(f"{table} has no 'seed' column; columns: {', '.join(columns)}")
-        return [*schema.trial_key(frame), "seed"]
-    missing = [c for c in ("problem", "optimizer") if c not in columns]
+    keys = schema.KEYS if table == "runs.csv" else schema.PAIR
+    missing = [c for c in keys if c not in columns]
     if missing:
-        raise UnusableInput(f"{table} lacks the key column(s) {', '.join(missing)}")
-    return ["problem", "optimizer"]
+        raise UnusableInput(
+            f"{table} has no {', '.join(map(repr, missing))} column; columns: {', '.join(columns)}"
+        )
+    return schema.lane_key(frame) if table == "runs.csv" else schema.PAIR
 
 
-def metric_columns(frame: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Numeric and boolean non-key columns, the trial id, study and timing columns left out."""
-    return [
-        c
+def metric_columns(table: str, frame: pd.DataFrame, keys: list[str]) -> dict[str, Tolerance]:
+    """The numeric and boolean non-key columns compared, each with its tolerance."""
+    name = table.removesuffix(".csv")
+    return {
+        c: tolerance
         for c in frame.columns
         if c not in keys
-        and c not in (schema.TRIAL, schema.STUDY)
-        and not (c.endswith("_seconds") or c.startswith("seconds"))
         and (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
-    ]
-
-
-def tolerance_for(metric: str, overrides: dict[str, Tolerance] | None = None) -> Tolerance:
-    overrides = overrides or {}
-    return overrides.get(metric, overrides.get("*", TOLERANCES.get(metric, DEFAULT_TOLERANCE)))
+        and (tolerance := schema.tolerance(name, c)) is not None
+    }
 
 
 def moved_mask(old: np.ndarray, new: np.ndarray, tolerance: Tolerance) -> np.ndarray:
@@ -140,7 +118,7 @@ def compare_tables(
         raise UnusableInput(
             f"{table}: key columns differ: BASE has {keys}, NEW has {key_columns(table, new)}"
         )
-    base_metrics, new_metrics = metric_columns(base, keys), metric_columns(new, keys)
+    base_metrics, new_metrics = metric_columns(table, base, keys), metric_columns(table, new, keys)
     if set(base_metrics) != set(new_metrics):
         only_base = sorted(set(base_metrics) - set(new_metrics))
         only_new = sorted(set(new_metrics) - set(base_metrics))
@@ -164,9 +142,11 @@ def compare_tables(
             lines += [f"  {label}: ...{more}"] if more else []
         raise UnusableInput("\n".join(lines))
     moves = []
-    for metric in base_metrics:
+    overrides = overrides or {}
+    for metric, declared in base_metrics.items():
+        tolerance = overrides.get(metric, overrides.get("*", declared))
         old, new_values = merged[f"{metric}_old"].to_numpy(), merged[f"{metric}_new"].to_numpy()
-        for i in np.flatnonzero(moved_mask(old, new_values, tolerance_for(metric, overrides))):
+        for i in np.flatnonzero(moved_mask(old, new_values, tolerance)):
             key = {k: merged[k].iloc[i] for k in keys}
             moves.append(Move(table, key, metric, old[i].item(), new_values[i].item()))
     return moves
@@ -203,7 +183,7 @@ def compare_folders(
     metrics = {
         metric
         for table, (frame, _) in frames.items()
-        for metric in metric_columns(frame, key_columns(table, frame))
+        for metric in metric_columns(table, frame, key_columns(table, frame))
     }
     unknown = sorted(set(overrides or {}) - metrics - {"*"})
     if unknown:

@@ -1,9 +1,19 @@
-"""The columns of the raw tables a run writes, and a reader that checks a file against them.
+"""The columns of the raw tables a run writes, declared once, and a reader that checks a
+file against them.
+
+`RUNS` declares every column of runs.csv in the order it is written: its kind (what
+`read` checks), its role (a key or id of the lane, a swept hyperparameter, a fact of the
+problem, an outcome, a cost to the target, a problem metric, a timing), whether older
+folders or other protocols may lack it, and the tolerance `bench compare` holds it to
+(None: not compared). Two blocks have no fixed names: the swept hyperparameters besides
+`learning_rate` (between the ids and `seed`) and the problem's end-of-run metrics (such
+as `test_accuracy`, after `diverged`). A column found nowhere in the declaration is read
+as a problem metric: `undeclared` names them, `ordered` refuses one that the problem
+does not report, and `bench compare` compares it at the default tolerance.
 
 `python -m bench plot` redraws everything from these files, which may have been cut
 short, edited or replaced since the run; `read` finds that out before anything is
-drawn or written, and says what is wrong in one line. Columns not declared here (swept
-hyperparameters, problem metrics, timings) may follow.
+drawn or written, and says what is wrong in one line.
 
 The unit of tuning is the trial: one hyperparameter setting of a (problem, optimizer)
 pair, numbered 0, 1, ... (`trial`) in the order its sweep runs the settings. A lane table
@@ -15,6 +25,7 @@ the trial id have no `trial` column; `with_trials` numbers their settings.
 """
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,36 +34,117 @@ import pandas as pd
 # Kinds of column: text and never missing; a number that may be missing or infinite
 # (the loss of a diverged lane); a finite number; an integer; a True/False flag.
 TEXT, NUMBER, VALUE, INTEGER, FLAG = "text", "number", "value", "integer", "flag"
-_KEY = {"problem": TEXT, "optimizer": TEXT, "learning_rate": VALUE, "seed": INTEGER}
+
+# Roles of a runs.csv column. A key names the lane (with the hyperparameters); an id
+# numbers the same trial as its hyperparameter values do; a fact is the problem's or the
+# run's, the same on every lane of a pair and role; an outcome is what the lane reached;
+# a cost is what it took to reach the target on one axis; a problem metric is one of the
+# problem's own end-of-run numbers; a timing is wall-clock, never reproduced.
+KEY, ID, HYPERPARAMETER, FACT = "key", "id", "hyperparameter", "fact"
+OUTCOME, COST, PROBLEM_METRIC, TIMING = "outcome", "cost", "problem metric", "timing"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """`bench compare` counts a value as moved when |new - old| > atol + rtol * |old|."""
+
+    rtol: float
+    atol: float
+
+
+# float64 runs are bit-for-bit reproducible on one machine; a different CPU of the
+# same kind may reassociate sums differently (a few 1e-16 per operation), which a
+# few hundred steps of a contracting optimizer amplify to well under 1e-9 relative.
+# 1e-6 relative leaves three orders of magnitude for that, and is still far below
+# what a changed update rule, loss or runner does (1e-3 and more on the quick
+# benchmark). The absolute floor 1e-12 keeps losses and suboptimalities that
+# converged to (nearly) zero from failing on relative noise.
+DEFAULT_TOLERANCE = Tolerance(rtol=1e-6, atol=1e-12)
+# Counts and flags: reaching the target one step earlier or later, or a flag flip, is a
+# change (booleans are compared exactly whatever is set).
+EXACT = Tolerance(rtol=0.0, atol=0.0)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A declared column: its kind, its role, the tolerance `bench compare` holds it to
+    (None: not compared) and whether a table may lack it (older folders, protocols
+    without studies, runs without cross-validation)."""
+
+    name: str
+    kind: str
+    role: str
+    tolerance: Tolerance | None
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Block:
+    """Columns of one role whose names vary from run to run, in their declared place."""
+
+    role: str
+
 
 PAIR = ["problem", "optimizer"]
 TRIAL = "trial"
 # Under the algoperf protocol, the study of each trial, right after the trial id.
 STUDY = "study"
+
+# Every column of runs.csv, in the order it is written.
+RUNS = (
+    Column("problem", TEXT, KEY, None),
+    Column("optimizer", TEXT, KEY, None),
+    Column(TRIAL, INTEGER, ID, None, optional=True),
+    Column(STUDY, INTEGER, ID, None, optional=True),
+    Column("learning_rate", VALUE, HYPERPARAMETER, None),
+    # The other hyperparameters the pair's optimizer sweeps (empty where it does not).
+    Block(HYPERPARAMETER),
+    Column("seed", INTEGER, KEY, None),
+    Column("role", TEXT, FACT, None, optional=True),  # "tune" or "eval"
+    Column("f_star", VALUE, FACT, DEFAULT_TOLERANCE),
+    Column("target", VALUE, FACT, DEFAULT_TOLERANCE),
+    Column("steps", INTEGER, FACT, DEFAULT_TOLERANCE),
+    Column("final_loss", NUMBER, OUTCOME, DEFAULT_TOLERANCE),
+    Column("best_loss", NUMBER, OUTCOME, DEFAULT_TOLERANCE),
+    Column("final_suboptimality", NUMBER, OUTCOME, DEFAULT_TOLERANCE),
+    Column("best_suboptimality", NUMBER, OUTCOME, DEFAULT_TOLERANCE),
+    Column("final_grad_norm", NUMBER, OUTCOME, DEFAULT_TOLERANCE),
+    Column("final_grad_evals", NUMBER, OUTCOME, DEFAULT_TOLERANCE, optional=True),
+    Column("steps_to_target", INTEGER, COST, EXACT),  # -1: never
+    Column("grad_evals_to_target", NUMBER, COST, EXACT, optional=True),  # -1: never
+    Column("seconds_to_target", NUMBER, COST, None, optional=True),  # NaN: never
+    Column("diverged", FLAG, OUTCOME, EXACT),
+    # The problem's end-of-run metrics (`Problem.metrics`, such as test_accuracy).
+    Block(PROBLEM_METRIC),
+    Column("compile_seconds", NUMBER, TIMING, None, optional=True),
+    Column("run_seconds", NUMBER, TIMING, None, optional=True),
+    Column("seconds_per_step", NUMBER, TIMING, None, optional=True),
+    # With cross-validation: the held-out loss, mean over folds (empty on eval lanes).
+    Column("cv_loss", NUMBER, OUTCOME, DEFAULT_TOLERANCE, optional=True),
+)
+DECLARED = {c.name: c for c in RUNS if isinstance(c, Column)}
+# The columns whose values name a lane, besides the swept hyperparameters.
+KEYS = [name for name, c in DECLARED.items() if c.role == KEY]
+# `bench compare`'s tolerance of each declared runs.csv column it compares.
+TOLERANCES = {name: c.tolerance for name, c in DECLARED.items() if c.tolerance is not None}
+# summary.csv reports runs.csv columns through these statistics over a trial's lanes
+# (`median_final_suboptimality`, `ci_low_steps_to_target`, ...): each is compared as the
+# column it reports.
+STATISTICS = ("median", "q25", "q75", "ci_low", "ci_high")
+
 # The columns that end the hyperparameters: a lane's seed, a curve's step, in a summary
 # the tuning criterion that follows the tuned setting, in grid medians the median cost.
 _AFTER_HYPERPARAMETERS = ("seed", "step", "tuned_on", "cost")
-# Checked where present: the trial id is missing from folders written before it, the
-# study from protocols without studies.
-OPTIONAL = {TRIAL: INTEGER, STUDY: INTEGER}
+_IDS = {name: c.kind for name, c in DECLARED.items() if c.role == ID}
+# The lane columns that every lane table has: the pair, the learning rate, the seed.
+_LANE = {name: c.kind for name, c in DECLARED.items() if c.role in (KEY, HYPERPARAMETER)}
 
+# Checked in `read`: the required columns of each table ...
 COLUMNS = {
-    "runs": {
-        **_KEY,
-        "f_star": VALUE,
-        "target": VALUE,
-        "steps": INTEGER,
-        "final_loss": NUMBER,
-        "best_loss": NUMBER,
-        "final_suboptimality": NUMBER,
-        "best_suboptimality": NUMBER,
-        "final_grad_norm": NUMBER,
-        "steps_to_target": INTEGER,
-        "diverged": FLAG,
-    },
+    "runs": {name: c.kind for name, c in DECLARED.items() if not c.optional},
     # Summarised over the evaluation seeds: no seed column.
     "curves": {
-        **{k: v for k, v in _KEY.items() if k != "seed"},
+        **{k: v for k, v in _LANE.items() if k != "seed"},
         "step": INTEGER,
         "grad_evals": NUMBER,
         "loss": NUMBER,
@@ -60,8 +152,14 @@ COLUMNS = {
         "loss_q75": NUMBER,
     },
     "skipped": {"problem": TEXT, "optimizer": TEXT, "reason": TEXT},
-    "paths": {**_KEY, "step": INTEGER, "x": NUMBER, "y": NUMBER},
-    "layer_grad_norms": {**_KEY, "step": INTEGER, "layer": INTEGER, "grad_norm": NUMBER},
+    "paths": {**_LANE, "step": INTEGER, "x": NUMBER, "y": NUMBER},
+    "layer_grad_norms": {**_LANE, "step": INTEGER, "layer": INTEGER, "grad_norm": NUMBER},
+}
+# ... and those checked where present: the trial id is missing from folders written
+# before it, the study from protocols without studies; runs.csv's other optional columns
+# from older folders or runs without cross-validation.
+OPTIONAL = {name: _IDS for name in COLUMNS} | {
+    "runs": {name: c.kind for name, c in DECLARED.items() if c.optional}
 }
 
 
@@ -87,6 +185,78 @@ def trial_key(frame: pd.DataFrame) -> list[str]:
     (with the seed), so folders that number their trials differently still compare.
     """
     return [*PAIR, *hyperparameters(frame)]
+
+
+def lane_key(runs: pd.DataFrame) -> list[str]:
+    """The columns whose values name a lane of a runs table: its trial's (`trial_key`)
+    and the seed."""
+    return [*trial_key(runs), *(k for k in KEYS if k not in PAIR)]
+
+
+def undeclared(runs: pd.DataFrame) -> list[str]:
+    """The columns of a runs table that `RUNS` does not declare, outside the
+    hyperparameter block: the problem metrics, and any column still to be declared."""
+    swept = set(hyperparameters(runs))
+    return [c for c in runs.columns if c not in DECLARED and c not in swept]
+
+
+def problem_metrics(runs: pd.DataFrame) -> list[str]:
+    """End-of-run problem metrics present in `runs` (test accuracy and the like): its
+    numeric undeclared columns."""
+    return [c for c in undeclared(runs) if pd.api.types.is_numeric_dtype(runs[c])]
+
+
+def tolerance(table: str, column: str) -> Tolerance | None:
+    """The tolerance `bench compare` holds `column` of runs.csv or summary.csv to; None
+    where it is not compared.
+
+    A runs.csv column: as declared; an undeclared one (a problem metric, or a column not
+    yet declared) at the default. A summary.csv column: that of the runs.csv column a
+    statistic of it reports (`median_steps_to_target`: exact, `median_seconds_to_target`:
+    none), the ids none, any other (the tuned setting, success rate, ...) the default.
+    """
+    if table == "runs":
+        return DECLARED[column].tolerance if column in DECLARED else DEFAULT_TOLERANCE
+    if column in _IDS:
+        return None
+    for statistic in STATISTICS:
+        reported = column.removeprefix(f"{statistic}_")
+        if reported != column and reported in DECLARED:
+            return DECLARED[reported].tolerance
+    return DEFAULT_TOLERANCE
+
+
+class UndeclaredColumn(ValueError):
+    """A runs table column that `RUNS` does not declare and no problem metric names."""
+
+
+def ordered(runs: pd.DataFrame, metrics) -> pd.DataFrame:
+    """`runs`, a lane table as `records.runs_frame` builds it with ids and facts added
+    anywhere, with its columns in the declared order. Its undeclared columns before the
+    seed are the swept hyperparameters, those after it the problem's metrics, each block
+    in its own order.
+
+    Raises UndeclaredColumn for an undeclared column after the seed that is not one of
+    `metrics`, the names of the problem's metrics.
+    """
+    columns = list(runs.columns)
+    seed = columns.index("seed")
+    free = {
+        HYPERPARAMETER: [c for c in columns[:seed] if c not in DECLARED],
+        PROBLEM_METRIC: [c for c in columns[seed:] if c not in DECLARED],
+    }
+    stray = [c for c in free[PROBLEM_METRIC] if c not in metrics]
+    if stray:
+        raise UndeclaredColumn(
+            f"runs table column(s) {', '.join(stray)}: declared nowhere in bench.schema.RUNS "
+            "and not a metric of the problem"
+        )
+    names = [
+        name
+        for entry in RUNS
+        for name in (free[entry.role] if isinstance(entry, Block) else [entry.name])
+    ]
+    return runs[[name for name in names if name in runs]]
 
 
 def with_trials(frame: pd.DataFrame) -> pd.DataFrame:
@@ -174,7 +344,7 @@ def read(folder: Path, name: str) -> pd.DataFrame | None:
         raise DamagedTable(f"{path} lacks the column(s) {', '.join(missing)}")
     for column, kind in COLUMNS[name].items():
         _check_column(path, frame, column, kind)
-    for column, kind in OPTIONAL.items():
+    for column, kind in OPTIONAL[name].items():
         if column in frame:
             _check_column(path, frame, column, kind)
     return with_trials(frame) if name == "runs" else frame

@@ -98,16 +98,14 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
             result = replace(result, seconds_per_step=seconds_per_step)
         if trial is not None:  # the eval lanes keep the id of the trial they re-run
             result = replace(result, trials=np.full(result.lanes, trial))
-        runs = runs_frame(result)
+        # The problem's facts travel with the rows, so tables and plots need only the CSV.
+        runs = runs_frame(result).assign(
+            role=role, f_star=result.f_star, target=result.target, steps=common["steps"]
+        )
         studies = protocol.study_of(result.trials)
         if studies is not None:
-            runs.insert(list(runs.columns).index(schema.TRIAL) + 1, schema.STUDY, studies)
-        # The problem's facts travel with the rows, so tables and plots need only the CSV.
-        at = list(runs.columns).index("seed") + 1
-        facts = {"role": role, "f_star": result.f_star, "target": result.target}
-        for offset, (name, value) in enumerate((facts | {"steps": common["steps"]}).items()):
-            runs.insert(at + offset, name, value)
-        return result, runs
+            runs[schema.STUDY] = studies
+        return result, schema.ordered(runs, result.metrics)
 
     result, runs = sweep(trials, spec.seeds, "tune")
     compile_seconds, run_seconds = result.compile_seconds, result.run_seconds
@@ -127,7 +125,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         )
         key = [schema.TRIAL, *folds.hparams, "seed"]
         mean = held_out.groupby(key, as_index=False)["cv_loss"].mean()
-        runs = runs.merge(mean, on=key, how="left", validate="1:1")
+        runs = schema.ordered(runs.merge(mean, on=key, how="left", validate="1:1"), result.metrics)
         compile_seconds += folds.compile_seconds
         run_seconds += folds.run_seconds
     # Tuned on the numbers as runs.csv keeps them, so that `bench plot`, which tunes from

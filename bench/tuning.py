@@ -6,7 +6,8 @@ only; the tuned trial is re-run on the eval seeds with its whole setting.
 
 Cost axes: `steps`, `grad_evals` (gradient evaluations: line searches, second
 gradients and Hessians included) and `seconds`; each lane records its cost to reach
-the target on each (`steps_to_target`, `grad_evals_to_target`, `seconds_to_target`).
+the target on each (`steps_to_target`, `grad_evals_to_target`, `seconds_to_target`: the
+columns of role cost in `bench.schema.RUNS`).
 
 Lanes: `role == "tune"` lanes sweep the grid; the tuned trial of each pair is re-run
 on fresh seeds, its `role == "eval"` lanes, and every number reported for it comes from
@@ -24,13 +25,15 @@ present), the median held-out loss (mean over folds) takes the place of f - f*.
 
 Reported at the tuned trial, over its eval seeds: median final f - f* and its
 interquartile range, the median cost to target on every axis, success rate (seeds that
-reach the target without diverging); over the tune grid: tuneability and the share of
-diverged lanes. Tuneability is the share of the grid that the same rule judges close
-to the tuned setting: when it reaches the target, grid points that reach it within
-MAX_RATIO times its median cost (the points that would still score in the performance
-profile against it); when it does not, grid points whose median final f - f* (clipped
-at the target) is within TUNEABLE_FACTOR of its own. It is judged on the training
-f - f* also under cross-validation: a held-out loss has no zero to take a factor from.
+reach the target without diverging), the median of each problem metric (the numeric
+runs.csv columns `bench.schema.RUNS` does not declare, `schema.problem_metrics`); over
+the tune grid: tuneability and the share of diverged lanes. Tuneability is the share
+of the grid that the same rule judges close to the tuned setting: when it reaches the
+target, grid points that reach it within MAX_RATIO times its median cost (the points
+that would still score in the performance profile against it); when it does not, grid
+points whose median final f - f* (clipped at the target) is within TUNEABLE_FACTOR of
+its own. It is judged on the training f - f* also under cross-validation: a held-out
+loss has no zero to take a factor from.
 
 Ranking within a problem: higher success rate, then lower median cost to target on the
 chosen axis, then lower median final f - f*.
@@ -42,56 +45,22 @@ import pandas as pd
 from bench import schema
 
 PAIR = schema.PAIR
-# Cost axis -> the runs.csv column of each lane's cost to reach the target.
+# Cost axis -> the runs.csv column of each lane's cost to reach the target (the columns
+# of role COST in `schema.RUNS`).
 COSTS = {
-    "steps": "steps_to_target",
-    "grad_evals": "grad_evals_to_target",
-    "seconds": "seconds_to_target",
+    name.removesuffix("_to_target"): name
+    for name, column in schema.DECLARED.items()
+    if column.role == schema.COST
 }
 COST_LABELS = {"steps": "steps", "grad_evals": "gradient evaluations", "seconds": "seconds"}
 # Optimizers differ in what a step costs (an L-BFGS step runs a line search, a Newton
 # step forms a Hessian); gradient evaluations count that work and, unlike seconds, do
 # not depend on the machine.
 DEFAULT_COST = "grad_evals"
-# Columns of runs.csv that are not end-of-run problem metrics (such as test_accuracy).
-STANDARD = {
-    "problem",
-    "optimizer",
-    schema.TRIAL,
-    schema.STUDY,
-    "learning_rate",
-    "seed",
-    "role",
-    "f_star",
-    "target",
-    "steps",
-    "final_loss",
-    "best_loss",
-    "final_suboptimality",
-    "best_suboptimality",
-    "final_grad_norm",
-    "final_grad_evals",
-    "seconds_per_step",
-    *COSTS.values(),
-    "diverged",
-    "cv_loss",
-    "compile_seconds",
-    "run_seconds",
-}
 # Without a target reached, a grid point is "tuneable" within this factor of the tuned f - f*.
 TUNEABLE_FACTOR = 10.0
 # AlgoPerf integrates the performance profile up to this ratio of costs.
 MAX_RATIO = 4.0
-
-
-def metric_columns(runs: pd.DataFrame) -> list[str]:
-    """End-of-run problem metrics present in `runs` (test accuracy and the like)."""
-    swept = set(schema.hyperparameters(runs))
-    return [
-        c
-        for c in runs.columns
-        if c not in STANDARD and c not in swept and pd.api.types.is_numeric_dtype(runs[c])
-    ]
 
 
 def recorded_cost(runs: pd.DataFrame, cost: str) -> str:
@@ -235,7 +204,7 @@ def summarize(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
     grids = dict(list(grid_medians(runs, cost).groupby(PAIR, sort=True)))
     tune_lanes = dict(list(lanes_of(runs, "tune").groupby(PAIR, sort=True)))
     evals = dict(list(evaluation_lanes(runs, tuned).groupby(PAIR, sort=True)))
-    metrics = metric_columns(runs)
+    metrics = schema.problem_metrics(runs)
     rows = []
     for _, pick in tuned.iterrows():
         pair = pick["problem"], pick["optimizer"]

@@ -22,13 +22,9 @@ B1 = [0.0, 0.9]
 
 def with_facts(result, role=None):
     """runs_frame(result) with the columns `suite.sweep_pair` adds after the seed."""
-    runs = runs_frame(result)
-    at = list(runs.columns).index("seed") + 1
     facts = {"f_star": result.f_star, "target": result.target, "steps": 50}
     facts = facts if role is None else {"role": role, **facts}
-    for offset, (name, value) in enumerate(facts.items()):
-        runs.insert(at + offset, name, value)
-    return runs
+    return schema.ordered(runs_frame(result).assign(**facts), result.metrics)
 
 
 @pytest.fixture(scope="module")
