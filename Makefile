@@ -6,6 +6,11 @@ STAMP := $(VENV)/.installed
 # One OpenBLAS thread per process (see bench/__init__.py): tests import numpy before bench.
 export OPENBLAS_NUM_THREADS ?= 1
 
+# The tests compare numbers to their last bits, and OpenBLAS's kernels (SVD, eigh, QR) round
+# differently on different CPUs: they run on one that every x86-64 CPU since 2008 has
+# (tests/conftest.py sets the same when pytest is run directly).
+test baseline golden mutation: export OPENBLAS_CORETYPE ?= Nehalem
+
 .PHONY: setup bench test golden baseline data mutation perf lint clean
 
 setup: $(STAMP)

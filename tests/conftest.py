@@ -2,12 +2,20 @@
 
 Under pytest-xdist (`make test`: -n 2) the longest tests start first and the workers take
 tests two at a time, so that they finish together: see pytest_collection_modifyitems.
+
+OpenBLAS's kernel is pinned to Nehalem's (SSE4.2) before numpy loads it: the rules built
+on an SVD, eigendecomposition or QR (galore, shampoo, soap) take them from OpenBLAS, whose
+kernels round differently on different CPUs, and galore's float32 SVD of a gradient with
+a null space moves the quick benchmark by up to 25% between them.
 """
 
 import itertools
+import os
 
-import jax
-import pytest
+os.environ.setdefault("OPENBLAS_CORETYPE", "Nehalem")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
