@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -77,9 +78,10 @@ def _added(args) -> tuple[list[str], list[str]]:
     return problems, optimizers
 
 
-def _top(out: Path, count: int = 5) -> None:
-    """Says where the results are and the first `count` of their ranking, one line each
-    (the ranking where this process can read it: one that wrote the folder)."""
+def _top(out: Path, added: Sequence[str] = (), count: int = 5) -> None:
+    """Says where the results are and the first `count` of their ranking, one line each,
+    then the rank of each `added` optimizer ranked below them (the ranking where this
+    process can read it: one that wrote the folder)."""
     from bench.combine import ranking
 
     print(f"results: {out}")
@@ -87,8 +89,11 @@ def _top(out: Path, count: int = 5) -> None:
         ranked = ranking(out)
     except OSError:  # not written by this process (another process of a multi-host job)
         return
+    below = ranked.iloc[count:]
     for row in ranked.head(count).itertuples():
         print(f"{row.overall_rank:3d}. {row.optimizer} (score {row.score:.3f})")
+    for row in below[below["optimizer"].isin(added)].itertuples():
+        print(f"{row.overall_rank:3d}. {row.optimizer} (score {row.score:.3f}) of {len(ranked)}")
 
 
 def _run(args) -> int:
@@ -177,7 +182,7 @@ def _run(args) -> int:
         return 1
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"{args.out} is as it was") from None
-    _top(Path(args.out))
+    _top(Path(args.out), added_optimizers)
     return 0
 
 

@@ -89,6 +89,18 @@ def test_a_rule_in_a_file_is_ranked_against_a_folder_without_rerunning_it(
     assert record["spec"]["optimizers"] == ["sgd", "adam", "rule"]
 
 
+def test_an_added_rule_below_the_top_five_is_printed_with_its_rank(base, capsys):
+    from bench.cli import _top
+
+    _top(base, added=["sgd", "adam"], count=1)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"results: {base}"
+    first = printed[1].split()[1]
+    other = ({"sgd", "adam"} - {first}).pop()
+    assert len(printed) == 3
+    assert printed[2].startswith(f"  2. {other} (score ") and printed[2].endswith(") of 2")
+
+
 def test_a_differing_fingerprint_reruns_the_baselines_and_says_why(
     base, rule_file, tmp_path, capsys
 ):
