@@ -17,8 +17,11 @@ only on its inputs, so they are pinned to one library in the checks that exercis
   is its own choice (Adam in the eigenbasis is not invariant to it: 3e-3 apart).
 
 With both routines computed by jax's LAPACK on both sides (`same_lapack`), every
-remaining operation is float64 arithmetic, compared at test_parity_torch's RTOL64
-(1e-10). Without refreshes, against the reference as it is, the float64 eigh of a
+remaining operation is float64 arithmetic, compared at RTOL_REFRESHED (1e-9): the
+trajectories agree to 5e-16 relative for 270 steps, then one refresh (near step 273,
+with HPARAMS) turns that into 5e-12 and the difference grows to 1.2e-10 by step 300,
+under the OpenBLAS kernel the tests pin (tests/conftest.py; 6e-14 under SkylakeX's).
+A changed rule moves them by 1e-3 and more. Without refreshes, against the reference as it is, the float64 eigh of a
 matrix leaf's statistics is well conditioned and the same 1e-10 holds unpatched.
 """
 
@@ -71,6 +74,9 @@ VARIANTS = [
 ]
 
 
+RTOL_REFRESHED = 1e-9
+
+
 def reference(params, learning_rate, **kw):
     return pytorch_optimizer.SOAP(params, lr=learning_rate, **kw)
 
@@ -98,7 +104,7 @@ def variant_id(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
 def test_per_step_parity_with_the_same_lapack_routines(variant, same_lapack):
-    assert_same_trajectory("soap", reference, {**HPARAMS, **variant})
+    assert_same_trajectory("soap", reference, {**HPARAMS, **variant}, RTOL_REFRESHED)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +122,7 @@ def test_maximize_parity_on_the_negated_loss(same_lapack, monkeypatch):
     away from its minimum, an unstable fixed point, and there any two roundings part
     exponentially: 7e-5 relative by step 300 at lr 0.01, 1e-2 at lr 3e-3.)"""
     monkeypatch.setattr(test_parity_torch, "loss", lambda params: -loss(params))
-    assert_same_trajectory("soap", reference, {**HPARAMS, "maximize": True})
+    assert_same_trajectory("soap", reference, {**HPARAMS, "maximize": True}, RTOL_REFRESHED)
 
 
 def test_refreshed_bases_agree_with_the_reference_as_it_is_to_float32_rounding():
