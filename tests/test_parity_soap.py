@@ -21,8 +21,9 @@ remaining operation is float64 arithmetic, compared at RTOL_REFRESHED (1e-9): th
 trajectories agree to 5e-16 relative for 270 steps, then one refresh (near step 273,
 with HPARAMS) turns that into 5e-12 and the difference grows to 1.2e-10 by step 300,
 under the OpenBLAS kernel the tests pin (tests/conftest.py; 6e-14 under SkylakeX's).
-A changed rule moves them by 1e-3 and more. Without refreshes, against the reference as it is, the float64 eigh of a
-matrix leaf's statistics is well conditioned and the same 1e-10 holds unpatched.
+A changed rule moves them by 1e-3 and more. Without refreshes, against the reference
+as it is, the float64 eigh of a matrix leaf's statistics is well conditioned and
+test_parity_torch's RTOL64 (1e-10) holds unpatched.
 """
 
 import jax
