@@ -124,6 +124,7 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     medians = tuning.grid_medians(runs[runs["problem"] == problem], cost)
     tuned_on = summary.loc[summary["problem"] == problem, "tuned_on"].iloc[0]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
+    reached = False  # whether any trial drawn reaches the target (has a cost to draw)
     for color, pick in zip(COLORS, _top(summary, problem, TOP_K).itertuples(), strict=False):
         grid = medians[medians["optimizer"] == pick.optimizer].sort_values("learning_rate")
         others = schema.other_hyperparameters(grid)
@@ -140,6 +141,7 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
                 y = line[column].where(np.isfinite(line[column])).to_numpy()
                 ax.plot(lrs, y, "o", ls=style, color=color, ms=3, label=label)
                 ax.plot(lrs[tuned], y[tuned], "*", color=color, ms=12, mec="black")
+            reached |= bool(np.isfinite(line["cost"]).any())
     if tuned_on != "cv_loss":
         right.axhline(_facts(runs).loc[problem, "target"], color="grey", ls=":", label="target")
     left.set(ylabel=f"median {tuning.COST_LABELS[cost]} to target (missing: not reached)")
@@ -148,8 +150,10 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
         if tuned_on == "cv_loss"
         else "median final f - f*, floored at the target (missing: diverged)"
     )
-    if not np.isfinite(medians["cost"]).any():  # no log scale to draw on
-        left.text(0.5, 0.5, "no setting reaches the target", ha="center", transform=left.transAxes)
+    if not reached:  # no log scale to draw on
+        left.text(
+            0.5, 0.5, "no setting drawn reaches the target", ha="center", transform=left.transAxes
+        )
         left.set_yticks([])
     else:
         left.set(yscale="log")
