@@ -377,7 +377,8 @@ def run_sweep(
     seconds_per_step = rounded_time(run_seconds / (padded * (steps + 1)))
     outputs = jax.tree.map(lambda *parts: np.concatenate(parts)[:lanes], *outputs)
     curves, metrics, first_hit = outputs
-    warn_below_f_star(problem, np.asarray(curves["loss"], np.float64))
+    if folds is None:  # a fold's training loss has a minimum of its own, not f_star
+        warn_below_f_star(problem, np.asarray(curves["loss"], np.float64))
 
     return SweepResult(
         problem=problem.name,

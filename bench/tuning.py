@@ -92,10 +92,19 @@ def _scored(runs: pd.DataFrame, cost: str) -> pd.DataFrame:
     gap = np.maximum(final, runs["target"].to_numpy(np.float64))
     gap = np.where(bad | ~np.isfinite(final), np.inf, gap)
     score = gap
-    if "cv_loss" in runs:
+    if "cv_loss" in runs:  # on the problems that were cross-validated
         held_out = runs["cv_loss"].to_numpy(np.float64)
-        score = np.where(bad | ~np.isfinite(held_out), np.inf, held_out)
+        held_out = np.where(bad | ~np.isfinite(held_out), np.inf, held_out)
+        score = np.where(cross_validated(runs), held_out, gap)
     return runs.assign(cost=cost_to_target(runs, cost), gap=gap, score=score)
+
+
+def cross_validated(runs: pd.DataFrame) -> np.ndarray:
+    """Per lane: whether its problem was cross-validated (has a held-out loss). A `--cv`
+    run of data-set and closed-form problems holds both kinds."""
+    if "cv_loss" not in runs:
+        return np.zeros(len(runs), bool)
+    return runs.groupby("problem")["cv_loss"].transform(lambda c: c.notna().any()).to_numpy(bool)
 
 
 def grid_medians(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
@@ -214,7 +223,9 @@ def summarize(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
             "optimizer": pick["optimizer"],
             schema.TRIAL: int(pick[schema.TRIAL]),
             **{k: pick[k] for k in hyperparameters},
-            "tuned_on": "cv_loss" if "cv_loss" in runs else "final_suboptimality",
+            "tuned_on": (
+                "cv_loss" if cross_validated(tune_lanes[pair]).any() else "final_suboptimality"
+            ),
             "cost": cost,
             "seeds": len(lanes),
             "median_final_suboptimality": _quantile(gap, 0.5),

@@ -204,6 +204,26 @@ def test_algoperf_and_defaults_run_the_same_way(tmp_path, protocol, trials):
         assert summary["learning_rate"].iloc[0] == OPTIMIZERS["adam"].defaults()["learning_rate"]
 
 
+def test_cross_validation_beside_a_closed_form_problem_tunes_each_on_its_own_score(tmp_path):
+    """A --cv run holds a cv_loss column, empty on the problems without a data set: those
+    are tuned on f - f*, and the setting tuned from the file is the one re-run."""
+    problems = ("logistic_breast_cancer", "rosenbrock_2d")
+    spec = SuiteSpec(
+        problems=problems,
+        optimizers=("sgd",),
+        seeds=1,
+        eval_seeds=2,
+        steps=dict.fromkeys(problems, 20),
+        folds=2,
+        protocol="algoperf",
+    )
+    suite.run_suite(spec, tmp_path / "out", progress=io.StringIO())
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("problem")
+    assert summary.loc["logistic_breast_cancer", "tuned_on"] == "cv_loss"
+    assert summary.loc["rosenbrock_2d", "tuned_on"] == "final_suboptimality"
+    assert (tmp_path / "out" / "TABLES.md").exists()
+
+
 def test_the_command_line_refuses_an_unknown_protocol(tmp_path, capsys):
     assert main(["run", "--protocol", "bayes", "--out", str(tmp_path / "x")]) == 2
     assert "--protocol: unknown protocol 'bayes'" in capsys.readouterr().err
