@@ -15,6 +15,7 @@ from optimizers.base import (
     check_state,
     check_unit_interval,
     increment,
+    require_params,
     state_dtype,
     value_at,
     with_weight_decay,
@@ -146,8 +147,7 @@ def adafactor(
     def update(grads, state, params=None, **extra):
         check_state(state, AdafactorState)
         del extra
-        if params is None:
-            raise ValueError("adafactor needs params for its parameter scale and weight decay")
+        require_params("adafactor", params)
         check_same_tree(grads, params, "grads", "params")
         k = jnp.array(state.count - decay_offset + 1, jnp.float32)
         # In float32, as optax (a Python float decay_rate is weakly typed), also when traced.

@@ -74,6 +74,12 @@ def check_state(state, state_type) -> None:
         )
 
 
+def require_params(rule: str, params) -> None:
+    """Raises ValueError when the update of a rule that reads the parameters got none."""
+    if params is None:
+        raise ValueError(f"{rule} needs the params: call update(grads, state, params)")
+
+
 def require_loss(rule: str, **arguments) -> None:
     """Raises ValueError when an argument the rule's update needs (the loss value or
     function) is missing, saying where it went missing."""
@@ -120,8 +126,7 @@ def with_weight_decay(direction, params, weight_decay, count, mask=None):
     that decay: a tree of bools with the structure of the params (or a prefix of it),
     or a function of the params returning one; None decays every leaf.
     """
-    if params is None:
-        raise ValueError("weight decay needs the params: call update(grads, state, params)")
+    require_params("weight decay", params)
     check_same_tree(direction, params, "grads", "params")
     if isinstance(weight_decay, int | float) and weight_decay == 0:
         # A constant zero adds nothing: skip the pass over the params, as optax does.

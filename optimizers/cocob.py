@@ -15,6 +15,7 @@ from optimizers.base import (
     copy_tree,
     descend,
     increment,
+    require_params,
     with_weight_decay,
     zeros_like,
 )
@@ -73,8 +74,7 @@ def cocob(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("cocob needs the params: call update(grads, state, params)")
+        require_params("cocob", params)
         check_same_tree(grads, params, "grads", "params")
         grads = with_weight_decay(grads, params, weight_decay, state.count, mask)
         # descend gives -lr_t * g; the bet is on c_t = +lr_t * g.

@@ -13,6 +13,7 @@ from optimizers.base import (
     check_unit_interval,
     increment,
     lowest_dtype,
+    require_params,
     value_at,
     vdot,
     zeros_like,
@@ -76,8 +77,7 @@ def dadapt_adamw(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("dadapt_adamw needs the params: call update(grads, state, params)")
+        require_params("dadapt_adamw", params)
         check_same_tree(grads, params, "grads", "params")
         sb2 = beta2**0.5
         k = increment(state.count)

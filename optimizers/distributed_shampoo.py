@@ -16,6 +16,7 @@ from optimizers.base import (
     check_same_tree,
     check_unit_interval,
     increment,
+    require_params,
     state_dtype,
     value_at,
     zeros_like,
@@ -446,10 +447,7 @@ def distributed_shampoo(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError(
-                "distributed_shampoo needs the params: call update(grads, state, params)"
-            )
+        require_params("distributed_shampoo", params)
         check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
         lr = value_at(learning_rate, state.count)

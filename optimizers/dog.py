@@ -15,6 +15,7 @@ from optimizers.base import (
     descend,
     increment,
     lowest_dtype,
+    require_params,
     squared_norm,
     with_weight_decay,
 )
@@ -87,8 +88,7 @@ def dog(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("dog needs the params: call update(grads, state, params)")
+        require_params("dog", params)
         check_same_tree(grads, params, "grads", "params")
         grads = _decay(grads, params, weight_decay, state.count, mask)
         travelled = jax.tree.map(lambda p0, p: p0 - p, state.init_params, params)
@@ -157,8 +157,7 @@ def dowg(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("dowg needs the params: call update(grads, state, params)")
+        require_params("dowg", params)
         check_same_tree(grads, params, "grads", "params")
         grads = _decay(grads, params, weight_decay, state.count, mask)
         travelled = jax.tree.map(lambda p0, p: p0 - p, state.init_params, params)

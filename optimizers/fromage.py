@@ -14,6 +14,7 @@ from optimizers.base import (
     check_state,
     descend,
     increment,
+    require_params,
     trust_ratio_scale,
     value_at,
 )
@@ -57,8 +58,7 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: float = 1e-6) -> Optimize
     def update(grads, state, params=None, **extra):
         check_state(state, FromageState)
         del extra
-        if params is None:
-            raise ValueError("fromage needs params for its trust ratio")
+        require_params("fromage", params)
         check_same_tree(grads, params, "grads", "params")
         direction = jax.tree.map(lambda g, p: trust_ratio_scale(g, p, min_norm), grads, params)
         step = descend(scaled_rate, state.count, direction)

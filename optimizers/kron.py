@@ -17,6 +17,7 @@ from optimizers.base import (
     check_unit_interval,
     descend,
     increment,
+    require_params,
     state_dtype,
     zeros_like,
 )
@@ -313,8 +314,7 @@ def kron(
     def update(grads, state, params=None, **extra):
         check_state(state, KronState)
         del extra
-        if params is None:
-            raise ValueError("kron needs the params: call update(grads, state, params)")
+        require_params("kron", params)
         check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
 

@@ -15,6 +15,7 @@ from optimizers.base import (
     descend,
     increment,
     require_loss,
+    require_params,
     zeros_like,
 )
 from optimizers.registry import OptimizerSpec, log_grid
@@ -394,8 +395,7 @@ def lbfgs(
 
     def update(grads, state, params=None, *, value=None, grad=None, value_fn=None, **fn_kwargs):
         check_state(state, LbfgsState)
-        if params is None:
-            raise ValueError("lbfgs needs params: call update(grads, state, params, ...)")
+        require_params("lbfgs", params)
         check_same_tree(grads, params, "grads", "params")
         started = state.count > 0
         newest, oldest = (state.count - 1) % memory_size, state.count % memory_size

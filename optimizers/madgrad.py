@@ -13,6 +13,7 @@ from optimizers.base import (
     check_unit_interval,
     copy_tree,
     increment,
+    require_params,
     value_at,
     with_weight_decay,
     zeros_like,
@@ -65,8 +66,7 @@ def madgrad(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("madgrad needs the params: call update(grads, state, params)")
+        require_params("madgrad", params)
         check_same_tree(grads, params, "grads", "params")
         grads = with_weight_decay(grads, params, weight_decay, state.count)
         # sqrt of the int32 count is float32, as in optax: with a Python-number learning

@@ -14,6 +14,7 @@ from optimizers.base import (
     check_unit_interval,
     increment,
     not_supported,
+    require_params,
     value_at,
     zeros_like,
 )
@@ -107,8 +108,7 @@ def mars(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("mars needs the params: call update(grads, state, params)")
+        require_params("mars", params)
         check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
         lr, lr_1d = value_at(learning_rate, state.count), value_at(learning_rate_1d, state.count)

@@ -14,6 +14,7 @@ from optimizers.base import (
     copy_tree,
     increment,
     lowest_dtype,
+    require_params,
     squared_norm,
     vdot,
 )
@@ -78,8 +79,7 @@ def mechanize(
         )
 
     def update(grads, state, params=None, **extra):
-        if params is None:
-            raise ValueError("mechanize needs the params: call update(grads, state, params)")
+        require_params("mechanize", params)
         check_same_tree(grads, params, "grads", "params")
         base_updates, base_state = base_optimizer.update(
             grads, state.base_optimizer_state, params, **extra

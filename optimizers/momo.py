@@ -14,6 +14,7 @@ from optimizers.base import (
     check_unit_interval,
     increment,
     lowest_dtype,
+    require_params,
     squared_norm,
     value_at,
     vdot,
@@ -92,8 +93,7 @@ def momo(
 
     def update(grads, state, params=None, *, value, **extra):
         del extra
-        if params is None:
-            raise ValueError("momo needs the params: call update(grads, state, params, value=f)")
+        require_params("momo", params)
         check_same_tree(grads, params, "grads", "params")
         b = jnp.where(state.count == 0, 0.0, beta)
         barf = b * state.barf + (1 - b) * jnp.asarray(value, state.barf.dtype)
@@ -184,10 +184,7 @@ def momo_adam(
 
     def update(grads, state, params=None, *, value, **extra):
         del extra
-        if params is None:
-            raise ValueError(
-                "momo_adam needs the params: call update(grads, state, params, value=f)"
-            )
+        require_params("momo_adam", params)
         check_same_tree(grads, params, "grads", "params")
         dtype = state.barf.dtype
         k = increment(state.count)

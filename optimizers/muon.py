@@ -19,6 +19,7 @@ from optimizers.base import (
     descend,
     increment,
     not_supported,
+    require_params,
     update_moment,
     with_weight_decay,
     zeros_like,
@@ -186,8 +187,7 @@ def muon(
         )
 
     def update(grads, state, params=None, **extra):
-        if params is None:
-            raise ValueError("muon needs the params: call update(grads, state, params)")
+        require_params("muon", params)
         check_same_tree(grads, params, "grads", "params")
         matrix_grads = _only(grads, params, True)
         t = increment(state.count)

@@ -16,6 +16,7 @@ from optimizers.base import (
     descend,
     increment,
     require_loss,
+    require_params,
 )
 from optimizers.registry import Choice, OptimizerSpec, log_grid
 
@@ -53,8 +54,7 @@ def newton(learning_rate: ScalarOrSchedule = 1.0, damping: float = 0.0) -> Optim
     def update(grads, state, params=None, *, value_fn=None, value=None, grad=None, **fn_kwargs):
         check_state(state, NewtonState)
         del value, grad
-        if params is None:
-            raise ValueError("newton needs params: update(grads, state, params, value_fn=f)")
+        require_params("newton", params)
         require_loss("newton", value_fn=value_fn)
         check_same_tree(grads, params, "grads", "params")
         flat_params, unravel = ravel_pytree(params)

@@ -15,6 +15,7 @@ from optimizers.base import (
     check_state,
     descend,
     increment,
+    require_params,
     state_dtype,
     zeros_like,
 )
@@ -63,8 +64,7 @@ def novograd(
     def update(grads, state, params=None, **extra):
         check_state(state, NovogradState)
         del extra
-        if params is None:
-            raise ValueError("novograd needs params for its weight decay")
+        require_params("novograd", params)
         check_same_tree(grads, params, "grads", "params")
         first = state.count == 0
         # Both moments are updated inside lax.cond, as in optax, so that XLA compiles (and

@@ -14,6 +14,7 @@ from optimizers.base import (
     copy_tree,
     increment,
     lowest_dtype,
+    require_params,
     value_at,
     vdot,
     zeros_like,
@@ -87,8 +88,7 @@ def prodigy(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("prodigy needs the params: call update(grads, state, params)")
+        require_params("prodigy", params)
         check_same_tree(grads, params, "grads", "params")
         d = state.estim_lr
         k = increment(state.count)

@@ -16,6 +16,7 @@ from optimizers.base import (
     descend,
     increment,
     lowest_dtype,
+    require_params,
     update_moment,
     with_weight_decay,
     zeros_like,
@@ -91,8 +92,7 @@ def schedule_free(
         )
 
     def update(grads, state, params=None, **extra):
-        if params is None:
-            raise ValueError("schedule_free needs the params: call update(grads, state, params)")
+        require_params("schedule_free", params)
         check_same_tree(grads, params, "grads", "params")
         lr = learning_rate
         if callable(learning_rate):

@@ -13,6 +13,7 @@ from optimizers.base import (
     check_unit_interval,
     increment,
     not_supported,
+    require_params,
     state_dtype,
     value_at,
     zeros_like,
@@ -115,8 +116,7 @@ def shampoo(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("shampoo needs the params: call update(grads, state, params)")
+        require_params("shampoo", params)
         check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
         lr = value_at(learning_rate, state.count)

@@ -15,6 +15,7 @@ from optimizers.base import (
     check_unit_interval,
     increment,
     not_supported,
+    require_params,
     state_dtype,
     value_at,
     zeros_like,
@@ -226,8 +227,7 @@ def soap(
 
     def update(grads, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError("soap needs the params: call update(grads, state, params)")
+        require_params("soap", params)
         check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
         lr = value_at(learning_rate, state.count)

@@ -17,6 +17,7 @@ from optimizers.base import (
     increment,
     lowest_dtype,
     not_supported,
+    require_params,
     update_moment,
     with_weight_decay,
     zeros_like,
@@ -133,8 +134,7 @@ def sophia(
         )
 
     def update(grads, state, params=None, **extra):
-        if params is None:
-            raise ValueError("sophia needs the params: call update(grads, state, params)")
+        require_params("sophia", params)
         check_same_tree(grads, params, "grads", "params")
         t = increment(state.count)
         mu = update_moment(grads, state.mu, b1, 1)

@@ -19,6 +19,7 @@ from optimizers.base import (
     check_nonnegative,
     check_same_tree,
     increment,
+    require_params,
 )
 
 
@@ -100,10 +101,7 @@ def add_decayed_weights(weight_decay: ScalarOrSchedule = 0.0, mask: Any = None) 
 
     def update(updates, state, params=None, **extra):
         del extra
-        if params is None:
-            raise ValueError(
-                "add_decayed_weights needs params: call update(updates, state, params)"
-            )
+        require_params("add_decayed_weights", params)
         check_same_tree(updates, params, "updates", "params")
         if callable(weight_decay):
             decay, state = weight_decay(state.count), ScheduleState(count=increment(state.count))
