@@ -9,6 +9,7 @@ import fcntl
 import io
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -95,3 +96,23 @@ def locked(folder: Path) -> Iterator[None]:
     finally:
         os.unlink(path)
         os.close(fd)
+
+
+@contextlib.contextmanager
+def locked_when_free(folder: Path, say: Callable[[str], None], poll: float = 5.0) -> Iterator[None]:
+    """Holds the lock of `folder` for the block, waiting while another process holds it
+    (saying so once): for a writer whose results would be lost by giving up, as
+    `make perf`'s measurements beside a `bench run` replacing the folder."""
+    stack = contextlib.ExitStack()
+    waiting = False
+    while True:
+        try:
+            stack.enter_context(locked(folder))
+            break
+        except FolderInUse as busy:
+            if not waiting:
+                say(f"{busy}: waiting for it")
+                waiting = True
+            time.sleep(poll)
+    with stack:
+        yield

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from bench import perf_compile, perf_kernels, perf_report, perf_sweeps
-from bench.io import write_csv, write_text
+from bench.io import locked_when_free, write_csv, write_text
 from optimizers import OPTIMIZERS
 
 KERNEL_SIZES = (1_000, 100_000, 1_000_000, 10_000_000)
@@ -140,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         facts = machine()
         frame, notes, run_facts = measure(args.quick, names, log)
         facts |= run_facts
-        facts["bench_runs_csv"] = perf_compile.recorded_bench_share(out / "runs.csv")
-        write_csv(to_csv_frame(frame, notes, facts), out / "perf.csv")
-    perf_report.plots(frame, out)
-    write_text(perf_report.markdown(frame, notes, facts), out / "PERF.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A bench run replacing the folder meanwhile would drop files written into the old one.
+    with locked_when_free(out.resolve(), log):
+        if not args.report_only:
+            facts["bench_runs_csv"] = perf_compile.recorded_bench_share(out / "runs.csv")
+            write_csv(to_csv_frame(frame, notes, facts), out / "perf.csv")
+        perf_report.plots(frame, out)
+        write_text(perf_report.markdown(frame, notes, facts), out / "PERF.md")
     log(f"wrote {out / 'perf.csv'}, {out / 'PERF.md'} and plots in {facts['wall_seconds']:.0f}s")
     return 0
 

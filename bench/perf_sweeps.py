@@ -186,8 +186,14 @@ def _torch_loss(kind: str, problem: Problem):
     import torch
 
     data = problem.data()
-    if kind == "rosenbrock":
-        return lambda x: torch.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    if kind == "rosenbrock":  # the instance: the raw function at x_raw + (x - x_star)
+        x_raw, x_star = (torch.tensor(np.asarray(data[k])) for k in ("raw_minimiser", "minimiser"))
+
+        def rosenbrock(x):
+            z = x_raw.to(x.dtype) + (x - x_star.to(x.dtype))
+            return torch.sum(100.0 * (z[1:] - z[:-1] ** 2) ** 2 + (1.0 - z[:-1]) ** 2)
+
+        return rosenbrock
     if kind == "logistic":
         x, y = (torch.tensor(np.asarray(a)) for a in data)
         l2 = problem.loss.keywords["l2"]

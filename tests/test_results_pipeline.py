@@ -130,6 +130,26 @@ def test_a_lock_and_staging_left_by_a_killed_run_do_not_get_in_the_way(copy):
     assert siblings(copy) == ["out"]
 
 
+def test_a_writer_that_must_not_give_up_waits_for_the_lock(tmp_path):
+    """`make perf` writes into results/ only while no bench run holds it (a run replacing
+    the folder would drop its files), waiting for the lock instead of failing."""
+    import threading
+
+    folder, said, entered = tmp_path / "results", [], threading.Event()
+
+    def write():
+        with bench_io.locked_when_free(folder, said.append, poll=0.01):
+            entered.set()
+
+    with bench_io.locked(folder):
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert not entered.wait(0.3)  # held off while the lock is held
+    writer.join(5)
+    assert entered.is_set()
+    assert len(said) == 1 and "being written by another process" in said[0]
+
+
 # 2. A figure that cannot be drawn costs only itself.
 
 
