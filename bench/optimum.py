@@ -6,8 +6,10 @@ reached at a record point, over the lanes that did not diverge; `resolve` makes 
 where f* is not known (`best_found`), and checks a known f* against it:
 
 - *below*: an optimizer went below the known f* by more than rounding (ROUNDING_ULPS
-  ulps of the run's dtype at the larger of the two): the known value is too high (a
-  rounded-up or wrong value), and f_L is the lowest value found, as Moré and Wild take it;
+  ulps of the run's dtype at the largest of f(x0), f* and the value found: the loss's
+  rounding error scales with its terms, which f(x0) bounds better than a small f*): the
+  known value is too high (a rounded-up or wrong value), and f_L is the lowest value
+  found, as Moré and Wild take it;
 - *unreached*: the lowest value found lies above f* by more than FACTOR - 1 times |f*|
   (for a positive f*, no optimizer came within a factor FACTOR of it) and by more than
   the ranking's target tau (f(x0) - f*): the known value may be too low, and is kept.
@@ -54,7 +56,8 @@ def resolve(
         return f_star, "known", "every lane diverged"
     if f_star is None:
         return lowest, "best_found", ""
-    rounding = ROUNDING_ULPS * float(np.finfo(dtype).eps) * max(abs(f_star), abs(lowest))
+    scale = max(abs(f_star), abs(lowest), abs(f0))
+    rounding = ROUNDING_ULPS * float(np.finfo(dtype).eps) * scale
     if lowest < f_star - rounding:
         return (
             lowest,

@@ -92,11 +92,14 @@ def _tuned_trial(runs: pd.DataFrame, cost: str) -> int:
     return int(tuned_trials(as_written(runs), recorded_cost(runs, cost))[schema.TRIAL].iloc[0])
 
 
-def _pair_tables(runs: pd.DataFrame, result, evaluated, first: np.ndarray) -> dict:
+def _pair_tables(runs: pd.DataFrame, result, evaluated, first, figures: bool) -> dict:
     """A pair's tables: its runs, the curves of its evaluation lanes (those of `result`
-    that `evaluated` marks; None: all), and what the figures draw of the lane `first`
-    marks: the iterates and per-layer gradient norms."""
+    that `evaluated` marks; None: all), and, where the problem's figures are drawn
+    (`figures`), what they draw of the lane `first` marks: the iterates and per-layer
+    gradient norms."""
     tables = {"runs": runs, "curves": curves_frame(result, evaluated)}
+    if not figures:
+        return tables
     if result.layer_grad_norms is not None:
         tables["layer_grad_norms"] = layer_grad_norms_frame(result, first)
     if result.paths is not None:
@@ -169,6 +172,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         evaluation,
         None,
         evaluation.seeds == eval_seeds[0],
+        spec.problem_figures,
     )
     return {"tables": tables, "compile_seconds": compile_seconds, "run_seconds": run_seconds}
 
@@ -226,7 +230,7 @@ def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=
         tuned = scored.trials == _tuned_trial(runs, spec.cost)
         first = tuned & (np.cumsum(tuned) == 1)
         runs = pd.concat([runs, runs[tuned].assign(role="eval")], ignore_index=True)
-        for name, frame in _pair_tables(runs, scored, tuned, first).items():
+        for name, frame in _pair_tables(runs, scored, tuned, first, spec.problem_figures).items():
             parts.setdefault(name, []).append(frame)
     facts = {
         "problem": problem,

@@ -120,10 +120,11 @@ def _f_star_text(f_star: float, fact) -> str:
     """A problem's f* with its provenance (`fact`: its problems.csv row, None if none)."""
     if fact is None:
         return f"f* = {f_star:.10g}"
+    note = fact.note if isinstance(fact.note, str) else ""
     if fact.f_star_source == "best_found":
-        text = f"f* = f_L = {f_star:.10g}, **best found** (the lowest value any optimizer reached)"
+        text = f"f* = f_L = {f_star:.10g}, **best found** (the lowest value any optimizer reached"
+        text += f"; {note})" if note else ")"
     else:
-        note = fact.note if isinstance(fact.note, str) else ""
         text = f"f* = {f_star:.10g}, known" + (f" ({note})" if note else "")
     flagged = isinstance(fact.check, str) and fact.check
     return text + (f"; **check**: {fact.check}" if flagged else "")
@@ -135,10 +136,10 @@ def tau_table(at_taus: dict, order: list[str]) -> str:
     header = ["optimizer", *(f"solved at tau = {tau:g}" for tau in at_taus)]
     rows = []
     for optimizer in order:
-        cells = []
-        for matrix in at_taus.values():
-            solved = np.isfinite(matrix[optimizer]) if optimizer in matrix else np.zeros(1, bool)
-            cells.append(f"{int(solved.sum())}/{len(matrix)}")
+        cells = [
+            f"{int(np.isfinite(m[optimizer]).sum()) if optimizer in m else 0}/{len(m)}"
+            for m in at_taus.values()
+        ]
         rows.append([f"`{optimizer}`", *cells])
     return markdown(header, rows)
 
@@ -166,9 +167,11 @@ def _problem_sections(facts: pd.DataFrame, at_taus: dict, order: list[str]) -> l
             "",
             "## f* provenance",
             "",
-            f"{len(provenance) - found} of {len(provenance)} problems have a known f* (the "
-            f"SIF file's value or a reviewed one), {found} take the best found. Every known "
-            "value is checked against the lowest value any optimizer reached:",
+            f"{len(provenance)} problems start from a fixed point: every seed runs the same "
+            "lane, so each setting is reported from its own lane. "
+            f"{len(provenance) - found} have a known f* (the SIF file's value or a reviewed "
+            f"one), {found} take the best found. Every known value is checked against the "
+            "lowest value any optimizer reached:",
             "",
         ]
         checked = provenance[provenance["check"].notna() & (provenance["check"] != "")]
