@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # One OpenBLAS thread per process (see bench/__init__.py): tests import numpy before bench.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: setup bench cutest test golden baseline data mutation perf lint clean
+.PHONY: setup bench test golden baseline data mutation perf lint clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,7 @@ bench: $(STAMP)
 	$(PY) -m bench run --out results
 
 # CUTEst's unconstrained problems through sif2jax (the optional extra), into results/cutest.
+.PHONY: cutest
 cutest: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[cutest]'
 	$(PY) -m bench run --suite cutest --out results/cutest
