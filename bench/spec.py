@@ -97,6 +97,10 @@ def selection(data: dict, path: Path, max_dim: int | None) -> tuple[tuple, dict[
     if reason is not None:
         raise cutest.MissingExtra(f"{path}: {reason}")
     max_dim = data.get("max_dim") if max_dim is None else max_dim
+    if max_dim is not None and (
+        isinstance(max_dim, bool) or not isinstance(max_dim, int) or max_dim < 1
+    ):
+        raise ValueError(f"{path}: max_dim must be an integer >= 1, got {max_dim!r}")
     excluded = dict(data.get("exclude", {}))
     chosen = []
     for problem in source.names():

@@ -112,6 +112,8 @@ def test_max_dim_leaves_out_larger_problems_and_says_why():
     assert all(spec.excluded[n] == cutest.facts(n)[1] for n in unrunnable)
     assert set(spec.problems) | set(spec.excluded) == set(cutest.names())
     assert main(["run", "--suite", "cutest", "--max-dim", "0", "--out", "/tmp/x"]) == 2
+    with pytest.raises(ValueError, match="max_dim must be an integer >= 1, got 0"):
+        load(SUITES["cutest"], max_dim=0)
 
 
 def test_resolve_keeps_a_known_f_star_that_is_reached_and_flags_one_that_is_not():
