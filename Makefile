@@ -24,6 +24,12 @@ $(STAMP): pyproject.toml
 bench: $(STAMP)
 	$(PY) -m bench run --out results
 
+# CUTEst's unconstrained problems through sif2jax (the optional extra), into results/cutest.
+.PHONY: cutest
+cutest: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[cutest]'
+	$(PY) -m bench run --suite cutest --out results/cutest
+
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
 

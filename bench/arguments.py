@@ -62,8 +62,11 @@ def warn_below_f_star(problem: Problem, losses: np.ndarray) -> None:
 
     Suboptimality and steps-to-target are measured from f_star; above the true minimum
     it makes lanes succeed at step 0. Rounding keeps losses within 1% of the target of
-    a correct f_star on the registered problems.
+    a correct f_star on the registered problems. Nothing is said where f_star is not
+    known (None).
     """
+    if problem.f_star is None:
+        return
     finite = losses[np.isfinite(losses)]
     lowest = finite.min(initial=np.inf)
     if lowest < problem.f_star - problem.target:

@@ -11,7 +11,7 @@ A problem that is wrong in one of these ways gives a benchmark that runs and is 
 - `f_star`: short runs of adam and sgd at a small learning rate never go below the
   declared `f_star` by more than the problem's target (the tolerance
   `bench.arguments.warn_below_f_star` uses), which would make suboptimality negative
-  and every lane succeed at once.
+  and every lane succeed at once (nothing to check where f_star is None, `best_found`).
 
 `check_problem(problem, quick=True)` makes the first three only, compiling no program:
 cheap enough for `bench run` to make on every user problem before a sweep.
@@ -229,6 +229,8 @@ def _gradient(problem: Problem, data) -> str:
 
 
 def _f_star(problem: Problem, data) -> str:
+    if problem.f_star is None:
+        return "f_star is not known (best_found): a suite takes the lowest value found"
     steps = min(problem.steps, RUN_STEPS)
     lowest = np.inf
     for optimizer, learning_rate in RUNS:

@@ -96,6 +96,13 @@ def _top(out: Path, added: Sequence[str] = (), count: int = 5) -> None:
         print(f"{row.overall_rank:3d}. {row.optimizer} (score {row.score:.3f}) of {len(ranked)}")
 
 
+def _source_names(names: list[str]) -> list[str]:
+    """Those of `names` that an optional problem source holds (a CUTEst problem)."""
+    from problems import sources
+
+    return [name for name in names if sources.source_of(name) is not None]
+
+
 def _run(args) -> int:
     import jax
 
@@ -104,7 +111,8 @@ def _run(args) -> int:
     distributed.initialize()
     added_problems, added_optimizers = _added(args)
     optimizer_names, problem_names = plugins.origins()
-    problems = _names(args.problems, problem_names, "problem") if args.problems else []
+    known_problems = {**problem_names, **dict.fromkeys(_source_names(args.problems or []))}
+    problems = _names(args.problems, known_problems, "problem") if args.problems else []
     optimizers = _names(args.optimizers, optimizer_names, "optimizer") if args.optimizers else []
     problems = list(dict.fromkeys([*problems, *added_problems]))
     optimizers = list(dict.fromkeys([*optimizers, *added_optimizers]))
@@ -114,6 +122,8 @@ def _run(args) -> int:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
     if args.grid is not None and not all(0 < lr < float("inf") for lr in args.grid):
         raise UsageError(f"--grid learning rates must be positive and finite, got {args.grid}")
+    if args.max_dim is not None and args.max_dim < 1:
+        raise UsageError(f"--max-dim must be >= 1, got {args.max_dim}")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     if args.cv is not None and args.cv < 2:
@@ -160,9 +170,16 @@ def _run(args) -> int:
             raise UsageError(f"nothing to run: give an --optimizer {folder.path} lacks")
         print(line)
     else:
-        suite = spec.narrowed(
-            spec.load(quick=args.quick), problems=problems, optimizers=optimizers, **changes
-        )
+        try:
+            loaded = spec.load(spec.SUITES[args.suite], quick=args.quick, max_dim=args.max_dim)
+        except ValueError as error:  # a source that is not installed says how to install it
+            raise UsageError(str(error)) from None
+        suite = spec.narrowed(loaded, problems=problems, optimizers=optimizers, **changes)
+    for name in suite.problems:  # an optional source's problems are built here, once
+        try:
+            plugins.problem(name)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     if suite.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     from bench.suite import OutputError, RenderFailed, SpecError, is_full, run_suite
@@ -225,12 +242,19 @@ def _plot(args) -> None:
 
 
 def _list(args) -> None:
+    from problems import sources
+
     _added(args)
     optimizer_names, problem_names = plugins.origins()
     try:
         print("problems:")
         for name, origin in problem_names.items():
             print(f"  {name:32s} {plugins.problem(name).description}  [{origin}]")
+        for source in list(sources.SOURCES.values())[1:]:
+            state = source.missing() or "installed"
+            print(
+                f"  {source.name}: {len(source.names())} problems, {source.description} ({state})"
+            )
         print("optimizers:")
         for name, origin in optimizer_names.items():
             entry = plugins.optimizer(name)
@@ -309,6 +333,20 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="run only the optimizers added (--optimizer, --optimizers) on DIR's problems "
         "under DIR's spec, and rank them among DIR's results in --out (DIR is not changed)",
+    )
+    run.add_argument(
+        "--suite",
+        choices=["main", "cutest"],
+        default="main",
+        help="the suite file: main (bench/suite.toml, the built-in problems) or cutest "
+        "(bench/cutest.toml, CUTEst's unconstrained problems; pip install -e '.[cutest]')",
+    )
+    run.add_argument(
+        "--max-dim",
+        type=int,
+        metavar="N",
+        help="leave out (and list) the suite's problems of more than N parameters "
+        "(default: the suite file's max_dim, 50 for cutest)",
     )
     run.add_argument(
         "--seeds", type=int, help="tuning seeds per trial (default: seeds in bench/suite.toml)"

@@ -23,8 +23,15 @@ import pandas as pd
 from bench import plugins, report, schema, statistics, tuning
 from bench.io import write_text
 from bench.tables import _cost, _interval, _number, _share, _versus_above
+from problems import sources
 
-OVERVIEW = ["convergence.png", "performance_profile.png", "data_profile.png", "budget_curves.png"]
+OVERVIEW = [
+    "convergence.png",
+    "performance_profile.png",
+    "data_profile.png",
+    "data_profiles.png",
+    "budget_curves.png",
+]
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em;color:#222}
@@ -86,7 +93,11 @@ def family(optimizer: str) -> str:
 
 
 def _problem_facts(problem: str) -> tuple[str, list[str]]:
-    """(description, sorted tags) of a problem the process knows, else ("", [])."""
+    """(description, sorted tags) of a problem the process knows, else ("", []); that of an
+    optional source's problem (CUTEst's) from its list, without building it."""
+    source = sources.source_of(problem)
+    if source is not None and source.name != "built-in":
+        return f"{source.description}, {source.facts(problem)[0]} parameters", [source.name]
     try:
         known = plugins.problem(problem)
     except KeyError:

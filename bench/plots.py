@@ -230,24 +230,23 @@ def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
     _save(fig, path)
 
 
-def data_profile(summary, dims: dict[str, int], path: Path, cost: str, k: int = 10) -> None:
-    """Moré-Wild data profile over gradient evaluations in units of d + 1 (dims: d per problem)."""
-    if summary["median_grad_evals_to_target"].isna().all():
-        raise ValueError("runs.csv records no gradient evaluations to target")
-    times = tuning.cost_matrix(summary, "grad_evals")
-    times = times[times.index.isin(list(dims))]
-    if times.empty:
-        raise ValueError("no problem of the summary has a known parameter count")
+def _budgets(times: pd.DataFrame, dims: dict[str, int]) -> np.ndarray:
+    """400 log-spaced budgets, in units of d + 1, spanning the finite costs of `times`."""
     units = times.div([dims[p] + 1 for p in times.index], axis=0).to_numpy()
     finite = units[np.isfinite(units)]
     low, high = (finite.min() / 1.5, finite.max() * 1.5) if finite.size else (0.1, 10.0)
-    budgets = np.geomspace(low, high, 400)
-    profile = tuning.data_profile(summary, dims, budgets)
-    order = tuning.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for optimizer in order.index[k:]:
+    return np.geomspace(low, high, 400)
+
+
+def _data_profile_axes(ax, times, dims, order, k: int, budgets=None) -> None:
+    """The data profile of `times` (problems x optimizers, gradient evaluations to
+    target): the first k optimizers of `order` in colour, the rest in grey."""
+    times = times[times.index.isin(list(dims))]
+    budgets = _budgets(times, dims) if budgets is None else budgets
+    profile = tuning.solved_within(times, dims, budgets)
+    for optimizer in [o for o in order[k:] if o in profile]:
         ax.step(budgets, profile[optimizer], where="post", color="lightgrey", lw=0.8)
-    for i, optimizer in enumerate(order.index[:k]):
+    for i, optimizer in enumerate(o for o in order[:k] if o in profile):
         ax.step(
             budgets,
             profile[optimizer],
@@ -263,13 +262,51 @@ def data_profile(summary, dims: dict[str, int], path: Path, cost: str, k: int = 
         ylabel="share of problems solved within the budget",
         ylim=(-0.02, 1.02),
     )
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def data_profile(summary, dims: dict[str, int], path: Path, cost: str, k: int = 10) -> None:
+    """Moré-Wild data profile over gradient evaluations in units of d + 1 (dims: d per problem)."""
+    if summary["median_grad_evals_to_target"].isna().all():
+        raise ValueError("runs.csv records no gradient evaluations to target")
+    times = tuning.cost_matrix(summary, "grad_evals")
+    times = times[times.index.isin(list(dims))]
+    if times.empty:
+        raise ValueError("no problem of the summary has a known parameter count")
+    order = tuning.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    _data_profile_axes(ax, times, dims, list(order.index), k)
     ax.set_title(
         f"Data profile (Moré-Wild) over {len(times)} problems "
         f"(top {k} by profile score; grey: the rest)\n"
         "median gradient evaluations to target of the tuned setting over evaluation seeds"
     )
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small", loc="lower right", framealpha=0.85)
+    _save(fig, path)
+
+
+def data_profiles(times: dict, dims: dict[str, int], summary, path: Path, cost: str) -> None:
+    """One Moré-Wild data profile per tau (`times`: tau -> problems x optimizers, as
+    `tuning.costs_at_taus` gives), on one budget axis; every optimizer, ranked by score."""
+    order = tuning.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
+    order = list(order.index)
+    every = pd.concat(times.values())
+    budgets = _budgets(every[every.index.isin(list(dims))], dims)
+    cols = min(2, len(times))
+    rows = math.ceil(len(times) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 5 * rows), squeeze=False)
+    for ax, (tau, matrix) in zip(axes.flat, times.items(), strict=False):
+        _data_profile_axes(ax, matrix, dims, order, len(order), budgets)
+        ax.set_title(f"tau = {tau:g}: f - f_L <= tau (f(x0) - f_L), {len(matrix)} problems")
+    for ax in axes.flat[len(times) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize="small", loc="upper left", framealpha=0.85)
+    fig.suptitle(
+        "Data profiles (Moré-Wild) by gradient evaluations, at each tau "
+        "(the tuned setting of each pair)",
+        y=1.0,
+    )
+    fig.tight_layout()
     _save(fig, path)
 
 

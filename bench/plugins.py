@@ -1,6 +1,7 @@
 """Where the benchmark finds an optimizer or a problem by name: the one resolver.
 
-Besides the built-in registries (`optimizers.OPTIMIZERS`, `problems.PROBLEMS`), names
+Besides the built-in registries (`optimizers.OPTIMIZERS`, `problems.PROBLEMS`) and the
+optional problem sources (`problems.sources`: CUTEst, when its extra is installed), names
 come from installed packages' entry points (groups `optbench.optimizers` and
 `optbench.problems`) and from the command line (`--optimizer [NAME=]PATH.py:FACTORY`
 or `module:FACTORY`, `--problem [NAME=]PATH.py:FACTORY`), which `add_optimizer` and
@@ -28,7 +29,7 @@ import numpy as np
 
 from optimizers import OPTIMIZERS, OptimizerSpec
 from optimizers.registry import LR_GRID, Choice, Range
-from problems import PROBLEMS, Problem
+from problems import PROBLEMS, Problem, sources
 
 OPTIMIZER_GROUP = "optbench.optimizers"
 PROBLEM_GROUP = "optbench.problems"
@@ -99,9 +100,13 @@ def optimizer(name: str) -> OptimizerSpec:
 
 
 def problem(name: str) -> Problem:
-    """Problem `name`: built-in, registered, or an entry point's. KeyError if none."""
+    """Problem `name`: built-in, registered, of an optional source (a CUTEst problem), or an
+    entry point's. KeyError if none; `problems.cutest.MissingExtra` (a ValueError, one
+    line with the install command) for a CUTEst name without the extra."""
     if name in PROBLEMS:
         return PROBLEMS[name]
+    if name not in _problems and sources.source_of(name) is not None:
+        return sources.problem(name)
     if name not in _problems:
         loaded = _entry_point(PROBLEM_GROUP, name)
         if loaded is None:

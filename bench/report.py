@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import budget, page, plots, schema, statistics, tables, tuning
+from bench import budget, page, plots, schema, spec, statistics, tables, tuning
 from bench.io import write_csv, write_text
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
@@ -44,10 +44,34 @@ def _cost(folder: Path, runs: pd.DataFrame, cost: str | None, log) -> str:
     return recorded
 
 
-def _figures(raw: dict, summary: pd.DataFrame, budgets: pd.DataFrame, cost: str) -> list:
-    """(file name, draw(path)) of every figure the tables allow, in drawing order."""
-    runs, curves, paths, norms = (raw[n] for n in ("runs", "curves", "paths", "layer_grad_norms"))
+def _dims(summary: pd.DataFrame, facts: pd.DataFrame | None) -> dict[str, int]:
+    """The parameter count of every problem of the summary that is known: from problems.csv,
+    else from the built-in registry."""
     dims = {name: PROBLEMS[name].dim for name in summary["problem"].unique() if name in PROBLEMS}
+    if facts is not None:
+        dims |= dict(zip(facts["problem"], facts["dim"].astype(int), strict=True))
+    return dims
+
+
+def _problem_figures(folder: Path, problem_figures: bool | None) -> bool:
+    """Whether to draw the overview and each problem's figures: `problem_figures`, else
+    what meta.json's spec says, else yes."""
+    if problem_figures is not None:
+        return problem_figures
+    try:
+        return bool(json.loads((folder / "meta.json").read_text())["spec"]["problem_figures"])
+    except (OSError, ValueError, KeyError, TypeError):  # none, damaged or older
+        return True
+
+
+def _figures(
+    raw: dict, summary: pd.DataFrame, budgets: pd.DataFrame, cost: str, at_taus, every: bool
+) -> list:
+    """(file name, draw(path)) of every figure the tables allow, in drawing order; the data
+    profiles at each tau where `at_taus` gives their costs (`tuning.costs_at_taus`), the
+    overview and the figures of each problem only when `every`."""
+    runs, curves, paths, norms = (raw[n] for n in ("runs", "curves", "paths", "layer_grad_norms"))
+    dims = _dims(summary, raw["problems"])
     scored = budget.trial_scores(runs, cost)
     spaces = {
         name: OPTIMIZERS[name].space()
@@ -55,11 +79,20 @@ def _figures(raw: dict, summary: pd.DataFrame, budgets: pd.DataFrame, cost: str)
         if name in OPTIMIZERS
     }
     figures = [
-        ("convergence.png", lambda path: plots.overview(curves, summary, runs, path)),
         ("performance_profile.png", lambda path: plots.performance_profile(summary, path, cost)),
         ("data_profile.png", lambda path: plots.data_profile(summary, dims, path, cost)),
         ("budget_curves.png", lambda path: plots.budget_curves(budgets, summary, path)),
     ]
+    if at_taus:
+        figures.append(
+            (
+                "data_profiles.png",
+                lambda path: plots.data_profiles(at_taus, dims, summary, path, cost),
+            )
+        )
+    if not every:
+        return figures
+    figures.insert(0, ("convergence.png", lambda path: plots.overview(curves, summary, runs, path)))
     for problem in sorted(summary["problem"].unique()):
         figures += [
             (
@@ -100,9 +133,28 @@ def _figures(raw: dict, summary: pd.DataFrame, budgets: pd.DataFrame, cost: str)
     return figures
 
 
-def render(folder: str | Path, log=None, cost: str | None = None) -> list[Path]:
+def _taus(folder: Path) -> tuple[float, ...]:
+    """The data-profile taus of meta.json's spec, else the default ones."""
+    try:
+        return tuple(json.loads((folder / "meta.json").read_text())["spec"]["taus"])
+    except (OSError, ValueError, KeyError, TypeError):  # none, damaged or older
+        return spec.TAUS
+
+
+def render(
+    folder: str | Path,
+    log=None,
+    cost: str | None = None,
+    problem_figures: bool | None = None,
+    taus: tuple[float, ...] | None = None,
+) -> list[Path]:
     """Writes summary.csv, budget_curves.csv, TABLES.md, every plot and index.html (the
     page of them all, bench/page.py) under `folder`; returns the PNG paths.
+
+    Where problems.csv resolves problems' f* (fixed-start problems), TABLES.md and
+    data_profiles.png also give the data profile at each tau (default: meta.json's).
+    `problem_figures`: draw the overview and the figures of each problem (default:
+    meta.json's choice, else yes).
 
     Raises MissingResults without runs.csv or curves.csv, schema.DamagedTable for a
     table that does not match its schema, tuning.MissingEvalLanes when a setting tuned
@@ -121,12 +173,19 @@ def render(folder: str | Path, log=None, cost: str | None = None) -> list[Path]:
     cost = _cost(folder, raw["runs"], cost, log)
     summary = statistics.with_intervals(tuning.summarize(raw["runs"], cost), raw["runs"])
     budgets = budget.budget_curves(raw["runs"], cost)
+    facts = raw["problems"]
+    at_taus = {}
+    if facts is not None and facts["f0"].notna().any():
+        taus = _taus(folder) if taus is None else taus
+        at_taus = tuning.costs_at_taus(raw["curves"], raw["runs"], facts, taus)
+    every = _problem_figures(folder, problem_figures)
     draft = Path(tempfile.mkdtemp(dir=folder, prefix=".render."))
     try:
         write_csv(summary, draft / "summary.csv")
         write_csv(budgets, draft / "budget_curves.csv")
-        write_text(tables.document(summary, raw["runs"], skipped, cost), draft / "TABLES.md")
-        for name, draw in _figures(raw, summary, budgets, cost):
+        document = tables.document(summary, raw["runs"], skipped, cost, facts, at_taus)
+        write_text(document, draft / "TABLES.md")
+        for name, draw in _figures(raw, summary, budgets, cost, at_taus, every):
             try:
                 draw(draft / name)
             except Exception as error:  # one figure that cannot be drawn costs only itself

@@ -9,6 +9,7 @@ import collections
 import contextlib
 import functools
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -162,7 +163,10 @@ def _train_step(problem: Problem, spec: OptimizerSpec, opt):
 
 def reached_threshold(problem: Problem, dtype) -> float:
     """The largest loss of `dtype` at the target: for a loss x of that dtype,
-    x <= this exactly when x - f_star <= target in float64 (`records.first_reached`)."""
+    x <= this exactly when x - f_star <= target in float64 (`records.first_reached`);
+    -inf where f_star is not known (None: a suite resolves it after the run)."""
+    if problem.f_star is None:  # nothing is at a target that is not known yet
+        return -math.inf
     bound = np.float64(problem.f_star) + np.float64(problem.target)
     rounded = np.asarray(bound, dtype)
     if np.float64(rounded) > bound:
@@ -390,7 +394,7 @@ def run_sweep(
         losses=np.asarray(curves["loss"], np.float64),
         grad_norms=np.asarray(curves["grad_norm"], np.float64),
         grad_evals=np.asarray(curves["grad_evals"], np.float64),
-        f_star=problem.f_star,
+        f_star=math.nan if problem.f_star is None else problem.f_star,
         target=problem.target,
         metrics={k: np.asarray(v, np.float64) for k, v in metrics.items()},
         compile_seconds=compile_seconds,

@@ -152,6 +152,8 @@ COLUMNS = {
         "loss_q75": NUMBER,
     },
     "skipped": {"problem": TEXT, "optimizer": TEXT, "reason": TEXT},
+    # Problems whose f* the run resolved, and those the suite left out (bench.suite).
+    "problems": {"problem": TEXT, "dim": INTEGER, "f0": NUMBER, "f_star": NUMBER},
     "paths": {**_LANE, "step": INTEGER, "x": NUMBER, "y": NUMBER},
     "layer_grad_norms": {**_LANE, "step": INTEGER, "layer": INTEGER, "grad_norm": NUMBER},
 }

@@ -1,6 +1,8 @@
 """The suite spec: which pairs run, on which learning-rate grid, seeds and step budgets.
 
-The default lives as data in `bench/suite.toml`; the command line narrows or replaces it.
+Each suite lives as data in a TOML file of `SUITES`: the default, `bench/suite.toml`,
+over the built-in problems and every registered optimizer, and `bench/cutest.toml`, the
+CUTEst problems of the optional extra; the command line narrows or replaces it.
 """
 
 import tomllib
@@ -13,9 +15,15 @@ import jax
 from bench import plugins, protocols
 from bench.tuning import COSTS, DEFAULT_COST
 from optimizers import OPTIMIZERS, OptimizerSpec
-from problems import PROBLEMS, Problem
+from problems import PROBLEMS, Problem, cutest, sources
 
 DEFAULT_SPEC = Path(__file__).with_name("suite.toml")
+# Suite name -> its TOML file (`bench run --suite NAME`).
+SUITES = {"main": DEFAULT_SPEC, "cutest": Path(__file__).with_name("cutest.toml")}
+# Moré and Wild's convergence test f(x0) - f(x) >= (1 - tau) (f(x0) - f_L): the taus of
+# the data profiles, and the one targets are set at on problems whose f* a suite resolves.
+TAUS = (1e-1, 1e-3, 1e-5, 1e-7)
+TAU = 1e-3
 # The first held-out evaluation seed, unless the tuning seeds reach it.
 EVAL_SEED_START = 1000
 
@@ -38,6 +46,13 @@ class SuiteSpec:
     optimize: bool = False  # compile at XLA's default level (slower compile, faster run)
     cost: str = DEFAULT_COST  # axis of tuning and ranking: steps, grad_evals or seconds
     protocol: str = protocols.DEFAULT  # grid, random:N, algoperf or defaults (bench.protocols)
+    # Fixed-start problems (CUTEst's): the target is tau (f(x0) - f_L), f_L resolved by the
+    # run (`bench.suite.sweep_problem`); data profiles are drawn at each of `taus`.
+    tau: float = TAU
+    taus: tuple[float, ...] = TAUS
+    problem_figures: bool = True  # the overview and the figures of each problem
+    # Problems of the suite's selection that are not run, with the reason.
+    excluded: dict[str, str] = field(default_factory=dict)
 
     def learning_rates(self, optimizer: str) -> tuple[float, ...]:
         grid = self.grid.get(optimizer, plugins.optimizer(optimizer).learning_rates)
@@ -68,11 +83,48 @@ def skip_reason(problem: Problem, optimizer: OptimizerSpec) -> str | None:
     return optimizer.skip_reason(problem.stochastic, problem.dim, max_rank)
 
 
-def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:
-    """The spec in `path` over every registered problem and optimizer; `quick` applies [quick]."""
+def selection(data: dict, path: Path, max_dim: int | None) -> tuple[tuple, dict[str, str]]:
+    """(problems to run, problems left out -> why) of a suite file's `source` (default:
+    the built-in problems), less its `[exclude]` table (name = reason), the problems its
+    source cannot run, and those of more than `max_dim` parameters (default: the file's
+    `max_dim`, else none). Raises ValueError for an unknown source, and the source's
+    MissingExtra, with the install command, when it is not installed."""
+    name = data.get("source", "built-in")
+    if name not in sources.SOURCES:
+        raise ValueError(f"{path}: source = {name!r}; choose from: {', '.join(sources.SOURCES)}")
+    source = sources.SOURCES[name]
+    reason = source.missing()
+    if reason is not None:
+        raise cutest.MissingExtra(f"{path}: {reason}")
+    max_dim = data.get("max_dim") if max_dim is None else max_dim
+    if max_dim is not None and (
+        isinstance(max_dim, bool) or not isinstance(max_dim, int) or max_dim < 1
+    ):
+        raise ValueError(f"{path}: max_dim must be an integer >= 1, got {max_dim!r}")
+    excluded = dict(data.get("exclude", {}))
+    chosen = []
+    for problem in source.names():
+        if problem in excluded:
+            continue
+        dim, why = source.facts(problem)
+        if why:
+            excluded[problem] = why
+        elif max_dim is not None and dim > max_dim:
+            excluded[problem] = f"{dim} parameters, more than max_dim = {max_dim}"
+        else:
+            chosen.append(problem)
+    return tuple(chosen), excluded
+
+
+def load(path: Path = DEFAULT_SPEC, quick: bool = False, max_dim: int | None = None) -> SuiteSpec:
+    """The spec in `path`: its source's problems (`selection`) and its `optimizers`
+    (default: every registered one); `quick` applies [quick]."""
     data = tomllib.loads(Path(path).read_text())
+    problems, excluded = selection(data, path, max_dim)
+    optimizers = tuple(data.get("optimizers", OPTIMIZERS))
     unknown = sorted(set(data.get("grid", {})) - set(OPTIMIZERS))
-    unknown += sorted(set(data.get("steps", {})) - set(PROBLEMS))
+    unknown += sorted(set(optimizers) - set(OPTIMIZERS))
+    unknown += sorted(set(data.get("steps", {})) - set(problems) - set(excluded))
     if unknown:
         raise ValueError(f"{path} names unregistered problems or optimizers: {unknown}")
     cost = data.get("cost", DEFAULT_COST)
@@ -84,8 +136,8 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
     spec = SuiteSpec(
-        problems=tuple(PROBLEMS),
-        optimizers=tuple(OPTIMIZERS),
+        problems=problems,
+        optimizers=optimizers,
         seeds=data.get("seeds", 5),
         eval_seeds=data.get("eval_seeds", 10),
         dtype=data.get("dtype", "float32"),
@@ -95,10 +147,14 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False) -> SuiteSpec:
         protocol=protocol,
         grid={k: tuple(float(x) for x in v) for k, v in data.get("grid", {}).items()},
         steps=dict(data.get("steps", {})),
+        tau=float(data.get("tau", TAU)),
+        taus=tuple(float(t) for t in data.get("taus", TAUS)),
+        problem_figures=data.get("problem_figures", True),
+        excluded=excluded,
     )
     if quick:
         fast = data.get("quick", {})
-        problems = [p for p in fast.get("problems", spec.problems) if p in PROBLEMS]
+        problems = [p for p in fast.get("problems", spec.problems) if p in spec.problems]
         spec = replace(
             spec,
             problems=tuple(problems) or spec.problems,
@@ -124,8 +180,8 @@ def narrowed(
 ) -> SuiteSpec:
     """`spec` with the command line's choices applied (None keeps the spec's own)."""
     changes = {}
-    if problems:
-        changes["problems"] = tuple(problems)
+    if problems:  # named problems run, whatever the suite's selection left out
+        changes |= {"problems": tuple(problems), "excluded": {}}
     if optimizers:
         changes["optimizers"] = tuple(optimizers)
     if seeds is not None:

@@ -8,6 +8,7 @@ they were, and a second run into the same folder is refused while the first one 
 import contextlib
 import glob
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -21,13 +22,14 @@ import jax
 import numpy as np
 import pandas as pd
 
-from bench import distributed, meta, plugins, protocols, report, schema
+from bench import distributed, meta, optimum, plugins, protocols, report, schema
 from bench.io import OutputError, as_written, locked, write_csv, write_text
 from bench.progress import Progress
 from bench.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
 from bench.runner import run_sweep
 from bench.spec import SuiteSpec, load, skip_reason
 from bench.tuning import recorded_cost, tuned_trials
+from problems import sources
 
 
 class NotAResultsFolder(OutputError):
@@ -69,6 +71,42 @@ def is_full(fields: dict) -> bool:
     return all(fields[k] == v for k, v in default.items() if k != "optimize")
 
 
+def _rows(result, role: str, steps: int, protocol) -> pd.DataFrame:
+    """The runs rows of a sweep's lanes in the declared column order; the problem's facts
+    travel with the rows, so tables and plots need only the CSV."""
+    runs = runs_frame(result).assign(
+        role=role, f_star=result.f_star, target=result.target, steps=steps
+    )
+    studies = protocol.study_of(result.trials)
+    if studies is not None:
+        runs[schema.STUDY] = studies
+    return schema.ordered(runs, result.metrics)
+
+
+def _tuned_trial(runs: pd.DataFrame, cost: str) -> int:
+    """The id of the trial the tuning rule picks among a pair's tune rows.
+
+    Tuned on the numbers as runs.csv keeps them, so that `bench plot`, which tunes from
+    the file, picks the same trial (settings tied to 8 digits otherwise split).
+    """
+    return int(tuned_trials(as_written(runs), recorded_cost(runs, cost))[schema.TRIAL].iloc[0])
+
+
+def _pair_tables(runs: pd.DataFrame, result, evaluated, first, figures: bool) -> dict:
+    """A pair's tables: its runs, the curves of its evaluation lanes (those of `result`
+    that `evaluated` marks; None: all), and, where the problem's figures are drawn
+    (`figures`), what they draw of the lane `first` marks: the iterates and per-layer
+    gradient norms."""
+    tables = {"runs": runs, "curves": curves_frame(result, evaluated)}
+    if not figures:
+        return tables
+    if result.layer_grad_norms is not None:
+        tables["layer_grad_norms"] = layer_grad_norms_frame(result, first)
+    if result.paths is not None:
+        tables["paths"] = paths_frame(result, first)
+    return tables
+
+
 def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> dict:
     """Sweeps one pair on the tuning seeds, re-runs its tuned trial (every swept
     hyperparameter at its tuned value, the trial id kept) on the evaluation seeds;
@@ -98,14 +136,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
             result = replace(result, seconds_per_step=seconds_per_step)
         if trial is not None:  # the eval lanes keep the id of the trial they re-run
             result = replace(result, trials=np.full(result.lanes, trial))
-        # The problem's facts travel with the rows, so tables and plots need only the CSV.
-        runs = runs_frame(result).assign(
-            role=role, f_star=result.f_star, target=result.target, steps=common["steps"]
-        )
-        studies = protocol.study_of(result.trials)
-        if studies is not None:
-            runs[schema.STUDY] = studies
-        return result, schema.ordered(runs, result.metrics)
+        return result, _rows(result, role, common["steps"], protocol)
 
     result, runs = sweep(trials, spec.seeds, "tune")
     compile_seconds, run_seconds = result.compile_seconds, result.run_seconds
@@ -128,28 +159,96 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         runs = schema.ordered(runs.merge(mean, on=key, how="left", validate="1:1"), result.metrics)
         compile_seconds += folds.compile_seconds
         run_seconds += folds.run_seconds
-    # Tuned on the numbers as runs.csv keeps them, so that `bench plot`, which tunes from
-    # the file, picks the same trial (settings tied to 8 digits otherwise split); the
-    # setting re-run is the trial's own, unrounded.
-    trial = int(
-        tuned_trials(as_written(runs), recorded_cost(runs, spec.cost))[schema.TRIAL].iloc[0]
-    )
+    # The setting re-run is the trial's own, unrounded.
+    trial = _tuned_trial(runs, spec.cost)
     evaluation, eval_runs = sweep(
         [trials[trial]], eval_seeds, "eval", result.seconds_per_step, trial=trial
     )
     compile_seconds += evaluation.compile_seconds
     run_seconds += evaluation.run_seconds
-    tables = {
-        "runs": pd.concat([runs, eval_runs], ignore_index=True),
-        "curves": curves_frame(evaluation),
-    }
     # What the figures draw of these: one seed's iterates and per-layer gradient norms.
-    first = evaluation.seeds == eval_seeds[0]
-    if evaluation.layer_grad_norms is not None:
-        tables["layer_grad_norms"] = layer_grad_norms_frame(evaluation, first)
-    if evaluation.paths is not None:
-        tables["paths"] = paths_frame(evaluation, first)
+    tables = _pair_tables(
+        pd.concat([runs, eval_runs], ignore_index=True),
+        evaluation,
+        None,
+        evaluation.seeds == eval_seeds[0],
+        spec.problem_figures,
+    )
     return {"tables": tables, "compile_seconds": compile_seconds, "run_seconds": run_seconds}
+
+
+def resolved_by_run(problem) -> bool:
+    """True for a problem whose pairs `sweep_problem` runs together: a deterministic one
+    from a fixed start (CUTEst's), whose f* the run checks or finds."""
+    return problem.fixed_start and not problem.stochastic
+
+
+def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=None) -> dict:
+    """The pairs of one fixed-start deterministic problem (`resolved_by_run`), f* resolved
+    by the run; returns their tables, the problem's row of problems.csv and timings.
+
+    Every seed of such a problem runs the same lane: each trial runs on the tuning seeds,
+    and the tuned trial's lanes are its evaluation lanes (a re-run on other seeds would
+    reproduce them bit for bit). Every optimizer's tuning sweep runs first, measuring
+    nothing against f*; then the known f* is checked against the lowest value any of them
+    reached, or that value is taken where none is known (`bench.optimum`), and with the
+    target tau (f(x0) - f_L) every lane is scored at its record points and each pair tuned.
+    """
+    known = plugins.problem(problem)
+    blind = replace(known, f_star=None, f_star_source="best_found", target=math.nan)
+    protocol = protocols.parse(spec.protocol)
+    steps = spec.budget(problem)
+    results = {
+        optimizer: run_sweep(
+            blind,
+            optimizer,
+            seeds=spec.seeds,
+            trials=spec.trials(optimizer),
+            steps=steps,
+            dtype=spec.dtype,
+            devices=devices,
+            optimize=spec.optimize,
+            record_points=spec.curve_points,
+        )
+        for optimizer in optimizers
+    }
+    timings = {
+        "compile_seconds": sum(r.compile_seconds for r in results.values()),
+        "run_seconds": sum(r.run_seconds for r in results.values()),
+    }
+    f0 = float(next(iter(results.values())).losses[0, 0])
+    if not math.isfinite(f0):  # finite in float64 (problems.cutest's list), not in this dtype
+        reason = f"f(x0) is not finite in {spec.dtype}"
+        return {"tables": {}, "problems": [_excluded_row(problem, known.dim, reason)], **timings}
+    lowest = optimum.lowest_value(results.values())
+    f_star, source, finding = optimum.resolve(known.f_star, lowest, f0, spec.tau, spec.dtype)
+    target = spec.tau * (f0 - f_star)
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for result in results.values():
+        scored = replace(result, f_star=f_star, target=target, first_hit=None)
+        runs = _rows(scored, "tune", steps, protocol)
+        tuned = scored.trials == _tuned_trial(runs, spec.cost)
+        first = tuned & (np.cumsum(tuned) == 1)
+        runs = pd.concat([runs, runs[tuned].assign(role="eval")], ignore_index=True)
+        for name, frame in _pair_tables(runs, scored, tuned, first, spec.problem_figures).items():
+            parts.setdefault(name, []).append(frame)
+    facts = {
+        "problem": problem,
+        "dim": known.dim,
+        "f0": f0,
+        "f_star": f_star,
+        "f_star_source": source,
+        "known_f_star": known.f_star,
+        "lowest": lowest,
+        "note": known.f_star_note,
+        "check": finding,
+        "skipped": "",
+    }
+    return {
+        "tables": {name: schema.concat(frames) for name, frames in parts.items()},
+        "problems": [facts],
+        **timings,
+    }
 
 
 # What a run writes into the results folder; anything else there (other tools' reports)
@@ -161,6 +260,7 @@ OWNED = {
     "budget_curves.csv",
     "budget_curves.png",
     "skipped.csv",
+    "problems.csv",
     "paths.csv",
     "layer_grad_norms.csv",
     "TABLES.md",
@@ -274,12 +374,14 @@ def combined(sources: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
     for name in dict.fromkeys(name for source in sources for name in source):
         frames = [source[name] for source in sources if source.get(name) is not None]
         tables[name] = (
-            pd.concat(frames, ignore_index=True) if name == "skipped" else schema.concat(frames)
+            pd.concat(frames, ignore_index=True)
+            if name in ("skipped", "problems")
+            else schema.concat(frames)
         )
     return tables
 
 
-def _draw(staging: Path, tables: dict, cost: str, progress) -> Exception | None:
+def _draw(staging: Path, tables: dict, spec: SuiteSpec, progress) -> Exception | None:
     """Writes the raw tables into `staging` and draws them (`report.render`); returns the
     failure to draw, if any.
 
@@ -289,7 +391,7 @@ def _draw(staging: Path, tables: dict, cost: str, progress) -> Exception | None:
     for name, frame in tables.items():
         write_csv(frame, staging / f"{name}.csv")
     try:
-        report.render(staging, progress, cost)
+        report.render(staging, progress, spec.cost, spec.problem_figures, spec.taus)
     except Exception as error:
         return error
     return None
@@ -301,6 +403,34 @@ def _check_drawn(out: Path, failure: Exception | None) -> None:
             f"{out} holds the new raw tables, but drawing failed: "
             f"{type(failure).__name__}: {failure}; `python -m bench plot {out}` retries"
         ) from failure
+
+
+# problems.csv: one row per problem whose f* the run resolved (`sweep_problem`) or that
+# the suite's selection left out (`skipped`: why).
+PROBLEM_FACTS = [
+    "problem", "dim", "f0", "f_star", "f_star_source", "known_f_star", "lowest", "note",
+    "check", "skipped",
+]  # fmt: skip
+
+
+def _excluded_row(problem: str, dim: int, reason: str) -> dict:
+    return {"problem": problem, "dim": dim, "skipped": reason}
+
+
+def _work(spec: SuiteSpec, pairs: list[tuple[str, str]], devices) -> list[tuple[list, tuple]]:
+    """The units a run submits, in the spec's order, each as (the pairs it covers, the
+    function and its arguments): one per pair, or one per problem for the pairs of a
+    problem `sweep_problem` runs together."""
+    work, grouped = [], {}
+    for problem, optimizer in pairs:
+        if resolved_by_run(plugins.problem(problem)):
+            if problem not in grouped:
+                grouped[problem] = []
+                work.append((grouped[problem], (sweep_problem, spec, problem, grouped[problem])))
+            grouped[problem].append(optimizer)
+        else:
+            work.append(([optimizer], (sweep_pair, spec, problem, optimizer)))
+    return [([(args[2], o) for o in optimizers], (*args, devices)) for optimizers, args in work]
 
 
 def run_suite(
@@ -340,28 +470,38 @@ def run_suite(
 
         bar = Progress(len(pairs), progress)
         parts: dict[str, list[pd.DataFrame]] = {}
+        facts = [
+            _excluded_row(problem, sources.facts(problem)[0], reason)
+            for problem, reason in spec.excluded.items()
+        ]
         compile_seconds = run_seconds = 0.0
         pool = ThreadPoolExecutor(jobs or default_jobs())
         try:
-            futures = [pool.submit(sweep_pair, spec, p, o, devices) for p, o in pairs]
-            for (problem, optimizer), future in zip(pairs, futures, strict=True):
+            futures = [
+                (covered, pool.submit(*work)) for covered, work in _work(spec, pairs, devices)
+            ]
+            for covered, future in futures:
                 done = future.result()
                 for name, frame in done["tables"].items():
                     parts.setdefault(name, []).append(frame)
+                facts += done.get("problems", [])
                 compile_seconds += done["compile_seconds"]
                 run_seconds += done["run_seconds"]
-                bar.advance(f"{problem} x {optimizer}")
+                for problem, optimizer in covered:
+                    bar.advance(f"{problem} x {optimizer}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         tables = {name: schema.concat(frames) for name, frames in parts.items()}
         tables["skipped"] = pd.DataFrame(skipped, columns=["problem", "optimizer", "reason"])
+        if facts:
+            tables["problems"] = pd.DataFrame(facts, columns=PROBLEM_FACTS)
         if base is not None:
             tables = combined([base.tables, tables])
             skipped = tables["skipped"].to_dict("records")
         if not writer:
             return tables
 
-        failure = _draw(staging, tables, spec.cost, progress)
+        failure = _draw(staging, tables, spec, progress)
         timings = {
             "jobs": jobs or default_jobs(),
             "pairs": len(pairs),
@@ -387,7 +527,7 @@ def write_results(
     writes its own: `tables`, everything drawn from them, `record` as meta.json."""
     out = Path(out).resolve()
     with _staging_for(out, spec, force) as staging:
-        failure = _draw(staging, tables, spec.cost, progress)
+        failure = _draw(staging, tables, spec, progress)
         write_text(meta.dumps(record), staging / "meta.json")
         _swap_in(staging, out)
     _check_drawn(out, failure)

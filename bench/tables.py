@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from bench import schema, statistics, tuning
@@ -115,8 +116,89 @@ _FIXED = {
 }
 
 
-def document(summary: pd.DataFrame, runs: pd.DataFrame, skipped: pd.DataFrame, cost: str) -> str:
-    """The whole TABLES.md, from the summary, the runs (for problem facts) and skipped pairs."""
+def _f_star_text(f_star: float, fact) -> str:
+    """A problem's f* with its provenance (`fact`: its problems.csv row, None if none)."""
+    if fact is None:
+        return f"f* = {f_star:.10g}"
+    note = fact.note if isinstance(fact.note, str) else ""
+    if fact.f_star_source == "best_found":
+        text = f"f* = f_L = {f_star:.10g}, **best found** (the lowest value any optimizer reached"
+        text += f"; {note})" if note else ")"
+    else:
+        text = f"f* = {f_star:.10g}, known" + (f" ({note})" if note else "")
+    flagged = isinstance(fact.check, str) and fact.check
+    return text + (f"; **check**: {fact.check}" if flagged else "")
+
+
+def tau_table(at_taus: dict, order: list[str]) -> str:
+    """Per optimizer (in ranking order), the share of problems it solves within its budget
+    at each tau (`tuning.costs_at_taus`)."""
+    header = ["optimizer", *(f"solved at tau = {tau:g}" for tau in at_taus)]
+    rows = []
+    for optimizer in order:
+        cells = [
+            f"{int(np.isfinite(m[optimizer]).sum()) if optimizer in m else 0}/{len(m)}"
+            for m in at_taus.values()
+        ]
+        rows.append([f"`{optimizer}`", *cells])
+    return markdown(header, rows)
+
+
+def _problem_sections(facts: pd.DataFrame, at_taus: dict, order: list[str]) -> list[str]:
+    """The sections of problems.csv: data profiles at each tau, f* found wrong, problems
+    left out."""
+    parts = []
+    if at_taus:
+        parts += [
+            "",
+            "## Data profiles at each tau",
+            "",
+            "Problems each optimizer solves within its step budget by Moré and Wild's test "
+            "f(x0) - f(x) >= (1 - tau) (f(x0) - f_L), f_L the known f* or the lowest value "
+            "found, at its tuned setting (tuned at the target's tau), judged at the record "
+            "points; `data_profiles.png` draws them against the budget.",
+            "",
+            tau_table(at_taus, order),
+        ]
+    provenance = facts[facts["f0"].notna()]
+    if len(provenance):
+        found = int((provenance["f_star_source"] == "best_found").sum())
+        parts += [
+            "",
+            "## f* provenance",
+            "",
+            f"{len(provenance)} problems start from a fixed point: every seed runs the same "
+            "lane, so each setting is reported from its own lane. "
+            f"{len(provenance) - found} have a known f* (the SIF file's value or a reviewed "
+            f"one), {found} take the best found. Every known value is checked against the "
+            "lowest value any optimizer reached:",
+            "",
+        ]
+        checked = provenance[provenance["check"].notna() & (provenance["check"] != "")]
+        if len(checked):
+            rows = [[f"{r.problem}", r.check] for r in checked.itertuples()]
+            parts.append(markdown(["problem", "check"], rows))
+        else:
+            parts.append("none is below the values found or out of their reach.")
+    left_out = facts[facts["skipped"].notna() & (facts["skipped"] != "")]
+    if len(left_out):
+        parts += ["", f"## Skipped problems ({len(left_out)})", ""]
+        rows = [[r.problem, str(int(r.dim)), r.skipped] for r in left_out.itertuples()]
+        parts.append(markdown(["problem", "parameters", "reason"], rows))
+    return parts
+
+
+def document(
+    summary: pd.DataFrame,
+    runs: pd.DataFrame,
+    skipped: pd.DataFrame,
+    cost: str,
+    problems: pd.DataFrame | None = None,
+    at_taus: dict | None = None,
+) -> str:
+    """The whole TABLES.md, from the summary, the runs (for problem facts) and skipped
+    pairs; with problems.csv (`problems`) and the costs at each tau (`at_taus`), the f*
+    provenance of each problem, the data profiles at each tau and the problems left out."""
     facts = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
     tune = tuning.lanes_of(runs, "tune")
     seeds = int(tune.groupby(schema.trial_key(tune), dropna=False).size().max())
@@ -159,13 +241,17 @@ def document(summary: pd.DataFrame, runs: pd.DataFrame, skipped: pd.DataFrame, c
         "",
         pairwise_table(statistics.pairwise(per_problem, top), top),
     ]
+    if problems is not None:
+        parts += _problem_sections(problems, at_taus or {}, ranking["optimizer"].tolist())
+    resolved = {} if problems is None else {r.problem: r for r in problems.itertuples()}
     for problem, table in summary.groupby("problem", sort=True):
         f_star, target, steps = facts.loc[problem]
         parts += [
             "",
             f"## {problem}",
             "",
-            f"f* = {f_star:.10g}, target f - f* <= {target:g}, {int(steps)} steps.",
+            f"{_f_star_text(f_star, resolved.get(problem))}, target f - f* <= {target:g}, "
+            f"{int(steps)} steps.",
             "",
             problem_table(table),
         ]

@@ -322,8 +322,49 @@ def data_profile(summary: pd.DataFrame, dims: dict[str, int], budgets: np.ndarra
     `dims`, solved by someone or not. Returns a frame indexed by budget, one column per
     optimizer.
     """
-    times = cost_matrix(summary, "grad_evals")
+    return solved_within(cost_matrix(summary, "grad_evals"), dims, budgets)
+
+
+def solved_within(times: pd.DataFrame, dims: dict[str, int], budgets: np.ndarray) -> pd.DataFrame:
+    """The data profile of `times` (problems x optimizers, gradient evaluations to target,
+    +inf where unsolved): per budget in units of d + 1, the share of its problems in
+    `dims` each optimizer solves within it."""
     times = times[times.index.isin(list(dims))]
     units = times.div([dims[problem] + 1 for problem in times.index], axis=0).to_numpy()
     solved = (units[None] <= np.asarray(budgets)[:, None, None]).mean(axis=1)
     return pd.DataFrame(solved, index=pd.Index(budgets, name="budget"), columns=times.columns)
+
+
+def costs_at_taus(
+    curves: pd.DataFrame, runs: pd.DataFrame, facts: pd.DataFrame, taus
+) -> dict[float, pd.DataFrame]:
+    """Per tau, problems x optimizers: the gradient evaluations at which the tuned
+    trial's curve first passes Moré and Wild's test f(x0) - f(x) >= (1 - tau) (f(x0) - f_L),
+    that is f - f_L <= tau (f(x0) - f_L); +inf where it never does, where most of its
+    evaluation lanes diverged, or where the pair did not run.
+
+    curves: the curves table (the tuned trials' median loss and gradient evaluations at
+    the record points); runs: its runs table (the evaluation lanes' divergence); facts:
+    problems.csv, whose f0 and f_star (f_L) give each problem's targets; only its
+    problems that ran count.
+    """
+    facts = facts.dropna(subset=["f0", "f_star"]).set_index("problem")
+    points = curves[curves["problem"].isin(facts.index)]
+    f0 = points["problem"].map(facts["f0"])
+    f_star = points["problem"].map(facts["f_star"])
+    lanes = lanes_of(runs, "eval")
+    lanes = lanes[lanes["problem"].isin(facts.index)]
+    failed = lanes.groupby(PAIR)["diverged"].mean() > 0.5
+    pairs = pd.MultiIndex.from_frame(lanes[PAIR].drop_duplicates())
+    problems, optimizers = (
+        sorted(facts.index.intersection(lanes["problem"])),
+        sorted(lanes["optimizer"].unique()),
+    )
+    matrices = {}
+    for tau in taus:
+        reached = points[(points["loss"] - f_star <= tau * (f0 - f_star)).to_numpy()]
+        first = reached.groupby(PAIR)["grad_evals"].min().reindex(pairs)
+        first[failed.reindex(pairs).to_numpy()] = np.inf
+        matrix = first.unstack().reindex(index=problems, columns=optimizers)
+        matrices[tau] = matrix.fillna(np.inf)
+    return matrices

@@ -1,5 +1,9 @@
 """Test problems: pure-function losses with known optima, registered in `PROBLEMS`.
 
+`PROBLEMS` holds the built-in families; `problems.sources` resolves a name or a tag in
+them and in the optional sources (CUTEst through sif2jax, `problems.cutest`), which are
+built only when asked for.
+
 f_star of the regularised convex data-set problems is a float64 Newton solve, of the
 least-squares problem the closed-form lstsq solution; tests/test_problems.py re-solves
 each one independently. The MLPs store the cross-entropy lower bound 0.

@@ -10,6 +10,10 @@ Params = Any
 Batch = Any
 
 
+# Where a Problem's f_star comes from (`Problem.f_star_source`).
+F_STAR_SOURCES = ("known", "best_found")
+
+
 def _no_data() -> None:
     return None
 
@@ -33,7 +37,9 @@ class Problem:
     dim: int  # number of scalar parameters
     init: Callable[[jax.Array], Params]
     loss: Callable[[Params, Batch], jax.Array]  # the objective on a batch (the full data set)
-    f_star: float  # known minimum, or a stored float64 reference value
+    # Known minimum, or a stored float64 reference value; None where none is known: a suite
+    # then takes the lowest value any optimizer of the run reached (`f_star_source`).
+    f_star: float | None
     target: float  # steps-to-target counts steps until loss - f_star <= target
     steps: int  # default step budget
     data: Callable[[], Batch] = _no_data  # the full data set, built once and cached
@@ -43,6 +49,25 @@ class Problem:
     metrics: Mapping[str, Callable[[Params], jax.Array]] = field(default_factory=dict)
     # For layered models: grads -> vector of per-layer gradient norms, input layer first.
     layer_grad_norms: Callable[[Params], jax.Array] | None = None
+    # Provenance of f_star: "known" (closed form, a stored reference solve, a published or
+    # certified value) or "best_found" (f_star is None: the lowest value a run reached).
+    f_star_source: str = "known"
+    f_star_note: str = ""  # where a known value comes from, or why a given one was replaced
+    # True where `init` ignores its key (CUTEst's start point y0): every seed starts at the
+    # same point, and a deterministic problem's seeds then run identical lanes.
+    fixed_start: bool = False
+
+    def __post_init__(self):
+        if self.f_star_source not in F_STAR_SOURCES:
+            raise ValueError(
+                f"problem {self.name}: f_star_source must be one of {F_STAR_SOURCES}, "
+                f"got {self.f_star_source!r}"
+            )
+        if (self.f_star is None) != (self.f_star_source == "best_found"):
+            raise ValueError(
+                f"problem {self.name}: f_star is None exactly when f_star_source is "
+                f"'best_found', got f_star={self.f_star} with {self.f_star_source!r}"
+            )
 
     @property
     def stochastic(self) -> bool:
