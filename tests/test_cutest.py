@@ -101,7 +101,8 @@ def test_the_cutest_suite_needs_its_extra_and_says_how_to_install_it(monkeypatch
     assert "pip install -e '.[cutest]'" in capsys.readouterr().err
 
 
-def test_max_dim_leaves_out_larger_problems_and_says_why():
+@needs_extra
+def test_max_dim_leaves_out_larger_problems_and_says_why(tmp_path):
     spec = load(SUITES["cutest"], max_dim=5)
     assert spec.problems and all(cutest.facts(p)[0] <= 5 for p in spec.problems)
     assert (
@@ -111,7 +112,7 @@ def test_max_dim_leaves_out_larger_problems_and_says_why():
     unrunnable = [n for n, row in cutest.catalogue().items() if row["skip"]]
     assert all(spec.excluded[n] == cutest.facts(n)[1] for n in unrunnable)
     assert set(spec.problems) | set(spec.excluded) == set(cutest.names())
-    assert main(["run", "--suite", "cutest", "--max-dim", "0", "--out", "/tmp/x"]) == 2
+    assert main(["run", "--suite", "cutest", "--max-dim", "0", "--out", str(tmp_path)]) == 2
     with pytest.raises(ValueError, match="max_dim must be an integer >= 1, got 0"):
         load(SUITES["cutest"], max_dim=0)
 
