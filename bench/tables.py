@@ -188,6 +188,10 @@ def _problem_sections(facts: pd.DataFrame, at_taus: dict, order: list[str]) -> l
     return parts
 
 
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def document(
     summary: pd.DataFrame,
     runs: pd.DataFrame,
@@ -210,8 +214,8 @@ def document(
         "# Benchmark tables",
         "",
         f"Every optimizer at its tuned setting (learning rate and any other swept "
-        f"hyperparameter), tuned on {seeds} seeds per setting and reported over at least "
-        f"{evals} evaluation seeds of the tuned one. "
+        f"hyperparameter), tuned on {_counted(seeds, 'seed')} per setting and reported over "
+        f"at least {_counted(evals, 'evaluation seed')} of the tuned one. "
         f"Tuned and ranked by {tuning.COST_LABELS[cost]} to target. "
         "Tuning rule, ranking and columns are explained in the README "
         "(section *The benchmark*). Costs to target are medians over evaluation seeds; "
