@@ -33,7 +33,9 @@ class Problem:
 
     name: str
     description: str  # one line
-    tags: frozenset[str]  # from {"convex", "nonconvex", "stochastic", "dataset"}
+    # from {"convex", "nonconvex", "stochastic", "dataset"}; model families add their own
+    # ("cnn", "transformer", "autoencoder")
+    tags: frozenset[str]
     dim: int  # number of scalar parameters
     init: Callable[[jax.Array], Params]
     loss: Callable[[Params, Batch], jax.Array]  # the objective on a batch (the full data set)
@@ -56,6 +58,13 @@ class Problem:
     # True where `init` ignores its key (CUTEst's start point y0): every seed starts at the
     # same point, and a deterministic problem's seeds then run identical lanes.
     fixed_start: bool = False
+    # Model families (problems/cnn.py, transformer.py, autoencoder.py) declare how they are
+    # evaluated, so that the runner never touches the whole data set at a record point:
+    # `eval_batch(data)` is the fixed batch whose training loss is recorded (None: the whole
+    # data set, with its gradient, as before); `test_data()` is the held-out data, passed to
+    # the compiled program as an argument, and each metric is then `fn(params, test_data)`.
+    eval_batch: Callable[[Batch], Batch] | None = None
+    test_data: Callable[[], Batch] | None = None
 
     def __post_init__(self):
         if self.f_star_source not in F_STAR_SOURCES:

@@ -1,12 +1,13 @@
 """The real data sets shipped in `problems/data/`, loaded with numpy at first use.
 
-Every split is deterministic: a fixed permutation (numpy PCG64, seed 0) picks the
+Tables (`split`): every split is deterministic: a fixed permutation (numpy PCG64, seed 0) picks the
 training and test examples, features are standardised with the training split's
 mean and standard deviation, and arrays come back as float32 features with int32
 (class) or float32 (regression, binary) labels.
 """
 
 import functools
+import lzma
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -50,3 +51,18 @@ def split(name: str, n_train: int | None = None, n_test: int = 0, standardise_la
         return jnp.asarray(x[index], jnp.float32), jnp.asarray(y[index], DATASETS[name])
 
     return arrays(train), arrays(test)
+
+
+# Text corpora: name -> the byte offset where the held-out files begin (see
+# problems/data/README.md). The corpus is the concatenation of whole files in a fixed
+# order; the held-out part is its last files, never seen in training.
+TEXTS = {"python_stdlib": 1_180_412}
+
+
+@functools.cache
+def text(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(training bytes, held-out bytes) of a shipped text corpus, as uint8 arrays."""
+    if name not in TEXTS:
+        raise ValueError(f"unknown text corpus {name!r}; choose from: {', '.join(TEXTS)}")
+    raw = np.frombuffer(lzma.decompress((DATA_DIR / f"{name}.txt.xz").read_bytes()), np.uint8)
+    return raw[: TEXTS[name]], raw[TEXTS[name] :]
