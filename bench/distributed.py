@@ -73,6 +73,17 @@ def shard_lanes(tree, mesh: Mesh):
     return jax.tree.map(place, tree), lanes
 
 
+def replicate(tree, mesh: Mesh):
+    """Every leaf placed whole on every device of the mesh (the data a sweep's lanes share)."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+
+    def place(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(place, tree)
+
+
 def gather(tree, lanes: int):
     """The full lane axis of each (sharded) leaf as a NumPy array, padding dropped."""
     if jax.process_count() > 1:

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import itertools
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,12 +26,16 @@ from bench.arguments import check_sweep, warn_below_f_star
 from optimizers import OptimizerSpec, apply_updates
 from problems import Problem
 
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "bfloat16")
+# bfloat16 is mixed precision: the loss and its gradient are computed in bfloat16 on
+# float32 master weights (and float32 optimizer state), as mixed-precision training does.
+MIXED = jnp.dtype(jnp.bfloat16)
 # Compiling dominates a benchmark of many short sweeps (see README, "Wall time"), so by
 # default a sweep is compiled for a fast compile: LLVM at optimisation level 0 (about 2x
 # faster to compile, 3-7x slower to run) and XLA:CPU's older loop emitters instead of
 # its MLIR fusion emitters (again about 2x faster to compile, 0-25% slower to run).
-# `optimize=True` keeps XLA's defaults, for long sweeps.
+# `optimize=True` keeps XLA's defaults, for long sweeps; `optimize=None` (run_sweep's
+# default) lets the runner choose from the sweep's expected run time (`expected_seconds`).
 # A third option compiles each program as one LLVM module: with pairs compiled in parallel
 # already, splitting a small program for parallel code generation costs more than it saves.
 COMPILER_OPTIONS = {
@@ -38,6 +43,22 @@ COMPILER_OPTIONS = {
     "xla_cpu_use_fusion_emitters": False,
     "xla_cpu_parallel_codegen_split_count": 1,
 }
+# optimize=None compiles at XLA's default level when the run is expected to take longer
+# than this: the default level's compile costs about 0.5-1 s more per program on the
+# 2-core CPU and repays it within seconds on a long run (3-7x faster).
+OPTIMIZE_AFTER_SECONDS = 5.0
+# What a level-0 program sustains on that CPU, for the expected run time: floating-point
+# operations and bytes accessed per second, as XLA's cost analysis of the lowered
+# (unoptimised) program counts them. Measured there: the MLPs run at 10-13 GFLOP/s
+# (estimate 0.72 s, run 0.57 s for 10 lanes of the deep sigmoid MLP with Adam), the
+# networks of problems.MODELS faster than estimated (the end-of-run metrics are counted
+# once per step). Every pair of PROBLEMS in make bench is estimated at 3 s or less, the
+# model families at 12 s (autoencoder) to 850 s (transformer).
+LEVEL0_FLOPS = 1e10
+LEVEL0_BYTES = 1e11
+# The share of a device's memory one sweep's program may take (a CPU's physical memory,
+# an accelerator's own); lanes that need more run in chunks (`run_sweep`'s `chunk`).
+MEMORY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,10 @@ class SweepResult:
     # iterate (deterministic problems); None where the target is judged at the record
     # points only (minibatch problems, rules with their own evaluation point).
     first_hit: tuple[np.ndarray, np.ndarray] | None = None
+    # Lanes per call of the compiled program (the memory the lanes need may lower it below
+    # the chunk asked for), and whether it was compiled at XLA's default level.
+    chunk: int = 0
+    optimized: bool = False
 
     @property
     def learning_rates(self) -> np.ndarray:
@@ -118,6 +143,40 @@ def _value_and_grad(loss):
     return jax.jit(jax.value_and_grad(loss))
 
 
+@functools.cache
+def mixed_precision(loss):
+    """`loss` computed in bfloat16 from float32 (master) parameters and data: the
+    parameters and the batch's floats are cast to bfloat16 on the way in, the loss back
+    to float32, so that its gradient with respect to the master weights is float32."""
+
+    def mixed(params, batch):
+        value = loss(_cast_floats(params, MIXED), _cast_floats(batch, MIXED))
+        return jnp.asarray(value).astype(jnp.float32)
+
+    return mixed
+
+
+def master_dtype(dtype) -> jnp.dtype:
+    """The dtype of the parameters and optimizer state: float32 under mixed precision."""
+    dtype = jnp.dtype(dtype)
+    return jnp.dtype(jnp.float32) if dtype == MIXED else dtype
+
+
+def compute_loss(problem: Problem, dtype):
+    """The loss the sweep differentiates: the problem's, or its mixed-precision form."""
+    return mixed_precision(problem.loss) if jnp.dtype(dtype) == MIXED else problem.loss
+
+
+def program_inputs(problem: Problem, dtype) -> dict:
+    """What a sweep's program takes as arguments besides its lanes: the training data
+    (`train`, floats in the compute dtype; None where a problem has no data) and, for
+    problems that declare it, the held-out data of their metrics (`test`)."""
+    inputs = {"train": _cast_floats(problem.data(), jnp.dtype(dtype))}
+    if problem.test_data is not None:
+        inputs["test"] = _cast_floats(problem.test_data(), jnp.dtype(dtype))
+    return inputs
+
+
 def _global_norm(tree):
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
@@ -145,15 +204,15 @@ def log_step_grid(steps: int, points: int = 100) -> np.ndarray:
     return np.concatenate([[0], grid])
 
 
-def _train_step(problem: Problem, spec: OptimizerSpec, opt):
+def _train_step(problem: Problem, spec: OptimizerSpec, opt, loss_fn):
     """One training step of one lane: (params, state, training data, key) -> the new params
     and state, the loss and gradient the update was given, and the evaluations it made."""
-    grad_fn = _value_and_grad(problem.loss)
+    grad_fn = _value_and_grad(loss_fn)
 
     def step(params, state, train, key):
         batch = problem.sample_batch(train, key) if problem.stochastic else train
         loss, grads = grad_fn(params, batch)
-        extra = spec.update_extras(loss, grads, lambda p: problem.loss(p, batch))
+        extra = spec.update_extras(loss, grads, lambda p: loss_fn(p, batch))
         updates, state = opt.update(grads, state, params, **extra)
         made = spec.evaluations(state, problem.dim)
         return apply_updates(params, updates), state, (loss, grads), made
@@ -183,28 +242,36 @@ def _lane_program(
     folds=None,
     record_steps=None,
 ):
-    """One lane: (swept hyperparameters, seed[, fold]) -> recorded curves, end metrics.
+    """One lane: (inputs, swept hyperparameters, seed[, fold]) -> recorded curves, end metrics.
 
-    Curves (loss, gradient norm, cumulative gradient evaluations, the iterate for 2-D
-    problems, per-layer gradient norms where the problem defines them) are the full-batch
-    values at `record_steps` (default: every step 0 .. steps). Evaluation runs on its own
-    cadence: the full-batch loss and gradient are computed at the record points only, or
-    taken from the update where its gradient is that one (full batch, at the iterate).
+    `inputs` is `program_inputs`' dict, the data every lane shares, passed to the compiled
+    program as an argument, never baked into it as a constant. Curves (loss, gradient
+    norm, cumulative gradient evaluations, the iterate for 2-D problems, per-layer
+    gradient norms where the problem defines them) are taken at `record_steps` (default:
+    every step 0 .. steps), and only there (evaluation runs on its own cadence):
+    - a problem with an `eval_batch` records the training loss on that fixed batch (a
+      forward pass only) and the norms of the gradient the step's update was given;
+    - any other records the full-batch loss and gradient, taken from the update where its
+      gradient is that one (full batch, at the iterate), else computed.
     With `folds` = (train, held-out) index arrays the lane trains on its fold's training
     examples and reports the held-out loss as the metric `validation_loss`. Where every
     step's update is given the full-batch loss at the iterate, the lane also returns the
     first step at the target and the evaluations made before it (-1, -1: never), exact
-    to the step rather than to the record grid.
+    to the step rather than to the record grid. With dtype bfloat16 the loss is computed
+    in bfloat16 from float32 parameters and state (`mixed_precision`).
     """
-    data = _cast_floats(problem.data(), dtype)
-    grad_fn = _value_and_grad(problem.loss)
+    dtype = jnp.dtype(dtype)
+    master = master_dtype(dtype)
+    loss_fn = compute_loss(problem, dtype)
+    grad_fn = _value_and_grad(loss_fn)
     folds = None if folds is None else tuple(jnp.asarray(f) for f in folds)
     record_steps = np.arange(steps + 1) if record_steps is None else np.asarray(record_steps)
     # Per step: its row among the record points, or len(record_steps) where it records none.
     slots = np.full(steps + 1, len(record_steps))
     slots[record_steps] = np.arange(len(record_steps))
-    reuse = not problem.stochastic and spec.eval_params is None
-    threshold = reached_threshold(problem, dtype)
+    batch_eval = problem.eval_batch is not None
+    reuse = not problem.stochastic and spec.eval_params is None and not batch_eval
+    threshold = reached_threshold(problem, master)
 
     def record(params, loss, grads, evaluations):
         out = {"loss": loss, "grad_norm": _global_norm(grads), "grad_evals": evaluations}
@@ -214,16 +281,18 @@ def _lane_program(
             out["layer_grad_norms"] = problem.layer_grad_norms(grads)
         return out
 
-    def lane(swept: dict[str, jax.Array], seed: jax.Array, fold=None):
+    def lane(inputs, swept: dict[str, jax.Array], seed: jax.Array, fold=None):
+        data, test = inputs["train"], inputs.get("test")
         train, held_out = data, None
         if folds is not None:
             train = jax.tree.map(lambda x: x[folds[0][fold]], data)
             held_out = jax.tree.map(lambda x: x[folds[1][fold]], data)
+        evaluation = problem.eval_batch(train) if batch_eval else None
         init_key, batch_key = jax.random.split(jax.random.PRNGKey(seed))
-        params = _cast_floats(problem.init(init_key), dtype)
+        params = _cast_floats(problem.init(init_key), master)
         opt = spec.factory(**swept, **fixed)
         state = opt.init(params)
-        train_step = _train_step(problem, spec, opt)
+        train_step = _train_step(problem, spec, opt, loss_fn)
 
         def step(carry, xs):
             params, state, _, evaluations, records, hit = carry
@@ -234,7 +303,10 @@ def _lane_program(
             new_params, new_state, used, made = train_step(params, state, train, step_key)
 
             def evaluate(records):
-                row = record(point, *(used if reuse else grad_fn(point, train)), evaluations)
+                if batch_eval:
+                    row = record(point, loss_fn(point, evaluation), used[1], evaluations)
+                else:
+                    row = record(point, *(used if reuse else grad_fn(point, train)), evaluations)
                 return jax.tree.map(lambda rows, x: rows.at[slot].set(x), records, row)
 
             # `slot` is the same in every lane, so under vmap this stays a branch.
@@ -248,15 +320,20 @@ def _lane_program(
         step_keys = jax.random.split(batch_key, steps)
         step_keys = jnp.concatenate([step_keys, step_keys[-1:]])
         none = jnp.zeros([], jnp.float32)  # cumulative evaluations before the first step
-        rows = jax.eval_shape(lambda p: record(p, *grad_fn(p, train), none), params)
+        probe = evaluation if batch_eval else train  # a batch the loss accepts
+        rows = jax.eval_shape(lambda p: record(p, *grad_fn(p, probe), none), params)
         records = jax.tree.map(lambda x: jnp.zeros((len(record_steps), *x.shape), x.dtype), rows)
         never = (jnp.int32(-1), -jnp.ones([], jnp.float32))
         carry = (params, state, params, none, records, never)
         xs = (step_keys, jnp.asarray(slots), jnp.arange(steps + 1, dtype=jnp.int32))
         (_, _, params, _, curves, hit), _ = jax.lax.scan(step, carry, xs)
-        metrics = {name: fn(params) for name, fn in problem.metrics.items()}
+        if test is None:
+            metrics = {name: fn(params) for name, fn in problem.metrics.items()}
+        else:  # held-out metrics in the compute dtype, on the data passed in
+            computed = _cast_floats(params, dtype)
+            metrics = {name: fn(computed, test) for name, fn in problem.metrics.items()}
         if held_out is not None:
-            metrics["validation_loss"] = problem.loss(params, held_out)
+            metrics["validation_loss"] = loss_fn(params, held_out)
         return curves, metrics, (hit if reuse else None)
 
     return lane
@@ -271,10 +348,11 @@ def run_sweep(
     dtype: str = "float32",
     devices: int | None = None,
     folds: int | None = None,
-    optimize: bool = False,
+    optimize: bool | None = None,
     record_points: int | None = None,
     chunk: int | None = None,
     trials: Sequence[Mapping[str, float]] | None = None,
+    memory_limit: int | None = None,
     **hyperparameters: Any,
 ) -> SweepResult:
     """Runs every (trial x seed) lane in one program.
@@ -295,11 +373,19 @@ def run_sweep(
     folds=k (data-set problems) runs k-fold cross-validation: every lane is repeated
     once per fold, trains without that fold and reports its `validation_loss`.
     optimize=True compiles at XLA's default optimisation level instead of level 0:
-    a slower compile for a faster run, the better choice when a sweep runs for seconds.
+    a slower compile for a faster run, the better choice when a sweep runs for seconds;
+    optimize=False always compiles at level 0; optimize=None (the default) chooses the
+    default level when the run is expected to take over OPTIMIZE_AFTER_SECONDS
+    (`expected_seconds`), else level 0.
     record_points=n records the curves at about n log-spaced steps (`log_step_grid`)
     instead of every step. chunk=n runs the lanes n at a time through one program
     compiled for n lanes (the last chunk padded): a later sweep of the same pair, steps
-    and options with lanes in chunks of the same size calls that program again.
+    and options with lanes in chunks of the same size calls that program again. Lanes
+    whose program needs more than `memory_limit` bytes per device (default: MEMORY_SHARE
+    of the device's memory, `memory_budget`) run in smaller chunks, sized from the
+    compiled program's own memory analysis.
+    dtype: float32, float64 or bfloat16 (mixed precision: bfloat16 compute, float32
+    parameters and optimizer state).
     """
     problem = resolve_problem(problem)
     name, spec = resolve_optimizer(optimizer)
@@ -313,6 +399,12 @@ def run_sweep(
     steps = problem.steps if steps is None else steps
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if memory_limit is not None and not memory_limit > 0:
+        raise ValueError(f"memory_limit must be a positive number of bytes, got {memory_limit!r}")
+    if optimize not in (None, True, False):
+        raise ValueError(f"optimize must be True, False or None (automatic), got {optimize!r}")
 
     options = {**spec.hparams, **hyperparameters}
     if trials is None:
@@ -344,39 +436,44 @@ def run_sweep(
     record_steps = (
         np.arange(steps + 1) if record_points is None else log_step_grid(steps, record_points)
     )
-    lane_args = ({k: v.astype(dtype) for k, v in swept.items()}, lane_seeds)
+    lane_args = ({k: v.astype(master_dtype(dtype)) for k, v in swept.items()}, lane_seeds)
     lane_args += () if lane_folds is None else (lane_folds,)
     lanes = len(lane_seeds)
-    chunk = lanes if chunk is None else chunk
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    padded = -(-lanes // chunk) * chunk
-    lane_args = jax.tree.map(
-        lambda x: np.concatenate([x, np.repeat(x[-1:], padded - lanes)]), lane_args
-    )
     mesh = distributed.lane_mesh(devices)
-
-    def take(first):
-        return jax.tree.map(lambda x: x[first : first + chunk], lane_args)
-
-    chunks = [distributed.shard_lanes(take(i), mesh)[0] for i in range(0, padded, chunk)]
-
-    def build():
-        lane = _lane_program(problem, spec, steps, jnp.dtype(dtype), fixed, split, record_steps)
-        program = jax.jit(jax.vmap(lane)).lower(*chunks[0])
-        compiled = program.compile({} if optimize else COMPILER_OPTIONS)
-        return compiled, _LINALG_LOCK if "lapack" in compiled.as_text() else None
-
+    inputs = distributed.replicate(program_inputs(problem, dtype), mesh)
+    limit = memory_budget(mesh) if memory_limit is None else memory_limit
+    chunk = lanes if chunk is None else chunk
     # What the program depends on; problem and optimizer by identity.
     fixed_items = tuple(sorted((k, type(v), v) for k, v in fixed.items()))  # 1 and 1.0 differ
-    key = (id(problem), id(spec), steps, dtype, fixed_items, tuple(trials[0]), folds)
-    key += (optimize, tuple(record_steps), chunk, tuple(d.id for d in mesh.devices.flat))
-    start = time.perf_counter()
-    compiled, lock = _compiled(key, (problem, spec), build)
-    compile_seconds = time.perf_counter() - start
+    common_key = (id(problem), id(spec), steps, dtype, fixed_items, tuple(trials[0]), folds)
+    common_key += (optimize, tuple(record_steps), tuple(d.id for d in mesh.devices.flat))
+    compile_seconds = 0.0
+    while True:
+        padded, chunks = _chunks(lane_args, lanes, chunk, mesh)
+
+        def build(chunks=chunks):
+            lane = _lane_program(problem, spec, steps, dtype, fixed, split, record_steps)
+            in_axes = (None, 0, 0) + ((0,) if lane_folds is not None else ())
+            lowered = jax.jit(jax.vmap(lane, in_axes=in_axes)).lower(inputs, *chunks[0])
+            level = optimize
+            if level is None:
+                level = expected_seconds(lowered, steps, len(chunks)) > OPTIMIZE_AFTER_SECONDS
+            compiled = lowered.compile({} if level else COMPILER_OPTIONS)
+            lock = _LINALG_LOCK if "lapack" in compiled.as_text() else None
+            return compiled, lock, level
+
+        start = time.perf_counter()
+        compiled, lock, optimized = _compiled((*common_key, chunk), (problem, spec), build)
+        compile_seconds += time.perf_counter() - start
+        fitting = chunk_that_fits(compiled, chunk, limit, _bytes(inputs))
+        if fitting >= chunk:
+            break
+        chunk = fitting
     with lock or contextlib.nullcontext():
         start = time.perf_counter()
-        outputs = [distributed.gather(jax.block_until_ready(compiled(*c)), chunk) for c in chunks]
+        outputs = [
+            distributed.gather(jax.block_until_ready(compiled(inputs, *c)), chunk) for c in chunks
+        ]
         run_seconds = time.perf_counter() - start
     seconds_per_step = rounded_time(run_seconds / (padded * (steps + 1)))
     outputs = jax.tree.map(lambda *parts: np.concatenate(parts)[:lanes], *outputs)
@@ -404,7 +501,84 @@ def run_sweep(
         folds=lane_folds,
         seconds_per_step=seconds_per_step,
         first_hit=None if first_hit is None else tuple(np.asarray(h) for h in first_hit),
+        chunk=chunk,
+        optimized=bool(optimized),
     )
+
+
+def _chunks(lane_args, lanes: int, chunk: int, mesh) -> tuple[int, list]:
+    """The lanes padded to a multiple of `chunk` (by repeating the last), cut into chunks,
+    each sharded over the mesh: (padded lane count, chunks)."""
+    padded = -(-lanes // chunk) * chunk
+    lane_args = jax.tree.map(
+        lambda x: np.concatenate([x, np.repeat(x[-1:], padded - lanes)]), lane_args
+    )
+
+    def take(first):
+        return jax.tree.map(lambda x: x[first : first + chunk], lane_args)
+
+    return padded, [distributed.shard_lanes(take(i), mesh)[0] for i in range(0, padded, chunk)]
+
+
+def _bytes(tree) -> int:
+    return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def memory_budget(mesh) -> int:
+    """Bytes one sweep's program may take on each device of `mesh`: MEMORY_SHARE of an
+    accelerator's memory (as its runtime reports it), or of the host's physical memory."""
+    device = mesh.devices.flat[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    total = (stats or {}).get("bytes_limit")
+    if total is None:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(MEMORY_SHARE * total)
+
+
+def program_bytes(compiled) -> int | None:
+    """The memory a compiled program needs per device (arguments, outputs and temporaries,
+    from XLA's buffer assignment), or None where the backend does not say."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # a backend without memory analysis
+        return None
+    if stats is None:
+        return None
+    return int(
+        stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+    )
+
+
+def chunk_that_fits(compiled, chunk: int, limit: int, shared: int) -> int:
+    """The largest chunk of lanes whose program fits in `limit` bytes, estimated from the
+    compiled program for `chunk` lanes: the `shared` bytes (the data every lane reads) once,
+    the rest in proportion to the lanes. `chunk` itself when it fits (or when the backend
+    gives no memory analysis); at least 1."""
+    needed = program_bytes(compiled)
+    if needed is None or needed <= limit or chunk == 1:
+        return chunk
+    per_lane = max(needed - shared, 1) / chunk
+    return max(1, min(chunk - 1, int((limit - shared) // per_lane)))
+
+
+def expected_seconds(lowered, steps: int, calls: int) -> float:
+    """The run time a program is expected to take at optimisation level 0: XLA's cost
+    analysis of the lowered program (floating-point operations and bytes accessed, which
+    count the body of the step loop once: one step of every lane, with its evaluation
+    branch) at LEVEL0_FLOPS and LEVEL0_BYTES, times the steps and calls. 0 where the
+    backend gives no cost analysis."""
+    try:
+        cost = lowered.cost_analysis()
+    except Exception:  # a backend without cost analysis
+        return 0.0
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else {}
+    cost = cost or {}
+    per_step = max(
+        float(cost.get("flops", 0.0)) / LEVEL0_FLOPS,
+        float(cost.get("bytes accessed", 0.0)) / LEVEL0_BYTES,
+    )
+    return per_step * (steps + 1) * calls
 
 
 def rounded_time(seconds: float) -> float:
