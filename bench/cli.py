@@ -146,6 +146,7 @@ def _run(args) -> int:
         optimize=args.optimize or None,
         cost=args.cost,
         protocol=args.protocol,
+        scale=args.scale,
     )
     base = None
     if args.against is not None:
@@ -355,7 +356,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--grid", type=float, nargs="+", metavar="LR", help="learning rates for every optimizer"
     )
-    run.add_argument("--dtype", choices=["float32", "float64"], help="default: float32")
+    run.add_argument(
+        "--dtype",
+        choices=["float32", "float64", "bfloat16"],
+        help="default: the spec's (float32); bfloat16: bfloat16 compute on float32 master weights",
+    )
+    run.add_argument(
+        "--scale",
+        choices=["tiny", "cpu", "gpu"],
+        help="size preset of the model families (cnn, transformer, autoencoder); "
+        "default: the spec's (cpu)",
+    )
     run.add_argument("--cost", choices=COSTS, help=COST_HELP + " (default: the spec's)")
     run.add_argument(
         "--protocol",
@@ -374,7 +385,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--optimize",
         action="store_true",
-        help="compile at XLA's default optimisation level: slower to compile, 3-7x faster to run",
+        help="compile at XLA's default optimisation level: slower to compile, 3-7x faster to "
+        "run (default: the spec's; suite.toml's 'auto' chooses per pair from its expected "
+        "run time)",
     )
     run.add_argument(
         "--out", help=f"output folder (default {DEFAULT_OUT}/, for the whole default suite)"

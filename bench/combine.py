@@ -71,6 +71,11 @@ def read(folder: str | Path) -> Folder:
             "optimizers": tuple(fields["optimizers"]),
             "grid": {k: tuple(v) for k, v in fields.get("grid", {}).items()},
         }
+        | (
+            {"model_optimizers": tuple(fields["model_optimizers"])}
+            if fields.get("model_optimizers") is not None
+            else {}
+        )
     )
     try:
         tables = {name: schema.read(path, name) for name in schema.COLUMNS}

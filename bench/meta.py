@@ -14,6 +14,7 @@ import jax
 
 from bench.spec import SuiteSpec
 from optimizers import OPTIMIZERS
+from problems import MODELS
 
 
 def _version(package: str) -> str | None:
@@ -55,6 +56,8 @@ def fingerprint(spec: SuiteSpec) -> dict:
         **{name: getattr(spec, name) for name in SPEC_FIELDS},
         "steps": {problem: spec.budget(problem) for problem in spec.problems},
         "grid": grid,
+        # the model families' size preset, where the spec runs one
+        **({"scale": spec.scale} if set(spec.problems) & set(MODELS) else {}),
     }
 
 

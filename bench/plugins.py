@@ -29,7 +29,7 @@ import numpy as np
 
 from optimizers import OPTIMIZERS, OptimizerSpec
 from optimizers.registry import LR_GRID, Choice, Range
-from problems import PROBLEMS, Problem, sources
+from problems import MODELS, PROBLEMS, Problem, model, sources
 
 OPTIMIZER_GROUP = "optbench.optimizers"
 PROBLEM_GROUP = "optbench.problems"
@@ -68,7 +68,7 @@ def origins() -> tuple[dict[str, str], dict[str, str]]:
     """(optimizer name -> origin, problem name -> origin) of every name there is."""
     return (
         _origins(_optimizers, OPTIMIZER_GROUP, OPTIMIZERS),
-        _origins(_problems, PROBLEM_GROUP, PROBLEMS),
+        _origins(_problems, PROBLEM_GROUP, PROBLEMS | MODELS),
     )
 
 
@@ -99,12 +99,15 @@ def optimizer(name: str) -> OptimizerSpec:
     return _optimizers[name][0]
 
 
-def problem(name: str) -> Problem:
-    """Problem `name`: built-in, registered, of an optional source (a CUTEst problem), or an
-    entry point's. KeyError if none; `problems.cutest.MissingExtra` (a ValueError, one
-    line with the install command) for a CUTEst name without the extra."""
+def problem(name: str, scale: str = "cpu") -> Problem:
+    """Problem `name`: built-in (a model family at `scale`: tiny, cpu or gpu), registered,
+    of an optional source (a CUTEst problem), or an entry point's. KeyError if none;
+    `problems.cutest.MissingExtra` (a ValueError, one line with the install command) for a
+    CUTEst name without the extra."""
     if name in PROBLEMS:
         return PROBLEMS[name]
+    if name in MODELS:
+        return model(name, scale)
     if name not in _problems and sources.source_of(name) is not None:
         return sources.problem(name)
     if name not in _problems:
@@ -316,6 +319,6 @@ def add_problem(text: str) -> str:
     """Registers the problem `[NAME=]PATH.py:FACTORY` (`load_problem`); returns its name
     (NAME, else the Problem's own)."""
     made, origin = load_problem(text)
-    _check_new(made.name, "problem", _problems, PROBLEMS, origin)
+    _check_new(made.name, "problem", _problems, PROBLEMS | MODELS, origin)
     _problems[made.name] = (made, origin)
     return made.name

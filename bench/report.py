@@ -19,7 +19,7 @@ import pandas as pd
 from bench import budget, page, plots, schema, spec, statistics, tables, tuning
 from bench.io import write_csv, write_text
 from optimizers import OPTIMIZERS
-from problems import PROBLEMS
+from problems import MODELS, PROBLEMS, model
 
 
 class MissingResults(Exception):
@@ -44,10 +44,20 @@ def _cost(folder: Path, runs: pd.DataFrame, cost: str | None, log) -> str:
     return recorded
 
 
-def _dims(summary: pd.DataFrame, facts: pd.DataFrame | None) -> dict[str, int]:
+def _scale(folder: Path) -> str:
+    """The model families' size preset the folder was run at (meta.json), else cpu."""
+    try:
+        return json.loads((folder / "meta.json").read_text())["spec"].get("scale", "cpu")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "cpu"
+
+
+def _dims(summary: pd.DataFrame, facts: pd.DataFrame | None, scale: str = "cpu") -> dict[str, int]:
     """The parameter count of every problem of the summary that is known: from problems.csv,
-    else from the built-in registry."""
-    dims = {name: PROBLEMS[name].dim for name in summary["problem"].unique() if name in PROBLEMS}
+    else from the built-in registries (a model family at `scale`)."""
+    names = summary["problem"].unique()
+    dims = {name: PROBLEMS[name].dim for name in names if name in PROBLEMS}
+    dims |= {name: model(name, scale).dim for name in names if name in MODELS}
     if facts is not None:
         dims |= dict(zip(facts["problem"], facts["dim"].astype(int), strict=True))
     return dims
@@ -65,13 +75,19 @@ def _problem_figures(folder: Path, problem_figures: bool | None) -> bool:
 
 
 def _figures(
-    raw: dict, summary: pd.DataFrame, budgets: pd.DataFrame, cost: str, at_taus, every: bool
+    raw: dict,
+    summary: pd.DataFrame,
+    budgets: pd.DataFrame,
+    cost: str,
+    at_taus,
+    every: bool,
+    scale: str = "cpu",
 ) -> list:
     """(file name, draw(path)) of every figure the tables allow, in drawing order; the data
     profiles at each tau where `at_taus` gives their costs (`tuning.costs_at_taus`), the
     overview and the figures of each problem only when `every`."""
     runs, curves, paths, norms = (raw[n] for n in ("runs", "curves", "paths", "layer_grad_norms"))
-    dims = _dims(summary, raw["problems"])
+    dims = _dims(summary, raw["problems"], scale)
     scored = budget.trial_scores(runs, cost)
     spaces = {
         name: OPTIMIZERS[name].space()
@@ -147,6 +163,7 @@ def render(
     cost: str | None = None,
     problem_figures: bool | None = None,
     taus: tuple[float, ...] | None = None,
+    scale: str | None = None,
 ) -> list[Path]:
     """Writes summary.csv, budget_curves.csv, TABLES.md, every plot and index.html (the
     page of them all, bench/page.py) under `folder`; returns the PNG paths.
@@ -160,7 +177,7 @@ def render(
     table that does not match its schema, tuning.MissingEvalLanes when a setting tuned
     by `cost` has no eval lanes. `log`: where skipped figures are reported (default
     stderr). `cost`: the axis of tuning and ranking (default: the folder's own, from
-    meta.json).
+    meta.json). `scale`: the model families' size preset (default: meta.json's, else cpu).
     """
     folder = Path(folder)
     log = sys.stderr if log is None else log
@@ -185,14 +202,15 @@ def render(
         write_csv(budgets, draft / "budget_curves.csv")
         document = tables.document(summary, raw["runs"], skipped, cost, facts, at_taus)
         write_text(document, draft / "TABLES.md")
-        for name, draw in _figures(raw, summary, budgets, cost, at_taus, every):
+        scale = scale or _scale(folder)
+        for name, draw in _figures(raw, summary, budgets, cost, at_taus, every, scale):
             try:
                 draw(draft / name)
             except Exception as error:  # one figure that cannot be drawn costs only itself
                 plots.plt.close("all")
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 print(f"skipped {name}: {type(error).__name__}: {reason}", file=log)
-        page.write(draft, summary, raw["runs"], cost)
+        page.write(draft, summary, raw["runs"], cost, scale)
         made = sorted(p.relative_to(draft) for p in draft.rglob("*") if p.is_file())
         for name in made:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import jax
 from bench import plugins, protocols
 from bench.tuning import COSTS, DEFAULT_COST
 from optimizers import OPTIMIZERS, OptimizerSpec
-from problems import PROBLEMS, Problem, cutest, sources
+from problems import MODELS, PROBLEMS, SCALES, Problem, cutest, sources
 
 DEFAULT_SPEC = Path(__file__).with_name("suite.toml")
 # Suite name -> its TOML file (`bench run --suite NAME`).
@@ -43,7 +43,9 @@ class SuiteSpec:
     max_steps: int | None = None  # cap on every budget
     grid_stride: int = 1  # keep every n-th learning rate of each grid
     folds: int | None = None  # k-fold cross-validation tuning on data-set problems
-    optimize: bool = False  # compile at XLA's default level (slower compile, faster run)
+    # compile at XLA's default level (slower compile, faster run); None: the runner chooses
+    # per pair from its expected run time (`bench.runner.expected_seconds`)
+    optimize: bool | None = False
     cost: str = DEFAULT_COST  # axis of tuning and ranking: steps, grad_evals or seconds
     protocol: str = protocols.DEFAULT  # grid, random:N, algoperf or defaults (bench.protocols)
     # Fixed-start problems (CUTEst's): the target is tau (f(x0) - f_L), f_L resolved by the
@@ -53,6 +55,21 @@ class SuiteSpec:
     problem_figures: bool = True  # the overview and the figures of each problem
     # Problems of the suite's selection that are not run, with the reason.
     excluded: dict[str, str] = field(default_factory=dict)
+    scale: str = "cpu"  # size preset of the model families (problems.MODELS)
+    # The optimizers run on the model families; None: every optimizer of the spec.
+    model_optimizers: tuple[str, ...] | None = None
+
+    def problem(self, name: str) -> Problem:
+        """Problem `name`, a model family at the spec's scale."""
+        return plugins.problem(name, self.scale)
+
+    def declined(self, problem: str, optimizer: str) -> str | None:
+        """Why the spec itself leaves the pair out (a model family with an optimizer not
+        among `model_optimizers`), else None."""
+        if problem in MODELS and self.model_optimizers is not None:
+            if optimizer not in self.model_optimizers:
+                return "the suite runs the model families with [models] optimizers only"
+        return None
 
     def learning_rates(self, optimizer: str) -> tuple[float, ...]:
         grid = self.grid.get(optimizer, plugins.optimizer(optimizer).learning_rates)
@@ -69,7 +86,7 @@ class SuiteSpec:
         return list(range(first, first + self.eval_seeds))
 
     def budget(self, problem: str) -> int:
-        steps = self.steps.get(problem, plugins.problem(problem).steps)
+        steps = self.steps.get(problem, self.problem(problem).steps)
         return steps if self.max_steps is None else min(steps, self.max_steps)
 
     def pairs(self) -> list[tuple[str, str]]:
@@ -121,12 +138,22 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False, max_dim: int | None = N
     (default: every registered one); `quick` applies [quick]."""
     data = tomllib.loads(Path(path).read_text())
     problems, excluded = selection(data, path, max_dim)
+    if data.get("source", "built-in") == "built-in":  # the model families, at `scale`
+        problems = (*problems, *(name for name in MODELS if name not in excluded))
     optimizers = tuple(data.get("optimizers", OPTIMIZERS))
     unknown = sorted(set(data.get("grid", {})) - set(OPTIMIZERS))
     unknown += sorted(set(optimizers) - set(OPTIMIZERS))
     unknown += sorted(set(data.get("steps", {})) - set(problems) - set(excluded))
+    models = data.get("models", {})
+    unknown += sorted(set(models.get("optimizers", [])) - set(OPTIMIZERS))
     if unknown:
         raise ValueError(f"{path} names unregistered problems or optimizers: {unknown}")
+    scale = data.get("scale", "cpu")
+    if scale not in SCALES:
+        raise ValueError(f"{path}: scale = {scale!r}; choose from: {', '.join(SCALES)}")
+    optimize = data.get("optimize", False)
+    if optimize not in (True, False, "auto"):
+        raise ValueError(f"{path}: optimize = {optimize!r}; choose from: true, false, \"auto\"")
     cost = data.get("cost", DEFAULT_COST)
     if cost not in COSTS:
         raise ValueError(f"{path}: cost = {cost!r}; choose from: {', '.join(COSTS)}")
@@ -142,7 +169,9 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False, max_dim: int | None = N
         eval_seeds=data.get("eval_seeds", 10),
         dtype=data.get("dtype", "float32"),
         curve_points=data.get("curve_points", 100),
-        optimize=data.get("optimize", False),
+        optimize=None if optimize == "auto" else optimize,
+        scale=scale,
+        model_optimizers=tuple(models["optimizers"]) if "optimizers" in models else None,
         cost=cost,
         protocol=protocol,
         grid={k: tuple(float(x) for x in v) for k, v in data.get("grid", {}).items()},
@@ -177,13 +206,14 @@ def narrowed(
     optimize: bool | None = None,
     cost: str | None = None,
     protocol: str | None = None,
+    scale: str | None = None,
 ) -> SuiteSpec:
     """`spec` with the command line's choices applied (None keeps the spec's own)."""
     changes = {}
     if problems:  # named problems run, whatever the suite's selection left out
         changes |= {"problems": tuple(problems), "excluded": {}}
-    if optimizers:
-        changes["optimizers"] = tuple(optimizers)
+    if optimizers:  # the optimizers named run on every problem, the model families included
+        changes |= {"optimizers": tuple(optimizers), "model_optimizers": None}
     if seeds is not None:
         changes["seeds"] = seeds
     if steps is not None:
@@ -202,4 +232,8 @@ def narrowed(
         changes["cost"] = cost
     if protocol is not None:
         changes["protocol"] = str(protocols.parse(protocol))
+    if scale is not None:
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+        changes["scale"] = scale
     return replace(spec, **changes)

@@ -49,9 +49,9 @@ def check(spec: SuiteSpec) -> None:
     if spec.folds is None:
         return
     examples = {
-        name: len(jax.tree.leaves(plugins.problem(name).data())[0])
+        name: len(jax.tree.leaves(spec.problem(name).data())[0])
         for name in spec.problems
-        if "dataset" in plugins.problem(name).tags
+        if "dataset" in spec.problem(name).tags
     }
     if not examples:
         raise SpecError(
@@ -130,7 +130,12 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
 
     def sweep(settings, seeds, role, seconds_per_step=None, trial=None):
         result = run_sweep(
-            problem, optimizer, seeds=seeds, chunk=spec.eval_seeds, trials=settings, **common
+            spec.problem(problem),
+            optimizer,
+            seeds=seeds,
+            chunk=spec.eval_seeds,
+            trials=settings,
+            **common,
         )
         if seconds_per_step is not None:
             result = replace(result, seconds_per_step=seconds_per_step)
@@ -140,9 +145,14 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
 
     result, runs = sweep(trials, spec.seeds, "tune")
     compile_seconds, run_seconds = result.compile_seconds, result.run_seconds
-    if spec.folds is not None and "dataset" in plugins.problem(problem).tags:
+    if spec.folds is not None and "dataset" in spec.problem(problem).tags:
         folds = run_sweep(
-            problem, optimizer, seeds=spec.seeds, folds=spec.folds, trials=trials, **common
+            spec.problem(problem),
+            optimizer,
+            seeds=spec.seeds,
+            folds=spec.folds,
+            trials=trials,
+            **common,
         )
         # The folds sweep runs the same trials in the same order: its trials are the tune
         # sweep's, matched on the id and every hyperparameter value.
@@ -194,7 +204,7 @@ def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=
     reached, or that value is taken where none is known (`bench.optimum`), and with the
     target tau (f(x0) - f_L) every lane is scored at its record points and each pair tuned.
     """
-    known = plugins.problem(problem)
+    known = spec.problem(problem)
     blind = replace(known, f_star=None, f_star_source="best_found", target=math.nan)
     protocol = protocols.parse(spec.protocol)
     steps = spec.budget(problem)
@@ -391,7 +401,9 @@ def _draw(staging: Path, tables: dict, spec: SuiteSpec, progress) -> Exception |
     for name, frame in tables.items():
         write_csv(frame, staging / f"{name}.csv")
     try:
-        report.render(staging, progress, spec.cost, spec.problem_figures, spec.taus)
+        report.render(
+            staging, progress, spec.cost, spec.problem_figures, spec.taus, spec.scale
+        )
     except Exception as error:
         return error
     return None
@@ -423,7 +435,7 @@ def _work(spec: SuiteSpec, pairs: list[tuple[str, str]], devices) -> list[tuple[
     problem `sweep_problem` runs together."""
     work, grouped = [], {}
     for problem, optimizer in pairs:
-        if resolved_by_run(plugins.problem(problem)):
+        if resolved_by_run(spec.problem(problem)):
             if problem not in grouped:
                 grouped[problem] = []
                 work.append((grouped[problem], (sweep_problem, spec, problem, grouped[problem])))
@@ -462,7 +474,9 @@ def run_suite(
         start = time.perf_counter()
         pairs, skipped = [], []
         for problem, optimizer in spec.pairs():
-            reason = skip_reason(plugins.problem(problem), plugins.optimizer(optimizer))
+            reason = spec.declined(problem, optimizer) or skip_reason(
+                spec.problem(problem), plugins.optimizer(optimizer)
+            )
             if reason is None:
                 pairs.append((problem, optimizer))
             else:
