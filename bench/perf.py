@@ -9,7 +9,8 @@ Writes to the output folder (default results/):
 
 Sections: update kernels of every registered optimizer, ours and optax's (bench.perf_kernels);
 whole-sweep throughput against one-run-at-a-time optax and torch loops, and its growth
-with the lane count (bench.perf_sweeps); compile time of `make bench`'s programs and the
+with the lane count (bench.perf_sweeps), on the CNN and the transformer at cpu scale
+against a per-trial optax loop (bench.perf_models); compile time of `make bench`'s programs and the
 persistent compilation cache (bench.perf_compile). `--quick` runs every code path on tiny
 sizes in seconds (for tests; its numbers mean nothing).
 """
@@ -28,7 +29,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from bench import perf_compile, perf_kernels, perf_report, perf_sweeps
+from bench import perf_compile, perf_kernels, perf_models, perf_report, perf_sweeps
 from bench.io import locked_when_free, write_csv, write_text
 from optimizers import OPTIMIZERS
 
@@ -96,6 +97,7 @@ def measure(quick: bool, names: list[str], log) -> tuple[pd.DataFrame, list[str]
     rows += perf_sweeps.run_sweeps(cases, log=log)
     rows += perf_sweeps.elementwise_rows()
     rows += perf_sweeps.lane_scaling(cases[:2], lane_counts, log=log)
+    rows += perf_models.run_models(perf_models.model_cases(quick), log=log)
     facts["load_after_sweeps"] = load_average()
 
     pairs = perf_compile.sample_pairs()

@@ -292,6 +292,7 @@ def lane_scaling(cases: list[SweepCase], lane_counts, log=print) -> list[dict]:
                 learning_rates=list(learning_rate_grid(lanes)),
                 seeds=1,
                 steps=steps,
+                optimize=False,  # level 0 at every lane count, whatever the run time
             )
             row = dict(section="lanes", case=case.problem.name, impl="ours", layout="")
             row |= dict(size=case.problem.dim, lanes=lanes, steps=steps)
