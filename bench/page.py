@@ -92,14 +92,15 @@ def family(optimizer: str) -> str:
     return Path(file).stem if file else ""
 
 
-def _problem_facts(problem: str) -> tuple[str, list[str]]:
-    """(description, sorted tags) of a problem the process knows, else ("", []); that of an
-    optional source's problem (CUTEst's) from its list, without building it."""
+def _problem_facts(problem: str, scale: str = "cpu") -> tuple[str, list[str]]:
+    """(description, sorted tags) of a problem the process knows (a model family at
+    `scale`), else ("", []); that of an optional source's problem (CUTEst's) from its
+    list, without building it."""
     source = sources.source_of(problem)
     if source is not None and source.name != "built-in":
         return f"{source.description}, {source.facts(problem)[0]} parameters", [source.name]
     try:
-        known = plugins.problem(problem)
+        known = plugins.problem(problem, scale)
     except KeyError:
         return "", []
     return known.description, sorted(known.tags)
@@ -191,14 +192,20 @@ def _select(select_id: str, label: str, values: Sequence[str]) -> str:
     return f'<label>{label} <select id="{select_id}">{options}</select></label>'
 
 
-def document(summary: pd.DataFrame, runs: pd.DataFrame, cost: str, figures: Sequence[str]) -> str:
+def document(
+    summary: pd.DataFrame,
+    runs: pd.DataFrame,
+    cost: str,
+    figures: Sequence[str],
+    scale: str = "cpu",
+) -> str:
     """The whole index.html from the summary (with its intervals), the runs and the
-    figures drawn (paths relative to the folder)."""
+    figures drawn (paths relative to the folder); `scale`: the model families' preset."""
     ranking = statistics.overall_ranking(summary, runs, cost)
     numbers = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
     problems = sorted(summary["problem"].unique())
     owned = _figures_of(problems, figures)
-    facts = {p: _problem_facts(p) for p in problems}
+    facts = {p: _problem_facts(p, scale) for p in problems}
     families = {o: family(o) for o in ranking["optimizer"]}
     every_tag = sorted({t for _, tags in facts.values() for t in tags})
     parts = [
@@ -243,9 +250,11 @@ def document(summary: pd.DataFrame, runs: pd.DataFrame, cost: str, figures: Sequ
     return "\n".join(parts) + "\n"
 
 
-def write(folder: Path, summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> Path:
+def write(
+    folder: Path, summary: pd.DataFrame, runs: pd.DataFrame, cost: str, scale: str = "cpu"
+) -> Path:
     """Writes folder/index.html, linking the PNG files in the folder."""
     figures = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
     path = folder / "index.html"
-    write_text(document(summary, runs, cost, figures), path)
+    write_text(document(summary, runs, cost, figures, scale), path)
     return path

@@ -395,6 +395,23 @@ def analysis(frame: pd.DataFrame, judged: list[tuple[str, str, bool | None]]) ->
             "or more cores: the lanes are independent.",
             "",
         ]
+    models = [name for name in missed if any(m in name for m in ("cnn_digits", "transformer"))]
+    if models:
+        lines += [
+            "### The model families below their target",
+            "",
+            f"Missed: {'; '.join(models)}. A step of one trial of these networks is already "
+            "hundreds of microseconds of arithmetic (minibatch matrix products, the "
+            "convolutions as products over patches, attention), so the per-trial loop's "
+            "dispatch (tens of microseconds a step) is a small part of its time; vmap turns "
+            "the lanes' products, each with its own weights, into a batch of as many small "
+            "products, which XLA:CPU runs one after the other at the rate of the loop's. "
+            "The sweep then saves only the dispatch and the compiles (one program for every "
+            "trial against one per learning rate and process). It would pay where one trial "
+            "leaves the device idle, on an accelerator; on 2 CPU cores the lanes would need "
+            "to run on both cores at once (two chunks in parallel) to approach 2x.",
+            "",
+        ]
     lines += [
         "A note on fairness: the one-run-at-a-time baselines are timed one run at a time "
         "(torch on one thread, its fastest here). Two such runs in parallel, one per core, "

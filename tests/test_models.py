@@ -233,3 +233,18 @@ def test_tuned_adam_denoiser_halves_the_error_of_the_identity_at_cpu_scale():
     problem = model("autoencoder_digits", "cpu")
     result = run_sweep(problem, "adam", [QUALITY_LR["autoencoder_digits"]], seeds=[1000])
     assert float(result.metrics["test_mse"][0]) <= 0.5 * NOISE**2
+
+
+def test_perf_times_the_sweep_against_a_per_trial_optax_loop():
+    import pandas as pd
+
+    from bench import perf_models, perf_report
+
+    rows = perf_models.run_models(perf_models.model_cases(quick=True), log=lambda _: None)
+    assert {(r["case"], r["impl"]) for r in rows} == {
+        (name, impl) for name in perf_models.MODEL_CASES for impl in ("ours", "optax_loop")
+    }
+    ratios = perf_report.sweep_ratios(pd.DataFrame(rows))
+    assert (ratios["ours_ratio"] > 0).all()
+    assert set(ratios["problem"]) == set(perf_models.MODEL_CASES)
+    assert {"cnn_digits", "transformer"} <= set(perf_report.SWEEP_TARGETS)
