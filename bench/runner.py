@@ -526,9 +526,14 @@ def _bytes(tree) -> int:
 
 def memory_budget(mesh) -> int:
     """Bytes one sweep's program may take on each device of `mesh`: MEMORY_SHARE of an
-    accelerator's memory (as its runtime reports it), or of the host's physical memory."""
-    device = mesh.devices.flat[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    accelerator's memory (as its runtime reports it for this process's first device), or
+    of the host's physical memory. (In a multi-host job every host must come to the same
+    chunk: hosts of one kind do; else give run_sweep a memory_limit.)"""
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    try:
+        stats = (local or list(mesh.devices.flat))[0].memory_stats()
+    except Exception:  # a device whose runtime keeps no memory statistics
+        stats = None
     total = (stats or {}).get("bytes_limit")
     if total is None:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
