@@ -15,7 +15,7 @@ from jax.flatten_util import ravel_pytree
 
 from bench import run_sweep
 from bench.cli import main
-from bench.runner import expected_seconds, program_inputs
+from bench.runner import OPTIMIZE_AFTER_SECONDS, expected_seconds, program_inputs
 from problems import MODELS, SCALES, datasets, model
 from problems.autoencoder import NOISE
 from problems.transformer import unigram_entropy
@@ -188,7 +188,7 @@ def test_the_runner_chooses_the_compile_level_from_the_expected_run_time():
     args = ({"learning_rate": jnp.ones(10)}, jnp.arange(10, dtype=jnp.uint32))
     inputs = program_inputs(problem, "float32")
     lowered = jax.jit(jax.vmap(lane, in_axes=(None, 0, 0))).lower(inputs, *args)
-    assert expected_seconds(lowered, problem.steps, 2) > 5.0
+    assert expected_seconds(lowered, problem.steps, 2) > OPTIMIZE_AFTER_SECONDS
 
 
 def test_bad_scale_on_the_command_line_exits_2_in_one_line(capsys):
