@@ -87,6 +87,8 @@ def score_samples(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.Da
     resampled = np.full((RESAMPLES, *times.shape), np.inf)  # a pair not run: unsolved
     lanes = tuning.evaluation_lanes(runs, summary)
     for (problem, optimizer), pair in lanes.groupby(tuning.PAIR, sort=True):
+        if problem not in problems:  # not ranked (tuning.ranked)
+            continue
         slots = picks == problems.index(problem)
         resampled[slots, optimizers.index(optimizer)] = resampled_medians(
             tuning.cost_to_target(pair, cost), rng, int(slots.sum())
@@ -165,7 +167,7 @@ def overall_ranking(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.
     """
     samples = score_samples(summary, runs, cost)
     low, high = percentile_interval(samples.to_numpy())
-    per_optimizer = summary.groupby("optimizer").agg(
+    per_optimizer = tuning.ranked(summary).groupby("optimizer").agg(
         problems=("problem", "size"),
         solved=("success_rate", lambda s: int((s >= 0.5).sum())),
         mean_rank=("rank", "mean"),

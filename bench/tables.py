@@ -188,6 +188,18 @@ def _problem_sections(facts: pd.DataFrame, at_taus: dict, order: list[str]) -> l
     return parts
 
 
+def _unranked(summary: pd.DataFrame) -> str:
+    """The sentence naming the problems left out of the overall ranking (tuning.ranked)."""
+    left_out = sorted(set(summary["problem"]) - set(tuning.ranked(summary)["problem"]))
+    if not left_out:
+        return ""
+    names = ", ".join(f"`{p}`" for p in left_out)
+    return (
+        f" Not in it: {names}, model families the suite runs with some of the optimizers "
+        "only ([models] in bench/suite.toml); their own tables below rank those."
+    )
+
+
 def _counted(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
@@ -233,7 +245,8 @@ def document(
         "test of the per-problem scores against the optimizer ranked just above, "
         "Holm-corrected over the adjacent pairs; *tie*: the data cannot separate the two at "
         f"{statistics.ALPHA:g} (a tie says nothing about rows further apart). *solved*: "
-        "problems where at least half the evaluation seeds reach the target.",
+        "problems where at least half the evaluation seeds reach the target."
+        + _unranked(summary),
         "",
         overall_table(ranking),
         "",

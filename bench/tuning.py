@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from bench import schema
+from problems import MODELS
 
 PAIR = schema.PAIR
 # Cost axis -> the runs.csv column of each lane's cost to reach the target (the columns
@@ -255,9 +256,23 @@ def summarize(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
     return summary.reset_index(drop=True)
 
 
+def ranked(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows the overall ranking, the profiles and their statistics are computed over:
+    every problem but a model family on which the suite ran only some of the run's
+    optimizers (`[models]` in bench/suite.toml), where a rule not run would count as
+    failing a problem it was never given. Those problems keep their own tables."""
+    everyone = summary["optimizer"].nunique()
+    run_by = summary.groupby("problem")["optimizer"].nunique()
+    declined = [p for p in run_by[run_by < everyone].index if p in MODELS]
+    return summary[~summary["problem"].isin(declined)]
+
+
 def cost_matrix(summary: pd.DataFrame, cost: str) -> pd.DataFrame:
-    """Median cost to target, problems x optimizers; +inf where unsolved or not run."""
-    times = summary.pivot(index="problem", columns="optimizer", values=f"median_{cost}_to_target")
+    """Median cost to target over the `ranked` problems, problems x optimizers; +inf where
+    unsolved or not run."""
+    times = ranked(summary).pivot(
+        index="problem", columns="optimizer", values=f"median_{cost}_to_target"
+    )
     return times.fillna(np.inf)
 
 

@@ -283,3 +283,20 @@ def test_a_suite_file_with_an_unknown_cost_is_refused(tmp_path):
         load(bad)
     bad.write_text('cost = "steps"\n')
     assert load(bad).cost == "steps"
+
+
+def test_a_model_family_run_by_some_optimizers_only_is_left_out_of_the_overall_ranking():
+    def rows(problem, optimizers):
+        return [{"problem": problem, "optimizer": o} for o in optimizers]
+
+    summary = pd.DataFrame(
+        rows("rosenbrock_2d", ["sgd", "adam", "lbfgs"])
+        + rows("least_squares_diabetes_batch32", ["sgd", "adam"])  # lbfgs cannot run it
+        + rows("cnn_digits", ["sgd", "adam"])  # the suite declined lbfgs there
+    )
+    assert set(tuning.ranked(summary)["problem"]) == {
+        "rosenbrock_2d",
+        "least_squares_diabetes_batch32",
+    }
+    everyone = pd.concat([summary, pd.DataFrame(rows("cnn_digits", ["lbfgs"]))])
+    assert "cnn_digits" in set(tuning.ranked(everyone)["problem"])
