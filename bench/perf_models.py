@@ -16,44 +16,32 @@ sweep at 3x the loop or more.
 """
 
 import time
-from dataclasses import dataclass
 
 import jax
 import numpy as np
 import optax
 
 from bench.perf_kernels import median_seconds
+from bench.perf_sweeps import SweepCase
 from bench.runner import run_sweep
-from problems import Problem, model
+from problems import model
 
 MODEL_CASES = ("cnn_digits", "transformer_stdlib")
 
 
-@dataclass(frozen=True)
-class ModelCase:
-    problem: Problem
-    steps: int
-    learning_rates: int  # lanes = learning_rates x seeds
-    seeds: int
-
-    @property
-    def lanes(self) -> int:
-        return self.learning_rates * self.seeds
-
-
-def model_cases(quick: bool = False) -> list[ModelCase]:
+def model_cases(quick: bool = False) -> list[SweepCase]:
     """The CNN and the transformer at cpu scale (tiny with `quick`), 9 x 2 lanes as
     make bench tunes them."""
     if quick:
-        return [ModelCase(model(name, "tiny"), 5, 2, 1) for name in MODEL_CASES]
-    return [ModelCase(model(name, "cpu"), 100, 9, 2) for name in MODEL_CASES]
+        return [SweepCase(model(name, "tiny"), name, 5, 2, 1) for name in MODEL_CASES]
+    return [SweepCase(model(name, "cpu"), name, 100, 9, 2) for name in MODEL_CASES]
 
 
 def learning_rates(points: int) -> list[float]:
     return list(np.logspace(-4, -1, points))
 
 
-def ours(case: ModelCase, repeats: int = 2) -> dict:
+def ours(case: SweepCase, repeats: int = 2) -> dict:
     """Median run seconds over `repeats` sweeps (the compiled program is reused), compile
     seconds of the first."""
     results = [
@@ -74,7 +62,7 @@ def ours(case: ModelCase, repeats: int = 2) -> dict:
     }
 
 
-def optax_loop(case: ModelCase, runs: int = 2) -> dict:
+def optax_loop(case: SweepCase, runs: int = 2) -> dict:
     """Median seconds of one trial: a Python loop over a jitted optax Adam step."""
     problem = case.problem
     opt = optax.adam(1e-3)
@@ -106,7 +94,7 @@ def optax_loop(case: ModelCase, runs: int = 2) -> dict:
     return {"seconds": seconds, "compile_seconds": compile_seconds}
 
 
-def run_models(cases: list[ModelCase], log=print) -> list[dict]:
+def run_models(cases: list[SweepCase], log=print) -> list[dict]:
     """Rows of section `sweep` (as bench.perf_sweeps writes them) for each case and way."""
     rows = []
     for case in cases:

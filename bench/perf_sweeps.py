@@ -30,7 +30,8 @@ from problems.logistic import logistic_regression
 @dataclass(frozen=True)
 class SweepCase:
     problem: Problem
-    kind: str  # which torch twin of the loss: "rosenbrock", "logistic" or "mlp"
+    # which torch twin of the loss: "rosenbrock", "logistic" or "mlp" (a model: its name)
+    kind: str
     steps: int
     learning_rates: int  # lanes = learning_rates x seeds
     seeds: int
