@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
+from test_problems import assert_gradient_matches_central_differences, to_float64
 
 from bench import run_sweep
 from bench.cli import main
@@ -22,14 +23,6 @@ from problems.transformer import unigram_entropy
 
 FAMILY_TAGS = {"cnn", "transformer", "autoencoder"}
 KEYS = jax.random.split(jax.random.PRNGKey(3), 3)
-
-
-def to_float64(tree):
-    def cast(x):
-        x = jnp.asarray(x)
-        return x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x
-
-    return jax.tree.map(cast, tree)
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -83,25 +76,8 @@ def test_gradient_matches_central_differences_at_tiny_scale(name):
     problem = model(name, "tiny")
     data = to_float64(problem.data())
     batches = jax.vmap(problem.sample_batch, (None, 0))(data, KEYS)
-    points = to_float64(jax.vmap(problem.init)(KEYS))
-    unravel = ravel_pytree(jax.tree.map(lambda x: x[0], points))[1]
-    flat_points = jax.vmap(lambda p: ravel_pytree(p)[0])(points)
-    h = 1e-6
-
-    def errors(flat, key, batch):
-        def f(x):
-            return problem.loss(unravel(x), batch)
-
-        grad = jax.grad(f)(flat)
-        norm = jnp.linalg.norm(grad)
-        random = jax.random.normal(key, flat.shape, jnp.float64)
-        directions = jnp.stack([grad / norm, random / jnp.linalg.norm(random)])
-        values = jax.vmap(f)(jnp.concatenate([flat + h * directions, flat - h * directions]))
-        differences = (values[:2] - values[2:]) / (2 * h)
-        return jnp.abs(differences - directions @ grad) / norm
-
-    relative = jax.jit(jax.vmap(errors))(flat_points, KEYS, batches)
-    assert float(jnp.max(relative)) <= 1e-6, relative
+    points = jax.vmap(problem.init)(KEYS)
+    assert_gradient_matches_central_differences(problem, points, batches, KEYS)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -71,22 +71,12 @@ def test_problem_facts(name):
         assert len(sizes) == 1  # every leaf has the example axis first
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_gradient_matches_central_differences(name):
-    """jax.grad against float64 central differences along two directions at three points.
-
-    The directions are the gradient itself and a random unit vector. Error is taken
-    relative to |grad|: with step h = 1e-6 the truncation error (h^2 f''' / 6) and the
-    rounding error (1e-16 |f| / h) are both below 1e-8 |grad| on these problems, so
-    1e-6 leaves a wide margin without hiding a wrong derivative (which is off by O(1)).
-    """
-    problem = PROBLEMS[name]
-    data = few_examples(problem, data64(name))
-    if problem.stochastic:  # differentiate the loss of a sampled batch as well
-        data = jax.vmap(problem.sample_batch, (None, 0))(data, KEYS)
-    else:
-        data = jax.tree.map(lambda x: jnp.broadcast_to(x, (3, *x.shape)), data)
-    points = to_float64(batched_init(name)(KEYS))
+def assert_gradient_matches_central_differences(problem, points, batches, keys=KEYS):
+    """jax.grad of `problem.loss` at each of `points` (on its batch of `batches`, its
+    random direction drawn from its key of `keys`) against float64 central differences
+    with step 1e-6, along the gradient and a random unit direction; error relative to
+    |grad| at most 1e-6."""
+    points = to_float64(points)
     unravel = ravel_pytree(jax.tree.map(lambda x: x[0], points))[1]
     flat_points = jax.vmap(lambda p: ravel_pytree(p)[0])(points)
     h = 1e-6
@@ -104,8 +94,26 @@ def test_gradient_matches_central_differences(name):
         differences = (values[:2] - values[2:]) / (2 * h)
         return jnp.abs(differences - directions @ grad) / norm
 
-    relative = jax.jit(jax.vmap(errors))(flat_points, KEYS, data)
+    relative = jax.jit(jax.vmap(errors))(flat_points, keys, batches)
     assert float(jnp.max(relative)) <= 1e-6, relative
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradient_matches_central_differences(name):
+    """jax.grad against float64 central differences along two directions at three points.
+
+    The directions are the gradient itself and a random unit vector. Error is taken
+    relative to |grad|: with step h = 1e-6 the truncation error (h^2 f''' / 6) and the
+    rounding error (1e-16 |f| / h) are both below 1e-8 |grad| on these problems, so
+    1e-6 leaves a wide margin without hiding a wrong derivative (which is off by O(1)).
+    """
+    problem = PROBLEMS[name]
+    data = few_examples(problem, data64(name))
+    if problem.stochastic:  # differentiate the loss of a sampled batch as well
+        data = jax.vmap(problem.sample_batch, (None, 0))(data, KEYS)
+    else:
+        data = jax.tree.map(lambda x: jnp.broadcast_to(x, (3, *x.shape)), data)
+    assert_gradient_matches_central_differences(problem, batched_init(name)(KEYS), data)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if PROBLEMS[n].x_star is not None])
