@@ -82,7 +82,7 @@ def read(folder: str | Path) -> Folder:
     except schema.DamagedTable as error:
         raise Incompatible(str(error)) from None
     if tables["runs"] is None:
-        raise Incompatible(f"{path} holds no runs.csv")
+        raise Incompatible(f"{path} holds no runs.csv.gz")
     tables = {name: frame for name, frame in tables.items() if frame is not None}
     return Folder(path, record, spec, tables)
 

@@ -1,9 +1,10 @@
 """Compares two results folders metric by metric: `python -m bench compare BASE NEW`.
 
-Both folders hold the `runs.csv` that `python -m bench run` writes, and possibly a
-`summary.csv`; a table present in both folders is compared, `runs.csv` must be.
+Both folders hold the runs table that `python -m bench run` writes (`runs.csv.gz`, or
+`runs.csv` in a folder written before compression: `bench.schema.path`), and possibly a
+`summary.csv`; a table present in both folders is compared, the runs table must be.
 
-- Rows are matched on their key. In `runs.csv` the key is the trial by value
+- Rows are matched on their key. In `runs.csv.gz` the key is the trial by value
   (`bench.schema.trial_key`: problem, optimizer, every swept hyperparameter) and
   the seed (`schema.lane_key`); in `summary.csv` it is (problem, optimizer).
 - Which other columns are compared, and how closely, is declared once in
@@ -12,7 +13,7 @@ Both folders hold the `runs.csv` that `python -m bench run` writes, and possibly
   and the `diverged` flag are exact; the rest at the default tolerance. A numeric
   column the schema does not declare (a problem metric such as `test_accuracy`, or a
   column nobody declared yet) is compared at the default. A summary statistic of a
-  runs.csv column (`median_steps_to_target`) is held to that column's tolerance.
+  runs.csv.gz column (`median_steps_to_target`) is held to that column's tolerance.
 - A metric has moved when |new - old| > atol + rtol * |old|. NaN equals NaN and
   inf equals an inf of the same sign; any flip of a boolean flag (`diverged`)
   counts as moved. Any moved metric, in either direction, is a regression: the
@@ -27,6 +28,7 @@ any tolerance for float32 results or other hardware.
 Exit status: 0 nothing moved, 1 a regression, 2 unusable input.
 """
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +39,9 @@ import pandas as pd
 from bench import schema
 from bench.schema import DEFAULT_TOLERANCE, Tolerance
 
-TABLES = ("runs.csv", "summary.csv")
-REQUIRED = "runs.csv"
-# The tolerance of each declared runs.csv column that is compared (`bench.schema.RUNS`);
+TABLES = ("runs", "summary")
+REQUIRED = "runs"
+# The tolerance of each declared runs.csv.gz column that is compared (`bench.schema.RUNS`);
 # an undeclared column is compared at DEFAULT_TOLERANCE.
 TOLERANCES = schema.TOLERANCES
 
@@ -70,24 +72,23 @@ class Move:
 def key_columns(table: str, frame: pd.DataFrame) -> list[str]:
     """The columns that identify a row of `table` (see the module docstring)."""
     columns = list(frame.columns)
-    keys = schema.KEYS if table == "runs.csv" else schema.PAIR
+    keys = schema.KEYS if table == "runs" else schema.PAIR
     missing = [c for c in keys if c not in columns]
     if missing:
         raise UnusableInput(
             f"{table} has no {', '.join(map(repr, missing))} column; columns: {', '.join(columns)}"
         )
-    return schema.lane_key(frame) if table == "runs.csv" else schema.PAIR
+    return schema.lane_key(frame) if table == "runs" else schema.PAIR
 
 
 def metric_columns(table: str, frame: pd.DataFrame, keys: list[str]) -> dict[str, Tolerance]:
     """The numeric and boolean non-key columns compared, each with its tolerance."""
-    name = table.removesuffix(".csv")
     return {
         c: tolerance
         for c in frame.columns
         if c not in keys
         and (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
-        and (tolerance := schema.tolerance(name, c)) is not None
+        and (tolerance := schema.tolerance(table, c)) is not None
     }
 
 
@@ -153,9 +154,11 @@ def compare_tables(
 
 
 def read_table(folder: Path, table: str) -> pd.DataFrame:
-    path = folder / table
+    path = schema.path(folder, table)
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(io.BytesIO(schema.read_bytes(path)))
+    except schema.DamagedTable as error:
+        raise UnusableInput(str(error)) from None
     except pd.errors.EmptyDataError as error:
         raise UnusableInput(f"{path} is empty") from error
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
@@ -165,19 +168,19 @@ def read_table(folder: Path, table: str) -> pd.DataFrame:
 def compare_folders(
     base: str | Path, new: str | Path, overrides: dict[str, Tolerance] | None = None
 ) -> list[Move]:
-    """Compares runs.csv (required) and summary.csv (when both folders have it)."""
+    """Compares the runs table (required) and summary.csv (when both folders have it)."""
     base, new = Path(base), Path(new)
     for folder in (base, new):
         if not folder.is_dir():
             raise UnusableInput(f"{folder} is not a folder")
-        if not (folder / REQUIRED).is_file():
-            raise UnusableInput(f"{folder} has no {REQUIRED}")
+        if not schema.path(folder, REQUIRED).is_file():
+            raise UnusableInput(f"{folder} has no {schema.file_name(REQUIRED)}")
     frames = {}
     for table in TABLES:
-        present = [(folder / table).is_file() for folder in (base, new)]
+        present = [schema.path(folder, table).is_file() for folder in (base, new)]
         if table != REQUIRED and present.count(True) == 1:
             where = base if present[0] else new
-            raise UnusableInput(f"{table} exists in {where} only")
+            raise UnusableInput(f"{schema.file_name(table)} exists in {where} only")
         if all(present):
             frames[table] = read_table(base, table), read_table(new, table)
     metrics = {

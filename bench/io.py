@@ -6,6 +6,7 @@ writes a results folder.
 
 import contextlib
 import fcntl
+import gzip
 import io
 import os
 import tempfile
@@ -51,7 +52,13 @@ def as_written(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_csv(frame, path: str | Path) -> None:
-    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False, float_format=FLOAT_FORMAT))
+    """`frame` as CSV at `path`, gzip-compressed where the name ends in .gz: the same bytes
+    for the same frame (no time stamp or file name in the gzip header)."""
+    if Path(path).suffix != ".gz":
+        write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False, float_format=FLOAT_FORMAT))
+        return
+    text = frame.to_csv(index=False, float_format=FLOAT_FORMAT).encode()
+    write_atomic(path, lambda tmp: Path(tmp).write_bytes(gzip.compress(text, mtime=0)))
 
 
 def write_text(text: str, path: str | Path) -> None:

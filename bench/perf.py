@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     # A bench run replacing the folder meanwhile would drop files written into the old one.
     with locked_when_free(out.resolve(), log):
         if not args.report_only:
-            facts["bench_runs_csv"] = perf_compile.recorded_bench_share(out / "runs.csv")
+            facts["bench_runs_csv"] = perf_compile.recorded_bench_share(out)
             write_csv(to_csv_frame(frame, notes, facts), out / "perf.csv")
         perf_report.plots(frame, out)
         write_text(perf_report.markdown(frame, notes, facts), out / "PERF.md")

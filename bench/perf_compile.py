@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import schema
 from bench import spec as suite_spec
 from bench.runner import run_sweep
 from optimizers import OPTIMIZERS
@@ -71,11 +72,13 @@ def compile_rows(pairs, budget_seconds: float, quick: bool = False, log=print) -
     return rows
 
 
-def recorded_bench_share(runs_csv: Path) -> dict | None:
-    """Compile share of the last full `make bench`, from its runs.csv (one timing per pair)."""
-    if not runs_csv.exists():
+def recorded_bench_share(folder: Path) -> dict | None:
+    """Compile share of the last full `make bench`, from the runs table of its results
+    `folder` (one timing per pair)."""
+    runs_table = schema.path(folder, "runs")
+    if not runs_table.exists():
         return None
-    runs = pd.read_csv(runs_csv)
+    runs = pd.read_csv(runs_table)
     if not {"compile_seconds", "run_seconds"} <= set(runs.columns):
         return None
     pairs = runs.drop_duplicates(["problem", "optimizer"])

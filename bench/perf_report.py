@@ -178,10 +178,10 @@ def targets(frame: pd.DataFrame, facts: dict) -> list[tuple[str, str, bool | Non
         )
         recorded = facts.get("bench_runs_csv")
         if recorded:
-            # The whole of make bench, when its runs.csv is at hand, is what the target means.
+            # The whole of make bench, when its runs.csv.gz is at hand, is what the target means.
             share = recorded["share"]
             text = (
-                f"{share:.0%} in the last make bench's runs.csv ({recorded['pairs']} pairs, "
+                f"{share:.0%} in the last make bench's runs.csv.gz ({recorded['pairs']} pairs, "
                 f"{recorded['compile_seconds']:.0f} s compile, {recorded['run_seconds']:.0f} s "
                 f"run, summed over its parallel jobs); " + text
             )

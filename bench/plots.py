@@ -269,7 +269,7 @@ def _data_profile_axes(ax, times, dims, order, k: int, budgets=None) -> None:
 def data_profile(summary, dims: dict[str, int], path: Path, cost: str, k: int = 10) -> None:
     """Moré-Wild data profile over gradient evaluations in units of d + 1 (dims: d per problem)."""
     if summary["median_grad_evals_to_target"].isna().all():
-        raise ValueError("runs.csv records no gradient evaluations to target")
+        raise ValueError("runs.csv.gz records no gradient evaluations to target")
     times = tuning.cost_matrix(summary, "grad_evals")
     times = times[times.index.isin(list(dims))]
     if times.empty:

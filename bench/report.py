@@ -23,7 +23,7 @@ from problems import MODELS, PROBLEMS, model
 
 
 class MissingResults(Exception):
-    """The folder has no runs.csv or curves.csv to draw from."""
+    """The folder has no runs.csv.gz or curves.csv.gz to draw from."""
 
 
 def _slug(problem: str) -> str:
@@ -32,7 +32,7 @@ def _slug(problem: str) -> str:
 
 def _cost(folder: Path, runs: pd.DataFrame, cost: str | None, log) -> str:
     """The cost axis to tune and rank by: `cost`, else the one meta.json records, else the
-    default; "steps" (said on `log`) when runs.csv does not record the axis."""
+    default; "steps" (said on `log`) when runs.csv.gz does not record the axis."""
     if cost is None:
         try:
             cost = json.loads((folder / "meta.json").read_text())["spec"]["cost"]
@@ -40,7 +40,7 @@ def _cost(folder: Path, runs: pd.DataFrame, cost: str | None, log) -> str:
             cost = tuning.DEFAULT_COST
     recorded = tuning.recorded_cost(runs, cost)
     if recorded != cost:
-        print(f"runs.csv records no {tuning.COSTS[cost]}: tuning and ranking by steps", file=log)
+        print(f"runs.csv.gz records no {tuning.COSTS[cost]}: tuning and ranking by steps", file=log)
     return recorded
 
 
@@ -173,7 +173,7 @@ def render(
     `problem_figures`: draw the overview and the figures of each problem (default:
     meta.json's choice, else yes).
 
-    Raises MissingResults without runs.csv or curves.csv, schema.DamagedTable for a
+    Raises MissingResults without runs.csv.gz or curves.csv.gz, schema.DamagedTable for a
     table that does not match its schema, tuning.MissingEvalLanes when a setting tuned
     by `cost` has no eval lanes. `log`: where skipped figures are reported (default
     stderr). `cost`: the axis of tuning and ranking (default: the folder's own, from
@@ -183,7 +183,7 @@ def render(
     log = sys.stderr if log is None else log
     raw = {name: schema.read(folder, name) for name in schema.COLUMNS}
     if raw["runs"] is None or raw["curves"] is None:
-        raise MissingResults(f"{folder} holds no runs.csv and curves.csv to plot from")
+        raise MissingResults(f"{folder} holds no runs.csv.gz and curves.csv.gz to plot from")
     skipped = raw["skipped"]
     if skipped is None:
         skipped = pd.DataFrame(columns=["problem", "optimizer", "reason"])

@@ -1,7 +1,7 @@
 """The columns of the raw tables a run writes, declared once, and a reader that checks a
 file against them.
 
-`RUNS` declares every column of runs.csv in the order it is written: its kind (what
+`RUNS` declares every column of runs.csv.gz in the order it is written: its kind (what
 `read` checks), its role (a key or id of the lane, a swept hyperparameter, a fact of the
 problem, an outcome, a cost to the target, a problem metric, a timing), whether older
 folders or other protocols may lack it, and the tolerance `bench compare` holds it to
@@ -10,6 +10,11 @@ folders or other protocols may lack it, and the tolerance `bench compare` holds 
 as `test_accuracy`, after `diverged`). A column found nowhere in the declaration is read
 as a problem metric: `undeclared` names them, `ordered` refuses one that the problem
 does not report, and `bench compare` compares it at the default tolerance.
+
+The lane tables, the bulk of a results folder, are written gzip-compressed
+(`runs.csv.gz`, `curves.csv.gz`, `paths.csv.gz`, `layer_grad_norms.csv.gz`: `file_name`);
+the others stay plain CSV. `path` finds a table under either name, so folders written
+before compression read as before.
 
 `python -m bench plot` redraws everything from these files, which may have been cut
 short, edited or replaced since the run; `read` finds that out before anything is
@@ -24,7 +29,9 @@ whole trial (`trial_key`), never by the learning rate alone. Folders written bef
 the trial id have no `trial` column; `with_trials` numbers their settings.
 """
 
+import gzip
 import io
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +42,7 @@ import pandas as pd
 # (the loss of a diverged lane); a finite number; an integer; a True/False flag.
 TEXT, NUMBER, VALUE, INTEGER, FLAG = "text", "number", "value", "integer", "flag"
 
-# Roles of a runs.csv column. A key names the lane (with the hyperparameters); an id
+# Roles of a runs.csv.gz column. A key names the lane (with the hyperparameters); an id
 # numbers the same trial as its hyperparameter values do; a fact is the problem's or the
 # run's, the same on every lane of a pair and role; an outcome is what the lane reached;
 # a cost is what it took to reach the target on one axis; a problem metric is one of the
@@ -90,7 +97,7 @@ TRIAL = "trial"
 # Under the algoperf protocol, the study of each trial, right after the trial id.
 STUDY = "study"
 
-# Every column of runs.csv, in the order it is written.
+# Every column of runs.csv.gz, in the order it is written.
 RUNS = (
     Column("problem", TEXT, KEY, None),
     Column("optimizer", TEXT, KEY, None),
@@ -125,9 +132,9 @@ RUNS = (
 DECLARED = {c.name: c for c in RUNS if isinstance(c, Column)}
 # The columns whose values name a lane, besides the swept hyperparameters.
 KEYS = [name for name, c in DECLARED.items() if c.role == KEY]
-# `bench compare`'s tolerance of each declared runs.csv column it compares.
+# `bench compare`'s tolerance of each declared runs.csv.gz column it compares.
 TOLERANCES = {name: c.tolerance for name, c in DECLARED.items() if c.tolerance is not None}
-# summary.csv reports runs.csv columns through these statistics over a trial's lanes
+# summary.csv reports runs.csv.gz columns through these statistics over a trial's lanes
 # (`median_final_suboptimality`, `ci_low_steps_to_target`, ...): each is compared as the
 # column it reports.
 STATISTICS = ("median", "q25", "q75", "ci_low", "ci_high")
@@ -158,11 +165,40 @@ COLUMNS = {
     "layer_grad_norms": {**_LANE, "step": INTEGER, "layer": INTEGER, "grad_norm": NUMBER},
 }
 # ... and those checked where present: the trial id is missing from folders written
-# before it, the study from protocols without studies; runs.csv's other optional columns
+# before it, the study from protocols without studies; runs.csv.gz's other optional columns
 # from older folders or runs without cross-validation.
 OPTIONAL = {name: _IDS for name in COLUMNS} | {
     "runs": {name: c.kind for name, c in DECLARED.items() if c.optional}
 }
+
+
+# The lane tables, written gzip-compressed (a folder a quarter of its plain size).
+COMPRESSED = frozenset({"runs", "curves", "paths", "layer_grad_norms"})
+
+
+def file_name(name: str) -> str:
+    """The file table `name` is written to: NAME.csv.gz for the lane tables, else NAME.csv."""
+    return f"{name}.csv.gz" if name in COMPRESSED else f"{name}.csv"
+
+
+def path(folder: Path, name: str) -> Path:
+    """Where table `name` of `folder` is: its `file_name`, or NAME.csv where only that
+    exists (a folder written before compression)."""
+    written = Path(folder) / file_name(name)
+    plain = Path(folder) / f"{name}.csv"
+    return plain if not written.exists() and plain.exists() else written
+
+
+def read_bytes(table: Path) -> bytes:
+    """The CSV text of `table`, decompressed where its name ends in .gz; DamagedTable for
+    a compressed file that is not gzip or was cut short."""
+    data = table.read_bytes()
+    if table.suffix != ".gz":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DamagedTable(f"{table} is not a readable gzip file: {error}") from None
 
 
 def hyperparameters(frame: pd.DataFrame) -> list[str]:
@@ -209,11 +245,11 @@ def problem_metrics(runs: pd.DataFrame) -> list[str]:
 
 
 def tolerance(table: str, column: str) -> Tolerance | None:
-    """The tolerance `bench compare` holds `column` of runs.csv or summary.csv to; None
+    """The tolerance `bench compare` holds `column` of runs.csv.gz or summary.csv to; None
     where it is not compared.
 
-    A runs.csv column: as declared; an undeclared one (a problem metric, or a column not
-    yet declared) at the default. A summary.csv column: that of the runs.csv column a
+    A runs.csv.gz column: as declared; an undeclared one (a problem metric, or a column not
+    yet declared) at the default. A summary.csv column: that of the runs.csv.gz column a
     statistic of it reports (`median_steps_to_target`: exact, `median_seconds_to_target`:
     none), the ids none, any other (the tuned setting, success rate, ...) the default.
     """
@@ -321,32 +357,34 @@ def _check_column(path: Path, frame: pd.DataFrame, column: str, kind: str) -> No
 
 
 def read(folder: Path, name: str) -> pd.DataFrame | None:
-    """`folder/name.csv` checked against `COLUMNS[name]`, or None when there is no such file.
+    """Table `name` of `folder` (`path`) checked against `COLUMNS[name]`, or None when
+    there is no such file.
 
-    Raises DamagedTable for a file that is not text, is empty, ends in the middle of a row,
-    lacks a column or holds a row that does not parse as the column's kind.
+    Raises DamagedTable for a file that is not text (or not gzip where compressed), is
+    empty, ends in the middle of a row, lacks a column or holds a row that does not parse
+    as the column's kind.
     """
-    path = Path(folder) / f"{name}.csv"
-    if not path.exists():
+    table = path(folder, name)
+    if not table.exists():
         return None
-    data = path.read_bytes()
+    data = read_bytes(table)
     if b"\0" in data[:65536]:
-        raise DamagedTable(f"{path} is not a CSV file (it holds binary data)")
+        raise DamagedTable(f"{table} is not a CSV file (it holds binary data)")
     if not data.strip():
-        raise DamagedTable(f"{path} is empty")
+        raise DamagedTable(f"{table} is empty")
     if not data.endswith(b"\n"):
-        raise DamagedTable(f"{path} ends in the middle of a row: the file was cut short")
+        raise DamagedTable(f"{table} ends in the middle of a row: the file was cut short")
     try:
         frame = pd.read_csv(io.BytesIO(data))
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         reason = str(error).strip().splitlines()[-1]
-        raise DamagedTable(f"{path} is not a readable CSV file: {reason}") from None
+        raise DamagedTable(f"{table} is not a readable CSV file: {reason}") from None
     missing = [c for c in COLUMNS[name] if c not in frame.columns]
     if missing:
-        raise DamagedTable(f"{path} lacks the column(s) {', '.join(missing)}")
+        raise DamagedTable(f"{table} lacks the column(s) {', '.join(missing)}")
     for column, kind in COLUMNS[name].items():
-        _check_column(path, frame, column, kind)
+        _check_column(table, frame, column, kind)
     for column, kind in OPTIONAL[name].items():
         if column in frame:
-            _check_column(path, frame, column, kind)
+            _check_column(table, frame, column, kind)
     return with_trials(frame) if name == "runs" else frame

@@ -33,7 +33,7 @@ from problems import sources
 
 
 class NotAResultsFolder(OutputError):
-    """`out` holds files but no runs.csv: it is not replaced, to protect what is there."""
+    """`out` holds files but no runs.csv.gz: it is not replaced, to protect what is there."""
 
 
 class RenderFailed(Exception):
@@ -86,7 +86,7 @@ def _rows(result, role: str, steps: int, protocol) -> pd.DataFrame:
 def _tuned_trial(runs: pd.DataFrame, cost: str) -> int:
     """The id of the trial the tuning rule picks among a pair's tune rows.
 
-    Tuned on the numbers as runs.csv keeps them, so that `bench plot`, which tunes from
+    Tuned on the numbers as runs.csv.gz keeps them, so that `bench plot`, which tunes from
     the file, picks the same trial (settings tied to 8 digits otherwise split).
     """
     return int(tuned_trials(as_written(runs), recorded_cost(runs, cost))[schema.TRIAL].iloc[0])
@@ -264,15 +264,11 @@ def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=
 # What a run writes into the results folder; anything else there (other tools' reports)
 # is carried over into the new folder untouched.
 OWNED = {
-    "runs.csv",
-    "curves.csv",
+    *(schema.file_name(name) for name in schema.COLUMNS),
+    *(f"{name}.csv" for name in schema.COLUMNS),  # as a folder written before compression
     "summary.csv",
     "budget_curves.csv",
     "budget_curves.png",
-    "skipped.csv",
-    "problems.csv",
-    "paths.csv",
-    "layer_grad_norms.csv",
     "TABLES.md",
     "index.html",
     "meta.json",
@@ -319,8 +315,8 @@ def _check_replaceable(out: Path, spec: SuiteSpec, force: bool) -> None:
         return
     if not out.is_dir():
         raise OutputError(f"{out} is a file, not a folder")
-    if any(out.iterdir()) and not (out / "runs.csv").exists():
-        raise NotAResultsFolder(f"{out} is not empty and holds no runs.csv; not replacing it")
+    if any(out.iterdir()) and not schema.path(out, "runs").exists():
+        raise NotAResultsFolder(f"{out} is not empty and holds no runs.csv.gz; not replacing it")
     if not force and not is_full(asdict(spec)) and _holds_full_suite(out):
         raise OutputError(
             f"{out} holds the full suite's results and this run is a smaller one; "
@@ -399,7 +395,7 @@ def _draw(staging: Path, tables: dict, spec: SuiteSpec, progress) -> Exception |
     cannot be drawn is skipped (one line on `progress`); any other failure is returned.
     """
     for name, frame in tables.items():
-        write_csv(frame, staging / f"{name}.csv")
+        write_csv(frame, staging / schema.file_name(name))
     try:
         report.render(
             staging, progress, spec.cost, spec.problem_figures, spec.taus, spec.scale

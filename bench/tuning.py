@@ -26,7 +26,7 @@ present), the median held-out loss (mean over folds) takes the place of f - f*.
 Reported at the tuned trial, over its eval seeds: median final f - f* and its
 interquartile range, the median cost to target on every axis, success rate (seeds that
 reach the target without diverging), the median of each problem metric (the numeric
-runs.csv columns `bench.schema.RUNS` does not declare, `schema.problem_metrics`); over
+runs.csv.gz columns `bench.schema.RUNS` does not declare, `schema.problem_metrics`); over
 the tune grid: tuneability and the share of diverged lanes. Tuneability is the share
 of the grid that the same rule judges close to the tuned setting: when it reaches the
 target, grid points that reach it within MAX_RATIO times its median cost (the points
@@ -46,7 +46,7 @@ from bench import schema
 from problems import MODELS
 
 PAIR = schema.PAIR
-# Cost axis -> the runs.csv column of each lane's cost to reach the target (the columns
+# Cost axis -> the runs.csv.gz column of each lane's cost to reach the target (the columns
 # of role COST in `schema.RUNS`).
 COSTS = {
     name.removesuffix("_to_target"): name

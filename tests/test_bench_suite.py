@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import suite
+from bench import schema, suite
 from bench.cli import main
 from bench.runner import run_sweep
 from bench.spec import SuiteSpec
@@ -44,7 +44,7 @@ def folders(tmp_path_factory):
 def test_the_folder_holds_every_table_and_plot(folders):
     out = folders[0]
     for name in ["runs", "curves", "summary", "skipped", "paths", "layer_grad_norms"]:
-        assert len(pd.read_csv(out / f"{name}.csv")) > 0, name
+        assert len(pd.read_csv(out / schema.file_name(name))) > 0, name
     pngs = ["convergence.png", "performance_profile.png", "plots/paths_rosenbrock_2d.png"]
     pngs += [f"plots/grad_norms_{LAYERED}.png"]
     pngs += [
@@ -63,10 +63,10 @@ def test_the_folder_holds_every_table_and_plot(folders):
 
 
 def test_runs_has_one_row_per_lane_and_curves_only_tuned_lanes(folders):
-    runs = pd.read_csv(folders[0] / "runs.csv")
+    runs = pd.read_csv(folders[0] / "runs.csv.gz")
     ran_pairs = 3 * 2 + 2  # full_batch_sgd skips the stochastic problem
     assert len(runs) == ran_pairs * (len(GRID) * TINY.seeds + TINY.eval_seeds)
-    curves = pd.read_csv(folders[0] / "curves.csv")
+    curves = pd.read_csv(folders[0] / "curves.csv.gz")
     summary = pd.read_csv(folders[0] / "summary.csv")
     tuned = curves.groupby(["problem", "optimizer"])["learning_rate"].unique()
     for row in summary.itertuples():
@@ -79,13 +79,13 @@ def test_runs_has_one_row_per_lane_and_curves_only_tuned_lanes(folders):
 def test_a_pair_the_optimizer_cannot_run_is_skipped_and_listed(folders):
     skipped = pd.read_csv(folders[0] / "skipped.csv")
     assert skipped[["problem", "optimizer"]].values.tolist() == [[STOCHASTIC, "full_batch_sgd"]]
-    runs = pd.read_csv(folders[0] / "runs.csv")
+    runs = pd.read_csv(folders[0] / "runs.csv.gz")
     assert not ((runs.problem == STOCHASTIC) & (runs.optimizer == "full_batch_sgd")).any()
     assert "## Skipped pairs" in (folders[0] / "TABLES.md").read_text()
 
 
 def test_a_diverging_lane_is_flagged_and_spoils_no_neighbour(folders):
-    runs = pd.read_csv(folders[0] / "runs.csv")
+    runs = pd.read_csv(folders[0] / "runs.csv.gz")
     blown = runs[runs.learning_rate == 1e3]
     assert blown.diverged.all()
     rosen = runs[(runs.problem == "rosenbrock_2d") & (runs.optimizer == "sgd")]
@@ -109,8 +109,9 @@ def _without_timing(path: Path) -> pd.DataFrame:
 
 def test_two_runs_give_identical_tables_apart_from_timing(folders):
     a, b = folders
-    names = sorted(p.name for p in a.glob("*.csv"))
-    assert names == sorted(p.name for p in b.glob("*.csv"))
+    names = sorted(p.name for p in a.glob("*.csv*"))
+    assert names == sorted(p.name for p in b.glob("*.csv*"))
+    assert "runs.csv.gz" in names
     for name in names:
         pd.testing.assert_frame_equal(_without_timing(a / name), _without_timing(b / name))
         assert _without_timing(a / name).to_csv() == _without_timing(b / name).to_csv()
@@ -171,11 +172,11 @@ def test_a_run_keeps_files_it_does_not_own_and_drops_its_stale_ones(folders, tmp
     out = tmp_path / "results"
     shutil.copytree(folders[0], out)
     (out / "PERF.md").write_text("another tool's report")
-    assert (out / "layer_grad_norms.csv").exists()
+    assert (out / "layer_grad_norms.csv.gz").exists()
     suite.run_suite(ONE_PAIR, out, progress=io.StringIO())
     assert (out / "PERF.md").read_text() == "another tool's report"
-    assert not (out / "layer_grad_norms.csv").exists()  # ONE_PAIR has no layered model
-    assert set(pd.read_csv(out / "runs.csv").problem) == {"rosenbrock_2d"}
+    assert not (out / "layer_grad_norms.csv.gz").exists()  # ONE_PAIR has no layered model
+    assert set(pd.read_csv(out / "runs.csv.gz").problem) == {"rosenbrock_2d"}
 
 
 def test_optimize_comes_from_the_spec_file_and_the_command_line(monkeypatch):

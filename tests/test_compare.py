@@ -67,7 +67,7 @@ def test_a_moved_metric_exits_1_and_is_listed(tmp_path, capsys):
     out = capsys.readouterr().out
     moved = [line for line in out.splitlines() if "final_loss" in line]
     assert len(moved) == 1
-    assert moved[0].split()[:4] == ["runs.csv", "quad", "sgd", "learning_rate=0.1,"]
+    assert moved[0].split()[:4] == ["runs", "quad", "sgd", "learning_rate=0.1,"]
     assert "0.25" in moved[0] and "0.2500003" in moved[0] and "+1.2e-06" in moved[0]
     assert "1 metric values moved in 1 (problem, optimizer) pairs" in out
 
@@ -124,7 +124,7 @@ def test_summary_is_compared_when_both_have_it(tmp_path, capsys):
     base = write(tmp_path / "b", runs_table(), summary_table())
     new = write(tmp_path / "n", runs_table(), summary)
     assert main(["compare", base, new]) == 1
-    assert "summary.csv  quad     adam" in capsys.readouterr().out
+    assert "summary  quad     adam" in capsys.readouterr().out
 
 
 def test_added_and_removed_rows_are_unusable_input(tmp_path, capsys):
@@ -206,6 +206,6 @@ def test_identical_runs_pass_and_a_perturbed_optimizer_fails(tmp_path, capsys):
 
     assert main(["compare", base, sweep_folder(tmp_path / "perturbed", perturbed_adam)]) == 1
     out = capsys.readouterr().out
-    moved = {line.split()[5] for line in out.splitlines() if line.startswith("runs.csv")}
+    moved = {line.split()[5] for line in out.splitlines() if line.startswith("runs ")}
     assert {"final_loss", "final_suboptimality", "final_grad_norm"} <= moved
     assert "(problem, optimizer) pairs" in out

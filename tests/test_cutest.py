@@ -177,7 +177,7 @@ def fixed_folder(tmp_path_factory):
 
 def test_a_fixed_start_problem_finds_f_l_after_every_optimizer_ran(fixed_folder):
     facts = pd.read_csv(fixed_folder / "problems.csv").set_index("problem")
-    runs = pd.read_csv(fixed_folder / "runs.csv")
+    runs = pd.read_csv(fixed_folder / "runs.csv.gz")
     found = facts.loc["fixed_rosenbrock_2d"]
     assert found["f_star_source"] == "best_found"
     lanes = runs[(runs["problem"] == "fixed_rosenbrock_2d") & ~runs["diverged"]]
@@ -190,7 +190,7 @@ def test_a_fixed_start_problem_finds_f_l_after_every_optimizer_ran(fixed_folder)
 
 
 def test_the_evaluation_lane_of_a_fixed_start_problem_is_its_tuned_lane(fixed_folder):
-    runs = pd.read_csv(fixed_folder / "runs.csv")
+    runs = pd.read_csv(fixed_folder / "runs.csv.gz")
     summary = pd.read_csv(fixed_folder / "summary.csv")
     for pick in summary.itertuples():
         pair = runs[(runs["problem"] == pick.problem) & (runs["optimizer"] == pick.optimizer)]

@@ -43,7 +43,7 @@ def test_four_devices_give_the_single_device_csv(tmp_path):
     for folder, used in (("one", 1), ("four", 4)):
         meta = json.loads((tmp_path / folder / "meta.json").read_text())
         assert len(meta["devices_used"]) == used and meta["device_count"] == 4
-    for name in ("runs.csv", "curves.csv"):
+    for name in ("runs.csv.gz", "curves.csv.gz"):
         one, four = pd.read_csv(tmp_path / "one" / name), pd.read_csv(tmp_path / "four" / name)
         timing = [c for c in one.columns if "seconds" in c]
         one, four = one.drop(columns=timing), four.drop(columns=timing)
@@ -123,8 +123,8 @@ def test_two_processes_gather_every_lane_and_only_process_0_writes(tmp_path):
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     gathered, alone = (
-        pd.read_csv(tmp_path / "process0" / "runs.csv"),
-        pd.read_csv(single / "runs.csv"),
+        pd.read_csv(tmp_path / "process0" / "runs.csv.gz"),
+        pd.read_csv(single / "runs.csv.gz"),
     )
     timing = [c for c in alone.columns if "seconds" in c]
     pd.testing.assert_frame_equal(gathered.drop(columns=timing), alone.drop(columns=timing))

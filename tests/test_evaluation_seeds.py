@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench import schema, suite
 from bench import spec as suite_spec
-from bench import suite
 from bench.spec import SuiteSpec
 from bench.tuning import tuned_trials
 
@@ -35,7 +35,7 @@ def tables(tmp_path_factory):
     out = tmp_path_factory.mktemp("suite") / "out"
     suite.run_suite(SPEC, out, progress=io.StringIO())
     names = ["runs", "curves", "paths", "layer_grad_norms", "summary"]
-    return {name: pd.read_csv(out / f"{name}.csv") for name in names}
+    return {name: pd.read_csv(out / schema.file_name(name)) for name in names}
 
 
 def test_evaluation_seeds_are_fresh_and_as_many_as_the_spec_asks():
@@ -87,12 +87,9 @@ def test_the_summary_reports_the_evaluation_lanes(tables):
 
 
 def test_the_committed_results_folder_stays_within_its_size_budget():
-    """What `make bench` (and `make perf`) wrote into results/, as committed, comes to at
-    most 20 MB; folders of other runs inside it (their own meta.json) are not counted."""
+    """What `make bench`, `make cutest` and `make perf` wrote into results/, as committed,
+    comes to at most 20 MB in all."""
     root = Path(__file__).resolve().parents[1] / "results"
-    others = [d for d in root.iterdir() if d.is_dir() and (d / "meta.json").exists()]
-    files = [
-        f for f in root.rglob("*") if f.is_file() and not any(o in f.parents for o in others)
-    ]
+    files = [f for f in root.rglob("*") if f.is_file()]
     assert (root / "meta.json").exists(), "results/ holds no full run"
     assert sum(f.stat().st_size for f in files) <= MAX_RESULTS_BYTES

@@ -157,11 +157,11 @@ def test_recorded_bench_share(tmp_path):
             "run_seconds": [0.5, 0.5, 0.5],
         }
     )
-    runs.to_csv(tmp_path / "runs.csv", index=False)
-    share = perf_compile.recorded_bench_share(tmp_path / "runs.csv")
+    runs.to_csv(tmp_path / "runs.csv.gz", index=False)
+    share = perf_compile.recorded_bench_share(tmp_path)
     assert share["pairs"] == 2
     assert share["share"] == pytest.approx(3.0 / 4.0)
-    assert perf_compile.recorded_bench_share(tmp_path / "missing.csv") is None
+    assert perf_compile.recorded_bench_share(tmp_path / "missing") is None
 
 
 def test_perf_csv_keeps_the_facts_and_notes(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import plugins
+from bench import plugins, schema
 from bench.cli import main
 from bench.runner import resolve_optimizer, run_sweep
 from optimizers import sgd
@@ -56,7 +56,7 @@ def _snapshot(folder: Path) -> dict:
 
 
 def _rows(folder: Path, table: str, optimizers: set[str]) -> list[str]:
-    lines = (folder / f"{table}.csv").read_text().splitlines()
+    lines = schema.read_bytes(folder / schema.file_name(table)).decode().splitlines()
     return [lines[0]] + [line for line in lines[1:] if line.split(",")[1] in optimizers]
 
 
@@ -76,8 +76,8 @@ def test_a_rule_in_a_file_is_ranked_against_a_folder_without_rerunning_it(
     assert _snapshot(base) == before  # --against never changes the folder it reads
     for table in TABLES:  # the baselines' rows, byte for byte
         assert _rows(out, table, {"sgd", "adam"}) == _rows(base, table, {"sgd", "adam"})
-    runs = pd.read_csv(out / "runs.csv")
-    old = pd.read_csv(base / "runs.csv")
+    runs = pd.read_csv(out / "runs.csv.gz")
+    old = pd.read_csv(base / "runs.csv.gz")
     assert set(runs["optimizer"]) == {"sgd", "adam", "rule"}
     assert set(runs["problem"]) == set(PROBLEM_NAMES)
     kept = runs[runs["optimizer"] != "rule"].reset_index(drop=True)
@@ -121,7 +121,7 @@ def test_a_differing_fingerprint_reruns_the_baselines_and_says_why(
     against = json.loads((out / "meta.json").read_text())["against"]
     assert sorted(against["re_run"]) == ["adam", "sgd"]
     assert list(against["differences"]) == ["jax"]
-    assert set(pd.read_csv(out / "runs.csv")["optimizer"]) == {"sgd", "adam", "rule"}
+    assert set(pd.read_csv(out / "runs.csv.gz")["optimizer"]) == {"sgd", "adam", "rule"}
 
 
 def test_partial_class_and_optax_factories_build_and_are_named():
@@ -219,7 +219,7 @@ def test_a_problem_from_a_file_runs_beside_an_optimizer_from_a_file(rule_file, t
     out = tmp_path / "out"
     argv = ["run", "--problem", f"{problem_file}:bowl", "--optimizer", f"{rule_file}:rule"]
     assert main([*argv, "--steps", "10", "--seeds", "1", "--out", str(out)]) == 0
-    runs = pd.read_csv(out / "runs.csv")
+    runs = pd.read_csv(out / "runs.csv.gz")
     assert set(runs["problem"]) == {"bowl"} and set(runs["optimizer"]) == {"rule"}
     assert "  1. rule (score" in capsys.readouterr().out
 

@@ -157,7 +157,7 @@ def random_folder(tmp_path_factory):
 
 def test_random_search_summary_lists_every_tuned_hyperparameter(random_folder):
     summary = pd.read_csv(random_folder / "summary.csv")
-    runs = pd.read_csv(random_folder / "runs.csv")
+    runs = pd.read_csv(random_folder / "runs.csv.gz")
     assert len(summary) == 4
     for pick in summary.itertuples():
         space = OPTIMIZERS[pick.optimizer].space()

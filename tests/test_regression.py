@@ -129,7 +129,7 @@ def assert_matches_the_baseline(fresh: pd.DataFrame, optimizers=None) -> None:
     if optimizers is not None:
         baseline = baseline[baseline["optimizer"].isin(optimizers)].reset_index(drop=True)
     try:
-        moves = compare_tables("runs.csv", baseline, fresh)
+        moves = compare_tables("runs", baseline, fresh)
     except UnusableInput as error:
         pytest.fail(f"{error}\nif the change of coverage is intended, run make baseline")
     assert not moves, "the quick benchmark moved:\n" + format_moves(moves)

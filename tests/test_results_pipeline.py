@@ -6,6 +6,7 @@ Every run is tiny: one or two 2-D problems, one optimizer, a few steps.
 """
 
 import contextlib
+import gzip
 import io
 import json
 import os
@@ -113,10 +114,10 @@ def test_two_runs_started_together_leave_one_complete_folder(tmp_path):
         if status == 2:
             one_error_line(stderr, "is being written by another process")
     names = {p.name for p in out.iterdir()}
-    assert {"runs.csv", "curves.csv", "summary.csv", "TABLES.md", "meta.json"} <= names
+    assert {"runs.csv.gz", "curves.csv.gz", "summary.csv", "TABLES.md", "meta.json"} <= names
     # The tables and meta.json come from one and the same run.
     lr = json.loads((out / "meta.json").read_text())["spec"]["grid"]["sgd"]
-    assert set(pd.read_csv(out / "runs.csv").learning_rate) == set(lr)
+    assert set(pd.read_csv(out / "runs.csv.gz").learning_rate) == set(lr)
     assert pd.read_csv(out / "summary.csv").learning_rate.tolist() == lr
     assert siblings(out) == ["out"]
 
@@ -126,7 +127,7 @@ def test_a_lock_and_staging_left_by_a_killed_run_do_not_get_in_the_way(copy):
     bench_io.lock_path(copy).write_text("process 999999999")
     (copy.parent / ".out.partial.abcd1234").mkdir()
     assert main([*RUN, "--out", str(copy)]) == 0
-    assert set(pd.read_csv(copy / "runs.csv").problem) == {"rosenbrock_2d"}
+    assert set(pd.read_csv(copy / "runs.csv.gz").problem) == {"rosenbrock_2d"}
     assert siblings(copy) == ["out"]
 
 
@@ -158,7 +159,7 @@ def test_a_sweep_whose_lanes_diverge_keeps_its_tables(tmp_path, capsys, grid):
     out = tmp_path / "out"
     argv = ["run", "--problems", "rosenbrock_2d", "--optimizers", "sgd", "--seeds", "1"]
     assert main([*argv, "--steps", "20", "--grid", *grid, "--out", str(out)]) == 0
-    runs = pd.read_csv(out / "runs.csv")
+    runs = pd.read_csv(out / "runs.csv.gz")
     assert set(runs.learning_rate) == {0.01} and runs.diverged.any()
     assert (out / "TABLES.md").exists() and (out / "summary.csv").exists()
     err = capsys.readouterr().err
@@ -179,7 +180,7 @@ def test_a_figure_that_cannot_be_drawn_is_skipped_with_one_line(tmp_path, monkey
         "Data cannot be log-scaled because all values are <= 0."
     ]
     assert not (out / "plots" / "sensitivity_rosenbrock_2d.png").exists()
-    for name in ["runs.csv", "TABLES.md", "convergence.png", "plots/paths_rosenbrock_2d.png"]:
+    for name in ["runs.csv.gz", "TABLES.md", "convergence.png", "plots/paths_rosenbrock_2d.png"]:
         assert (out / name).exists(), name
 
 
@@ -191,7 +192,7 @@ def test_a_failure_to_summarize_still_leaves_the_raw_tables(tmp_path, monkeypatc
     out = tmp_path / "out"
     assert main([*RUN, "--out", str(out)]) == 1
     last_error_line(capsys.readouterr().err, "raw tables", "RuntimeError: no summary today")
-    assert set(pd.read_csv(out / "runs.csv").learning_rate) == {0.001}
+    assert set(pd.read_csv(out / "runs.csv.gz").learning_rate) == {0.001}
     assert json.loads((out / "meta.json").read_text())["pairs"] == 1
     assert not (out / "summary.csv").exists()
     assert siblings(out) == ["out"]
@@ -207,7 +208,7 @@ def test_a_symlinked_out_is_written_through_run_after_run(tmp_path):
         done = bench(*RUN[:-1], grid, "--out", tmp_path / "res_link")
         assert done.returncode == 0, done.stderr
         assert (tmp_path / "res_link").is_symlink()
-        runs = pd.read_csv(tmp_path / "scratch" / "res" / "runs.csv")
+        runs = pd.read_csv(tmp_path / "scratch" / "res" / "runs.csv.gz")
         assert set(runs.learning_rate) == {float(grid)}
     assert siblings(tmp_path / "res_link") == ["res_link", "scratch"]
     assert siblings(tmp_path / "scratch" / "res") == ["res"]
@@ -253,6 +254,26 @@ def test_an_out_that_cannot_be_written_exits_2_before_sweeping(tmp_path, case):
     assert (tmp_path / "file").read_text() == "mine"
 
 
+def test_a_compressed_table_is_the_same_bytes_each_time_and_reads_back(tmp_path):
+    frame = pd.DataFrame({"problem": ["a", "b"], "final_loss": [0.1234567891, 2.0]})
+    first, second = tmp_path / "one" / "runs.csv.gz", tmp_path / "two" / "runs.csv.gz"
+    bench_io.write_csv(frame, first)
+    bench_io.write_csv(frame, second)
+    assert first.read_bytes() == second.read_bytes()  # no time stamp, no file name
+    assert gzip.decompress(first.read_bytes()) == frame.to_csv(
+        index=False, float_format=bench_io.FLOAT_FORMAT
+    ).encode()
+
+
+def test_a_folder_written_before_compression_plots_and_compares(results, copy):
+    for compressed in copy.glob("*.csv.gz"):
+        compressed.with_suffix("").write_bytes(gzip.decompress(compressed.read_bytes()))
+        compressed.unlink()
+    assert bench("plot", copy).returncode == 0
+    assert not (copy / "runs.csv.gz").exists()
+    assert bench("compare", results, copy).returncode == 0
+
+
 # 5. `bench plot` checks the raw tables before it writes anything.
 
 
@@ -274,18 +295,29 @@ def _without_diverged(data: bytes) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
+def _inside_gzip(damage):
+    """`damage` applied to the CSV text inside a gzip file, recompressed."""
+    return lambda data: gzip.compress(damage(gzip.decompress(data)))
+
+
+def _gzip_cut_short(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
 @pytest.mark.parametrize(
     ("damage", "words"),
     [
-        (_cut_mid_row, ["ends in the middle of a row"]),
-        (_garbage_row, ["line 4", "learning_rate is 'fast', not a finite number"]),
-        (_binary, ["not a CSV file"]),
-        (_without_diverged, ["lacks the column(s) diverged"]),
+        (_inside_gzip(_cut_mid_row), ["ends in the middle of a row"]),
+        (_inside_gzip(_garbage_row), ["line 4", "learning_rate is 'fast', not a finite number"]),
+        (_inside_gzip(_binary), ["not a CSV file"]),
+        (_inside_gzip(_without_diverged), ["lacks the column(s) diverged"]),
+        (_gzip_cut_short, ["not a readable gzip file"]),
+        (_binary, ["not a readable gzip file"]),
     ],
-    ids=["truncated", "garbage row", "binary", "missing column"],
+    ids=["truncated", "garbage row", "binary", "missing column", "gzip cut short", "not gzip"],
 )
 def test_plot_of_a_damaged_runs_csv_exits_2_and_changes_nothing(copy, damage, words):
-    runs = copy / "runs.csv"
+    runs = copy / "runs.csv.gz"
     runs.write_bytes(damage(runs.read_bytes()))
     before = snapshot(copy)
     done = bench("plot", copy)
@@ -321,7 +353,7 @@ def test_a_smaller_run_does_not_replace_the_full_suite_unless_forced(copy, capsy
         one_error_line(capsys.readouterr().err, str(copy), "full suite", "--force")
         assert snapshot(copy) == before
     assert main([*RUN, "--force", "--out", str(copy)]) == 0
-    assert set(pd.read_csv(copy / "runs.csv").problem) == {"rosenbrock_2d"}
+    assert set(pd.read_csv(copy / "runs.csv.gz").problem) == {"rosenbrock_2d"}
 
 
 def test_the_readme_quick_command_does_not_touch_results(tmp_path, monkeypatch, capsys):
@@ -388,9 +420,9 @@ def test_ctrl_c_prints_one_line_and_leaves_out_as_it_was(copy):
 
 
 def test_compare_into_a_closed_pipe_exits_quietly(results, copy):
-    runs = pd.read_csv(copy / "runs.csv")
+    runs = pd.read_csv(copy / "runs.csv.gz")
     runs["final_loss"] *= 2
-    runs.to_csv(copy / "runs.csv", index=False)
+    runs.to_csv(copy / "runs.csv.gz", index=False)
     compare = subprocess.Popen(
         [*BENCH, "compare", str(results), str(copy)],
         stdout=subprocess.PIPE,
@@ -404,10 +436,10 @@ def test_compare_into_a_closed_pipe_exits_quietly(results, copy):
 
 
 def test_compare_of_a_binary_runs_csv_exits_2_with_one_line(results, copy):
-    (copy / "runs.csv").write_bytes(_binary(b""))
+    (copy / "runs.csv.gz").write_bytes(_binary(b""))
     done = bench("compare", results, copy)
     assert done.returncode == 2
-    one_error_line(done.stderr, str(copy / "runs.csv"), "not a readable CSV file")
+    one_error_line(done.stderr, str(copy / "runs.csv.gz"), "not a readable gzip file")
 
 
 @pytest.mark.parametrize(

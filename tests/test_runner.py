@@ -80,8 +80,8 @@ def test_cli_writes_tidy_csv_and_a_png(tmp_path):
     argv = ["run", "--problems", "rosenbrock_2d", "--optimizers", "sgd", "adam"]
     argv += ["--seeds", "2", "--steps", "30", "--grid", "1e-3", "1e-2", "--out", str(out)]
     assert main(argv) == 0
-    runs = pd.read_csv(out / "runs.csv")
-    curves = pd.read_csv(out / "curves.csv")
+    runs = pd.read_csv(out / "runs.csv.gz")
+    curves = pd.read_csv(out / "curves.csv.gz")
     assert {
         "problem",
         "optimizer",
@@ -98,7 +98,7 @@ def test_cli_writes_tidy_csv_and_a_png(tmp_path):
     )
     # optimizers x (learning rates x seeds + the tuned setting x 10 evaluation seeds)
     assert len(runs) == 2 * (2 * 2 + 10)
-    # curves.csv holds the tuned learning rate only, every step of a 30-step run.
+    # curves.csv.gz holds the tuned learning rate only, every step of a 30-step run.
     assert curves.groupby("optimizer")["learning_rate"].nunique().eq(1).all()
     assert curves.groupby("optimizer").size().eq(31).all()
     assert (out / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

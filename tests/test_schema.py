@@ -89,8 +89,8 @@ def test_a_column_declared_nowhere_stops_the_sweep(monkeypatch):
 def test_an_undeclared_column_is_reported_and_compared_not_ignored(mlp_runs, tmp_path):
     runs = mlp_runs.assign(wall_seconds=1.0)
     assert schema.undeclared(runs) == ["test_accuracy", "wall_seconds"]
-    keys = compare.key_columns("runs.csv", runs)
-    tolerances = compare.metric_columns("runs.csv", runs, keys)
+    keys = compare.key_columns("runs", runs)
+    tolerances = compare.metric_columns("runs", runs, keys)
     assert tolerances["wall_seconds"] == schema.DEFAULT_TOLERANCE
     for folder, seconds in (("base", 1.0), ("new", 2.0)):
         (tmp_path / folder).mkdir()
@@ -99,9 +99,9 @@ def test_an_undeclared_column_is_reported_and_compared_not_ignored(mlp_runs, tmp
 
 
 def test_compare_takes_its_keys_and_tolerances_from_the_schema(mlp_runs):
-    keys = compare.key_columns("runs.csv", mlp_runs)
+    keys = compare.key_columns("runs", mlp_runs)
     assert keys == ["problem", "optimizer", *schema.hyperparameters(mlp_runs), "seed"]
-    tolerances = compare.metric_columns("runs.csv", mlp_runs, keys)
+    tolerances = compare.metric_columns("runs", mlp_runs, keys)
     for name, column in schema.DECLARED.items():
         if name not in keys:
             assert tolerances.get(name) == column.tolerance, name

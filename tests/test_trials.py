@@ -134,14 +134,14 @@ def test_a_folder_without_trial_ids_numbers_its_settings_and_compares_with_one(b
         .drop(columns="trial")
         .equals(tuning.summarize(runs).drop(columns="trial"))
     )
-    assert compare.key_columns("runs.csv", runs) == [
+    assert compare.key_columns("runs", runs) == [
         "problem",
         "optimizer",
         "learning_rate",
         "b1",
         "seed",
     ]
-    assert compare.compare_tables("runs.csv", older, runs) == []
+    assert compare.compare_tables("runs", older, runs) == []
 
 
 @pytest.fixture
