@@ -165,7 +165,11 @@ def read_csv(path: Path) -> tuple[pd.DataFrame, list[str], dict]:
     """Inverse of `to_csv_frame`: (measurements, notes, facts) from a perf.csv."""
     table = pd.read_csv(path)
     meta = table[table.section == "meta"]
-    facts = {row.case: json.loads(row.impl) for row in meta.itertuples()}
+    # pandas reads a fact written as JSON `null` as a missing value.
+    facts = {
+        row.case: json.loads(row.impl) if isinstance(row.impl, str) else None
+        for row in meta.itertuples()
+    }
     notes = list(table[table.section == "note"].case)
     frame = table[~table.section.isin(["meta", "note"])].reset_index(drop=True)
     frame = frame.astype({"layout": str}).fillna({"layout": ""})

@@ -174,3 +174,36 @@ def test_perf_csv_keeps_the_facts_and_notes(tmp_path):
     assert read_facts == facts
     assert notes == ["lbfgs: skipped"]
     assert list(measured.section) == ["stream"] and measured.seconds.iloc[0] == 1.0
+
+
+def test_model_rows_are_judged_against_the_loop_and_reported_with_their_floor():
+    """Model cases have no `ours_optimize` row (unlike the Rosenbrock case beside them);
+    torch is measured there, not judged."""
+    rows = [_row(section="stream", case="stream", impl="xla", size=10, seconds=1e-3, gbps=80.0)]
+    rows += [
+        _row(section="kernel", case="adam", impl=impl, size=10, seconds=1e-3, fusions=1)
+        for impl in ("ours", "optax")
+    ]
+    for impl, seconds, lanes in (
+        ("ours", 18.0, 18),
+        ("bare_vmap", 12.0, 18),
+        ("optax_loop", 1.5, 1),
+        ("torch", 3.0, 1),
+    ):
+        rows.append(
+            _row(section="sweep", case="cnn_digits", impl=impl, lanes=lanes, steps=300)
+            | dict(size=1946, seconds=seconds, steps_per_second=lanes * 300 / seconds)
+        )
+    for impl, seconds, lanes in (("ours", 2.0, 512), ("ours_optimize", 1.0, 512)):
+        rows.append(
+            _row(section="sweep", case="rosenbrock_2d", impl=impl, lanes=lanes, steps=1000)
+            | dict(size=2, seconds=seconds, steps_per_second=lanes * 1000 / seconds)
+        )
+    frame = pd.DataFrame(rows)
+    judged = perf_report.targets(frame, {})
+    by_target = {t: (m, ok) for t, m, ok in judged}
+    assert by_target["vmapped sweep >= 3x optax Python loop, cnn_digits"] == ("1.5x", False)
+    assert by_target["vmapped sweep against torch.optim, cnn_digits"] == ("3.0x", None)
+    text = "\n".join(perf_report.analysis(frame, judged))
+    assert "the sweep 1.50x the loop, its floor 2.25x" in text  # 18/18 : 1/1.5; 18/12 : 1/1.5
+    assert "rosenbrock_2d 2.0x" in text and "cnn_digits 1" not in text
