@@ -27,6 +27,11 @@ from optimizers import OPTIMIZERS, OptimizerSpec
 from optimizers.fused import MULTI_OUTPUT_FUSION_FLAG, fused_step
 
 LEARNING_RATE = 1e-3
+# A rule whose state holds more than this many times its parameters' bytes keeps dense
+# preconditioners (a d x d matrix per axis of d entries, Shampoo's): the kernels time it
+# at the smallest size only, where its matrices are at most a thousand or so wide; above,
+# a 1e5-entry vector's statistic alone would take 40 GB.
+MAX_STATE_RATIO = 8
 PYTREE_LEAVES = 20
 
 
@@ -110,6 +115,14 @@ def build(spec: OptimizerSpec, impl: str):
     if impl == "fused":  # timed only under the multi-output fusion flag: no warning
         return opt, fused_step(opt)
     return opt, kernel(opt, optimizers.apply_updates)
+
+
+def state_ratio(spec: OptimizerSpec, params) -> float:
+    """Bytes of our rule's state for `params` over the parameters' own, found without
+    allocating either."""
+    opt = spec.factory(learning_rate=LEARNING_RATE, **spec.hparams)
+    state = jax.eval_shape(opt.init, params)
+    return tree_bytes(state) / tree_bytes(params)
 
 
 def kernel(opt, apply_updates):
@@ -214,10 +227,18 @@ def run_kernels(
         impls = ["ours", "optax"] if optax_available(spec) else ["ours"]
         impls += ["fused"] if fused else []
         if "optax" not in impls:
-            notes.append(f"{name}: optax has no `{spec.optax_name}` alias, ours timed alone")
+            missing = "counterpart" if spec.optax_name is None else f"`{spec.optax_name}` alias"
+            notes.append(f"{name}: optax has no {missing}, ours timed alone")
         for layout in layouts:
             for n in sizes:
                 params, grads = inputs[layout, n]
+                ratio = state_ratio(spec, params)
+                if n > min(sizes) and ratio > MAX_STATE_RATIO:
+                    notes.append(
+                        f"{name} ({layout}, n={n}): its state would be {ratio:,.0f}x the "
+                        "parameters (dense preconditioners), not timed at this size"
+                    )
+                    continue
                 try:
                     results = time_kernels({i: build(spec, i) for i in impls}, params, grads)
                 except Exception as error:  # a rule in progress must not stop the report
