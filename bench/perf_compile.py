@@ -74,17 +74,18 @@ def compile_rows(pairs, budget_seconds: float, quick: bool = False, log=print) -
 
 def recorded_bench_share(folder: Path) -> dict | None:
     """Compile share of the last full `make bench`, from the runs table of its results
-    `folder` (one timing per pair)."""
+    `folder` (one timing per sweep, repeated on its lanes)."""
     runs_table = schema.path(folder, "runs")
     if not runs_table.exists():
         return None
     runs = pd.read_csv(runs_table)
     if not {"compile_seconds", "run_seconds"} <= set(runs.columns):
         return None
-    pairs = runs.drop_duplicates(["problem", "optimizer"])
-    compile_total, run_total = pairs["compile_seconds"].sum(), pairs["run_seconds"].sum()
+    # One timing per sweep: a pair's tuning sweep and, where there is one, its evaluation.
+    sweeps = runs.drop_duplicates([c for c in ("problem", "optimizer", "role") if c in runs])
+    compile_total, run_total = sweeps["compile_seconds"].sum(), sweeps["run_seconds"].sum()
     return {
-        "pairs": len(pairs),
+        "pairs": len(sweeps.drop_duplicates(["problem", "optimizer"])),
         "compile_seconds": float(compile_total),
         "run_seconds": float(run_total),
         "share": float(compile_total / (compile_total + run_total)),

@@ -425,8 +425,9 @@ def analysis(frame: pd.DataFrame, judged: list[tuple[str, str, bool | None]]) ->
             "products, which XLA:CPU runs at about the rate of the loop's. The floor "
             "(`bare_vmap`: the same lanes as one jitted `vmap(scan)` of optax steps, "
             f"nothing recorded) bounds what any sweep reaches here: {'; '.join(floors)}. "
-            "The sweep's own cost above its floor is the evaluation batch's loss at the "
-            "record points. The target is one for an accelerator, where one trial of a "
+            "The sweep's cost above its floor is what it records and counts (the "
+            "evaluation batch's loss at the record points, gradient norms, evaluations and "
+            "the step at the target). The target is one for an accelerator, where one trial of a "
             "network this size leaves the device idle and the lanes fill it.",
             "",
         ]

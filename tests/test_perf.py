@@ -161,6 +161,13 @@ def test_recorded_bench_share(tmp_path):
     share = perf_compile.recorded_bench_share(tmp_path)
     assert share["pairs"] == 2
     assert share["share"] == pytest.approx(3.0 / 4.0)
+    # A pair's evaluation sweep is timed on its own rows and counts too.
+    evaluation = dict(problem="a", optimizer="x", compile_seconds=0.0, run_seconds=1.0)
+    runs = pd.concat([runs.assign(role="tune"), pd.DataFrame([evaluation | {"role": "eval"}])])
+    runs.to_csv(tmp_path / "runs.csv.gz", index=False)
+    share = perf_compile.recorded_bench_share(tmp_path)
+    assert share["pairs"] == 2 and share["run_seconds"] == 2.0
+    assert share["share"] == pytest.approx(3.0 / 5.0)
     assert perf_compile.recorded_bench_share(tmp_path / "missing") is None
 
 
