@@ -217,8 +217,10 @@ def test_perf_times_the_sweep_against_a_per_trial_optax_loop():
     from bench import perf_models, perf_report
 
     rows = perf_models.run_models(perf_models.model_cases(quick=True), log=lambda _: None)
+    impls = ("ours", "bare_vmap", "optax_loop")
+    impls += ("torch",) if perf_models.torch_version() is not None else ()
     assert {(r["case"], r["impl"]) for r in rows} == {
-        (name, impl) for name in perf_models.MODEL_CASES for impl in ("ours", "optax_loop")
+        (name, impl) for name in perf_models.MODEL_CASES for impl in impls
     }
     ratios = perf_report.sweep_ratios(pd.DataFrame(rows))
     assert (ratios["ours_ratio"] > 0).all()
