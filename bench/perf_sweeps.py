@@ -219,24 +219,23 @@ def _torch_loss(kind: str, problem: Problem):
     raise ValueError(f"no torch loss for kind {kind!r}")
 
 
-def torch_loop(case: SweepCase, runs: int = 3) -> dict:
-    """Median seconds of one run of `torch.optim.Adam` in a Python loop, float32, CPU.
+def torch_adam_seconds(initial, step_losses: list, runs: int) -> float:
+    """Median seconds of one run of `torch.optim.Adam` (lr 1e-3) from the arrays `initial`
+    (a pytree), one step per loss in `step_losses` (each a function of the torch params),
+    every step's loss kept, after one warm-up run.
 
     torch runs on one thread: on problems this small a second thread only adds
     synchronisation (it made the loop several times slower on the 2-core machine).
     """
     import torch
 
-    loss_fn = _torch_loss(case.kind, case.problem)
-    initial = jax.tree.map(np.asarray, case.problem.init(jax.random.PRNGKey(0)))
-
     def one_run():
         params = jax.tree.map(lambda a: torch.tensor(a, requires_grad=True), initial)
         opt = torch.optim.Adam(jax.tree.leaves(params), lr=1e-3)
         losses = []
-        for _ in range(case.steps):
+        for step_loss in step_losses:
             opt.zero_grad()
-            loss = loss_fn(params)
+            loss = step_loss(params)
             loss.backward()
             opt.step()
             losses.append(loss.detach())
@@ -246,9 +245,16 @@ def torch_loop(case: SweepCase, runs: int = 3) -> dict:
     torch.set_num_threads(1)
     try:
         one_run()  # warm-up
-        return {"seconds": median_seconds(one_run, budget=0.0, max_reps=runs)}
+        return median_seconds(one_run, budget=0.0, max_reps=runs)
     finally:
         torch.set_num_threads(threads)
+
+
+def torch_loop(case: SweepCase, runs: int = 3) -> dict:
+    """Median seconds of one run of `torch.optim.Adam` in a Python loop, float32, CPU."""
+    loss_fn = _torch_loss(case.kind, case.problem)
+    initial = jax.tree.map(np.asarray, case.problem.init(jax.random.PRNGKey(0)))
+    return {"seconds": torch_adam_seconds(initial, [loss_fn] * case.steps, runs)}
 
 
 def torch_version() -> str | None:

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.perf_kernels import median_seconds
-from bench.perf_sweeps import SweepCase
+from bench.perf_sweeps import SweepCase, torch_adam_seconds
 from problems import Problem
 from problems.cnn import SIDE
 
@@ -105,8 +104,7 @@ def torch_model_loop(case: SweepCase, runs: int = 2) -> dict:
     problem's `sample_batch` draws from the step keys of PRNGKey(1) (as
     bench.perf_models.optax_loop draws them). The minibatches are drawn and converted to
     torch before the timing: the loop times torch's training only, not the data pipeline.
-    torch runs on one thread, as `bench.perf_sweeps.torch_loop` does, and one warm-up
-    trial runs first.
+    The loop is `bench.perf_sweeps.torch_adam_seconds`'s (one thread, a warm-up trial).
     """
     problem = case.problem
     loss_fn = torch_model_loss(problem)
@@ -115,22 +113,5 @@ def torch_model_loop(case: SweepCase, runs: int = 2) -> dict:
     drawn = to_torch(jax.vmap(problem.sample_batch, in_axes=(None, 0))(problem.data(), keys))
     batches = [jax.tree.map(lambda a, i=i: a[i], drawn) for i in range(case.steps)]
 
-    def one_run():
-        params = jax.tree.map(lambda a: torch.tensor(a, requires_grad=True), initial)
-        opt = torch.optim.Adam(jax.tree.leaves(params), lr=1e-3)
-        losses = []
-        for batch in batches:
-            opt.zero_grad()
-            loss = loss_fn(params, batch)
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
-        return losses
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        one_run()  # warm-up
-        return {"seconds": median_seconds(one_run, budget=0.0, max_reps=runs)}
-    finally:
-        torch.set_num_threads(threads)
+    step_losses = [lambda params, batch=batch: loss_fn(params, batch) for batch in batches]
+    return {"seconds": torch_adam_seconds(initial, step_losses, runs)}
