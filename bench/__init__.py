@@ -9,6 +9,6 @@ import os
 # user set is kept.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from bench.runner import SweepResult, run_sweep  # noqa: E402
+from bench.sweep.runner import SweepResult, run_sweep  # noqa: E402
 
 __all__ = ["SweepResult", "run_sweep"]

@@ -10,7 +10,7 @@ A problem that is wrong in one of these ways gives a benchmark that runs and is 
 - `gradient`: `jax.grad` matches float64 central differences (see `gradient_errors`);
 - `f_star`: short runs of adam and sgd at a small learning rate never go below the
   declared `f_star` by more than the problem's target (the tolerance
-  `bench.arguments.warn_below_f_star` uses), which would make suboptimality negative
+  `bench.sweep.arguments.warn_below_f_star` uses), which would make suboptimality negative
   and every lane succeed at once (nothing to check where f_star is None, `best_found`).
 
 `check_problem(problem, quick=True)` makes the first three only, compiling no program:
@@ -26,7 +26,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from bench import plugins
-from bench.runner import run_sweep
+from bench.sweep.runner import run_sweep
 from problems import Problem
 
 # Two start points are checked, drawn from these seeds.

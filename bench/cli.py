@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench import plugins
-from bench.tuning import COSTS
+from bench.analysis.tuning import COSTS
 
 
 class UsageError(Exception):
@@ -106,7 +106,8 @@ def _source_names(names: list[str]) -> list[str]:
 def _run(args) -> int:
     import jax
 
-    from bench import combine, distributed, protocols, spec
+    from bench import combine, protocols, spec
+    from bench.sweep import distributed
 
     distributed.initialize()
     added_problems, added_optimizers = _added(args)
@@ -224,10 +225,10 @@ def _merge(args) -> int:
 
 
 def _plot(args) -> None:
-    from bench.io import OutputError, locked
-    from bench.report import MissingResults, render
-    from bench.schema import DamagedTable
-    from bench.tuning import MissingEvalLanes
+    from bench.results.files import OutputError, locked
+    from bench.report.render import MissingResults, render
+    from bench.results.schema import DamagedTable
+    from bench.analysis.tuning import MissingEvalLanes
 
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -269,7 +270,7 @@ def _list(args) -> None:
 
 
 def _compare(args) -> int:
-    from bench.compare import UnusableInput, run
+    from bench.results.compare import UnusableInput, run
 
     if args.limit < 0:
         raise UsageError(f"--limit must be >= 0, got {args.limit}")

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import meta, plugins, schema, statistics, tuning
+from bench.results import meta, schema
+from bench import plugins
+from bench.analysis import stats, tuning
 from bench.spec import SuiteSpec
 from bench.suite import Base, combined, is_full
 
@@ -88,12 +90,12 @@ def read(folder: str | Path) -> Folder:
 
 
 def ranking(folder: str | Path) -> pd.DataFrame:
-    """The overall ranking of a rendered results folder (`statistics.overall_ranking`)."""
+    """The overall ranking of a rendered results folder (`stats.overall_ranking`)."""
     path = Path(folder)
     runs = schema.read(path, "runs")
     summary = pd.read_csv(path / "summary.csv")
     cost = json.loads((path / "meta.json").read_text())["spec"]["cost"]
-    return statistics.overall_ranking(summary, runs, tuning.recorded_cost(runs, cost))
+    return stats.overall_ranking(summary, runs, tuning.recorded_cost(runs, cost))
 
 
 def _without(tables: dict[str, pd.DataFrame], optimizers: list[str]) -> dict:

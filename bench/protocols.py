@@ -8,7 +8,7 @@
                 the same N points for every problem
     algoperf    AlgoPerf's external tuning: 15 such points, cut into 3 studies of 5 trials
                 in order; a study's result is its best trial, the result reported is the
-                median over the 3 studies (`bench.tuning.tuned_trials`)
+                median over the 3 studies (`bench.analysis.tuning.tuned_trials`)
     defaults    no tuning: one trial at the optimizer's defaults (`OptimizerSpec.defaults()`)
 
 Every trial of a pair is a lane of one compiled program, whatever the protocol; the

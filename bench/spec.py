@@ -13,7 +13,7 @@ from pathlib import Path
 import jax
 
 from bench import plugins, protocols
-from bench.tuning import COSTS, DEFAULT_COST
+from bench.analysis.tuning import COSTS, DEFAULT_COST
 from optimizers import OPTIMIZERS, OptimizerSpec
 from problems import MODELS, PROBLEMS, SCALES, Problem, cutest, sources
 
@@ -44,7 +44,7 @@ class SuiteSpec:
     grid_stride: int = 1  # keep every n-th learning rate of each grid
     folds: int | None = None  # k-fold cross-validation tuning on data-set problems
     # compile at XLA's default level (slower compile, faster run); None: the runner chooses
-    # per pair from its expected run time (`bench.runner.expected_seconds`)
+    # per pair from its expected run time (`bench.sweep.runner.expected_seconds`)
     optimize: bool | None = False
     cost: str = DEFAULT_COST  # axis of tuning and ranking: steps, grad_evals or seconds
     protocol: str = protocols.DEFAULT  # grid, random:N, algoperf or defaults (bench.protocols)

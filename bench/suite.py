@@ -22,13 +22,16 @@ import jax
 import numpy as np
 import pandas as pd
 
-from bench import distributed, meta, optimum, plugins, protocols, report, schema
-from bench.io import OutputError, as_written, locked, write_csv, write_text
+from bench.sweep import distributed, optimum
+from bench.results import meta, schema
+from bench import plugins, protocols
+from bench.report import render
+from bench.results.files import OutputError, as_written, locked, write_csv, write_text
 from bench.progress import Progress
-from bench.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
-from bench.runner import run_sweep
+from bench.sweep.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
+from bench.sweep.runner import run_sweep
 from bench.spec import SuiteSpec, load, skip_reason
-from bench.tuning import recorded_cost, tuned_trials
+from bench.analysis.tuning import recorded_cost, tuned_trials
 from problems import sources
 
 
@@ -201,7 +204,7 @@ def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=
     and the tuned trial's lanes are its evaluation lanes (a re-run on other seeds would
     reproduce them bit for bit). Every optimizer's tuning sweep runs first, measuring
     nothing against f*; then the known f* is checked against the lowest value any of them
-    reached, or that value is taken where none is known (`bench.optimum`), and with the
+    reached, or that value is taken where none is known (`bench.sweep.optimum`), and with the
     target tau (f(x0) - f_L) every lane is scored at its record points and each pair tuned.
     """
     known = spec.problem(problem)
@@ -388,7 +391,7 @@ def combined(sources: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
 
 
 def _draw(staging: Path, tables: dict, spec: SuiteSpec, progress) -> Exception | None:
-    """Writes the raw tables into `staging` and draws them (`report.render`); returns the
+    """Writes the raw tables into `staging` and draws them (`render.render`); returns the
     failure to draw, if any.
 
     The raw tables first: whatever drawing does, they reach the folder. A figure that
@@ -397,7 +400,7 @@ def _draw(staging: Path, tables: dict, spec: SuiteSpec, progress) -> Exception |
     for name, frame in tables.items():
         write_csv(frame, staging / schema.file_name(name))
     try:
-        report.render(
+        render.render(
             staging, progress, spec.cost, spec.problem_figures, spec.taus, spec.scale
         )
     except Exception as error:

@@ -7,12 +7,14 @@ import pandas as pd
 from test_bench_tuning import lanes
 from test_statistics import COSTS, _runs
 
-from bench import schema, statistics, tables, tuning
+from bench.results import schema
+from bench.analysis import stats, tuning
+from bench.report import tables
 from bench.cli import main
 
 
 def _document(runs, cost="steps"):
-    summary = statistics.with_intervals(tuning.summarize(runs, cost), runs)
+    summary = stats.with_intervals(tuning.summarize(runs, cost), runs)
     return tables.document(
         summary, runs, pd.DataFrame(columns=["problem", "optimizer", "reason"]), cost
     )

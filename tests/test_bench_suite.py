@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import schema, suite
+from bench.results import schema
+from bench import suite
 from bench.cli import main
-from bench.runner import run_sweep
+from bench.sweep.runner import run_sweep
 from bench.spec import SuiteSpec
 from optimizers import OPTIMIZERS, OptimizerSpec, sgd
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import tuning
+from bench.analysis import tuning
 from bench.spec import SuiteSpec, load, skip_reason
 from optimizers import OPTIMIZERS, OptimizerSpec, sgd
 from problems import PROBLEMS

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.compare import Tolerance, compare_folders, moved_mask, parse_tolerances
-from bench.records import runs_frame
-from bench.runner import run_sweep
+from bench.results.compare import Tolerance, compare_folders, moved_mask, parse_tolerances
+from bench.sweep.records import runs_frame
+from bench.sweep.runner import run_sweep
 from optimizers import adam
 
 

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import runner
-from bench.records import curves_frame, runs_frame
-from bench.runner import log_step_grid, run_sweep
+from bench.sweep import runner
+from bench.sweep.records import curves_frame, runs_frame
+from bench.sweep.runner import log_step_grid, run_sweep
 from optimizers import OPTIMIZERS, apply_updates
 from problems import PROBLEMS
 

@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import optimum, suite, tuning
+from bench.sweep import optimum
+from bench import suite
+from bench.analysis import tuning
 from bench.check import check_problem
 from bench.cli import main
-from bench.runner import run_sweep
+from bench.sweep.runner import run_sweep
 from bench.spec import SUITES, SuiteSpec, load
 from problems import PROBLEMS, cutest, sources
 

@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent(
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax
     import numpy as np
-    from bench import distributed, run_sweep
+    from bench.sweep import distributed
+    from bench import run_sweep
     from bench.cli import main
 
     assert jax.device_count() == 4, jax.devices()

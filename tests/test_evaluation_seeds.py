@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import schema, suite
+from bench.results import schema
+from bench import suite
 from bench import spec as suite_spec
 from bench.spec import SuiteSpec
-from bench.tuning import tuned_trials
+from bench.analysis.tuning import tuned_trials
 
 PROBLEMS_RUN = ("rosenbrock_2d", "mlp_digits_sigmoid_32", "least_squares_diabetes_batch32")
 SPEC = SuiteSpec(

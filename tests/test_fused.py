@@ -160,7 +160,7 @@ def test_fused_adam_is_one_loop_under_multi_output_fusion():
         """
         import json, warnings
         import jax, jax.numpy as jnp, optax
-        from bench.perf_kernels import count_fusions, kernel
+        from bench.perf.kernels import count_fusions, kernel
         from optimizers import adam, fused_step
         p, g = jnp.ones(256), jnp.full(256, 0.5)
         def loops(step, opt):

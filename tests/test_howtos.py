@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import check, page, plugins
-from bench.runner import run_sweep
+from bench import check, plugins
+from bench.report import page
+from bench.sweep.runner import run_sweep
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECTIONS = {"Add an optimizer": "my_rule.py", "Add a problem": "my_problem.py"}

@@ -17,7 +17,7 @@ from test_problems import assert_gradient_matches_central_differences, to_float6
 
 from bench import run_sweep
 from bench.cli import main
-from bench.runner import OPTIMIZE_AFTER_SECONDS, expected_seconds, program_inputs
+from bench.sweep.runner import OPTIMIZE_AFTER_SECONDS, expected_seconds, program_inputs
 from problems import MODELS, SCALES, datasets, model
 from problems.autoencoder import NOISE
 from problems.transformer import unigram_entropy
@@ -117,7 +117,7 @@ def test_data_enter_the_program_as_arguments_not_constants():
     problem = model("transformer_stdlib", "tiny")
     inputs = program_inputs(problem, "float32")
     assert inputs["train"].shape == datasets.text("python_stdlib")[0].shape
-    from bench.runner import _lane_program
+    from bench.sweep.runner import _lane_program
     from optimizers import OPTIMIZERS
 
     lane = _lane_program(problem, OPTIMIZERS["adam"], 3, jnp.float32, {})
@@ -158,7 +158,7 @@ def test_the_runner_chooses_the_compile_level_from_the_expected_run_time():
     short = run_sweep("rosenbrock_2d", "adam", [1e-3], seeds=1, steps=5)
     assert short.optimized is False
     problem = model("transformer_stdlib", "cpu")
-    from bench.runner import _lane_program
+    from bench.sweep.runner import _lane_program
     from optimizers import OPTIMIZERS
 
     lane = _lane_program(problem, OPTIMIZERS["adam"], problem.steps, jnp.float32, {})
@@ -214,15 +214,15 @@ def test_tuned_adam_denoiser_halves_the_error_of_the_identity_at_cpu_scale():
 def test_perf_times_the_sweep_against_a_per_trial_optax_loop():
     import pandas as pd
 
-    from bench import perf_models, perf_report
+    from bench.perf import models, report
 
-    rows = perf_models.run_models(perf_models.model_cases(quick=True), log=lambda _: None)
+    rows = models.run_models(models.model_cases(quick=True), log=lambda _: None)
     impls = ("ours", "bare_vmap", "optax_loop")
-    impls += ("torch",) if perf_models.torch_version() is not None else ()
+    impls += ("torch",) if models.torch_version() is not None else ()
     assert {(r["case"], r["impl"]) for r in rows} == {
-        (name, impl) for name in perf_models.MODEL_CASES for impl in impls
+        (name, impl) for name in models.MODEL_CASES for impl in impls
     }
-    ratios = perf_report.sweep_ratios(pd.DataFrame(rows))
+    ratios = report.sweep_ratios(pd.DataFrame(rows))
     assert (ratios["ours_ratio"] > 0).all()
-    assert set(ratios["problem"]) == set(perf_models.MODEL_CASES)
-    assert {"cnn_digits", "transformer"} <= set(perf_report.SWEEP_TARGETS)
+    assert set(ratios["problem"]) == set(models.MODEL_CASES)
+    assert {"cnn_digits", "transformer"} <= set(report.SWEEP_TARGETS)

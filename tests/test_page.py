@@ -11,8 +11,9 @@ import pytest
 from test_bench_report import _folder
 from test_bench_tuning import lanes
 
-from bench import page, statistics, tuning
-from bench.report import render
+from bench.report import page
+from bench.analysis import stats, tuning
+from bench.report.render import render
 
 CHROMIUM = Path("/usr/bin/chromium")
 # problem -> optimizer -> (learning rate, median steps to target; -1: never)
@@ -91,8 +92,8 @@ def test_render_writes_a_well_formed_page_of_every_pair(folder):
     assert all(name in text for name in names)
     # The overall ranking as TABLES.md ranks, every optimizer with its family.
     runs = pd.read_csv(folder / "runs.csv")
-    summary = statistics.with_intervals(tuning.summarize(runs, "steps"), runs)
-    ranking = statistics.overall_ranking(summary, runs, "steps")
+    summary = stats.with_intervals(tuning.summarize(runs, "steps"), runs)
+    ranking = stats.overall_ranking(summary, runs, "steps")
     rows = tree.tables["overall"]
     assert [cells[1] for _, cells in rows] == ranking["optimizer"].tolist()
     assert {cells[1]: a["data-family"] for a, cells in rows} == {

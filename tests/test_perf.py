@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import perf_compile, perf_kernels, perf_report, perf_sweeps
+from bench.perf import compile_time, kernels, report, sweeps
 from optimizers import OPTIMIZERS
 
 
 def test_pytree_layout_has_twenty_leaves_and_the_total():
-    params = perf_kernels.pytree_params(1_003)
+    params = kernels.pytree_params(1_003)
     assert len(params) == 20
     assert sum(x.size for x in params.values()) == 1_003
     assert len({x.size for x in params.values()}) > 1  # mixed sizes, not an even split
@@ -21,8 +21,8 @@ def test_adam_kernel_traffic_is_28_bytes_per_parameter():
     n = 1_000
     params = jnp.linspace(-1.0, 1.0, n, dtype=jnp.float32)
     grads = jnp.cos(params)
-    builds = {impl: perf_kernels.build(OPTIMIZERS["adam"], impl) for impl in ("ours", "optax")}
-    results = perf_kernels.time_kernels(builds, params, grads)
+    builds = {impl: kernels.build(OPTIMIZERS["adam"], impl) for impl in ("ours", "optax")}
+    results = kernels.time_kernels(builds, params, grads)
     for result in results.values():
         # Read params, grads, mu, nu and write params, mu, nu: 7 float32 arrays; the int32
         # step count is read and written once (8 bytes).
@@ -34,7 +34,7 @@ def test_adam_kernel_traffic_is_28_bytes_per_parameter():
 def test_donated_kernel_steps_like_the_rule():
     """Feeding outputs back (donation) takes the same steps as calling the rule directly."""
     spec = OPTIMIZERS["momentum"]
-    opt, step = perf_kernels.build(spec, "ours")
+    opt, step = kernels.build(spec, "ours")
     params = jnp.arange(8.0, dtype=jnp.float32)
     grads = jnp.ones(8, jnp.float32)
     step = jax.jit(step, donate_argnums=(0, 1))
@@ -53,7 +53,7 @@ def test_count_fusions_counts_array_loops_of_the_entry_computation():
         "  %f.1 = (f32[4]{0}, f32[4]{0}) fusion(%a), kind=kLoop\n"
         "  ROOT %f.2 = f32[4]{0} fusion(%f.1), kind=kLoop\n}\n"
     )
-    assert perf_kernels.count_fusions(text) == 2
+    assert kernels.count_fusions(text) == 2
 
 
 @pytest.mark.filterwarnings("ignore:Specifying a key will be required")  # optax.noisy_sgd
@@ -62,7 +62,7 @@ def test_count_fusions_counts_array_loops_of_the_entry_computation():
     [
         n
         for n, spec in OPTIMIZERS.items()
-        if perf_kernels.optax_available(spec) and not spec.needs_value_fn
+        if kernels.optax_available(spec) and not spec.needs_value_fn
     ],
 )
 def test_update_makes_no_more_passes_over_the_data_than_optax(name):
@@ -71,14 +71,14 @@ def test_update_makes_no_more_passes_over_the_data_than_optax(name):
     An extra loop is an extra pass over memory at large sizes (say, adding a weight
     decay of 0.0 times the params where optax skips the term).
     """
-    params = perf_kernels.flat_params(64)
-    grads = perf_kernels.flat_params(64, seed=1)
+    params = kernels.flat_params(64)
+    grads = kernels.flat_params(64, seed=1)
     fusions = {}
     for impl in ("ours", "optax"):
-        opt, step = perf_kernels.build(OPTIMIZERS[name], impl)
+        opt, step = kernels.build(OPTIMIZERS[name], impl)
         step = jax.jit(step, donate_argnums=(0, 1))
         compiled = step.lower(params, opt.init(params), grads).compile()
-        fusions[impl] = perf_kernels.count_fusions(compiled.as_text())
+        fusions[impl] = kernels.count_fusions(compiled.as_text())
     assert fusions["ours"] <= fusions["optax"], fusions
 
 
@@ -91,17 +91,17 @@ def test_interleaved_medians_runs_every_call_equally():
 
         return call
 
-    medians = perf_kernels.interleaved_medians({k: bump(k) for k in counts}, budget=0.0)
+    medians = kernels.interleaved_medians({k: bump(k) for k in counts}, budget=0.0)
     assert counts["a"] == counts["b"] == 5
     assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
 
 
-@pytest.mark.parametrize("case", perf_sweeps.default_cases(quick=True), ids=lambda c: c.kind)
+@pytest.mark.parametrize("case", sweeps.default_cases(quick=True), ids=lambda c: c.kind)
 def test_torch_twin_loss_equals_the_problem_loss(case):
     torch = pytest.importorskip("torch")
     params = case.problem.init(jax.random.PRNGKey(3))
     expected = case.problem.loss(params, case.problem.data())
-    twin = perf_sweeps._torch_loss(case.kind, case.problem)
+    twin = sweeps._torch_loss(case.kind, case.problem)
     got = twin(jax.tree.map(lambda a: torch.tensor(np.asarray(a)), params))
     # Same float32 formula, different summation order and log-sum-exp code: a few ulps.
     np.testing.assert_allclose(float(got), float(expected), rtol=1e-5)
@@ -126,7 +126,7 @@ def test_report_ratios_and_targets_from_known_rows():
             | dict(size=2, seconds=seconds, steps_per_second=lanes * 1000 / seconds)
         )
     frame = pd.DataFrame(rows)
-    by_target = {t: (m, ok) for t, m, ok in perf_report.targets(frame, {})}
+    by_target = {t: (m, ok) for t, m, ok in report.targets(frame, {})}
     parity = next(v for k, v in by_target.items() if k.startswith("every update"))
     assert parity[1] is False and "sgd (flat, 1e+07): 1.10" in parity[0]  # 2.2 / 2.0
     adam = next(v for k, v in by_target.items() if k.startswith("Adam"))
@@ -138,7 +138,7 @@ def test_report_ratios_and_targets_from_known_rows():
         _row(section="kernel_mof", case="adam", impl="optax", size=n, seconds=5.5e-3, fusions=2),
     ]
     by_target = {
-        t: (m, ok) for t, m, ok in perf_report.targets(pd.concat([frame, pd.DataFrame(fused)]), {})
+        t: (m, ok) for t, m, ok in report.targets(pd.concat([frame, pd.DataFrame(fused)]), {})
     }
     adam = next(v for k, v in by_target.items() if k.startswith("Adam"))
     assert adam[1] is False and adam[0].startswith("1.10x with `fused_step`")  # 5.5 / 5
@@ -158,26 +158,26 @@ def test_recorded_bench_share(tmp_path):
         }
     )
     runs.to_csv(tmp_path / "runs.csv.gz", index=False)
-    share = perf_compile.recorded_bench_share(tmp_path)
+    share = compile_time.recorded_bench_share(tmp_path)
     assert share["pairs"] == 2
     assert share["share"] == pytest.approx(3.0 / 4.0)
     # A pair's evaluation sweep is timed on its own rows and counts too.
     evaluation = dict(problem="a", optimizer="x", compile_seconds=0.0, run_seconds=1.0)
     runs = pd.concat([runs.assign(role="tune"), pd.DataFrame([evaluation | {"role": "eval"}])])
     runs.to_csv(tmp_path / "runs.csv.gz", index=False)
-    share = perf_compile.recorded_bench_share(tmp_path)
+    share = compile_time.recorded_bench_share(tmp_path)
     assert share["pairs"] == 2 and share["run_seconds"] == 2.0
     assert share["share"] == pytest.approx(3.0 / 5.0)
-    assert perf_compile.recorded_bench_share(tmp_path / "missing") is None
+    assert compile_time.recorded_bench_share(tmp_path / "missing") is None
 
 
 def test_perf_csv_keeps_the_facts_and_notes(tmp_path):
-    from bench import perf
+    from bench.perf import run
 
     frame = pd.DataFrame([_row(section="stream", case="stream", impl="xla", size=8, seconds=1.0)])
     facts = {"load_before": "1.00, 2.00, 3.00", "bench_runs_csv": {"pairs": 2, "share": 0.5}}
-    perf.write_csv(perf.to_csv_frame(frame, ["lbfgs: skipped"], facts), tmp_path / "perf.csv")
-    measured, notes, read_facts = perf.read_csv(tmp_path / "perf.csv")
+    run.write_csv(run.to_csv_frame(frame, ["lbfgs: skipped"], facts), tmp_path / "run.csv")
+    measured, notes, read_facts = run.read_csv(tmp_path / "run.csv")
     assert read_facts == facts
     assert notes == ["lbfgs: skipped"]
     assert list(measured.section) == ["stream"] and measured.seconds.iloc[0] == 1.0
@@ -207,10 +207,10 @@ def test_model_rows_are_judged_against_the_loop_and_reported_with_their_floor():
             | dict(size=2, seconds=seconds, steps_per_second=lanes * 1000 / seconds)
         )
     frame = pd.DataFrame(rows)
-    judged = perf_report.targets(frame, {})
+    judged = report.targets(frame, {})
     by_target = {t: (m, ok) for t, m, ok in judged}
     assert by_target["vmapped sweep >= 3x optax Python loop, cnn_digits"] == ("1.5x", False)
     assert by_target["vmapped sweep against torch.optim, cnn_digits"] == ("3.0x", None)
-    text = "\n".join(perf_report.analysis(frame, judged))
+    text = "\n".join(report.analysis(frame, judged))
     assert "the sweep 1.50x the loop, its floor 2.25x" in text  # 18/18 : 1/1.5; 18/12 : 1/1.5
     assert "rosenbrock_2d 2.0x" in text and "cnn_digits 1" not in text

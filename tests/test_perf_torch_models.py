@@ -1,4 +1,4 @@
-"""The torch twins of the model problems (bench.perf_torch_models) against the JAX models.
+"""The torch twins of the model problems (bench.perf.torch_models) against the JAX models.
 
 Optional: needs torch (the `make perf` baseline), and is skipped without it.
 """
@@ -7,12 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from bench.perf_sweeps import SweepCase
+from bench.perf.sweeps import SweepCase
 from problems import model
 
 torch = pytest.importorskip("torch")
 
-from bench.perf_torch_models import to_torch, torch_model_loop, torch_model_loss  # noqa: E402
+from bench.perf.torch_models import to_torch, torch_model_loop, torch_model_loss  # noqa: E402
 
 MODELS = ("cnn_digits", "cnn_digits_no_norm", "transformer_stdlib")
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import plugins, schema
+from bench import plugins
+from bench.results import schema
 from bench.cli import main
-from bench.runner import resolve_optimizer, run_sweep
+from bench.sweep.runner import resolve_optimizer, run_sweep
 from optimizers import sgd
 from optimizers.registry import LR_GRID
 

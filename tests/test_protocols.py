@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import budget, protocols, schema, suite, tuning
+from bench.analysis import budget, tuning
+from bench import protocols, suite
+from bench.results import schema
 from bench.cli import main
 from bench.spec import SuiteSpec
 from optimizers import OPTIMIZERS, Range

@@ -8,7 +8,7 @@ import pytest
 from parity_settings import SETTINGS
 
 import optimizers
-from bench.runner import run_sweep
+from bench.sweep.runner import run_sweep
 from bench.spec import skip_reason
 from optimizers import OPTIMIZERS, apply_updates, sgd
 from optimizers.registry import LR_GRID, OptimizerSpec, collect

@@ -2,7 +2,7 @@
 
 A few small problems x every registered optimizer, a short float64 run at three
 learning rates and two fixed seeds, compared metric by metric with
-`bench.compare` (the code behind `python -m bench compare`). Any change to an
+`bench.results.compare` (the code behind `python -m bench compare`). Any change to an
 update rule, a loss, a problem or the runner that moves these numbers fails here.
 
 `make baseline` (python -m tests.test_regression) rewrites the baseline; it is the
@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.compare import UnusableInput, compare_tables, format_moves
-from bench.io import FLOAT_FORMAT
-from bench.records import BLOWUP_FACTOR, runs_frame
-from bench.runner import SweepResult, run_sweep
+from bench.results.compare import UnusableInput, compare_tables, format_moves
+from bench.results.files import FLOAT_FORMAT
+from bench.sweep.records import BLOWUP_FACTOR, runs_frame
+from bench.sweep.runner import SweepResult, run_sweep
 from bench.spec import skip_reason
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
@@ -101,7 +101,7 @@ def runs_table(sweeps: list[SweepResult]) -> pd.DataFrame:
 
 
 def write_baseline(path: Path = BASELINE, optimizers=None) -> None:
-    from bench.io import write_csv
+    from bench.results.files import write_csv
 
     jax.config.update("jax_enable_x64", True)
     runs = runs_table(quick_sweeps(optimizers))
@@ -113,7 +113,7 @@ def assert_matches_the_baseline(fresh: pd.DataFrame, optimizers=None) -> None:
     """Fails naming every metric of `fresh` that moved from the committed baseline (of
     the given optimizers' rows only, where `fresh` holds only theirs).
 
-    The tolerances are bench.compare's defaults: 1e-6 relative (1e-12 absolute) for the
+    The tolerances are bench.results.compare's defaults: 1e-6 relative (1e-12 absolute) for the
     metrics, exact for steps-to-target and the divergence flag. Error model: float64
     arithmetic rounds at 1.1e-16 per operation, and machines differ only in how (FMA
     or a multiply and an add, the order of a sum's terms), since every input is the

@@ -20,8 +20,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import io as bench_io
-from bench import plots, report, suite, tuning
+from bench.results import files as bench_io
+from bench.report import plots, render
+from bench import suite
+from bench.analysis import tuning
 from bench.cli import main
 from bench.spec import SuiteSpec, load, narrowed
 
@@ -336,7 +338,7 @@ def test_plot_writes_nothing_unless_everything_is_drawn(copy, monkeypatch):
 
     monkeypatch.setattr(plots, "paths", interrupted)  # among the last figures drawn
     with pytest.raises(KeyboardInterrupt):
-        report.render(copy)
+        render.render(copy)
     assert snapshot(copy) == before
     assert not [p for p in copy.iterdir() if p.name.startswith(".")]
 

@@ -8,7 +8,7 @@ import pytest
 
 from bench import run_sweep
 from bench.cli import main
-from bench.runner import COMPILER_OPTIONS, fold_indices
+from bench.sweep.runner import COMPILER_OPTIONS, fold_indices
 from optimizers import adam, apply_updates
 from problems import PROBLEMS
 

@@ -1,10 +1,12 @@
-"""The runs.csv schema, declared once in `bench.schema.RUNS`: what a sweep writes is
+"""The runs.csv schema, declared once in `bench.results.schema.RUNS`: what a sweep writes is
 declared there, in its order, and `bench compare` and tuning read their columns from it."""
 
 import pandas as pd
 import pytest
 
-from bench import compare, plugins, schema, suite, tuning
+from bench.results import compare, schema
+from bench import plugins, suite
+from bench.analysis import tuning
 from bench.cli import main
 from bench.spec import SuiteSpec
 

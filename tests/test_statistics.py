@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 from test_bench_tuning import lanes
 
-from bench import statistics, tuning
+from bench.analysis import stats, tuning
 
 
 def test_wilcoxon_exact_against_a_hand_count():
     # |d| = 2, 1, 3, 4, 5, 6 -> ranks 2, 1, 3, 4, 5, 6; W+ = 2 + 3 + 4 + 6 = 15 of 21.
     # Subsets of {1..6} with sum <= 6 (= 21 - 15): 1+1+1+2+2+3+4 = 14 of 64 sign patterns.
-    w, p = statistics.wilcoxon([2, -1, 3, 4, -5, 6], np.zeros(6))
+    w, p = stats.wilcoxon([2, -1, 3, 4, -5, 6], np.zeros(6))
     assert w == 15
     assert p == pytest.approx(2 * 14 / 64, rel=1e-12)
 
@@ -21,21 +21,21 @@ def test_wilcoxon_exact_against_a_hand_count():
 def test_wilcoxon_drops_zeros_and_averages_tied_ranks():
     # d = 1, 1, -1, 2 (the 0 dropped): ranks 2, 2, 2, 4, W+ = 8. Doubled ranks 4, 4, 4, 8
     # give sums 0 (1 way), 4 (3), 8 (4), 12 (4), 16 (3), 20 (1); P(2 W+ >= 16) = 4/16.
-    w, p = statistics.wilcoxon([1, 1, -1, 2, 0], [0, 0, 0, 0, 0])
+    w, p = stats.wilcoxon([1, 1, -1, 2, 0], [0, 0, 0, 0, 0])
     assert w == 8 and p == pytest.approx(0.5, rel=1e-12)
-    assert statistics.wilcoxon([1, 2], [1, 2]) == (0.0, 1.0)
+    assert stats.wilcoxon([1, 2], [1, 2]) == (0.0, 1.0)
 
 
 def test_wilcoxon_normal_approximation_by_hand():
     # d = -1..-20, 21..60: n = 60 > EXACT_LIMIT, W+ = 1830 - 210 = 1620, mean 60 * 61 / 4
     # = 915, variance 60 * 61 * 121 / 24 = 18452.5; z = (705 - 0.5) / sqrt(18452.5).
     d = np.concatenate([-np.arange(1, 21), np.arange(21, 61)])
-    w, p = statistics.wilcoxon(d, np.zeros(60))
+    w, p = stats.wilcoxon(d, np.zeros(60))
     assert w == 1620
     assert p == pytest.approx(math.erfc(704.5 / math.sqrt(18452.5) / math.sqrt(2)), rel=1e-12)
     # Ties lower the variance by sum(t^3 - t) / 48: 60 values in 30 pairs of 2.
     tied = np.repeat(np.arange(1, 31), 2) * np.where(np.arange(60) < 20, -1, 1)
-    w, p = statistics.wilcoxon(tied, np.zeros(60))
+    w, p = stats.wilcoxon(tied, np.zeros(60))
     z = (abs(w - 915) - 0.5) / math.sqrt(18452.5 - 30 * 6 / 48)
     assert p == pytest.approx(math.erfc(z / math.sqrt(2)), rel=1e-12)
 
@@ -45,24 +45,24 @@ def test_wilcoxon_agrees_with_scipy():
     rng = np.random.default_rng(1)
     for n in (5, 12, 30, 80):
         x, y = rng.normal(size=n), rng.normal(0.3, 1.0, size=n)
-        method = "exact" if n <= statistics.EXACT_LIMIT else "approx"
+        method = "exact" if n <= stats.EXACT_LIMIT else "approx"
         expected = scipy_stats.wilcoxon(x, y, method=method, correction=True).pvalue
-        assert statistics.wilcoxon(x, y)[1] == pytest.approx(expected, rel=1e-9)
+        assert stats.wilcoxon(x, y)[1] == pytest.approx(expected, rel=1e-9)
 
 
 def test_holm_by_hand():
     # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running
     # maximum 0.02, 0.03, 0.06, 0.06.
-    adjusted = statistics.holm([0.01, 0.04, 0.03, 0.005])
+    adjusted = stats.holm([0.01, 0.04, 0.03, 0.005])
     np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02], rtol=1e-12)
-    np.testing.assert_allclose(statistics.holm([0.5, 0.9]), [1.0, 1.0])
+    np.testing.assert_allclose(stats.holm([0.5, 0.9]), [1.0, 1.0])
 
 
 def test_the_median_interval_covers_the_true_median_about_95_percent_of_the_time():
     rng = np.random.default_rng(2)
     hits = [
         low <= 0.5 <= high
-        for low, high in (statistics.median_interval(rng.uniform(size=40)) for _ in range(300))
+        for low, high in (stats.median_interval(rng.uniform(size=40)) for _ in range(300))
     ]
     assert 0.90 <= np.mean(hits) <= 0.99
 
@@ -71,14 +71,14 @@ def test_the_median_interval_holds_the_median_and_shrinks_with_more_seeds():
     rng = np.random.default_rng(3)
     few, many = rng.normal(size=10), rng.normal(size=1000)
     for values in (few, many):
-        low, high = statistics.median_interval(values)
+        low, high = stats.median_interval(values)
         assert low <= np.median(values) <= high
     assert (
-        np.subtract(*statistics.median_interval(many)[::-1])
-        < np.subtract(*statistics.median_interval(few)[::-1]) / 4
+        np.subtract(*stats.median_interval(many)[::-1])
+        < np.subtract(*stats.median_interval(few)[::-1]) / 4
     )
     # "Never reached" stays a value: the interval of a median that may be +inf.
-    assert statistics.median_interval([10, 12, np.inf, np.inf, np.inf]) == (10, np.inf)
+    assert stats.median_interval([10, 12, np.inf, np.inf, np.inf]) == (10, np.inf)
 
 
 # Steps to target per problem (8 problems): a always 10, c close to it, b 4x slower.
@@ -100,24 +100,24 @@ def _runs(costs: dict, copies: int = 1) -> pd.DataFrame:
 def test_the_ranking_marks_a_tie_where_the_test_cannot_separate_two_optimizers():
     runs = _runs(COSTS)
     summary = tuning.summarize(runs, "steps")
-    ranking = statistics.overall_ranking(summary, runs, "steps").set_index("optimizer")
+    ranking = stats.overall_ranking(summary, runs, "steps").set_index("optimizer")
     assert ranking.loc[["a", "c", "b"], "overall_rank"].tolist() == [1, 2, 3]
     assert ranking.loc[["a", "c", "b"], "tie_above"].tolist() == [False, True, False]
     # c beats b on all 8 problems: exact p = 2 / 2^8, times 2 by Holm over the 2 adjacent pairs.
     assert ranking.loc["b", "p_above"] == pytest.approx(2 * 2 / 256, rel=1e-12)
-    assert ranking.loc["c", "p_above"] > statistics.ALPHA
+    assert ranking.loc["c", "p_above"] > stats.ALPHA
     assert (ranking["score_low"] <= ranking["score"]).all()
     assert (ranking["score"] <= ranking["score_high"]).all()
-    table = statistics.pairwise(statistics.per_problem_scores(summary, "steps"), ["a", "c", "b"])
+    table = stats.pairwise(stats.per_problem_scores(summary, "steps"), ["a", "c", "b"])
     assert table[["a", "b"]].values.tolist() == [["a", "c"], ["a", "b"], ["c", "b"]]
-    np.testing.assert_allclose(table["p_holm"], statistics.holm(table["p"]))
+    np.testing.assert_allclose(table["p_holm"], stats.holm(table["p"]))
 
 
 def test_score_intervals_are_reproducible_and_shrink_with_more_problems():
     def width(copies):
         runs = _runs(COSTS, copies)
         summary = tuning.summarize(runs, "steps")
-        ranking = statistics.overall_ranking(summary, runs, "steps").set_index("optimizer")
+        ranking = stats.overall_ranking(summary, runs, "steps").set_index("optimizer")
         return ranking.loc["c", "score_high"] - ranking.loc["c", "score_low"]
 
     assert width(1) == width(1) > 0
@@ -126,8 +126,8 @@ def test_score_intervals_are_reproducible_and_shrink_with_more_problems():
 
 def test_every_per_pair_median_gets_an_interval_from_the_eval_lanes():
     runs = _runs(COSTS)
-    summary = statistics.with_intervals(tuning.summarize(runs, "steps"), runs)
-    for name in statistics.INTERVALS:
+    summary = stats.with_intervals(tuning.summarize(runs, "steps"), runs)
+    for name in stats.INTERVALS:
         median = summary[f"median_{name}"]
         assert (summary[f"ci_low_{name}"] <= median).all()
         assert (median <= summary[f"ci_high_{name}"]).all()

@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import compare, schema, statistics, suite, tables, tuning
-from bench.records import curves_frame, runs_frame
-from bench.runner import run_sweep
+from bench.results import compare, schema
+from bench.analysis import stats, tuning
+from bench import suite
+from bench.report import tables
+from bench.sweep.records import curves_frame, runs_frame
+from bench.sweep.runner import run_sweep
 from bench.spec import SuiteSpec
 from optimizers import OPTIMIZERS
 
@@ -65,7 +68,7 @@ def test_summarize_reports_the_tuned_b1_over_its_own_two_seeds(b1_sweep):
     assert row["median_final_suboptimality"] == lanes["final_suboptimality"].median()
     assert row["b1"] == 0.9 and row["median_final_suboptimality"] < medians["gap"].max()
     assert "median_b1" not in summary  # a hyperparameter is not a problem metric
-    with_intervals = statistics.with_intervals(summary, runs)
+    with_intervals = stats.with_intervals(summary, runs)
     assert "| tuned lr | tuned b1 |" in tables.problem_table(with_intervals)
 
 

@@ -15,7 +15,8 @@ from math import comb
 import numpy as np
 import pandas as pd
 
-from bench import schema, tuning
+from bench.results import schema
+from bench.analysis import tuning
 
 PAIR = schema.PAIR
 

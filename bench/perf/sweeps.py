@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bench.perf_kernels import median_seconds
-from bench.runner import run_sweep
+from bench.perf.kernels import median_seconds
+from bench.sweep.runner import run_sweep
 from problems import PROBLEMS, Problem
 from problems.logistic import logistic_regression
 

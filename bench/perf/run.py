@@ -1,17 +1,17 @@
-"""`python -m bench.perf` (what `make perf` calls): speed, measured side by side in one run.
+"""`python -m bench.perf.run` (what `make perf` calls): speed, measured side by side in one run.
 
 Writes to the output folder (default results/):
 
 - perf.csv: one row per measurement (section, case, impl, layout, size, lanes, ...);
 - PERF.md: the targets with the ratios measured in this run, the tables behind them,
   the machine, the versions and the load average;
-- perf_kernels.png, perf_scaling.png, perf_sweeps.png: log-log plots.
+- kernels.png, perf_scaling.png, sweeps.png: log-log plots.
 
-Sections: update kernels of every registered optimizer, ours and optax's (bench.perf_kernels);
+Sections: update kernels of every registered optimizer, ours and optax's (bench.perf.kernels);
 whole-sweep throughput against one-run-at-a-time optax and torch loops, and its growth
-with the lane count (bench.perf_sweeps), on the CNN and the transformer at cpu scale
-against a per-trial optax loop (bench.perf_models); compile time of `make bench`'s programs and the
-persistent compilation cache (bench.perf_compile). `--quick` runs every code path on tiny
+with the lane count (bench.perf.sweeps), on the CNN and the transformer at cpu scale
+against a per-trial optax loop (bench.perf.models); compile time of `make bench`'s programs and the
+persistent compilation cache (bench.perf.compile_time). `--quick` runs every code path on tiny
 sizes in seconds (for tests; its numbers mean nothing).
 """
 
@@ -29,8 +29,8 @@ import jax
 import numpy as np
 import pandas as pd
 
-from bench import perf_compile, perf_kernels, perf_models, perf_report, perf_sweeps
-from bench.io import locked_when_free, write_csv, write_text
+from bench.perf import compile_time, kernels, models, report, sweeps
+from bench.results.files import locked_when_free, write_csv, write_text
 from optimizers import OPTIMIZERS
 
 KERNEL_SIZES = (1_000, 100_000, 1_000_000, 10_000_000)
@@ -70,7 +70,7 @@ def machine() -> dict:
         "jaxlib": _version("jaxlib"),
         "optax": _version("optax"),
         "numpy": _version("numpy"),
-        "torch": perf_sweeps.torch_version() or "not installed",
+        "torch": sweeps.torch_version() or "not installed",
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
@@ -88,29 +88,29 @@ def measure(quick: bool, names: list[str], log) -> tuple[pd.DataFrame, list[str]
     else:
         sizes, lane_counts, compile_budget = KERNEL_SIZES, LANE_COUNTS, COMPILE_BUDGET_SECONDS
 
-    rows, notes = perf_kernels.run_kernels(sizes, names=names, log=log)
-    rows += perf_kernels.donation_rows(["sgd", "adam"], sizes[-1])
-    rows += perf_kernels.multi_output_fusion_rows(FUSED_KERNELS, sizes[-1])
+    rows, notes = kernels.run_kernels(sizes, names=names, log=log)
+    rows += kernels.donation_rows(["sgd", "adam"], sizes[-1])
+    rows += kernels.multi_output_fusion_rows(FUSED_KERNELS, sizes[-1])
     facts["load_after_kernels"] = load_average()
 
-    cases = perf_sweeps.default_cases(quick)
-    rows += perf_sweeps.run_sweeps(cases, log=log)
-    rows += perf_sweeps.elementwise_rows()
-    rows += perf_sweeps.lane_scaling(cases[:2], lane_counts, log=log)
-    rows += perf_models.run_models(perf_models.model_cases(quick), log=log)
+    cases = sweeps.default_cases(quick)
+    rows += sweeps.run_sweeps(cases, log=log)
+    rows += sweeps.elementwise_rows()
+    rows += sweeps.lane_scaling(cases[:2], lane_counts, log=log)
+    rows += models.run_models(models.model_cases(quick), log=log)
     facts["load_after_sweeps"] = load_average()
 
-    pairs = perf_compile.sample_pairs()
-    rows += perf_compile.compile_rows(pairs, compile_budget, quick, log)
+    pairs = compile_time.sample_pairs()
+    rows += compile_time.compile_rows(pairs, compile_budget, quick, log)
     cache_pairs = [("rosenbrock_2d", "adam"), ("logistic_synthetic_200x10", "momentum")]
-    rows += perf_compile.cache_effect(cache_pairs[: 1 if quick else None], quick, log)
+    rows += compile_time.cache_effect(cache_pairs[: 1 if quick else None], quick, log)
     facts["load_after"] = load_average()
     facts["wall_seconds"] = time.perf_counter() - start
     return pd.DataFrame(rows), notes, facts
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.perf.run", description=__doc__)
     parser.add_argument("--out", default="results", help="output folder (default results/)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument(
@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     with locked_when_free(out.resolve(), log):
         # The last make bench's compile share is read again: it is a fact of results/, not
         # of this run's measurements.
-        facts["bench_runs_csv"] = perf_compile.recorded_bench_share(out)
+        facts["bench_runs_csv"] = compile_time.recorded_bench_share(out)
         write_csv(to_csv_frame(frame, notes, facts), out / "perf.csv")
-        perf_report.plots(frame, out)
-        write_text(perf_report.markdown(frame, notes, facts), out / "PERF.md")
+        report.plots(frame, out)
+        write_text(report.markdown(frame, notes, facts), out / "PERF.md")
     log(f"wrote {out / 'perf.csv'}, {out / 'PERF.md'} and plots in {facts['wall_seconds']:.0f}s")
     return 0
 
@@ -177,7 +177,3 @@ def read_csv(path: Path) -> tuple[pd.DataFrame, list[str], dict]:
     frame = frame.astype({"layout": str}).fillna({"layout": ""})
     return frame, notes, facts
 
-
-if __name__ == "__main__":
-    np.seterr(all="ignore")
-    sys.exit(main())

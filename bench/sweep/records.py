@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from bench.runner import SweepResult, rounded_time
+from bench.sweep.runner import SweepResult, rounded_time
 
 # A lane has diverged when its loss is not finite or ends above this multiple of its start.
 BLOWUP_FACTOR = 10.0

@@ -278,7 +278,7 @@ def multi_output_fusion_rows(names, n: int) -> list[dict]:
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {MULTI_OUTPUT_FUSION_FLAG}".strip()
     done = subprocess.run(
-        [sys.executable, "-m", "bench.perf_kernels", str(n), *names],
+        [sys.executable, "-m", "bench.perf.kernels", str(n), *names],
         capture_output=True,
         text=True,
         check=True,

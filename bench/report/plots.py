@@ -18,8 +18,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import PIL.Image  # noqa: E402
 
-from bench import budget, schema, tuning  # noqa: E402
-from bench.io import write_atomic  # noqa: E402
+from bench.analysis import budget, tuning
+from bench.results import schema  # noqa: E402
+from bench.results.files import write_atomic  # noqa: E402
 
 TOP_K = 8
 OVERVIEW_K = 5
@@ -404,7 +405,7 @@ def layer_grad_norms(frame, summary, path: Path, problem: str, panels: int = 4) 
 
 
 def budget_curves(curves, summary, path: Path, problem: str | None = None, k: int = 10) -> None:
-    """Expected best trial score against the tuning budget (bench.budget): on one problem,
+    """Expected best trial score against the tuning budget (bench.analysis.budget): on one problem,
     or (problem None) averaged over the suite. The top k at the largest budget are drawn
     in colour, the rest in grey."""
     if problem is None:
@@ -457,7 +458,7 @@ def budget_curves(curves, summary, path: Path, problem: str | None = None, k: in
 
 def heat_maps(scored, summary, spaces: dict, path: Path, problem: str, k: int = 6) -> None:
     """Median trial score over learning rate x the pair's second most sensitive
-    hyperparameter (bench.budget.heat_map), for the top-k optimizers of `problem` that
+    hyperparameter (bench.analysis.budget.heat_map), for the top-k optimizers of `problem` that
     swept more than the learning rate. `spaces`: optimizer -> its search space (for the
     scale of each axis; log where unknown)."""
     title = f"{problem}: trial score over learning rate x the second most sensitive hyperparameter"

@@ -1,14 +1,14 @@
 """Compares two results folders metric by metric: `python -m bench compare BASE NEW`.
 
 Both folders hold the runs table that `python -m bench run` writes (`runs.csv.gz`, or
-`runs.csv` in a folder written before compression: `bench.schema.path`), and possibly a
+`runs.csv` in a folder written before compression: `bench.results.schema.path`), and possibly a
 `summary.csv`; a table present in both folders is compared, the runs table must be.
 
 - Rows are matched on their key. In `runs.csv.gz` the key is the trial by value
-  (`bench.schema.trial_key`: problem, optimizer, every swept hyperparameter) and
+  (`bench.results.schema.trial_key`: problem, optimizer, every swept hyperparameter) and
   the seed (`schema.lane_key`); in `summary.csv` it is (problem, optimizer).
 - Which other columns are compared, and how closely, is declared once in
-  `bench.schema.RUNS` (`schema.tolerance`): the ids (`trial`, `study`), text, timings
+  `bench.results.schema.RUNS` (`schema.tolerance`): the ids (`trial`, `study`), text, timings
   and `seconds_to_target` (wall-clock, never reproduced) are not; counts to the target
   and the `diverged` flag are exact; the rest at the default tolerance. A numeric
   column the schema does not declare (a problem metric such as `test_accuracy`, or a
@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import schema
-from bench.schema import DEFAULT_TOLERANCE, Tolerance
+from bench.results import schema
+from bench.results.schema import DEFAULT_TOLERANCE, Tolerance
 
 TABLES = ("runs", "summary")
 REQUIRED = "runs"
-# The tolerance of each declared runs.csv.gz column that is compared (`bench.schema.RUNS`);
+# The tolerance of each declared runs.csv.gz column that is compared (`bench.results.schema.RUNS`);
 # an undeclared column is compared at DEFAULT_TOLERANCE.
 TOLERANCES = schema.TOLERANCES
 

@@ -25,7 +25,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench import tuning
+from bench.analysis import tuning
 
 RESAMPLES = 1000
 SEED = 0

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import budget, page, plots, schema, spec, statistics, tables, tuning
-from bench.io import write_csv, write_text
+from bench.analysis import budget, stats, tuning
+from bench.report import page, plots, tables
+from bench.results import schema
+from bench import spec
+from bench.results.files import write_csv, write_text
 from optimizers import OPTIMIZERS
 from problems import MODELS, PROBLEMS, model
 
@@ -188,7 +191,7 @@ def render(
     if skipped is None:
         skipped = pd.DataFrame(columns=["problem", "optimizer", "reason"])
     cost = _cost(folder, raw["runs"], cost, log)
-    summary = statistics.with_intervals(tuning.summarize(raw["runs"], cost), raw["runs"])
+    summary = stats.with_intervals(tuning.summarize(raw["runs"], cost), raw["runs"])
     budgets = budget.budget_curves(raw["runs"], cost)
     facts = raw["problems"]
     at_taus = {}

@@ -20,9 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import plugins, report, schema, statistics, tuning
-from bench.io import write_text
-from bench.tables import _cost, _interval, _number, _share, _versus_above
+from bench import plugins
+from bench.report import render
+from bench.results import schema
+from bench.analysis import stats, tuning
+from bench.results.files import write_text
+from bench.report.tables import _cost, _interval, _number, _share, _versus_above
 from problems import sources
 
 OVERVIEW = [
@@ -177,7 +180,7 @@ def _figures_of(problems: Sequence[str], figures: Sequence[str]) -> dict[str, li
     """The plots/ figures of each problem: a file plots/KIND_SLUG.png belongs to the
     problem with the longest slug it ends with."""
     owned = {problem: [] for problem in problems}
-    slugs = sorted(((report._slug(p), p) for p in problems), key=lambda s: -len(s[0]))
+    slugs = sorted(((render._slug(p), p) for p in problems), key=lambda s: -len(s[0]))
     for figure in figures:
         stem = figure.removeprefix("plots/").removesuffix(".png")
         owner = next((p for s, p in slugs if stem.endswith(f"_{s}")), None)
@@ -201,7 +204,7 @@ def document(
 ) -> str:
     """The whole index.html from the summary (with its intervals), the runs and the
     figures drawn (paths relative to the folder); `scale`: the model families' preset."""
-    ranking = statistics.overall_ranking(summary, runs, cost)
+    ranking = stats.overall_ranking(summary, runs, cost)
     numbers = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
     problems = sorted(summary["problem"].unique())
     owned = _figures_of(problems, figures)

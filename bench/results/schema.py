@@ -286,7 +286,7 @@ def ordered(runs: pd.DataFrame, metrics) -> pd.DataFrame:
     stray = [c for c in free[PROBLEM_METRIC] if c not in metrics]
     if stray:
         raise UndeclaredColumn(
-            f"runs table column(s) {', '.join(stray)}: declared nowhere in bench.schema.RUNS "
+            f"runs table column(s) {', '.join(stray)}: declared nowhere in bench.results.schema.RUNS "
             "and not a metric of the problem"
         )
     names = [

@@ -7,7 +7,7 @@ parameters and loss, on the parameters of the problem's `init` converted leaf by
 to torch tensors (the same list of layer dicts) and its minibatches converted likewise.
 `torch_model_loop` measures the seconds of one trial of `torch.optim.Adam` on it in a
 Python loop, float32, on the CPU, one thread: how a torch user trains one learning rate
-and seed at a time. Needs torch (`bench.perf_models` imports it only where torch is).
+and seed at a time. Needs torch (`bench.perf.models` imports it only where torch is).
 """
 
 import jax
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.perf_sweeps import SweepCase, torch_adam_seconds
+from bench.perf.sweeps import SweepCase, torch_adam_seconds
 from problems import Problem
 from problems.cnn import SIDE
 
@@ -102,9 +102,9 @@ def torch_model_loop(case: SweepCase, runs: int = 2) -> dict:
 
     The params are the problem's init at PRNGKey(0) and the minibatches those the JAX
     problem's `sample_batch` draws from the step keys of PRNGKey(1) (as
-    bench.perf_models.optax_loop draws them). The minibatches are drawn and converted to
+    bench.perf.models.optax_loop draws them). The minibatches are drawn and converted to
     torch before the timing: the loop times torch's training only, not the data pipeline.
-    The loop is `bench.perf_sweeps.torch_adam_seconds`'s (one thread, a warm-up trial).
+    The loop is `bench.perf.sweeps.torch_adam_seconds`'s (one thread, a warm-up trial).
     """
     problem = case.problem
     loss_fn = torch_model_loss(problem)

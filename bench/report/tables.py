@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench import schema, statistics, tuning
+from bench.results import schema
+from bench.analysis import stats, tuning
 
 
 def _number(x: float) -> str:
@@ -67,11 +68,11 @@ def overall_table(ranking: pd.DataFrame) -> str:
 
 
 def _p_value(p: float) -> str:
-    return _number(p) + (" *" if p < statistics.ALPHA else "")
+    return _number(p) + (" *" if p < stats.ALPHA else "")
 
 
 def pairwise_table(tests: pd.DataFrame, optimizers: list[str]) -> str:
-    """Holm-adjusted p-values of statistics.pairwise as an upper-triangular matrix."""
+    """Holm-adjusted p-values of stats.pairwise as an upper-triangular matrix."""
     p = {(r.a, r.b): r.p_holm for r in tests.itertuples()}
     rows = [
         [f"`{a}`", *("" if j <= i else _p_value(p[a, b]) for j, b in enumerate(optimizers))]
@@ -219,9 +220,9 @@ def document(
     tune = tuning.lanes_of(runs, "tune")
     seeds = int(tune.groupby(schema.trial_key(tune), dropna=False).size().max())
     evals = int(summary["seeds"].min())
-    ranking = statistics.overall_ranking(summary, runs, cost)
-    top = ranking["optimizer"].head(statistics.PAIRWISE_TOP).tolist()
-    per_problem = statistics.per_problem_scores(summary, cost)
+    ranking = stats.overall_ranking(summary, runs, cost)
+    top = ranking["optimizer"].head(stats.PAIRWISE_TOP).tolist()
+    per_problem = stats.per_problem_scores(summary, cost)
     parts = [
         "# Benchmark tables",
         "",
@@ -244,7 +245,7 @@ def document(
         "resampled, then seeds within problems). *vs the row above*: Wilcoxon signed-rank "
         "test of the per-problem scores against the optimizer ranked just above, "
         "Holm-corrected over the adjacent pairs; *tie*: the data cannot separate the two at "
-        f"{statistics.ALPHA:g} (a tie says nothing about rows further apart). *solved*: "
+        f"{stats.ALPHA:g} (a tie says nothing about rows further apart). *solved*: "
         "problems where at least half the evaluation seeds reach the target."
         + _unranked(summary),
         "",
@@ -253,10 +254,10 @@ def document(
         f"### Pairwise tests of the top {len(top)}",
         "",
         "Holm-adjusted p-values (over these pairs) of the Wilcoxon signed-rank test on "
-        f"per-problem scores; * marks a significant difference at {statistics.ALPHA:g}, "
+        f"per-problem scores; * marks a significant difference at {stats.ALPHA:g}, "
         "in favour of the row (ranked higher).",
         "",
-        pairwise_table(statistics.pairwise(per_problem, top), top),
+        pairwise_table(stats.pairwise(per_problem, top), top),
     ]
     if problems is not None:
         parts += _problem_sections(problems, at_taus or {}, ranking["optimizer"].tolist())

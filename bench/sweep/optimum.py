@@ -23,8 +23,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from bench.records import diverged
-from bench.runner import SweepResult
+from bench.sweep.records import diverged
+from bench.sweep.runner import SweepResult
 
 ROUNDING_ULPS = 16
 FACTOR = 10.0

@@ -1,13 +1,13 @@
 """Picks each optimizer's trial per problem from the swept grid, and scores it.
 
-A trial is one hyperparameter setting of a pair (`bench.schema`): its id and every
+A trial is one hyperparameter setting of a pair (`bench.results.schema`): its id and every
 swept hyperparameter, the learning rate and any other. Seeds are pooled within a trial
 only; the tuned trial is re-run on the eval seeds with its whole setting.
 
 Cost axes: `steps`, `grad_evals` (gradient evaluations: line searches, second
 gradients and Hessians included) and `seconds`; each lane records its cost to reach
 the target on each (`steps_to_target`, `grad_evals_to_target`, `seconds_to_target`: the
-columns of role cost in `bench.schema.RUNS`).
+columns of role cost in `bench.results.schema.RUNS`).
 
 Lanes: `role == "tune"` lanes sweep the grid; the tuned trial of each pair is re-run
 on fresh seeds, its `role == "eval"` lanes, and every number reported for it comes from
@@ -26,7 +26,7 @@ present), the median held-out loss (mean over folds) takes the place of f - f*.
 Reported at the tuned trial, over its eval seeds: median final f - f* and its
 interquartile range, the median cost to target on every axis, success rate (seeds that
 reach the target without diverging), the median of each problem metric (the numeric
-runs.csv.gz columns `bench.schema.RUNS` does not declare, `schema.problem_metrics`); over
+runs.csv.gz columns `bench.results.schema.RUNS` does not declare, `schema.problem_metrics`); over
 the tune grid: tuneability and the share of diverged lanes. Tuneability is the share
 of the grid that the same rule judges close to the tuned setting: when it reaches the
 target, grid points that reach it within MAX_RATIO times its median cost (the points
@@ -42,7 +42,7 @@ chosen axis, then lower median final f - f*.
 import numpy as np
 import pandas as pd
 
-from bench import schema
+from bench.results import schema
 from problems import MODELS
 
 PAIR = schema.PAIR

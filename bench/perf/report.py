@@ -1,4 +1,4 @@
-"""PERF.md and the perf plots, from the tidy rows of one `python -m bench.perf` run."""
+"""PERF.md and the perf plots, from the tidy rows of one `python -m bench.perf.run` run."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.io import write_atomic  # noqa: E402
+from bench.results.files import write_atomic  # noqa: E402
 
 PARITY_SIZES = (1_000_000, 10_000_000)
 PARITY_LIMIT = 1.05  # ours / optax step time
@@ -442,7 +442,7 @@ def analysis(frame: pd.DataFrame, judged: list[tuple[str, str, bool | None]]) ->
 def markdown(frame: pd.DataFrame, notes: list[str], facts: dict) -> str:
     lines = ["# Performance", ""]
     lines += [
-        "Written by `make perf` (`python -m bench.perf`): every number below comes from one "
+        "Written by `make perf` (`python -m bench.perf.run`): every number below comes from one "
         "run, ours and the reference measured side by side in the same process, medians of "
         "repeated calls, float32 on the CPU.",
         "",

@@ -21,8 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench import distributed, plugins, protocols
-from bench.arguments import check_sweep, warn_below_f_star
+from bench.sweep import distributed
+from bench import plugins, protocols
+from bench.sweep.arguments import check_sweep, warn_below_f_star
 from optimizers import OptimizerSpec, apply_updates
 from problems import Problem
 

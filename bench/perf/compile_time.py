@@ -1,6 +1,6 @@
 """Compile time: per (problem, optimizer) program of `make bench`, and what the cache saves.
 
-`python -m bench.perf_compile QUICK CACHE_DIR PROBLEM:OPTIMIZER ...` compiles and runs the
+`python -m bench.perf.compile_time QUICK CACHE_DIR PROBLEM:OPTIMIZER ...` compiles and runs the
 given pairs with JAX's persistent compilation cache in CACHE_DIR and prints one JSON
 line per pair; `cache_effect` calls it twice in fresh processes, cold then warm.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import schema
+from bench.results import schema
 from bench import spec as suite_spec
-from bench.runner import run_sweep
+from bench.sweep.runner import run_sweep
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
 
@@ -111,7 +111,7 @@ def cache_effect(pairs, quick: bool = False, log=print) -> list[dict]:
     with tempfile.TemporaryDirectory() as cache_dir:
         for impl in ("cache_cold", "cache_warm"):
             done = subprocess.run(
-                [sys.executable, "-m", "bench.perf_compile", str(quick), cache_dir, *names],
+                [sys.executable, "-m", "bench.perf.compile_time", str(quick), cache_dir, *names],
                 capture_output=True,
                 text=True,
                 check=True,

@@ -14,10 +14,10 @@ trained on minibatches two ways:
   minibatch drawn inside the step from the step's key, the data passed to the step as an
   argument, the loss of every step kept (how most training scripts are written);
 - torch: `torch.optim.Adam` on the same network in a Python loop, one trial at a time
-  (bench.perf_torch_models; where torch is installed).
+  (bench.perf.torch_models; where torch is installed).
 
 Throughput is trial-steps per second: lanes x steps / seconds for the sweep, steps /
-seconds for one trial of the loop. The target (bench.perf_report.SWEEP_TARGETS) is the
+seconds for one trial of the loop. The target (bench.perf.report.SWEEP_TARGETS) is the
 sweep at 3x the loop or more.
 """
 
@@ -29,9 +29,9 @@ import numpy as np
 import optax
 
 from bench import spec as suite_spec
-from bench.perf_kernels import median_seconds
-from bench.perf_sweeps import SweepCase, torch_version
-from bench.runner import run_sweep
+from bench.perf.kernels import median_seconds
+from bench.perf.sweeps import SweepCase, torch_version
+from bench.sweep.runner import run_sweep
 from problems import Problem, model
 
 MODEL_CASES = ("cnn_digits", "transformer_stdlib")
@@ -144,10 +144,10 @@ def optax_loop(case: SweepCase, runs: int = 2) -> dict:
 
 
 def run_models(cases: list[SweepCase], log=print) -> list[dict]:
-    """Rows of section `sweep` (as bench.perf_sweeps writes them) for each case and way."""
+    """Rows of section `sweep` (as bench.perf.sweeps writes them) for each case and way."""
     runners = {"ours": ours, "bare_vmap": bare_vmap, "optax_loop": optax_loop}
     if torch_version() is not None:
-        from bench.perf_torch_models import torch_model_loop
+        from bench.perf.torch_models import torch_model_loop
 
         runners["torch"] = torch_model_loop
     rows = []
