@@ -1,5 +1,11 @@
 """Smoke tests of the `make perf` code paths on tiny sizes; no timing is asserted."""
 
+import dataclasses
+import json
+import re
+import tomllib
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +13,7 @@ import pandas as pd
 import pytest
 
 from bench.perf import compile_time, kernels, report, sweeps
+from bench.perf import targets as perf_targets
 from optimizers import OPTIMIZERS
 
 
@@ -214,3 +221,159 @@ def test_model_rows_are_judged_against_the_loop_and_reported_with_their_floor():
     text = "\n".join(report.analysis(frame, judged))
     assert "the sweep 1.50x the loop, its floor 2.25x" in text  # 18/18 : 1/1.5; 18/12 : 1/1.5
     assert "rosenbrock_2d 2.0x" in text and "cnn_digits 1" not in text
+
+
+PLACEHOLDER = re.compile(r"\{[A-Za-z_]\w*(?:[:!][^{}]*)?\}")  # a str.format field left unfilled
+
+
+def _facts(**kw):
+    facts = {key: "x" for key in report.placeholders(report.SECTIONS["header"])}
+    return facts | {"wall_seconds": 1.0, "xla_flags": ""} | kw
+
+
+def _every_branch_frame(torch: bool = True) -> pd.DataFrame:
+    """Rows on which the report shows every section: a slow kernel with more loops than
+    optax's and one with as many, missed sweep targets with their floors, and so on."""
+    rows = []
+    for n in (1_000_000, 10_000_000):
+        rows.append(_row(section="stream", case="stream", impl="xla", size=n, seconds=1e-4))
+        rows[-1] |= dict(gbps=80.0)
+        for case, impl, seconds, fusions in (
+            ("adam", "ours", 4e-3, 3),
+            ("adam", "optax", 6e-3, 3),
+            ("sgd", "ours", 2.2e-3, 1),  # slower, as many loops
+            ("sgd", "optax", 2e-3, 1),
+            ("lamb", "ours", 3e-3, 5),  # slower, more loops
+            ("lamb", "optax", 2e-3, 3),
+        ):
+            rows.append(_row(section="kernel", case=case, impl=impl, size=n, seconds=seconds))
+            rows[-1] |= dict(fusions=fusions, gbps=10.0, stream_fraction=0.1)
+    n = 10_000_000
+    rows.append(_row(section="kernel_no_donation", case="sgd", impl="ours", size=n, seconds=3e-3))
+    for impl, seconds, fusions in (("fused", 3e-3, 1), ("optax", 5e-3, 2)):
+        rows.append(_row(section="kernel_mof", case="adam", impl=impl, size=n, seconds=seconds))
+        rows[-1] |= dict(fusions=fusions)
+    sweeps = {
+        ("rosenbrock_2d", 1000): [
+            ("ours", 2.0, 512),
+            ("ours_optimize", 1.0, 512),
+            ("bare_vmap", 0.5, 512),
+            ("optax_loop", 1.0, 1),
+            ("torch", 8.0, 1),
+        ],
+        ("cnn_digits", 300): [
+            ("ours", 18.0, 18),
+            ("bare_vmap", 12.0, 18),
+            ("optax_loop", 1.5, 1),
+            ("torch", 3.0, 1),
+        ],
+    }
+    for (case, steps), impls in sweeps.items():
+        for impl, seconds, lanes in impls:
+            if impl == "torch" and not torch:
+                continue
+            rows.append(_row(section="sweep", case=case, impl=impl, lanes=lanes, steps=steps))
+            rows[-1] |= dict(size=2, seconds=seconds, steps_per_second=lanes * steps / seconds)
+    for op, seconds in (("exp", 1.0), ("log1p", 1.3)):
+        rows.append(_row(section="elementwise", case=op, impl="xla", size=n, seconds=seconds))
+    for lanes in (1, 4):
+        rows.append(_row(section="lanes", case="rosenbrock_2d", impl="ours", lanes=lanes))
+        rows[-1] |= dict(size=2, steps=100, seconds=0.1, steps_per_second=100 * lanes / 0.1)
+    rows.append(_row(section="compile", case="p:adam", impl="ours", size=2, seconds=0.1))
+    rows[-1] |= dict(lanes=8, compile_seconds=0.2)
+    for impl, seconds in (("cache_cold", 2.0), ("cache_warm", 0.5)):
+        rows.append(_row(section="cache", case="p:adam", impl=impl, size=2, seconds=0.0))
+        rows[-1] |= dict(compile_seconds=seconds)
+    return pd.DataFrame(rows)
+
+
+def test_every_template_section_is_rendered_with_every_placeholder_filled(monkeypatch):
+    rendered = []
+    render = report.render
+
+    def recording(name, **values):
+        rendered.append(name)
+        return render(name, **values)
+
+    monkeypatch.setattr(report, "render", recording)
+    recorded = {"pairs": 3, "compile_seconds": 1.0, "run_seconds": 3.0, "share": 0.25}
+    for frame in (_every_branch_frame(), _every_branch_frame(torch=False)):
+        text = report.markdown(frame, ["lbfgs: skipped"], _facts(bench_runs_csv=recorded))
+        assert PLACEHOLDER.search(text) is None, PLACEHOLDER.search(text)
+    assert set(rendered) == set(report.SECTIONS)  # no section of the file goes unused
+    for name, template in report.SECTIONS.items():
+        assert template and template == template.strip("\n"), name
+    with pytest.raises(ValueError, match="takes"):  # a placeholder left out is an error
+        render("target_adam", size=1e7)
+
+
+def test_the_committed_perf_csv_renders_with_every_placeholder_filled():
+    """The report on real measurements (results/perf.csv, read only)."""
+    from bench.perf import run
+
+    frame, notes, facts = run.read_csv(Path(__file__).parents[1] / "results" / "perf.csv")
+    text = report.markdown(frame, notes, facts)
+    assert PLACEHOLDER.search(text) is None, PLACEHOLDER.search(text)
+    assert "bench/runner.py" not in text and "bench/sweep/runner.py" in text
+
+
+@pytest.mark.slow
+def test_quick_perf_writes_perf_md_with_every_placeholder_filled(tmp_path):
+    from bench.perf import run
+
+    assert run.main(["--quick", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "PERF.md").read_text()
+    assert text.startswith("# Performance\n") and "## Targets" in text
+    assert PLACEHOLDER.search(text) is None, PLACEHOLDER.search(text)
+    frame, _, _ = run.read_csv(tmp_path / "perf.csv")
+    assert {"kernel", "stream", "sweep", "compile"} <= set(frame.section)
+
+
+def test_targets_toml_holds_the_targets_the_report_judges(tmp_path, monkeypatch):
+    raw = tomllib.loads(perf_targets.TARGETS_FILE.read_text())
+    assert set(raw) == {f.name for f in dataclasses.fields(perf_targets.Targets)}
+    assert report.SWEEP_TARGETS is report.TARGETS.sweep_targets  # a name, not a copy
+    frame, facts = _every_branch_frame(), _facts(bench_runs_csv=None)
+    judged = {t: ok for t, _, ok in report.targets(frame, facts)}
+    assert judged == {
+        "every update no slower than optax's: ours/optax <= 1.05 at 1e6, 1e7": False,
+        "Adam at 1e+07 at least 1.3x faster than optax": True,  # 5 / 3 with fused_step
+        "buffers donated wherever the runner or a documented helper owns them": None,
+        "vmapped sweep >= 1000x optax Python loop, rosenbrock_2d": False,  # 512 with optimize
+        "vmapped sweep >= 3x optax Python loop, cnn_digits": False,  # 1.5
+        "vmapped sweep >= 10x torch.optim, rosenbrock_2d": True,  # 4096
+        "vmapped sweep against torch.optim, cnn_digits": None,  # a model family: not judged
+        "compile time at most 33% of make bench": False,  # 0.2 / 0.3
+    }
+    # Every entry but the compile section's time budget (bench.perf.run's) is judged: other
+    # values in targets.toml, other judgments.
+    changed = dict(
+        raw,
+        parity_limit=1.6,
+        parity_sizes=[1_000_000],
+        adam_speedup=2.0,
+        torch_target=5000.0,
+        model_keywords=[],
+        compile_share=0.75,
+        sweep_targets={"rosenbrock": 500.0, "cnn_digits": 1.0},
+    )
+    path = tmp_path / "targets.toml"
+    path.write_text(
+        "\n".join(f"{k} = {json.dumps(v)}" for k, v in changed.items() if k != "sweep_targets")
+        + "\n[sweep_targets]\nrosenbrock = 500.0\ncnn_digits = 1.0\n"
+    )
+    monkeypatch.setattr(report, "TARGETS", perf_targets.load(path))
+    judged = {t: ok for t, _, ok in report.targets(frame, facts)}
+    assert judged == {
+        "every update no slower than optax's: ours/optax <= 1.6 at 1e6": True,
+        "Adam at 1e+07 at least 2.0x faster than optax": False,
+        "buffers donated wherever the runner or a documented helper owns them": None,
+        "vmapped sweep >= 500x optax Python loop, rosenbrock_2d": True,
+        "vmapped sweep >= 1x optax Python loop, cnn_digits": True,
+        "vmapped sweep >= 5000x torch.optim, rosenbrock_2d": False,
+        "vmapped sweep >= 5000x torch.optim, cnn_digits": False,  # 3: 18 x 300 / 18 against 300 / 3
+        "compile time at most 75% of make bench": True,
+    }
+    path.write_text(path.read_text().replace("adam_speedup", "adam_speed_up"))
+    with pytest.raises(ValueError, match=r"missing entries \['adam_speedup'\]"):
+        perf_targets.load(path)

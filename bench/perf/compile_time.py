@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.results import schema
 from bench import spec as suite_spec
+from bench.results import schema
+from bench.sweep.arguments import skip_reason
 from bench.sweep.runner import run_sweep
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
@@ -46,7 +47,7 @@ def sample_pairs(problem: str = "logistic_synthetic_200x10", optimizer: str = "a
     return [
         (p, o)
         for p, o in pairs
-        if suite_spec.skip_reason(PROBLEMS[p], OPTIMIZERS[o]) is None
+        if skip_reason(PROBLEMS[p], OPTIMIZERS[o]) is None
         and p in spec.problems
         and o in spec.optimizers
     ]

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -109,6 +110,9 @@ def build(spec: OptimizerSpec, impl: str):
     or optax's alias of the same name ("optax"); step(params, state, grads)."""
     kwargs = {"learning_rate": LEARNING_RATE, **spec.hparams}
     if impl == "optax":
+        if spec.optax_name is None:
+            name = getattr(spec.factory, "__name__", repr(spec.factory))
+            raise ValueError(f"{name} has no optax counterpart")
         opt = getattr(optax, spec.optax_name)(**kwargs)
         return opt, kernel(opt, optax.apply_updates)
     opt = spec.factory(**kwargs)
@@ -159,11 +163,14 @@ def compile_kernel(opt, step, params, grads, donate: bool = True) -> dict:
         jax.block_until_ready(out)
 
     call()  # warm-up
+    text = compiled.as_text()
+    if text is None:
+        raise RuntimeError("XLA gave no text of the compiled kernel to count its fusions in")
     return {
         "call": call,
         "compile_seconds": compile_seconds,
         "bytes": 2 * tree_bytes(params) + tree_bytes(grads) + 2 * tree_bytes(state),
-        "fusions": count_fusions(compiled.as_text()),
+        "fusions": count_fusions(text),
     }
 
 
@@ -176,12 +183,15 @@ def timing_budget(n: int) -> float:
     return 1.0 if n >= 1_000_000 else 0.15
 
 
-def time_kernels(builds: dict, params, grads, donate: bool = True) -> dict[str, dict]:
+def time_kernels(
+    builds: dict[str, tuple[Any, Callable]], params, grads, donate: bool = True
+) -> dict[str, dict]:
     """impl -> compile time, median step time (interleaved), traffic and fusion count."""
     # XLA compiles outside the GIL: one thread per kernel uses both cores of a 2-core CPU.
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(builds)) as pool:
         futures = {
-            i: pool.submit(compile_kernel, *b, params, grads, donate) for i, b in builds.items()
+            impl: pool.submit(compile_kernel, opt, step, params, grads, donate)
+            for impl, (opt, step) in builds.items()
         }
         kernels = {impl: future.result() for impl, future in futures.items()}
     n = sum(x.size for x in jax.tree.leaves(params))

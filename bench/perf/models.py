@@ -17,8 +17,8 @@ trained on minibatches two ways:
   (bench.perf.torch_models; where torch is installed).
 
 Throughput is trial-steps per second: lanes x steps / seconds for the sweep, steps /
-seconds for one trial of the loop. The target (bench.perf.report.SWEEP_TARGETS) is the
-sweep at 3x the loop or more.
+seconds for one trial of the loop. The target (`sweep_targets` in bench/perf/targets.toml)
+is the sweep at 3x the loop or more.
 """
 
 import time
@@ -78,9 +78,12 @@ def _optax_step(problem: Problem, learning_rate):
     """(optimizer, step): one optax Adam step on a minibatch drawn from `key`."""
     opt = optax.adam(learning_rate)
     value_and_grad = jax.value_and_grad(problem.loss)
+    sample_batch = problem.sample_batch
+    if sample_batch is None:
+        raise ValueError(f"{problem.name} trains on the full batch: no minibatch to draw")
 
     def step(params, state, data, key):
-        loss, grads = value_and_grad(params, problem.sample_batch(data, key))
+        loss, grads = value_and_grad(params, sample_batch(data, key))
         updates, state = opt.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
@@ -99,7 +102,8 @@ def bare_vmap(case: SweepCase) -> dict:
         params = problem.init(init_key)
 
         def body(carry, key):
-            params, state, loss = step(*carry, data, key)
+            params, state = carry
+            params, state, loss = step(params, state, data, key)
             return (params, state), loss
 
         keys = jax.random.split(batch_key, case.steps)

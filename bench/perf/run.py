@@ -1,11 +1,13 @@
-"""`python -m bench.perf.run` (what `make perf` calls): speed, measured side by side in one run.
+"""`python -m bench.perf` (what `make perf` calls; `python -m bench.perf.run` is the same): speed,
+measured side by side in one run.
 
 Writes to the output folder (default results/):
 
 - perf.csv: one row per measurement (section, case, impl, layout, size, lanes, ...);
-- PERF.md: the targets with the ratios measured in this run, the tables behind them,
-  the machine, the versions and the load average;
-- kernels.png, perf_scaling.png, sweeps.png: log-log plots.
+- PERF.md (bench.perf.report): the targets (bench/perf/targets.toml) with the ratios
+  measured in this run, the tables behind them and the prose explaining them
+  (bench/perf/explanations.md), the machine, the versions and the load average;
+- perf_kernels.png, perf_scaling.png, perf_sweeps.png: log-log plots (bench.perf.report).
 
 Sections: update kernels of every registered optimizer, ours and optax's (bench.perf.kernels);
 whole-sweep throughput against one-run-at-a-time optax and torch loops, and its growth
@@ -24,18 +26,19 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 import pandas as pd
 
 from bench.perf import compile_time, kernels, models, report, sweeps
+from bench.perf.targets import TARGETS
 from bench.results.files import locked_when_free, write_csv, write_text
 from optimizers import OPTIMIZERS
 
 KERNEL_SIZES = (1_000, 100_000, 1_000_000, 10_000_000)
 LANE_COUNTS = (1, 4, 16, 64, 256, 1024, 4096)
-COMPILE_BUDGET_SECONDS = 45.0
 # Kernels timed again under multi-output fusion, also in `optimizers.fused_step`.
 FUSED_KERNELS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 
@@ -81,12 +84,13 @@ def load_average() -> str:
 
 def measure(quick: bool, names: list[str], log) -> tuple[pd.DataFrame, list[str], dict]:
     """Runs every section; returns the tidy rows, notes, and the run's facts."""
-    facts = {"load_before": load_average()}
+    facts: dict[str, Any] = {"load_before": load_average()}
     start = time.perf_counter()
     if quick:
         sizes, lane_counts, compile_budget = (1_000, 4_000), (1, 4), 0.0
     else:
-        sizes, lane_counts, compile_budget = KERNEL_SIZES, LANE_COUNTS, COMPILE_BUDGET_SECONDS
+        sizes, lane_counts = KERNEL_SIZES, LANE_COUNTS
+        compile_budget = TARGETS.compile_budget_seconds
 
     rows, notes = kernels.run_kernels(sizes, names=names, log=log)
     rows += kernels.donation_rows(["sgd", "adam"], sizes[-1])
@@ -110,7 +114,7 @@ def measure(quick: bool, names: list[str], log) -> tuple[pd.DataFrame, list[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.perf.run", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__)
     parser.add_argument("--out", default="results", help="output folder (default results/)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument(
@@ -177,3 +181,7 @@ def read_csv(path: Path) -> tuple[pd.DataFrame, list[str], dict]:
     frame = frame.astype({"layout": str}).fillna({"layout": ""})
     return frame, notes, facts
 
+
+if __name__ == "__main__":  # `python -m bench.perf.run`, as bench/perf/__main__.py runs it
+    np.seterr(all="ignore")
+    sys.exit(main())

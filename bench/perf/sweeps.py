@@ -184,7 +184,7 @@ def elementwise_rows(n: int = 512_000) -> list[dict]:
 
 def _torch_loss(kind: str, problem: Problem):
     """The problem's loss written with torch operations, on the same data."""
-    import torch
+    import torch  # pyright: ignore[reportMissingImports]  # the optional `perf` extra
 
     data = problem.data()
     if kind == "rosenbrock":  # the instance: the raw function at x_raw + (x - x_star)
@@ -227,7 +227,7 @@ def torch_adam_seconds(initial, step_losses: list, runs: int) -> float:
     torch runs on one thread: on problems this small a second thread only adds
     synchronisation (it made the loop several times slower on the 2-core machine).
     """
-    import torch
+    import torch  # pyright: ignore[reportMissingImports]  # the optional `perf` extra
 
     def one_run():
         params = jax.tree.map(lambda a: torch.tensor(a, requires_grad=True), initial)
@@ -259,7 +259,7 @@ def torch_loop(case: SweepCase, runs: int = 3) -> dict:
 
 def torch_version() -> str | None:
     try:
-        import torch
+        import torch  # pyright: ignore[reportMissingImports]  # the optional `perf` extra
     except ImportError:
         return None
     return torch.__version__

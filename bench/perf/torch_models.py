@@ -12,8 +12,8 @@ and seed at a time. Needs torch (`bench.perf.models` imports it only where torch
 
 import jax
 import numpy as np
-import torch
-import torch.nn.functional as F
+import torch  # pyright: ignore[reportMissingImports]  # the optional `perf` extra
+import torch.nn.functional as F  # pyright: ignore[reportMissingImports]  # the `perf` extra
 
 from bench.perf.sweeps import SweepCase, torch_adam_seconds
 from problems import Problem
@@ -109,6 +109,8 @@ def torch_model_loop(case: SweepCase, runs: int = 2) -> dict:
     problem = case.problem
     loss_fn = torch_model_loss(problem)
     initial = jax.tree.map(np.asarray, problem.init(jax.random.PRNGKey(0)))
+    if problem.sample_batch is None:
+        raise ValueError(f"{problem.name} trains on the full batch: no minibatch to draw")
     keys = jax.random.split(jax.random.PRNGKey(1), case.steps)
     drawn = to_torch(jax.vmap(problem.sample_batch, in_axes=(None, 0))(problem.data(), keys))
     batches = [jax.tree.map(lambda a, i=i: a[i], drawn) for i in range(case.steps)]
