@@ -275,14 +275,9 @@ def check_problem(problem: Problem, quick: bool = False) -> list[CheckResult]:
 
 def check_command(target: str) -> int:
     """`bench check TARGET`: prints one PASS/FAIL line per check of the problem TARGET
-    names; 0 when every check passes, else 1. Raises bench.cli.UsageError for a target
+    names; 0 when every check passes, else 1. Raises ValueError (one line) for a target
     that cannot be loaded."""
-    try:
-        problem, _ = plugins.load_problem(target)
-    except ValueError as error:
-        from bench.cli import UsageError
-
-        raise UsageError(str(error)) from None
+    problem, _ = plugins.load_problem(target)
     results = check_problem(problem)
     for result in results:
         print(result.line())

@@ -85,9 +85,8 @@ def _top(out: Path, added: Sequence[str] = (), count: int = 5) -> None:
     from bench.combine import ranking
 
     print(f"results: {out}")
-    try:
-        ranked = ranking(out)
-    except OSError:  # not written by this process (another process of a multi-host job)
+    ranked = ranking(out)
+    if ranked is None:  # not written by this process (another process of a multi-host job)
         return
     below = ranked.iloc[count:]
     for row in ranked.head(count).itertuples():
@@ -225,17 +224,20 @@ def _merge(args) -> int:
 
 
 def _plot(args) -> None:
-    from bench.results.files import OutputError, locked
-    from bench.report.render import MissingResults, render
-    from bench.results.schema import DamagedTable
     from bench.analysis.tuning import MissingEvalLanes
+    from bench.known import known
+    from bench.report.render import MissingResults, render
+    from bench.results.files import OutputError, locked
+    from bench.results.meta import spec_field
+    from bench.results.schema import DamagedTable
 
     folder = Path(args.folder)
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder")
     try:
         with locked(folder.resolve()):
-            for path in render(folder, cost=args.cost):
+            scale = spec_field(folder, "scale", "cpu")
+            for path in render(folder, cost=args.cost, known=known(scale)):
                 print(path)
     except (MissingResults, DamagedTable, OutputError, MissingEvalLanes) as error:
         raise UsageError(str(error)) from None
@@ -283,7 +285,10 @@ def _compare(args) -> int:
 def _check(args) -> int:
     from bench.check import check_command
 
-    return check_command(args.target)
+    try:
+        return check_command(args.target)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _plugin_arguments(command) -> None:

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.results import meta, schema
 from bench import plugins
-from bench.analysis import stats, tuning
+from bench.analysis import tuning
+from bench.analysis.analyze import analyze, complete_facts
+from bench.known import facts_frame
+from bench.results import meta, schema
 from bench.spec import SuiteSpec
 from bench.suite import Base, combined, is_full
 
@@ -89,18 +91,36 @@ def read(folder: str | Path) -> Folder:
     return Folder(path, record, spec, tables)
 
 
-def ranking(folder: str | Path) -> pd.DataFrame:
-    """The overall ranking of a rendered results folder (`stats.overall_ranking`)."""
+def ranking(folder: str | Path) -> pd.DataFrame | None:
+    """The overall ranking of a rendered results folder: its ranking.csv; analysed here for
+    a folder rendered before ranking.csv was written; None where it holds no runs."""
     path = Path(folder)
-    runs = schema.read(path, "runs")
-    summary = pd.read_csv(path / "summary.csv")
-    cost = json.loads((path / "meta.json").read_text())["spec"]["cost"]
-    return stats.overall_ranking(summary, runs, tuning.recorded_cost(runs, cost))
+    written = schema.read(path, "ranking")
+    if written is not None:
+        return written
+    tables = {name: schema.read(path, name) for name in schema.COLUMNS}
+    if tables["runs"] is None:
+        return None
+    cost = tuning.recorded_cost(tables["runs"], meta.spec_field(path, "cost", "grad_evals"))
+    scale = meta.spec_field(path, "scale", "cpu")
+    names = sorted(tables["runs"]["problem"].unique())
+    facts = complete_facts(tables["problems"], facts_frame(names, scale))
+    return analyze(tables, cost, facts).ranking
+
+
+def _ranking_of(folder: Folder) -> pd.DataFrame:
+    """The ranking of a folder `read` accepted (so one that holds runs)."""
+    ranked = ranking(folder.path)
+    if ranked is None:
+        raise Incompatible(f"{folder.path} holds no runs.csv.gz")
+    return ranked
 
 
 def _without(tables: dict[str, pd.DataFrame], optimizers: list[str]) -> dict:
+    """`tables` without the rows of `optimizers` (problems.csv, of no optimizer, as it is)."""
     return {
-        n: t[~t["optimizer"].isin(optimizers)].reset_index(drop=True) for n, t in tables.items()
+        n: t[~t["optimizer"].isin(optimizers)].reset_index(drop=True) if "optimizer" in t else t
+        for n, t in tables.items()
     }
 
 
@@ -134,12 +154,14 @@ def against(
     _check_registered(folder, spec.problems, plugins.problem, "problem")
     held = set(folder.spec.optimizers)
     now = meta.fingerprint(replace(spec, optimizers=folder.spec.optimizers))
-    differing = meta.differences(json.loads(json.dumps(now)), folder.fingerprint)
+    now = json.loads(json.dumps(now))
+    differing = meta.differences(now, folder.fingerprint, ignore=meta.CODE)
+    code = {k: v for k, v in meta.differences(now, folder.fingerprint).items() if k in meta.CODE}
     rerun = []
     if differing:
         rerun = list(
             dict.fromkeys(
-                [*ranking(folder.path)["optimizer"][:TOP], *(n for n in named if n in held)]
+                [*_ranking_of(folder)["optimizer"][:TOP], *(n for n in named if n in held)]
             )
         )
     _check_registered(folder, rerun, plugins.optimizer, "optimizer")
@@ -150,7 +172,7 @@ def against(
         "against": {
             "folder": str(folder.path.resolve()),
             "fingerprint": folder.fingerprint,
-            "differences": differing,
+            "differences": differing | code,
             "re_run": rerun,
         }
     }
@@ -162,6 +184,8 @@ def against(
         )
     else:
         line = f"{', '.join(kept)} from {folder.path}, not re-run (fingerprints match)"
+        if code:  # another commit of the same release: named, nothing re-run for it
+            line += f"; the code differs ({_describe(code)})"
     return replace(spec, optimizers=tuple(sweep)), base, line
 
 

@@ -10,19 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import jax
-
 from bench import plugins, protocols
+from bench.analysis.profiles import TAUS
 from bench.analysis.tuning import COSTS, DEFAULT_COST
-from optimizers import OPTIMIZERS, OptimizerSpec
+from optimizers import OPTIMIZERS
 from problems import MODELS, PROBLEMS, SCALES, Problem, cutest, sources
 
 DEFAULT_SPEC = Path(__file__).with_name("suite.toml")
 # Suite name -> its TOML file (`bench run --suite NAME`).
 SUITES = {"main": DEFAULT_SPEC, "cutest": Path(__file__).with_name("cutest.toml")}
-# Moré and Wild's convergence test f(x0) - f(x) >= (1 - tau) (f(x0) - f_L): the taus of
-# the data profiles, and the one targets are set at on problems whose f* a suite resolves.
-TAUS = (1e-1, 1e-3, 1e-5, 1e-7)
+# Moré and Wild's convergence test f(x0) - f(x) >= (1 - tau) (f(x0) - f_L): the taus of the
+# data profiles (profiles.TAUS), and the one targets are set at on problems whose f* a
+# suite resolves.
 TAU = 1e-3
 # The first held-out evaluation seed, unless the tuning seeds reach it.
 EVAL_SEED_START = 1000
@@ -91,13 +90,6 @@ class SuiteSpec:
 
     def pairs(self) -> list[tuple[str, str]]:
         return [(p, o) for p in self.problems for o in self.optimizers]
-
-
-def skip_reason(problem: Problem, optimizer: OptimizerSpec) -> str | None:
-    """Why `optimizer` cannot run on `problem` by its declared capabilities, else None."""
-    leaves = jax.tree.leaves(jax.eval_shape(problem.init, jax.random.PRNGKey(0)))
-    max_rank = max(len(leaf.shape) for leaf in leaves)
-    return optimizer.skip_reason(problem.stochastic, problem.dim, max_rank)
 
 
 def selection(data: dict, path: Path, max_dim: int | None) -> tuple[tuple, dict[str, str]]:

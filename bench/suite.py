@@ -22,16 +22,19 @@ import jax
 import numpy as np
 import pandas as pd
 
-from bench.sweep import distributed, optimum
-from bench.results import meta, schema
 from bench import plugins, protocols
-from bench.report import render
-from bench.results.files import OutputError, as_written, locked, write_csv, write_text
+from bench.analysis.analyze import complete_facts
+from bench.analysis.tuning import recorded_cost, tuned_trials
+from bench.known import facts_frame, known
 from bench.progress import Progress
+from bench.report import render
+from bench.results import meta, schema
+from bench.results.files import OutputError, as_written, locked, write_csv, write_text
+from bench.spec import SuiteSpec, load
+from bench.sweep import distributed, optimum
+from bench.sweep.arguments import skip_reason
 from bench.sweep.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
 from bench.sweep.runner import run_sweep
-from bench.spec import SuiteSpec, load, skip_reason
-from bench.analysis.tuning import recorded_cost, tuned_trials
 from problems import sources
 
 
@@ -270,6 +273,7 @@ OWNED = {
     *(schema.file_name(name) for name in schema.COLUMNS),
     *(f"{name}.csv" for name in schema.COLUMNS),  # as a folder written before compression
     "summary.csv",
+    "ranking.csv",
     "budget_curves.csv",
     "budget_curves.png",
     "TABLES.md",
@@ -382,11 +386,12 @@ def combined(sources: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
     tables = {}
     for name in dict.fromkeys(name for source in sources for name in source):
         frames = [source[name] for source in sources if source.get(name) is not None]
-        tables[name] = (
-            pd.concat(frames, ignore_index=True)
-            if name in ("skipped", "problems")
-            else schema.concat(frames)
-        )
+        if name == "problems":  # one row per problem, the first source's first
+            tables[name] = complete_facts(*frames)
+        elif name == "skipped":
+            tables[name] = pd.concat(frames, ignore_index=True)
+        else:
+            tables[name] = schema.concat(frames)
     return tables
 
 
@@ -401,7 +406,7 @@ def _draw(staging: Path, tables: dict, spec: SuiteSpec, progress) -> Exception |
         write_csv(frame, staging / schema.file_name(name))
     try:
         render.render(
-            staging, progress, spec.cost, spec.problem_figures, spec.taus, spec.scale
+            staging, progress, spec.cost, spec.problem_figures, spec.taus, known(spec.scale)
         )
     except Exception as error:
         return error
@@ -414,14 +419,6 @@ def _check_drawn(out: Path, failure: Exception | None) -> None:
             f"{out} holds the new raw tables, but drawing failed: "
             f"{type(failure).__name__}: {failure}; `python -m bench plot {out}` retries"
         ) from failure
-
-
-# problems.csv: one row per problem whose f* the run resolved (`sweep_problem`) or that
-# the suite's selection left out (`skipped`: why).
-PROBLEM_FACTS = [
-    "problem", "dim", "f0", "f_star", "f_star_source", "known_f_star", "lowest", "note",
-    "check", "skipped",
-]  # fmt: skip
 
 
 def _excluded_row(problem: str, dim: int, reason: str) -> dict:
@@ -506,8 +503,8 @@ def run_suite(
             pool.shutdown(wait=True, cancel_futures=True)
         tables = {name: schema.concat(frames) for name, frames in parts.items()}
         tables["skipped"] = pd.DataFrame(skipped, columns=["problem", "optimizer", "reason"])
-        if facts:
-            tables["problems"] = pd.DataFrame(facts, columns=PROBLEM_FACTS)
+        described = facts_frame([*spec.problems, *spec.excluded], spec.scale)
+        tables["problems"] = complete_facts(pd.DataFrame(facts), described)
         if base is not None:
             tables = combined([base.tables, tables])
             skipped = tables["skipped"].to_dict("records")

@@ -21,7 +21,7 @@ from optimizers.base import (
     state_dtype,
     zeros_like,
 )
-from optimizers.noisy_sgd import _as_key
+from optimizers.noisy_sgd import as_key
 from optimizers.registry import LR_GRID, MOMENTUM, WEIGHT_DECAY_OR_OFF, OptimizerSpec
 
 MEMORY_SAVE_MODES = (None, "one_diag", "smart_one_diag", "all_diag")
@@ -305,7 +305,7 @@ def kron(
     def init(params):
         return KronState(
             count=jnp.zeros([], jnp.int32),
-            rng_key=_as_key(key),
+            rng_key=as_key(key),
             update_counter=jnp.zeros([], jnp.int32),
             momentum_buffer=zeros_like(params, mu_dtype),
             preconditioners=jax.tree.map(initial_factors, params),

@@ -24,7 +24,7 @@ class NoisySgdState(NamedTuple):
     rng_key: jax.Array  # typed PRNG key, split once per step
 
 
-def _as_key(key):
+def as_key(key):
     """A typed PRNG key from a typed key, a raw uint32 key or an integer seed."""
     dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
     if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
@@ -66,7 +66,7 @@ def noisy_sgd(
 
     def init(params):
         del params
-        return NoisySgdState(count=jnp.zeros([], jnp.int32), rng_key=_as_key(key))
+        return NoisySgdState(count=jnp.zeros([], jnp.int32), rng_key=as_key(key))
 
     def update(grads, state, params=None, **extra):
         check_state(state, NoisySgdState)

@@ -1,5 +1,6 @@
 """TABLES.md and `bench plot` from hand-made runs: intervals, the three costs, the cost axis."""
 
+import io
 import re
 
 import numpy as np
@@ -7,17 +8,18 @@ import pandas as pd
 from test_bench_tuning import lanes
 from test_statistics import COSTS, _runs
 
-from bench.results import schema
-from bench.analysis import stats, tuning
-from bench.report import tables
+from bench.analysis import stats
+from bench.analysis.analyze import analyze, complete_facts
 from bench.cli import main
+from bench.known import known
+from bench.report import tables
+from bench.report.render import render
+from bench.results import schema
 
 
 def _document(runs, cost="steps"):
-    summary = stats.with_intervals(tuning.summarize(runs, cost), runs)
-    return tables.document(
-        summary, runs, pd.DataFrame(columns=["problem", "optimizer", "reason"]), cost
-    )
+    analysis = analyze({"runs": runs, "curves": None}, cost, complete_facts())
+    return tables.document(analysis, runs, pd.DataFrame(columns=["problem", "optimizer", "reason"]))
 
 
 def test_tables_show_every_cost_to_target_with_its_interval():
@@ -91,3 +93,41 @@ def test_plot_of_a_folder_without_roles_or_other_costs_ranks_by_steps(tmp_path, 
     assert summary.median_steps_to_target.tolist() == [6] and np.isnan(
         summary.median_grad_evals_to_target[0]
     )
+
+
+def test_a_render_ranks_once_and_writes_the_ranking_every_view_shows(tmp_path, monkeypatch):
+    calls = []
+    overall_ranking = stats.overall_ranking
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return overall_ranking(*args, **kwargs)
+
+    monkeypatch.setattr(stats, "overall_ranking", counted)
+    folder = _folder(tmp_path, _runs(COSTS))
+    render(folder, io.StringIO(), "steps")
+    assert len(calls) == 1
+    ranking = schema.read(folder, "ranking")
+    assert ranking["optimizer"].tolist() == ["a", "c", "b"]
+    tables_md = (folder / "TABLES.md").read_text().split("### Pairwise")[0]
+    page = (folder / "index.html").read_text()
+    for row in ranking.itertuples():
+        score = f"{row.score:.3f} [{row.score_low:.3f}, {row.score_high:.3f}]"
+        assert f"| {row.overall_rank} | `{row.optimizer}` | {score} |" in tables_md
+        assert f"<td>{row.optimizer}</td>" in page and score in page
+
+
+def test_the_data_profile_names_the_problems_whose_size_the_folder_does_not_give(tmp_path):
+    """An older folder (no problems.csv) of problems no registry knows: the data profile
+    cannot place them and says so in one line; given their facts, it draws them."""
+    folder = _folder(tmp_path, _runs(COSTS))
+    log = io.StringIO()
+    render(folder, log, "steps", known=known())
+    names = [f"p{i}" for i in range(8)]
+    line = f"data_profile.png leaves out {', '.join(names)}: no parameter count in problems.csv"
+    assert line in log.getvalue().splitlines()
+    facts = pd.DataFrame({"problem": names, "dim": range(2, 10), "model_family": False})
+    complete_facts(facts).to_csv(folder / "problems.csv", index=False)
+    log = io.StringIO()
+    render(folder, log, "steps")
+    assert "leaves out" not in log.getvalue() and (folder / "data_profile.png").exists()

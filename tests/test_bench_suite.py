@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.results import schema
 from bench import suite
 from bench.cli import main
-from bench.sweep.runner import run_sweep
+from bench.results import schema
 from bench.spec import SuiteSpec
+from bench.sweep.runner import run_sweep
 from optimizers import OPTIMIZERS, OptimizerSpec, sgd
 
 PNG = b"\x89PNG\r\n\x1a\n"

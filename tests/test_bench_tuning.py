@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.analysis import tuning
-from bench.spec import SuiteSpec, load, skip_reason
+from bench.analysis import profiles, tuning
+from bench.spec import SuiteSpec, load
+from bench.sweep.arguments import skip_reason
 from optimizers import OPTIMIZERS, OptimizerSpec, sgd
 from problems import PROBLEMS
 
@@ -209,17 +210,17 @@ def test_performance_profile_and_integrated_score_by_hand():
             "median_steps_to_target": [10, 20, 40, 20, 10, np.inf, np.inf, np.inf],
         }
     )
-    profile = tuning.performance_profile(summary, np.array([1.0, 1.99, 2.0, 100.0]), "steps")
+    profile = profiles.performance_profile(summary, np.array([1.0, 1.99, 2.0, 100.0]), "steps")
     # p4 is left out. a: ratios 1, 2, 1; b: ratios 2, 1, inf.
     np.testing.assert_allclose(profile["a"], [2 / 3, 2 / 3, 1, 1])
     np.testing.assert_allclose(profile["b"], [1 / 3, 1 / 3, 2 / 3, 2 / 3])
-    scores = tuning.integrated_scores(summary, "steps")
+    scores = profiles.integrated_scores(summary, "steps")
     # a: 2/3 on [1, 2), 1 on [2, 4] -> (2/3 * 1 + 1 * 2) / 3; b: (1/3 + 2/3 * 2) / 3.
     assert scores["a"] == pytest.approx((2 / 3 + 2) / 3, rel=1e-12)
     assert scores["b"] == pytest.approx((1 / 3 + 4 / 3) / 3, rel=1e-12)
     # The closed form equals the integral of the profile (trapezoid on a fine grid).
     taus = np.linspace(1.0, tuning.MAX_RATIO, 30001)
-    area = np.trapezoid(tuning.performance_profile(summary, taus, "steps"), taus, axis=0) / 3
+    area = np.trapezoid(profiles.performance_profile(summary, taus, "steps"), taus, axis=0) / 3
     np.testing.assert_allclose(area, scores[["a", "b"]], atol=1e-4)
 
 
@@ -256,7 +257,7 @@ def test_data_profile_by_hand():
             "median_grad_evals_to_target": [6, 30, np.inf, 20],
         }
     )
-    profile = tuning.data_profile(summary, {"p1": 2, "p2": 9}, np.array([1.0, 2.0, 10.0]))
+    profile = profiles.data_profile(summary, {"p1": 2, "p2": 9}, np.array([1.0, 2.0, 10.0]))
     np.testing.assert_allclose(profile["a"], [0, 0.5, 0.5])
     np.testing.assert_allclose(profile["b"], [0, 0.5, 1])
 
@@ -294,9 +295,10 @@ def test_a_model_family_run_by_some_optimizers_only_is_left_out_of_the_overall_r
         + rows("least_squares_diabetes_batch32", ["sgd", "adam"])  # lbfgs cannot run it
         + rows("cnn_digits", ["sgd", "adam"])  # the suite declined lbfgs there
     )
-    assert set(tuning.ranked(summary)["problem"]) == {
+    models = {"cnn_digits"}
+    assert set(profiles.ranked(summary, models)["problem"]) == {
         "rosenbrock_2d",
         "least_squares_diabetes_batch32",
     }
     everyone = pd.concat([summary, pd.DataFrame(rows("cnn_digits", ["lbfgs"]))])
-    assert "cnn_digits" in set(tuning.ranked(everyone)["problem"])
+    assert "cnn_digits" in set(profiles.ranked(everyone, models)["problem"])

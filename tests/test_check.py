@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench import check, plugins
-from bench.cli import UsageError, main
+from bench.cli import main
 from problems import PROBLEMS, Problem
 
 GOOD = textwrap.dedent(
@@ -173,7 +173,7 @@ def test_targets_load_from_a_file_or_a_module(user_file):
 )
 def test_a_target_that_cannot_be_loaded_is_a_usage_error(user_file, target, message):
     target = target.format(dir=user_file.parent, file=user_file)
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(ValueError, match=message):
         check.check_command(target)
 
 

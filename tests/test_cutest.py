@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.sweep import optimum
 from bench import suite
-from bench.analysis import tuning
+from bench.analysis import profiles
 from bench.check import check_problem
 from bench.cli import main
-from bench.sweep.runner import run_sweep
 from bench.spec import SUITES, SuiteSpec, load
+from bench.sweep import optimum
+from bench.sweep.runner import run_sweep
 from problems import PROBLEMS, cutest, sources
 
 needs_extra = pytest.mark.skipif(cutest.missing() is not None, reason="no sif2jax 0.0.8")
@@ -148,7 +148,7 @@ def test_costs_at_taus_are_the_first_record_point_past_each_tau_by_hand():
         {"problem": "p", "optimizer": ["a", "b"], "role": "eval", "diverged": False}
     )
     facts = pd.DataFrame({"problem": ["p"], "f0": [10.0], "f_star": [1.0]})
-    costs = tuning.costs_at_taus(curves, runs, facts, (1e-1, 1e-3, 1e-5, 1e-7))
+    costs = profiles.costs_at_taus(curves, runs, facts, (1e-1, 1e-3, 1e-5, 1e-7))
     assert costs[1e-1].loc["p"].to_dict() == {"a": 2.0, "b": 5.0}
     assert costs[1e-5].loc["p"].to_dict() == {"a": 2.0, "b": 10.0}
     assert costs[1e-7].loc["p", "b"] == np.inf

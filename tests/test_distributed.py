@@ -8,6 +8,9 @@ import sys
 import textwrap
 
 import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
 
 # Run in a fresh interpreter: the device count is fixed when JAX first starts.
 SCRIPT = textwrap.dedent(

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.results import schema
-from bench import suite
 from bench import spec as suite_spec
-from bench.spec import SuiteSpec
+from bench import suite
 from bench.analysis.tuning import tuned_trials
+from bench.results import schema
+from bench.spec import SuiteSpec
 
 PROBLEMS_RUN = ("rosenbrock_2d", "mlp_digits_sigmoid_32", "least_squares_diabetes_batch32")
 SPEC = SuiteSpec(

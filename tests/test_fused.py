@@ -92,6 +92,7 @@ def test_fused_step_takes_each_plain_step_to_the_last_bits(name, dtype):
         inputs = jax.tree.map(jnp.copy, expected)
 
 
+@pytest.mark.extensive
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 ISA flag")
 @pytest.mark.parametrize("fusion", [False, True], ids=["plain-xla", "multi-output-fusion"])
 def test_fused_step_takes_the_plain_steps_bit_for_bit_without_fma(fusion):

@@ -69,6 +69,7 @@ def test_text_corpus_is_over_a_megabyte_with_a_disjoint_held_out_part():
     assert 3.0 < unigram_entropy() < 3.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_gradient_matches_central_differences_at_tiny_scale(name):
     """jax.grad against float64 central differences, as tests/test_problems.py checks every
@@ -189,12 +190,14 @@ def test_run_at_tiny_scale_from_the_command_line(tmp_path):
 QUALITY_LR = {"cnn_digits": 1e-2, "transformer_stdlib": 3e-3, "autoencoder_digits": 1e-2}
 
 
+@pytest.mark.extensive
 def test_tuned_adam_cnn_reaches_95_percent_test_accuracy_at_cpu_scale():
     problem = model("cnn_digits", "cpu")
     result = run_sweep(problem, "adam", [QUALITY_LR["cnn_digits"]], seeds=[1000], steps=None)
     assert float(result.metrics["test_accuracy"][0]) >= 0.95
 
 
+@pytest.mark.extensive
 def test_tuned_adam_language_model_beats_the_unigram_entropy_clearly_at_cpu_scale():
     problem = model("transformer_stdlib", "cpu")
     result = run_sweep(problem, "adam", [QUALITY_LR["transformer_stdlib"]], seeds=[1000])
@@ -203,6 +206,7 @@ def test_tuned_adam_language_model_beats_the_unigram_entropy_clearly_at_cpu_scal
     np.testing.assert_allclose(result.metrics["perplexity"][0], math.exp(held_out), rtol=1e-5)
 
 
+@pytest.mark.extensive
 def test_tuned_adam_denoiser_halves_the_error_of_the_identity_at_cpu_scale():
     """Returning the noisy input costs NOISE^2 = 1 per standardised pixel; the denoiser
     must do at least twice as well on held-out digits."""
@@ -211,6 +215,7 @@ def test_tuned_adam_denoiser_halves_the_error_of_the_identity_at_cpu_scale():
     assert float(result.metrics["test_mse"][0]) <= 0.5 * NOISE**2
 
 
+@pytest.mark.slow
 def test_perf_times_the_sweep_against_a_per_trial_optax_loop():
     import pandas as pd
 

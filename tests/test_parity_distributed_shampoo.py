@@ -40,6 +40,8 @@ from test_parity_torch import STEPS, assert_same_trajectory, ours  # noqa: E402
 import optimizers  # noqa: E402
 from optimizers import OPTIMIZERS, apply_updates  # noqa: E402
 
+pytestmark = pytest.mark.reference
+
 
 def scalable_shampoo(params, learning_rate, **kwargs):
     # Its power iterations start from torch.randn: seeded, so that a run repeats.

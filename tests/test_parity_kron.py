@@ -38,6 +38,8 @@ from test_parity_torch import STEPS, assert_same_trajectory, ours, theirs  # noq
 
 from optimizers import kron, precondition_update_prob_schedule  # noqa: E402
 
+pytestmark = pytest.mark.reference
+
 TORCH_DTYPES = {jnp.dtype(jnp.float32): torch.float32, jnp.dtype(jnp.float64): torch.float64}
 
 

@@ -40,6 +40,8 @@ from test_parity_torch import STEPS, assert_same_trajectory, ours, theirs  # noq
 
 from optimizers import apply_updates, soap  # noqa: E402
 
+pytestmark = pytest.mark.reference
+
 HPARAMS = {
     "learning_rate": 0.05,
     "betas": (0.9, 0.95),

@@ -18,6 +18,8 @@ from test_parity import initial_params, loss
 
 from optimizers import OPTIMIZERS, apply_updates
 
+pytestmark = pytest.mark.reference
+
 torch = pytest.importorskip("torch")
 pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 

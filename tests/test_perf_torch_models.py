@@ -14,6 +14,8 @@ torch = pytest.importorskip("torch")
 
 from bench.perf.torch_models import to_torch, torch_model_loop, torch_model_loss  # noqa: E402
 
+pytestmark = pytest.mark.reference
+
 MODELS = ("cnn_digits", "cnn_digits_no_norm", "transformer_stdlib")
 
 # float32 on both sides, the same formula with other summation orders (a convolution

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from bench import plugins
-from bench.results import schema
 from bench.cli import main
+from bench.results import schema
 from bench.sweep.runner import resolve_optimizer, run_sweep
 from optimizers import sgd
 from optimizers.registry import LR_GRID
@@ -211,7 +211,9 @@ def test_entry_points_register_optimizers_and_problems(tmp_path, monkeypatch, ca
     assert result.losses.shape[1] == 6
 
 
-def test_a_problem_from_a_file_runs_beside_an_optimizer_from_a_file(rule_file, tmp_path, capsys):
+def test_a_problem_from_a_file_runs_beside_an_optimizer_from_a_file(
+    rule_file, tmp_path, capsys, monkeypatch
+):
     problem_file = tmp_path / "my_problem.py"
     problem_file.write_text(
         "from dataclasses import replace\nfrom problems import PROBLEMS\n\n"
@@ -222,7 +224,16 @@ def test_a_problem_from_a_file_runs_beside_an_optimizer_from_a_file(rule_file, t
     assert main([*argv, "--steps", "10", "--seeds", "1", "--out", str(out)]) == 0
     runs = pd.read_csv(out / "runs.csv.gz")
     assert set(runs["problem"]) == {"bowl"} and set(runs["optimizer"]) == {"rule"}
-    assert "  1. rule (score" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "  1. rule (score" in captured.out and "leaves out" not in captured.err
+    # The folder carries the problem's facts: a process that does not know it still
+    # places it in the data profile.
+    facts = pd.read_csv(out / "problems.csv").set_index("problem")
+    assert facts.loc["bowl", "dim"] == 20 and "convex" in facts.loc["bowl", "tags"].split()
+    monkeypatch.setattr(plugins, "_problems", {})
+    monkeypatch.setattr(plugins, "_optimizers", {})
+    assert main(["plot", str(out)]) == 0
+    assert "leaves out" not in capsys.readouterr().err
 
 
 def test_merge_combines_matching_folders_and_refuses_others(base, tmp_path, capsys):

@@ -166,6 +166,7 @@ def test_registered_problems_use_the_stored_matrices():
         )
 
 
+@pytest.mark.extensive
 @needs_x86
 @pytest.mark.parametrize("isa", instruction_sets())
 def test_problem_data_and_draws_are_identical_under(isa):
@@ -180,6 +181,7 @@ def test_the_portable_sample_names_registered_rules():
     assert set(PORTABLE_SAMPLE) <= set(OPTIMIZERS)
 
 
+@pytest.mark.extensive
 @needs_x86
 @pytest.mark.parametrize("isa", instruction_sets())
 def test_quick_benchmark_matches_the_baseline_under(isa, tmp_path):

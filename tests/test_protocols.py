@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.analysis import budget, tuning
 from bench import protocols, suite
-from bench.results import schema
+from bench.analysis import budget, tuning
 from bench.cli import main
+from bench.results import schema
 from bench.spec import SuiteSpec
 from optimizers import OPTIMIZERS, Range
 
@@ -206,6 +206,7 @@ def test_algoperf_and_defaults_run_the_same_way(tmp_path, protocol, trials):
         assert summary["learning_rate"].iloc[0] == OPTIMIZERS["adam"].defaults()["learning_rate"]
 
 
+@pytest.mark.slow
 def test_cross_validation_beside_a_closed_form_problem_tunes_each_on_its_own_score(tmp_path):
     """A --cv run holds a cv_loss column, empty on the problems without a data set: those
     are tuned on f - f*, and the setting tuned from the file is the one re-run."""

@@ -8,8 +8,8 @@ import pytest
 from parity_settings import SETTINGS
 
 import optimizers
+from bench.sweep.arguments import skip_reason
 from bench.sweep.runner import run_sweep
-from bench.spec import skip_reason
 from optimizers import OPTIMIZERS, apply_updates, sgd
 from optimizers.registry import LR_GRID, OptimizerSpec, collect
 from problems import PROBLEMS

@@ -20,11 +20,13 @@ import pytest
 
 from bench.results.compare import UnusableInput, compare_tables, format_moves
 from bench.results.files import FLOAT_FORMAT
+from bench.sweep.arguments import skip_reason
 from bench.sweep.records import BLOWUP_FACTOR, runs_frame
 from bench.sweep.runner import SweepResult, run_sweep
-from bench.spec import skip_reason
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
+
+pytestmark = pytest.mark.slow
 
 BASELINE = Path(__file__).parent / "baseline" / "runs.csv"
 SEEDS = (0, 1)

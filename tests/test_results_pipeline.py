@@ -20,11 +20,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.results import files as bench_io
-from bench.report import plots, render
 from bench import suite
 from bench.analysis import tuning
 from bench.cli import main
+from bench.known import known
+from bench.report import plots, render
+from bench.results import files as bench_io
 from bench.spec import SuiteSpec, load, narrowed
 
 BENCH = [sys.executable, "-m", "bench"]
@@ -87,6 +88,7 @@ def copy(results, tmp_path) -> Path:
 # 1. Concurrent runs: a lock, and staging folders of names of their own.
 
 
+@pytest.mark.slow
 def test_a_run_into_a_folder_another_process_writes_exits_2_naming_it(copy):
     before = snapshot(copy)
     with bench_io.locked(copy.resolve()):  # this test's process holds the lock
@@ -98,6 +100,7 @@ def test_a_run_into_a_folder_another_process_writes_exits_2_naming_it(copy):
     assert siblings(copy) == ["out"]  # the lock file went with the lock
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_leave_one_complete_folder(tmp_path):
     out = tmp_path / "out"
     runs = [
@@ -203,6 +206,7 @@ def test_a_failure_to_summarize_still_leaves_the_raw_tables(tmp_path, monkeypatc
 # 3. A symbolic link as --out is written through.
 
 
+@pytest.mark.slow
 def test_a_symlinked_out_is_written_through_run_after_run(tmp_path):
     (tmp_path / "scratch" / "res").mkdir(parents=True)
     os.symlink("scratch/res", tmp_path / "res_link")
@@ -338,7 +342,7 @@ def test_plot_writes_nothing_unless_everything_is_drawn(copy, monkeypatch):
 
     monkeypatch.setattr(plots, "paths", interrupted)  # among the last figures drawn
     with pytest.raises(KeyboardInterrupt):
-        render.render(copy)
+        render.render(copy, known=known())
     assert snapshot(copy) == before
     assert not [p for p in copy.iterdir() if p.name.startswith(".")]
 

@@ -4,10 +4,10 @@ declared there, in its order, and `bench compare` and tuning read their columns 
 import pandas as pd
 import pytest
 
-from bench.results import compare, schema
 from bench import plugins, suite
 from bench.analysis import tuning
 from bench.cli import main
+from bench.results import compare, schema
 from bench.spec import SuiteSpec
 
 MLP = "mlp_digits_relu_32"  # a data-set problem with a metric of its own (test_accuracy)

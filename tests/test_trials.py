@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.results import compare, schema
-from bench.analysis import stats, tuning
 from bench import suite
+from bench.analysis import stats, tuning
 from bench.report import tables
+from bench.results import compare, schema
+from bench.spec import SuiteSpec
 from bench.sweep.records import curves_frame, runs_frame
 from bench.sweep.runner import run_sweep
-from bench.spec import SuiteSpec
 from optimizers import OPTIMIZERS
 
 QUADRATIC = "quadratic_20d_cond1e3"

@@ -15,8 +15,8 @@ from math import comb
 import numpy as np
 import pandas as pd
 
+from bench.analysis import profiles, tuning
 from bench.results import schema
-from bench.analysis import tuning
 
 PAIR = schema.PAIR
 
@@ -28,7 +28,7 @@ def trial_scores(runs: pd.DataFrame, cost: str = tuning.DEFAULT_COST) -> pd.Data
     scores = np.empty(len(medians))
     for _, rows in medians.groupby("problem", sort=False).indices.items():
         costs = medians["cost"].to_numpy(np.float64)[rows]
-        scores[rows] = tuning.problem_scores(costs[None, :])[0]
+        scores[rows] = profiles.problem_scores(costs[None, :])[0]
     return medians.assign(trial_score=scores)
 
 

@@ -9,7 +9,7 @@ optimizers, so that their scores stay paired), then the eval seeds within each p
 the score is recomputed from the resampled medians on every resample.
 
 Paired test: two optimizers are compared on their per-problem scores (each problem's
-part of the profile score, `tuning.problem_scores`; a pair that was not run scores 0)
+part of the profile score, `profiles.problem_scores`; a pair that was not run scores 0)
 by the two-sided Wilcoxon signed-rank test: zero differences are dropped, tied
 |differences| get their average rank; the p-value is exact (the permutation
 distribution of W+ given the ranks, ties included) up to EXACT_LIMIT non-zero
@@ -25,7 +25,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench.analysis import tuning
+from bench.analysis import profiles, tuning
 
 RESAMPLES = 1000
 SEED = 0
@@ -79,7 +79,7 @@ def with_intervals(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 def score_samples(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.DataFrame:
     """RESAMPLES bootstrap replicates of every optimizer's overall score (one column each)."""
-    times = tuning.cost_matrix(summary, cost)
+    times = profiles.cost_matrix(summary, cost)
     problems, optimizers = list(times.index), list(times.columns)
     rng = np.random.default_rng(SEED)
     picks = rng.integers(0, len(problems), (RESAMPLES, len(problems)))
@@ -87,13 +87,13 @@ def score_samples(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.Da
     resampled = np.full((RESAMPLES, *times.shape), np.inf)  # a pair not run: unsolved
     lanes = tuning.evaluation_lanes(runs, summary)
     for (problem, optimizer), pair in lanes.groupby(tuning.PAIR, sort=True):
-        if problem not in problems:  # not ranked (tuning.ranked)
+        if problem not in problems:  # not ranked (profiles.ranked)
             continue
         slots = picks == problems.index(problem)
         resampled[slots, optimizers.index(optimizer)] = resampled_medians(
             tuning.cost_to_target(pair, cost), rng, int(slots.sum())
         )
-    return pd.DataFrame(tuning.mean_scores(resampled), columns=times.columns)
+    return pd.DataFrame(profiles.mean_scores(resampled), columns=times.columns)
 
 
 def wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -137,9 +137,9 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
 
 
 def per_problem_scores(summary: pd.DataFrame, cost: str) -> pd.DataFrame:
-    """tuning.problem_scores as a frame: the problems some optimizer solves x optimizers."""
-    times = tuning.cost_matrix(summary, cost)
-    scores = pd.DataFrame(tuning.problem_scores(times.to_numpy()), times.index, times.columns)
+    """profiles.problem_scores as a frame: the problems some optimizer solves x optimizers."""
+    times = profiles.cost_matrix(summary, cost)
+    scores = pd.DataFrame(profiles.problem_scores(times.to_numpy()), times.index, times.columns)
     return scores.dropna()
 
 
@@ -160,6 +160,7 @@ def pairwise(scores: pd.DataFrame, optimizers: list[str]) -> pd.DataFrame:
 
 def overall_ranking(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.DataFrame:
     """One row per optimizer: profile score and its interval, problems solved, mean rank.
+    `summary`: the ranked rows (`profiles.ranked`), with intervals.
 
     Sorted by score, then mean rank. `tie_above`: the optimizer does not differ
     significantly from the one above it (`p_above`: Holm-adjusted Wilcoxon p-value
@@ -167,12 +168,12 @@ def overall_ranking(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.
     """
     samples = score_samples(summary, runs, cost)
     low, high = percentile_interval(samples.to_numpy())
-    per_optimizer = tuning.ranked(summary).groupby("optimizer").agg(
+    per_optimizer = summary.groupby("optimizer").agg(
         problems=("problem", "size"),
         solved=("success_rate", lambda s: int((s >= 0.5).sum())),
         mean_rank=("rank", "mean"),
     )
-    table = per_optimizer.join(tuning.integrated_scores(summary, cost))
+    table = per_optimizer.join(profiles.integrated_scores(summary, cost))
     table = table.join(pd.DataFrame({"score_low": low, "score_high": high}, samples.columns))
     table = table.reset_index().sort_values(
         ["score", "mean_rank", "optimizer"], ascending=[False, True, True]

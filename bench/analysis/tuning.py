@@ -1,49 +1,19 @@
-"""Picks each optimizer's trial per problem from the swept grid, and scores it.
+"""The tuning rule: picks each optimizer's trial per problem from the swept grid, and
+scores it. The rule, what is reported for a pair and the ranking within a problem are
+defined in docs/method.md ("The tuning rule", "What is reported for a pair", "Ranking");
+this module is their one implementation.
 
 A trial is one hyperparameter setting of a pair (`bench.results.schema`): its id and every
-swept hyperparameter, the learning rate and any other. Seeds are pooled within a trial
-only; the tuned trial is re-run on the eval seeds with its whole setting.
-
-Cost axes: `steps`, `grad_evals` (gradient evaluations: line searches, second
-gradients and Hessians included) and `seconds`; each lane records its cost to reach
-the target on each (`steps_to_target`, `grad_evals_to_target`, `seconds_to_target`: the
-columns of role cost in `bench.results.schema.RUNS`).
-
-Lanes: `role == "tune"` lanes sweep the grid; the tuned trial of each pair is re-run
-on fresh seeds, its `role == "eval"` lanes, and every number reported for it comes from
-those. A runs table without `role` (older folders) uses every lane for both.
-
-Tuning rule, per (problem, optimizer), over the tune lanes: a setting reaches the
-target when its median cost to target over seeds is finite (a lane that never reaches
-it, or diverges, costs +inf). Settings that reach the target compete on median cost to
-target on the chosen axis; only settings that do not reach it compete on median final
-f - f*, clipped below at the target (values under the target, and negative f - f* from
-rounding, count as the target) and +inf for a diverged lane. Equal costs go to the
-lower such median, then to the smaller learning rate (then the smaller values of the
-other hyperparameters, in column order). With cross-validation (`cv_loss`
-present), the median held-out loss (mean over folds) takes the place of f - f*.
-
-Reported at the tuned trial, over its eval seeds: median final f - f* and its
-interquartile range, the median cost to target on every axis, success rate (seeds that
-reach the target without diverging), the median of each problem metric (the numeric
-runs.csv.gz columns `bench.results.schema.RUNS` does not declare, `schema.problem_metrics`); over
-the tune grid: tuneability and the share of diverged lanes. Tuneability is the share
-of the grid that the same rule judges close to the tuned setting: when it reaches the
-target, grid points that reach it within MAX_RATIO times its median cost (the points
-that would still score in the performance profile against it); when it does not, grid
-points whose median final f - f* (clipped at the target) is within TUNEABLE_FACTOR of
-its own. It is judged on the training f - f* also under cross-validation: a held-out
-loss has no zero to take a factor from.
-
-Ranking within a problem: higher success rate, then lower median cost to target on the
-chosen axis, then lower median final f - f*.
+swept hyperparameter. `role == "tune"` lanes sweep the grid; the tuned trial is re-run on
+fresh seeds, its `role == "eval"` lanes, which every reported number comes from (a runs
+table without `role`, from an older folder, uses every lane for both). Cost axes are the
+runs columns of role cost in `bench.results.schema.RUNS`.
 """
 
 import numpy as np
 import pandas as pd
 
 from bench.results import schema
-from problems import MODELS
 
 PAIR = schema.PAIR
 # Cost axis -> the runs.csv.gz column of each lane's cost to reach the target (the columns
@@ -254,132 +224,3 @@ def summarize(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
     )
     summary.insert(2, "rank", summary.groupby("problem").cumcount() + 1)
     return summary.reset_index(drop=True)
-
-
-def ranked(summary: pd.DataFrame) -> pd.DataFrame:
-    """The rows the overall ranking, the profiles and their statistics are computed over:
-    every problem but a model family on which the suite ran only some of the run's
-    optimizers (`[models]` in bench/suite.toml), where a rule not run would count as
-    failing a problem it was never given. Those problems keep their own tables."""
-    everyone = summary["optimizer"].nunique()
-    run_by = summary.groupby("problem")["optimizer"].nunique()
-    declined = [p for p in run_by[run_by < everyone].index if p in MODELS]
-    return summary[~summary["problem"].isin(declined)]
-
-
-def cost_matrix(summary: pd.DataFrame, cost: str) -> pd.DataFrame:
-    """Median cost to target over the `ranked` problems, problems x optimizers; +inf where
-    unsolved or not run."""
-    times = ranked(summary).pivot(
-        index="problem", columns="optimizer", values=f"median_{cost}_to_target"
-    )
-    return times.fillna(np.inf)
-
-
-def performance_ratios(times: np.ndarray) -> np.ndarray:
-    """Performance ratios r = t / min t over the last axis (optimizers); cost 0 ties at 1."""
-    best = times.min(axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(times == best, 1.0, times / best)
-
-
-def problem_scores(times: np.ndarray) -> np.ndarray:
-    """Each problem's part of the integrated profile score, per optimizer.
-
-    times: [..., problems, optimizers] median costs to target, +inf where unsolved.
-    The integral of [r <= tau] over tau in [1, MAX_RATIO], divided by MAX_RATIO - 1, is
-    (MAX_RATIO - r) / (MAX_RATIO - 1) clipped to [0, 1]; the overall score is its mean
-    over problems. NaN on a problem no optimizer solves (it carries no information).
-    """
-    scores = np.clip((MAX_RATIO - performance_ratios(times)) / (MAX_RATIO - 1.0), 0.0, 1.0)
-    return np.where(np.isfinite(times.min(axis=-1, keepdims=True)), scores, np.nan)
-
-
-def performance_profile(
-    summary: pd.DataFrame, taus: np.ndarray, cost: str = DEFAULT_COST
-) -> pd.DataFrame:
-    """Dolan-More profile over median cost to target: rho_s(tau) per optimizer.
-
-    r[p, s] = t[p, s] / min_s t[p, s]; rho_s(tau) = share of problems with r <= tau.
-    Problems that no optimizer solves carry no information and are left out.
-    Returns a frame indexed by tau, one column per optimizer.
-    """
-    times = cost_matrix(summary, cost)
-    times = times[np.isfinite(times).any(axis=1)]
-    ratios = performance_ratios(times.to_numpy())
-    profile = (ratios[None] <= np.asarray(taus)[:, None, None]).mean(axis=1)
-    return pd.DataFrame(profile, index=pd.Index(taus, name="tau"), columns=times.columns)
-
-
-def mean_scores(times: np.ndarray) -> np.ndarray:
-    """problem_scores averaged over the problems some optimizer solves (0 when none does).
-
-    times: [..., problems, optimizers]; returns [..., optimizers].
-    """
-    scores = problem_scores(times)
-    solvable = np.isfinite(scores[..., :1])
-    total = np.where(solvable, scores, 0.0).sum(axis=-2)
-    return total / np.maximum(solvable.sum(axis=-2), 1)
-
-
-def integrated_scores(summary: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.Series:
-    """AlgoPerf-style score: (1 / (r_max - 1)) * integral of rho_s(tau) for tau in [1, r_max]."""
-    times = cost_matrix(summary, cost)
-    return pd.Series(mean_scores(times.to_numpy()), index=times.columns, name="score")
-
-
-def data_profile(summary: pd.DataFrame, dims: dict[str, int], budgets: np.ndarray) -> pd.DataFrame:
-    """Moré-Wild data profile: share of problems solved within each budget, per optimizer.
-
-    A budget counts in units of d + 1 gradient evaluations (d: the problem's parameter
-    count, `dims`), what a finite-difference gradient costs in function evaluations, so
-    that problems of different sizes share one axis. Over every problem of `summary` in
-    `dims`, solved by someone or not. Returns a frame indexed by budget, one column per
-    optimizer.
-    """
-    return solved_within(cost_matrix(summary, "grad_evals"), dims, budgets)
-
-
-def solved_within(times: pd.DataFrame, dims: dict[str, int], budgets: np.ndarray) -> pd.DataFrame:
-    """The data profile of `times` (problems x optimizers, gradient evaluations to target,
-    +inf where unsolved): per budget in units of d + 1, the share of its problems in
-    `dims` each optimizer solves within it."""
-    times = times[times.index.isin(list(dims))]
-    units = times.div([dims[problem] + 1 for problem in times.index], axis=0).to_numpy()
-    solved = (units[None] <= np.asarray(budgets)[:, None, None]).mean(axis=1)
-    return pd.DataFrame(solved, index=pd.Index(budgets, name="budget"), columns=times.columns)
-
-
-def costs_at_taus(
-    curves: pd.DataFrame, runs: pd.DataFrame, facts: pd.DataFrame, taus
-) -> dict[float, pd.DataFrame]:
-    """Per tau, problems x optimizers: the gradient evaluations at which the tuned
-    trial's curve first passes Moré and Wild's test f(x0) - f(x) >= (1 - tau) (f(x0) - f_L),
-    that is f - f_L <= tau (f(x0) - f_L); +inf where it never does, where most of its
-    evaluation lanes diverged, or where the pair did not run.
-
-    curves: the curves table (the tuned trials' median loss and gradient evaluations at
-    the record points); runs: its runs table (the evaluation lanes' divergence); facts:
-    problems.csv, whose f0 and f_star (f_L) give each problem's targets; only its
-    problems that ran count.
-    """
-    facts = facts.dropna(subset=["f0", "f_star"]).set_index("problem")
-    points = curves[curves["problem"].isin(facts.index)]
-    f0 = points["problem"].map(facts["f0"])
-    f_star = points["problem"].map(facts["f_star"])
-    lanes = lanes_of(runs, "eval")
-    lanes = lanes[lanes["problem"].isin(facts.index)]
-    failed = lanes.groupby(PAIR)["diverged"].mean() > 0.5
-    pairs = pd.MultiIndex.from_frame(lanes[PAIR].drop_duplicates())
-    problems, optimizers = (
-        sorted(facts.index.intersection(lanes["problem"])),
-        sorted(lanes["optimizer"].unique()),
-    )
-    matrices = {}
-    for tau in taus:
-        reached = points[(points["loss"] - f_star <= tau * (f0 - f_star)).to_numpy()]
-        first = reached.groupby(PAIR)["grad_evals"].min().reindex(pairs)
-        first[failed.reindex(pairs).to_numpy()] = np.inf
-        matrix = first.unstack().reindex(index=problems, columns=optimizers)
-        matrices[tau] = matrix.fillna(np.inf)
-    return matrices

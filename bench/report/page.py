@@ -5,28 +5,25 @@ the adjacent tests, as TABLES.md has them), one table per problem, and the folde
 figures by relative links. Every table sorts by a click on a column header (numbers as
 numbers; "never", "inf" and "n/a" last either way), and two menus filter by problem tag
 and by optimizer family (the module that defines the rule: its file in optimizers/, or
-the user's file). Tags and families are those of the names the process knows
-(bench.plugins: built-in, entry points, added by --problem and --optimizer); a name it
-does not know gets none. No server, no network: the
-style and the small script are inline. A URL hash drives the same code, for tests and
-for links: `#click=TABLE:COLUMN` (repeatable, clicks the header of column COLUMN, 0
-first, of the table with id TABLE), `tag=NAME`, `family=NAME`, joined by `&`.
+the user's file). Tags and descriptions are problems.csv's; families those the caller
+knows (bench.known); a name without them gets none. No server, no network: the style
+and the small script (page.css, page.js beside this module) are inline. A URL hash
+drives the same code, for tests and for links: `#click=TABLE:COLUMN` (repeatable,
+clicks the header of column COLUMN, 0 first, of the table with id TABLE), `tag=NAME`,
+`family=NAME`, joined by `&`.
 """
 
 import html
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from bench import plugins
-from bench.report import render
+from bench.analysis import tuning
+from bench.analysis.analyze import Analysis
+from bench.report.format import cost_text, interval, number, share, slug, versus_above
 from bench.results import schema
-from bench.analysis import stats, tuning
 from bench.results.files import write_text
-from bench.report.tables import _cost, _interval, _number, _share, _versus_above
-from problems import sources
 
 OVERVIEW = [
     "convergence.png",
@@ -36,77 +33,12 @@ OVERVIEW = [
     "budget_curves.png",
 ]
 
-STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}
-th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}
-td:nth-child(2),th:nth-child(2){text-align:left}
-th{background:#eee;cursor:pointer;user-select:none}
-th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
-tbody tr:nth-child(even){background:#f8f8f8}
-img{max-width:100%;display:block;margin:.5em 0}
-.hidden{display:none}
-"""
-
 # Sorting: a column is numeric when one of its cells starts with a number; cells that do
 # not ("never", "inf", "n/a", "-") sort last in both directions. Filters hide rows of
 # other families and sections of problems without the tag.
-SCRIPT = """
-function key(cell){var t=cell.textContent.trim(),x=parseFloat(t);return isNaN(x)?null:x}
-function sortBy(th){
-  var table=th.closest("table"),col=th.cellIndex,body=table.tBodies[0];
-  var up=th.getAttribute("aria-sort")!=="ascending";
-  for(var h of table.tHead.rows[0].cells)h.removeAttribute("aria-sort");
-  th.setAttribute("aria-sort",up?"ascending":"descending");
-  var rows=Array.from(body.rows),numeric=rows.some(r=>key(r.cells[col])!==null);
-  rows.sort(function(a,b){
-    var x=a.cells[col],y=b.cells[col];
-    if(!numeric)return (up?1:-1)*x.textContent.localeCompare(y.textContent);
-    x=key(x);y=key(y);
-    if(x===null||y===null)return (x===null)-(y===null);
-    return up?x-y:y-x});
-  for(var r of rows)body.appendChild(r)}
-function filter(){
-  var tag=document.getElementById("tag").value,family=document.getElementById("family").value;
-  for(var s of document.querySelectorAll("section[data-tags]"))
-    s.classList.toggle("hidden",tag!==""&&s.dataset.tags.split(" ").indexOf(tag)<0);
-  for(var r of document.querySelectorAll("tr[data-family]"))
-    r.classList.toggle("hidden",family!==""&&r.dataset.family!==family)}
-for(var th of document.querySelectorAll("thead th"))
-  th.addEventListener("click",e=>sortBy(e.target));
-for(var id of ["tag","family"])document.getElementById(id).addEventListener("change",filter);
-for(var part of location.hash.slice(1).split("&")){
-  var kv=part.split("="),v=decodeURIComponent(kv[1]||"");
-  if(kv[0]==="click"){var p=v.split(":");
-    document.getElementById(p[0]).tHead.rows[0].cells[+p[1]].click()}
-  else if(kv[0]==="tag"||kv[0]==="family"){document.getElementById(kv[0]).value=v;filter()}}
-"""
-
-
-def family(optimizer: str) -> str:
-    """The name of the file that defines the optimizer's factory: its family module in
-    optimizers/ (adam for adamw), or a user's file; "" when unknown."""
-    try:
-        factory = plugins.optimizer(optimizer).factory
-    except KeyError:
-        return ""
-    module = sys.modules.get(getattr(factory, "__module__", None) or "")
-    file = getattr(module, "__file__", None)
-    return Path(file).stem if file else ""
-
-
-def _problem_facts(problem: str, scale: str = "cpu") -> tuple[str, list[str]]:
-    """(description, sorted tags) of a problem the process knows (a model family at
-    `scale`), else ("", []); that of an optional source's problem (CUTEst's) from its
-    list, without building it."""
-    source = sources.source_of(problem)
-    if source is not None and source.name != "built-in":
-        return f"{source.description}, {source.facts(problem)[0]} parameters", [source.name]
-    try:
-        known = plugins.problem(problem, scale)
-    except KeyError:
-        return "", []
-    return known.description, sorted(known.tags)
+def _package_file(name: str) -> str:
+    """The page's style or script, a file beside this module, inlined (no server needed)."""
+    return (Path(__file__).parent / name).read_text()
 
 
 def _table(
@@ -134,7 +66,7 @@ def _overall(ranking: pd.DataFrame, families: dict) -> str:
                 r.optimizer,
                 families[r.optimizer],
                 f"{r.score:.3f} [{r.score_low:.3f}, {r.score_high:.3f}]",
-                _versus_above(r),
+                versus_above(r),
                 f"{r.solved}/{r.problems}",
                 f"{r.mean_rank:.1f}",
             ],
@@ -158,11 +90,11 @@ def _problem(summary: pd.DataFrame, cost: str, families: dict) -> str:
                 r.optimizer,
                 f"{r.learning_rate:.3g}",
                 *("-" if pd.isna(getattr(r, c)) else f"{getattr(r, c):.3g}" for c in others),
-                _interval(r, "final_suboptimality", _number),
-                _interval(r, f"{cost}_to_target", lambda x: _cost(x, cost)),
-                _share(r.success_rate),
-                _share(r.tuneability),
-                _share(r.diverged_share),
+                interval(r, "final_suboptimality", number),
+                interval(r, f"{cost}_to_target", lambda x: cost_text(x, cost)),
+                share(r.success_rate),
+                share(r.tuneability),
+                share(r.diverged_share),
             ],
         )
         for r in summary.itertuples()
@@ -180,7 +112,7 @@ def _figures_of(problems: Sequence[str], figures: Sequence[str]) -> dict[str, li
     """The plots/ figures of each problem: a file plots/KIND_SLUG.png belongs to the
     problem with the longest slug it ends with."""
     owned = {problem: [] for problem in problems}
-    slugs = sorted(((render._slug(p), p) for p in problems), key=lambda s: -len(s[0]))
+    slugs = sorted(((slug(p), p) for p in problems), key=lambda s: -len(s[0]))
     for figure in figures:
         stem = figure.removeprefix("plots/").removesuffix(".png")
         owner = next((p for s, p in slugs if stem.endswith(f"_{s}")), None)
@@ -196,26 +128,22 @@ def _select(select_id: str, label: str, values: Sequence[str]) -> str:
 
 
 def document(
-    summary: pd.DataFrame,
-    runs: pd.DataFrame,
-    cost: str,
-    figures: Sequence[str],
-    scale: str = "cpu",
+    analysis: Analysis, runs: pd.DataFrame, figures: Sequence[str], families: dict[str, str]
 ) -> str:
-    """The whole index.html from the summary (with its intervals), the runs and the
-    figures drawn (paths relative to the folder); `scale`: the model families' preset."""
-    ranking = stats.overall_ranking(summary, runs, cost)
+    """The whole index.html from the analysis, the runs and the figures drawn (paths
+    relative to the folder); `families`: optimizer -> the module that defines it."""
+    summary, cost, ranking = analysis.summary, analysis.cost, analysis.ranking
     numbers = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
     problems = sorted(summary["problem"].unique())
     owned = _figures_of(problems, figures)
-    facts = {p: _problem_facts(p, scale) for p in problems}
-    families = {o: family(o) for o in ranking["optimizer"]}
+    facts = {p: _problem_facts(analysis.facts, p) for p in problems}
+    families = {o: families.get(o, "") for o in ranking["optimizer"]}
     every_tag = sorted({t for _, tags in facts.values() for t in tags})
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         "<title>Benchmark results</title>",
-        f"<style>{STYLE}</style></head><body>",
+        f"<style>\n{_package_file('page.css')}</style></head><body>",
         "<h1>Benchmark results</h1>",
         f"<p>{len(ranking)} optimizers on {len(problems)} problems, tuned and ranked by "
         f"{html.escape(tuning.COST_LABELS[cost])} to target. Click a column header to sort. "
@@ -249,15 +177,25 @@ def document(
                 f"<details><summary>figures ({len(owned[problem])})</summary>{images}</details>"
             )
         parts.append("</section>")
-    parts += [f"<script>{SCRIPT}</script>", "</body></html>"]
+    parts += [f"<script>\n{_package_file('page.js')}</script>", "</body></html>"]
     return "\n".join(parts) + "\n"
 
 
+def _problem_facts(facts: pd.DataFrame, problem: str) -> tuple[str, list[str]]:
+    """(description, sorted tags) of a problem as problems.csv gives them, else ("", [])."""
+    row = facts[facts["problem"] == problem]
+    if not len(row):
+        return "", []
+    description, tags = row["description"].iloc[0], row["tags"].iloc[0]
+    description = description if isinstance(description, str) else ""
+    return description, sorted(tags.split()) if isinstance(tags, str) else []
+
+
 def write(
-    folder: Path, summary: pd.DataFrame, runs: pd.DataFrame, cost: str, scale: str = "cpu"
+    folder: Path, analysis: Analysis, runs: pd.DataFrame, families: dict[str, str]
 ) -> Path:
     """Writes folder/index.html, linking the PNG files in the folder."""
     figures = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
     path = folder / "index.html"
-    write_text(document(summary, runs, cost, figures, scale), path)
+    write_text(document(analysis, runs, figures, families), path)
     return path

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import PIL.Image  # noqa: E402
 
-from bench.analysis import budget, tuning
+from bench.analysis import budget, profiles, tuning
 from bench.results import schema  # noqa: E402
 from bench.results.files import write_atomic  # noqa: E402
 
@@ -184,8 +184,8 @@ def _nothing_to_draw(path: Path, title: str, reason: str) -> None:
 def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
     """Dolan-More profile over median cost to target, with the integrated score."""
     label = tuning.COST_LABELS[cost]
-    scores = tuning.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
-    times = tuning.cost_matrix(summary, cost)
+    scores = profiles.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
+    times = profiles.cost_matrix(summary, cost)
     times = times[np.isfinite(times).any(axis=1)]
     if times.empty:  # no optimizer reached any target: say so rather than draw nothing
         _nothing_to_draw(
@@ -194,10 +194,10 @@ def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
             "No optimizer reached the target on any problem:\nno profile to draw.",
         )
         return
-    ratios = tuning.performance_ratios(times.to_numpy())
+    ratios = profiles.performance_ratios(times.to_numpy())
     top = max(tuning.MAX_RATIO, float(ratios[np.isfinite(ratios)].max()) * 1.2)
     taus = np.geomspace(1.0, top, 400)
-    profile = tuning.performance_profile(summary, taus, cost)
+    profile = profiles.performance_profile(summary, taus, cost)
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for optimizer in scores.index[k:]:
         ax.step(taus, profile[optimizer], where="post", color="lightgrey", lw=0.8)
@@ -245,7 +245,7 @@ def _data_profile_axes(ax, times, dims, order, k: int, budgets=None) -> None:
     target): the first k optimizers of `order` in colour, the rest in grey."""
     times = times[times.index.isin(list(dims))]
     budgets = _budgets(times, dims) if budgets is None else budgets
-    profile = tuning.solved_within(times, dims, budgets)
+    profile = profiles.solved_within(times, dims, budgets)
     for optimizer in [o for o in order[k:] if o in profile]:
         ax.step(budgets, profile[optimizer], where="post", color="lightgrey", lw=0.8)
     for i, optimizer in enumerate(o for o in order[:k] if o in profile):
@@ -271,11 +271,11 @@ def data_profile(summary, dims: dict[str, int], path: Path, cost: str, k: int = 
     """Moré-Wild data profile over gradient evaluations in units of d + 1 (dims: d per problem)."""
     if summary["median_grad_evals_to_target"].isna().all():
         raise ValueError("runs.csv.gz records no gradient evaluations to target")
-    times = tuning.cost_matrix(summary, "grad_evals")
+    times = profiles.cost_matrix(summary, "grad_evals")
     times = times[times.index.isin(list(dims))]
     if times.empty:
         raise ValueError("no problem of the summary has a known parameter count")
-    order = tuning.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
+    order = profiles.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
     fig, ax = plt.subplots(figsize=(8, 5.5))
     _data_profile_axes(ax, times, dims, list(order.index), k)
     ax.set_title(
@@ -289,8 +289,8 @@ def data_profile(summary, dims: dict[str, int], path: Path, cost: str, k: int = 
 
 def data_profiles(times: dict, dims: dict[str, int], summary, path: Path, cost: str) -> None:
     """One Moré-Wild data profile per tau (`times`: tau -> problems x optimizers, as
-    `tuning.costs_at_taus` gives), on one budget axis; every optimizer, ranked by score."""
-    order = tuning.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
+    `profiles.costs_at_taus` gives), on one budget axis; every optimizer, ranked by score."""
+    order = profiles.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
     order = list(order.index)
     every = pd.concat(times.values())
     budgets = _budgets(every[every.index.isin(list(dims))], dims)

@@ -1,41 +1,13 @@
 """TABLES.md: the overall ranking with its intervals and tests, and one table per problem."""
 
-import math
 
 import numpy as np
 import pandas as pd
 
-from bench.results import schema
 from bench.analysis import stats, tuning
-
-
-def _number(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.3g}"
-
-
-def _cost(x: float, axis: str) -> str:
-    """A median cost to target: 'never' when unreached, 'n/a' when not recorded."""
-    if math.isnan(x):
-        return "n/a"
-    if math.isinf(x):
-        return "never"
-    return f"{x:.3g}" if axis == "seconds" else f"{x:g}"
-
-
-def _interval(r, name: str, show) -> str:
-    """A summary median with its bootstrap interval: 'median [low, high]'."""
-    median, low, high = (getattr(r, f"{k}_{name}") for k in ("median", "ci_low", "ci_high"))
-    if math.isnan(median) or (math.isinf(median) and low == median):  # not recorded; never
-        return show(median)
-    return f"{show(median)} [{show(low)}, {show(high)}]"
-
-
-def _share(x: float) -> str:
-    return f"{100 * x:.0f}%"
+from bench.analysis.analyze import Analysis
+from bench.report.format import cost_text, interval, number, share, versus_above
+from bench.results import schema
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -44,20 +16,13 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _versus_above(r) -> str:
-    """'tie' or 'differs' against the row above, with the Holm-adjusted p-value."""
-    if math.isnan(r.p_above):
-        return ""
-    return f"{'tie' if r.tie_above else 'differs'} (p = {_number(r.p_above)})"
-
-
 def overall_table(ranking: pd.DataFrame) -> str:
     rows = [
         [
             str(r.overall_rank),
             f"`{r.optimizer}`",
             f"{r.score:.3f} [{r.score_low:.3f}, {r.score_high:.3f}]",
-            _versus_above(r),
+            versus_above(r),
             f"{r.solved}/{r.problems}",
             f"{r.mean_rank:.1f}",
         ]
@@ -68,7 +33,7 @@ def overall_table(ranking: pd.DataFrame) -> str:
 
 
 def _p_value(p: float) -> str:
-    return _number(p) + (" *" if p < stats.ALPHA else "")
+    return number(p) + (" *" if p < stats.ALPHA else "")
 
 
 def pairwise_table(tests: pd.DataFrame, optimizers: list[str]) -> str:
@@ -97,16 +62,16 @@ def problem_table(summary: pd.DataFrame) -> str:
             f"`{r.optimizer}`",
             f"{r.learning_rate:.3g}",
             *("-" if pd.isna(getattr(r, c)) else f"{getattr(r, c):.3g}" for c in others),
-            _interval(r, "final_suboptimality", _number),
+            interval(r, "final_suboptimality", number),
             *(
-                _interval(r, f"{axis}_to_target", lambda x, a=axis: _cost(x, a))
+                interval(r, f"{axis}_to_target", lambda x, a=axis: cost_text(x, a))
                 for axis in tuning.COSTS
             ),
-            _share(r.success_rate),
-            _share(r.tuneability),
-            _share(r.diverged_share),
+            share(r.success_rate),
+            share(r.tuneability),
+            share(r.diverged_share),
         ]
-        rows.append(row + [_number(getattr(r, m)) for m in metrics])
+        rows.append(row + [number(getattr(r, m)) for m in metrics])
     return markdown(header, rows)
 
 
@@ -133,7 +98,7 @@ def _f_star_text(f_star: float, fact) -> str:
 
 def tau_table(at_taus: dict, order: list[str]) -> str:
     """Per optimizer (in ranking order), the share of problems it solves within its budget
-    at each tau (`tuning.costs_at_taus`)."""
+    at each tau (`profiles.costs_at_taus`)."""
     header = ["optimizer", *(f"solved at tau = {tau:g}" for tau in at_taus)]
     rows = []
     for optimizer in order:
@@ -189,9 +154,8 @@ def _problem_sections(facts: pd.DataFrame, at_taus: dict, order: list[str]) -> l
     return parts
 
 
-def _unranked(summary: pd.DataFrame) -> str:
-    """The sentence naming the problems left out of the overall ranking (tuning.ranked)."""
-    left_out = sorted(set(summary["problem"]) - set(tuning.ranked(summary)["problem"]))
+def _unranked(left_out: list[str]) -> str:
+    """The sentence naming the problems left out of the overall ranking (profiles.ranked)."""
     if not left_out:
         return ""
     names = ", ".join(f"`{p}`" for p in left_out)
@@ -206,23 +170,20 @@ def _counted(count: int, noun: str) -> str:
 
 
 def document(
-    summary: pd.DataFrame,
+    analysis: Analysis,
     runs: pd.DataFrame,
     skipped: pd.DataFrame,
-    cost: str,
     problems: pd.DataFrame | None = None,
-    at_taus: dict | None = None,
 ) -> str:
-    """The whole TABLES.md, from the summary, the runs (for problem facts) and skipped
-    pairs; with problems.csv (`problems`) and the costs at each tau (`at_taus`), the f*
-    provenance of each problem, the data profiles at each tau and the problems left out."""
+    """The whole TABLES.md, from the analysis, the runs (for problem facts) and skipped
+    pairs; with problems.csv (`problems`), the f* provenance of each problem whose f* the
+    run resolved, the data profiles at each tau and the problems left out."""
+    summary, cost, ranking = analysis.summary, analysis.cost, analysis.ranking
     facts = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
     tune = tuning.lanes_of(runs, "tune")
     seeds = int(tune.groupby(schema.trial_key(tune), dropna=False).size().max())
     evals = int(summary["seeds"].min())
-    ranking = stats.overall_ranking(summary, runs, cost)
     top = ranking["optimizer"].head(stats.PAIRWISE_TOP).tolist()
-    per_problem = stats.per_problem_scores(summary, cost)
     parts = [
         "# Benchmark tables",
         "",
@@ -230,8 +191,8 @@ def document(
         f"hyperparameter), tuned on {_counted(seeds, 'seed')} per setting and reported over "
         f"at least {_counted(evals, 'evaluation seed')} of the tuned one. "
         f"Tuned and ranked by {tuning.COST_LABELS[cost]} to target. "
-        "Tuning rule, ranking and columns are explained in the README "
-        "(section *The benchmark*). Costs to target are medians over evaluation seeds; "
+        "Tuning rule, ranking and columns are defined in docs/method.md. "
+        "Costs to target are medians over evaluation seeds; "
         "*success*: seeds that reach the target; *tuneability*: share of the "
         "hyperparameter grid that reaches the target within "
         f"{tuning.MAX_RATIO:g}x the tuned cost (when the tuned setting misses it: "
@@ -247,7 +208,7 @@ def document(
         "Holm-corrected over the adjacent pairs; *tie*: the data cannot separate the two at "
         f"{stats.ALPHA:g} (a tie says nothing about rows further apart). *solved*: "
         "problems where at least half the evaluation seeds reach the target."
-        + _unranked(summary),
+        + _unranked(analysis.left_out),
         "",
         overall_table(ranking),
         "",
@@ -257,11 +218,13 @@ def document(
         f"per-problem scores; * marks a significant difference at {stats.ALPHA:g}, "
         "in favour of the row (ranked higher).",
         "",
-        pairwise_table(stats.pairwise(per_problem, top), top),
+        pairwise_table(analysis.pairwise, top),
     ]
     if problems is not None:
-        parts += _problem_sections(problems, at_taus or {}, ranking["optimizer"].tolist())
-    resolved = {} if problems is None else {r.problem: r for r in problems.itertuples()}
+        parts += _problem_sections(problems, analysis.at_taus, ranking["optimizer"].tolist())
+    resolved = {} if problems is None else {
+        r.problem: r for r in problems.itertuples() if pd.notna(r.f0)  # f* the run resolved
+    }
     for problem, table in summary.groupby("problem", sort=True):
         f_star, target, steps = facts.loc[problem]
         parts += [

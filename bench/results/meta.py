@@ -12,7 +12,6 @@ from pathlib import Path
 
 import jax
 
-from bench.spec import SuiteSpec
 from optimizers import OPTIMIZERS
 from problems import MODELS
 
@@ -42,16 +41,21 @@ def _git(*args: str) -> str | None:
 SPEC_FIELDS = ("dtype", "protocol", "seeds", "eval_seeds", "curve_points", "cost", "folds")
 # The fingerprint's per-name tables: compared on the names both fingerprints hold.
 TABLES = ("steps", "grid")
+# Fields that name the code (the git commit): `--against` reports a difference in them
+# and re-runs nothing for it; the suite's version, bumped per release, is what re-runs.
+CODE = ("commit",)
 
 
-def fingerprint(spec: SuiteSpec) -> dict:
-    """Versions of jax, jaxlib and the suite, the device kind, the spec fields that change
-    numbers, every problem's step budget and every built-in optimizer's learning rates."""
+def fingerprint(spec) -> dict:
+    """Versions of jax, jaxlib and the suite, the git commit, the device kind, the spec
+    fields that change numbers, every problem's step budget and every built-in
+    optimizer's learning rates."""
     grid = {o: list(spec.learning_rates(o)) for o in spec.optimizers if o in OPTIMIZERS}
     return {
         "jax": jax.__version__,
         "jaxlib": _version("jaxlib"),
         "suite": _version("optbench"),
+        "commit": _git("rev-parse", "HEAD"),
         "device": jax.devices()[0].device_kind,
         **{name: getattr(spec, name) for name in SPEC_FIELDS},
         "steps": {problem: spec.budget(problem) for problem in spec.problems},
@@ -61,12 +65,14 @@ def fingerprint(spec: SuiteSpec) -> dict:
     }
 
 
-def differences(ours: dict, theirs: dict) -> dict[str, str]:
-    """Field -> "A vs B" for every fingerprint field on which `ours` and `theirs` differ
-    (a field one of them lacks differs); steps and grid differ where a name both hold
-    has different values."""
+def differences(ours: dict, theirs: dict, ignore: tuple[str, ...] = ()) -> dict[str, str]:
+    """Field -> "A vs B" for every fingerprint field but `ignore` on which `ours` and
+    `theirs` differ (a field one of them lacks differs); steps and grid differ where a
+    name both hold has different values."""
     found = {}
     for field in dict.fromkeys([*ours, *theirs]):
+        if field in ignore:
+            continue
         a, b = ours.get(field), theirs.get(field)
         if field in TABLES and isinstance(a, dict) and isinstance(b, dict):
             names = [n for n in a if n in b and a[n] != b[n]]
@@ -78,7 +84,7 @@ def differences(ours: dict, theirs: dict) -> dict[str, str]:
 
 
 def collect(
-    spec: SuiteSpec, timings: dict, skipped: list[dict], devices: int | None = None
+    spec, timings: dict, skipped: list[dict], devices: int | None = None
 ) -> dict:
     """Versions, platform, devices, dtype, git commit, date, the spec and the timings."""
     device = jax.devices()[0]
@@ -108,6 +114,22 @@ def collect(
         "skipped": skipped,
         **timings,
     }
+
+
+def read(folder: Path) -> dict | None:
+    """meta.json of `folder`, None where there is none or it is not a JSON object."""
+    try:
+        record = json.loads((Path(folder) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def spec_field(folder: Path, name: str, default):
+    """Field `name` of the spec meta.json records, else `default` (no meta.json, a
+    damaged one, or one written before the field)."""
+    spec = (read(folder) or {}).get("spec")
+    return spec.get(name, default) if isinstance(spec, dict) else default
 
 
 def dumps(meta: dict) -> str:

@@ -159,7 +159,7 @@ COLUMNS = {
         "loss_q75": NUMBER,
     },
     "skipped": {"problem": TEXT, "optimizer": TEXT, "reason": TEXT},
-    # Problems whose f* the run resolved, and those the suite left out (bench.suite).
+    # One row per problem: what it is, and f* where the run resolved it (bench.suite).
     "problems": {"problem": TEXT, "dim": INTEGER, "f0": NUMBER, "f_star": NUMBER},
     "paths": {**_LANE, "step": INTEGER, "x": NUMBER, "y": NUMBER},
     "layer_grad_norms": {**_LANE, "step": INTEGER, "layer": INTEGER, "grad_norm": NUMBER},
@@ -168,8 +168,35 @@ COLUMNS = {
 # before it, the study from protocols without studies; runs.csv.gz's other optional columns
 # from older folders or runs without cross-validation.
 OPTIONAL = {name: _IDS for name in COLUMNS} | {
-    "runs": {name: c.kind for name, c in DECLARED.items() if c.optional}
+    "runs": {name: c.kind for name, c in DECLARED.items() if c.optional},
+    # whether a problem is a model family of the suite, in folders written since it is
+    # carried (docs/results.md); its description and tags may be empty, so are not checked
+    "problems": {"model_family": FLAG},
 }
+# The tables a render derives that other code reads back: the overall ranking (the
+# command line's top five, `--against`'s baselines, the page).
+DERIVED = {
+    "ranking": {
+        "overall_rank": INTEGER,
+        "optimizer": TEXT,
+        "score": NUMBER,
+        "score_low": NUMBER,
+        "score_high": NUMBER,
+        "p_above": NUMBER,  # empty on the first row
+        "tie_above": FLAG,
+        "solved": INTEGER,
+        "problems": INTEGER,
+        "mean_rank": NUMBER,
+    }
+}
+# problems.csv's columns, in order: the problem's facts (what the views show: its parameter
+# count, description, tags separated by spaces, whether it is a model family of the suite),
+# then, for a problem whose f* the run resolved (bench.suite.sweep_problem), f(x0), f* and
+# their provenance, and for one the suite left out, why.
+PROBLEM_FACTS = (
+    "problem", "dim", "description", "tags", "model_family",
+    "f0", "f_star", "f_star_source", "known_f_star", "lowest", "note", "check", "skipped",
+)  # fmt: skip
 
 
 # The lane tables, written gzip-compressed (a folder a quarter of its plain size).
@@ -286,7 +313,8 @@ def ordered(runs: pd.DataFrame, metrics) -> pd.DataFrame:
     stray = [c for c in free[PROBLEM_METRIC] if c not in metrics]
     if stray:
         raise UndeclaredColumn(
-            f"runs table column(s) {', '.join(stray)}: declared nowhere in bench.results.schema.RUNS "
+            f"runs table column(s) {', '.join(stray)}: declared nowhere in "
+            "bench.results.schema.RUNS "
             "and not a metric of the problem"
         )
     names = [
@@ -379,12 +407,13 @@ def read(folder: Path, name: str) -> pd.DataFrame | None:
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         reason = str(error).strip().splitlines()[-1]
         raise DamagedTable(f"{table} is not a readable CSV file: {reason}") from None
-    missing = [c for c in COLUMNS[name] if c not in frame.columns]
+    declared = COLUMNS[name] if name in COLUMNS else DERIVED[name]
+    missing = [c for c in declared if c not in frame.columns]
     if missing:
         raise DamagedTable(f"{table} lacks the column(s) {', '.join(missing)}")
-    for column, kind in COLUMNS[name].items():
+    for column, kind in declared.items():
         _check_column(table, frame, column, kind)
-    for column, kind in OPTIONAL[name].items():
+    for column, kind in OPTIONAL.get(name, {}).items():
         if column in frame:
             _check_column(table, frame, column, kind)
     return with_trials(frame) if name == "runs" else frame

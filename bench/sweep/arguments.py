@@ -11,11 +11,17 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
-from bench.spec import skip_reason
 from optimizers import OptimizerSpec
 from problems import Problem
 
 SEED_LIMIT = 2**32  # seeds become uint32 PRNG keys
+
+
+def skip_reason(problem: Problem, optimizer: OptimizerSpec) -> str | None:
+    """Why `optimizer` cannot run on `problem` by its declared capabilities, else None."""
+    leaves = jax.tree.leaves(jax.eval_shape(problem.init, jax.random.PRNGKey(0)))
+    max_rank = max(len(leaf.shape) for leaf in leaves)
+    return optimizer.skip_reason(problem.stochastic, problem.dim, max_rank)
 
 
 def check_sweep(

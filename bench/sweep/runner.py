@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.sweep import distributed
 from bench import plugins, protocols
+from bench.sweep import distributed
 from bench.sweep.arguments import check_sweep, warn_below_f_star
 from optimizers import OptimizerSpec, apply_updates
 from problems import Problem
@@ -31,7 +31,7 @@ DTYPES = ("float32", "float64", "bfloat16")
 # bfloat16 is mixed precision: the loss and its gradient are computed in bfloat16 on
 # float32 master weights (and float32 optimizer state), as mixed-precision training does.
 MIXED = jnp.dtype(jnp.bfloat16)
-# Compiling dominates a benchmark of many short sweeps (see README, "Wall time"), so by
+# Compiling dominates a benchmark of many short sweeps (docs/runner.md, "Compile level"), so by
 # default a sweep is compiled for a fast compile: LLVM at optimisation level 0 (about 2x
 # faster to compile, 3-7x slower to run) and XLA:CPU's older loop emitters instead of
 # its MLIR fusion emitters (again about 2x faster to compile, 0-25% slower to run).
