@@ -145,7 +145,7 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False, max_dim: int | None = N
         raise ValueError(f"{path}: scale = {scale!r}; choose from: {', '.join(SCALES)}")
     optimize = data.get("optimize", False)
     if optimize not in (True, False, "auto"):
-        raise ValueError(f"{path}: optimize = {optimize!r}; choose from: true, false, \"auto\"")
+        raise ValueError(f'{path}: optimize = {optimize!r}; choose from: true, false, "auto"')
     cost = data.get("cost", DEFAULT_COST)
     if cost not in COSTS:
         raise ValueError(f"{path}: cost = {cost!r}; choose from: {', '.join(COSTS)}")

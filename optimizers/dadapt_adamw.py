@@ -89,9 +89,7 @@ def dadapt_adamw(
             lambda s, v: s / (jnp.sqrt(v) + eps), state.grad_sum, state.exp_avg_sq
         )
         inner = vdot(grads, weighted_sum)
-        exp_avg = jax.tree.map(
-            lambda m, g: beta1 * m + (1 - beta1) * dlr * g, state.exp_avg, grads
-        )
+        exp_avg = jax.tree.map(lambda m, g: beta1 * m + (1 - beta1) * dlr * g, state.exp_avg, grads)
         exp_avg_sq = jax.tree.map(
             lambda v, g: beta2 * v + (1 - beta2) * g * g, state.exp_avg_sq, grads
         )

@@ -75,6 +75,7 @@ def orthogonalize_via_newton_schulz(
         x = x / (jnp.linalg.norm(x, ord="fro") + eps)
     else:
         x = x / (jnp.linalg.norm(x, ord=2) + eps)
+
     def newton_schulz_step(x, abc):
         a, b, c = abc
         gram = x @ x.T.conj()

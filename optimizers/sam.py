@@ -88,9 +88,7 @@ def sam(
     def pick(condition, if_true, if_false):
         # Selected arithmetically, as optax does: XLA then rounds the chosen branch's
         # float32 operations alike in both (a jnp.where compiles them differently).
-        return jax.tree.map(
-            lambda a, b: condition * a + (1 - condition) * b, if_true, if_false
-        )
+        return jax.tree.map(lambda a, b: condition * a + (1 - condition) * b, if_true, if_false)
 
     def one_step_of_the_cycle(grads, state, params, **extra):
         del extra

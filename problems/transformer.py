@@ -120,9 +120,7 @@ def init_lm(key, size: Size):
     def linear(fan_in, fan_out, std):
         return {"w": normal((fan_in, fan_out), std), "b": jnp.zeros(fan_out, jnp.float32)}
 
-    params = [
-        {"tokens": normal((VOCAB, d), 0.02), "positions": normal((size.context, d), 0.02)}
-    ]
+    params = [{"tokens": normal((VOCAB, d), 0.02), "positions": normal((size.context, d), 0.02)}]
     for _ in range(size.layers):
         params.append(
             {

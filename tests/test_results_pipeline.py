@@ -266,9 +266,10 @@ def test_a_compressed_table_is_the_same_bytes_each_time_and_reads_back(tmp_path)
     bench_io.write_csv(frame, first)
     bench_io.write_csv(frame, second)
     assert first.read_bytes() == second.read_bytes()  # no time stamp, no file name
-    assert gzip.decompress(first.read_bytes()) == frame.to_csv(
-        index=False, float_format=bench_io.FLOAT_FORMAT
-    ).encode()
+    assert (
+        gzip.decompress(first.read_bytes())
+        == frame.to_csv(index=False, float_format=bench_io.FLOAT_FORMAT).encode()
+    )
 
 
 def test_a_folder_written_before_compression_plots_and_compares(results, copy):

@@ -16,6 +16,7 @@ from bench.analysis.tuning import DEFAULT_COST, MAX_RATIO, PAIR, lanes_of
 # data profiles at each tau (`costs_at_taus`), where a folder's spec names none.
 TAUS = (1e-1, 1e-3, 1e-5, 1e-7)
 
+
 def ranked(summary: pd.DataFrame, models: Collection[str]) -> pd.DataFrame:
     """The rows the overall ranking, the profiles and their statistics are computed over:
     every problem but a model family (`models`, problems.csv's `model_family`) on which
@@ -31,9 +32,7 @@ def ranked(summary: pd.DataFrame, models: Collection[str]) -> pd.DataFrame:
 def cost_matrix(summary: pd.DataFrame, cost: str) -> pd.DataFrame:
     """Median cost to target, problems x optimizers; +inf where unsolved or not run.
     `summary`: the `ranked` rows, as every profile below takes them."""
-    times = summary.pivot(
-        index="problem", columns="optimizer", values=f"median_{cost}_to_target"
-    )
+    times = summary.pivot(index="problem", columns="optimizer", values=f"median_{cost}_to_target")
     return times.fillna(np.inf)
 
 

@@ -33,6 +33,7 @@ OVERVIEW = [
     "budget_curves.png",
 ]
 
+
 # Sorting: a column is numeric when one of its cells starts with a number; cells that do
 # not ("never", "inf", "n/a", "-") sort last in both directions. Filters hide rows of
 # other families and sections of problems without the tag.
@@ -191,9 +192,7 @@ def _problem_facts(facts: pd.DataFrame, problem: str) -> tuple[str, list[str]]:
     return description, sorted(tags.split()) if isinstance(tags, str) else []
 
 
-def write(
-    folder: Path, analysis: Analysis, runs: pd.DataFrame, families: dict[str, str]
-) -> Path:
+def write(folder: Path, analysis: Analysis, runs: pd.DataFrame, families: dict[str, str]) -> Path:
     """Writes folder/index.html, linking the PNG files in the folder."""
     figures = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
     path = folder / "index.html"

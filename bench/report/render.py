@@ -68,8 +68,7 @@ def _left_out_of_data_profiles(analysis: Analysis, log) -> None:
     missing = sorted(set(analysis.ranked["problem"]) - set(analysis.dims))
     if missing:
         print(
-            f"data_profile.png leaves out {', '.join(missing)}: no parameter count in "
-            "problems.csv",
+            f"data_profile.png leaves out {', '.join(missing)}: no parameter count in problems.csv",
             file=log,
         )
 
@@ -183,8 +182,10 @@ def render(
     taus = tuple(meta.spec_field(folder, "taus", profiles.TAUS)) if taus is None else taus
     analysis = analyze(raw, cost, facts, taus)
     _left_out_of_data_profiles(analysis, log)
-    every = meta.spec_field(folder, "problem_figures", True) if problem_figures is None else (
-        problem_figures
+    every = (
+        meta.spec_field(folder, "problem_figures", True)
+        if problem_figures is None
+        else (problem_figures)
     )
     draft = Path(tempfile.mkdtemp(dir=folder, prefix=".render."))
     try:

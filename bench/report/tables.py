@@ -1,6 +1,5 @@
 """TABLES.md: the overall ranking with its intervals and tests, and one table per problem."""
 
-
 import numpy as np
 import pandas as pd
 
@@ -222,9 +221,15 @@ def document(
     ]
     if problems is not None:
         parts += _problem_sections(problems, analysis.at_taus, ranking["optimizer"].tolist())
-    resolved = {} if problems is None else {
-        r.problem: r for r in problems.itertuples() if pd.notna(r.f0)  # f* the run resolved
-    }
+    resolved = (
+        {}
+        if problems is None
+        else {
+            r.problem: r
+            for r in problems.itertuples()
+            if pd.notna(r.f0)  # f* the run resolved
+        }
+    )
     for problem, table in summary.groupby("problem", sort=True):
         f_star, target, steps = facts.loc[problem]
         parts += [

@@ -83,9 +83,7 @@ def differences(ours: dict, theirs: dict, ignore: tuple[str, ...] = ()) -> dict[
     return found
 
 
-def collect(
-    spec, timings: dict, skipped: list[dict], devices: int | None = None
-) -> dict:
+def collect(spec, timings: dict, skipped: list[dict], devices: int | None = None) -> dict:
     """Versions, platform, devices, dtype, git commit, date, the spec and the timings."""
     device = jax.devices()[0]
     status = _git("status", "--porcelain", "--untracked-files=no")

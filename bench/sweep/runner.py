@@ -552,9 +552,7 @@ def program_bytes(compiled) -> int | None:
         return None
     if stats is None:
         return None
-    return int(
-        stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-    )
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes)
 
 
 def chunk_that_fits(compiled, chunk: int, limit: int, shared: int) -> int:
