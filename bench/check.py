@@ -74,7 +74,7 @@ def _key(seed: int) -> jax.Array:
 
 def _batch(problem: Problem, data, seed: int):
     """The data the loss is checked on: a sampled minibatch, else the full data."""
-    return problem.sample_batch(data, _key(seed)) if problem.stochastic else data
+    return problem.sample_batch(data, _key(seed)) if problem.sample_batch is not None else data
 
 
 def _same(a, b) -> bool:

@@ -72,7 +72,7 @@ def _added(args) -> tuple[list[str], list[str]]:
         failed = [r for r in check_problem(plugins.problem(name), quick=True) if not r.passed]
         if failed:
             raise UsageError(f"--problem {name} fails `bench check`: {failed[0].line()}")
-    unused = set(spaces) - {None, *optimizers}
+    unused = {name for name in spaces if name is not None} - set(optimizers)
     if unused:
         raise UsageError(f"--space names no --optimizer: {', '.join(sorted(unused))}")
     return problems, optimizers

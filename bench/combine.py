@@ -12,6 +12,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 
@@ -68,17 +69,21 @@ def read(folder: str | Path) -> Folder:
         raise Incompatible(f"{path}/meta.json is damaged: it holds no spec") from None
     known = {f.name for f in dataclasses.fields(SuiteSpec)}
     fields = {k: v for k, v in fields.items() if k in known}
+    # meta.json's spec, written from a SuiteSpec (`meta.collect`): each field of its type.
     spec = SuiteSpec(
-        **fields
-        | {
-            "problems": tuple(fields["problems"]),
-            "optimizers": tuple(fields["optimizers"]),
-            "grid": {k: tuple(v) for k, v in fields.get("grid", {}).items()},
-        }
-        | (
-            {"model_optimizers": tuple(fields["model_optimizers"])}
-            if fields.get("model_optimizers") is not None
-            else {}
+        **cast(
+            dict[str, Any],
+            fields
+            | {
+                "problems": tuple(fields["problems"]),
+                "optimizers": tuple(fields["optimizers"]),
+                "grid": {k: tuple(v) for k, v in fields.get("grid", {}).items()},
+            }
+            | (
+                {"model_optimizers": tuple(fields["model_optimizers"])}
+                if fields.get("model_optimizers") is not None
+                else {}
+            ),
         )
     )
     try:

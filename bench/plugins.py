@@ -20,14 +20,15 @@ import importlib
 import importlib.util
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
-from optimizers import OPTIMIZERS, OptimizerSpec
+from optimizers import OPTIMIZERS, Optimizer, OptimizerSpec
 from optimizers.registry import LR_GRID, Choice, Range
 from problems import MODELS, PROBLEMS, Problem, model, sources
 
@@ -143,6 +144,8 @@ def _module(source: str):
         if module_name in sys.modules:
             return sys.modules[module_name]
         spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:  # a .py file always has a source loader
+            raise PluginError(f"{source}: cannot be loaded as a module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         try:
@@ -238,10 +241,11 @@ def _as_spec(value, name: str, space_file: str | Path | None, module=None) -> Op
         raise PluginError(f"{name}: {type(value).__name__} is not callable (not a factory)")
     elif module is not None and (declared := _declaration(module, value)) is not None:
         spec = declared
+    # A callable `value` is taken for a factory: what it builds is checked below.
     elif space_file is not None:
-        spec = OptimizerSpec(value, **space_from_toml(space_file))
+        spec = OptimizerSpec(cast(Callable[..., Optimizer], value), **space_from_toml(space_file))
     else:
-        spec = OptimizerSpec(value, learning_rates=LR_GRID)
+        spec = OptimizerSpec(cast(Callable[..., Optimizer], value), learning_rates=LR_GRID)
     try:
         built = spec.factory(learning_rate=spec.learning_rates[0], **spec.hparams)
     except Exception as error:

@@ -54,6 +54,8 @@ class Protocol:
         if self.name == "defaults":
             return [optimizer.defaults()]
         count = STUDIES * TRIALS_PER_STUDY if self.name == "algoperf" else self.points
+        if count is None:
+            raise ValueError(f"protocol {self.name} needs a number of points (random:N)")
         space = optimizer.space()
         units = halton(count, len(space), HALTON_SEED)
         return [

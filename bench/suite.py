@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -125,7 +126,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
     """
     protocol = protocols.parse(spec.protocol)
     trials = spec.trials(optimizer)
-    common = dict(
+    common: dict[str, Any] = dict(
         steps=spec.budget(problem),
         dtype=spec.dtype,
         devices=devices,
@@ -508,7 +509,7 @@ def run_suite(
         if base is not None:
             tables = combined([base.tables, tables])
             skipped = tables["skipped"].to_dict("records")
-        if not writer:
+        if staging is None:  # not the writer
             return tables
 
         failure = _draw(staging, tables, spec, progress)

@@ -47,8 +47,9 @@ class Problem:
     data: Callable[[], Batch] = _no_data  # the full data set, built once and cached
     x_star: Params | None = None  # a known minimiser, where there is one
     sample_batch: Callable[[Batch, jax.Array], Batch] | None = None  # None: full batch
-    # Extra end-of-run metrics, name -> fn(params) (e.g. held-out test accuracy).
-    metrics: Mapping[str, Callable[[Params], jax.Array]] = field(default_factory=dict)
+    # Extra end-of-run metrics, name -> fn(params) (e.g. held-out test accuracy), or
+    # fn(params, test_data) where the problem declares `test_data`.
+    metrics: Mapping[str, Callable[..., jax.Array]] = field(default_factory=dict)
     # For layered models: grads -> vector of per-layer gradient norms, input layer first.
     layer_grad_norms: Callable[[Params], jax.Array] | None = None
     # Provenance of f_star: "known" (closed form, a stored reference solve, a published or

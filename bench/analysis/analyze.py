@@ -61,9 +61,12 @@ def analyze(
     facts: one row per problem (problems.csv's columns: dim, description, tags,
     model_family, and f0 / f_star where the run resolved them); `taus`: the levels of the
     data profiles where facts give f0 (none: no data profiles at each tau).
-    Raises tuning.MissingEvalLanes when a tuned setting has no evaluation lanes.
+    Raises tuning.MissingEvalLanes when a tuned setting has no evaluation lanes, and
+    ValueError when `tables` hold no runs (or no curves, where the data profiles need them).
     """
     runs = tables["runs"]
+    if runs is None:
+        raise ValueError("the tables hold no runs to analyse")
     summary = stats.with_intervals(tuning.summarize(runs, cost), runs)
     models = facts.loc[facts["model_family"].fillna(False).astype(bool), "problem"]
     ranked = profiles.ranked(summary, set(models))
@@ -72,7 +75,10 @@ def analyze(
     top = ranking["optimizer"].head(stats.PAIRWISE_TOP).tolist()
     at_taus = {}
     if taus and facts["f0"].notna().any():
-        at_taus = profiles.costs_at_taus(tables["curves"], runs, facts, taus)
+        curves = tables["curves"]
+        if curves is None:
+            raise ValueError("the tables hold no curves to draw the data profiles from")
+        at_taus = profiles.costs_at_taus(curves, runs, facts, taus)
     return Analysis(
         cost=cost,
         summary=summary,
@@ -90,7 +96,7 @@ def complete_facts(*frames: pd.DataFrame | None) -> pd.DataFrame:
     """Rows of problems.csv, one per problem: each column of a problem from the first of
     `frames` that gives it (a folder's own rows first, then what the caller knows of the
     problems an older folder does not describe), every column of `schema.PROBLEM_FACTS`."""
-    frames = [f for f in frames if f is not None and len(f)]
-    facts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    given = [f for f in frames if f is not None and len(f)]
+    facts = pd.concat(given, ignore_index=True) if given else pd.DataFrame()
     facts = facts.reindex(columns=list(schema.PROBLEM_FACTS))
     return facts.groupby("problem", sort=False).first().reset_index()

@@ -132,7 +132,8 @@ def costs_at_taus(
     failed = lanes.groupby(PAIR)["diverged"].mean() > 0.5
     pairs = pd.MultiIndex.from_frame(lanes[PAIR].drop_duplicates())
     problems, optimizers = (
-        sorted(facts.index.intersection(lanes["problem"])),
+        # pandas-stubs allow only a list or an Index here; pandas takes any array-like
+        sorted(facts.index.intersection(lanes["problem"])),  # pyright: ignore[reportArgumentType]
         sorted(lanes["optimizer"].unique()),
     )
     matrices = {}

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from bench.analysis import profiles, tuning
 
@@ -90,13 +91,13 @@ def score_samples(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.Da
         if problem not in problems:  # not ranked (profiles.ranked)
             continue
         slots = picks == problems.index(problem)
-        resampled[slots, optimizers.index(optimizer)] = resampled_medians(
+        resampled[slots, optimizers.index(str(optimizer))] = resampled_medians(
             tuning.cost_to_target(pair, cost), rng, int(slots.sum())
         )
     return pd.DataFrame(profiles.mean_scores(resampled), columns=times.columns)
 
 
-def wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def wilcoxon(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
     """Two-sided Wilcoxon signed-rank test of paired samples: (W+, p-value).
 
     W+ is the sum of the ranks of |x - y| over the pairs where x > y (zeros dropped,
@@ -126,7 +127,7 @@ def wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return w, math.erfc(z / math.sqrt(2.0))
 
 
-def holm(pvalues: np.ndarray) -> np.ndarray:
+def holm(pvalues: ArrayLike) -> np.ndarray:
     """Holm's step-down adjusted p-values: reject where adjusted < ALPHA."""
     p = np.asarray(pvalues, np.float64)
     order = np.argsort(p, kind="stable")

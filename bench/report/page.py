@@ -16,6 +16,7 @@ clicks the header of column COLUMN, 0 first, of the table with id TABLE), `tag=N
 import html
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -61,7 +62,7 @@ def _overall(ranking: pd.DataFrame, families: dict) -> str:
     header = ["rank", "optimizer", "family", "profile score [95% CI]", "vs the row above"]
     rows = [
         (
-            r.optimizer,
+            str(r.optimizer),
             [
                 str(r.overall_rank),
                 r.optimizer,
@@ -85,7 +86,7 @@ def _problem(summary: pd.DataFrame, cost: str, families: dict) -> str:
     header += ["success", "tuneability", "diverged lanes"]
     rows = [
         (
-            r.optimizer,
+            str(r.optimizer),
             [
                 str(r.rank),
                 r.optimizer,
@@ -93,9 +94,9 @@ def _problem(summary: pd.DataFrame, cost: str, families: dict) -> str:
                 *("-" if pd.isna(getattr(r, c)) else f"{getattr(r, c):.3g}" for c in others),
                 interval(r, "final_suboptimality", number),
                 interval(r, f"{cost}_to_target", lambda x: cost_text(x, cost)),
-                share(r.success_rate),
-                share(r.tuneability),
-                share(r.diverged_share),
+                share(cast(float, r.success_rate)),
+                share(cast(float, r.tuneability)),
+                share(cast(float, r.diverged_share)),
             ],
         )
         for r in summary.itertuples()
@@ -162,7 +163,8 @@ def document(
     if overview:
         parts += ["<h2>Figures</h2>", *(_image(f, lazy=False) for f in overview)]
     for problem, table in summary.groupby("problem", sort=True):
-        f_star, target, steps = numbers.loc[problem]
+        problem = str(problem)  # a name (pandas-stubs type a group's key as any scalar)
+        f_star, target, steps = cast(pd.Series, numbers.loc[problem])  # a problem's one row
         description, tags = facts[problem]
         parts += [
             f'<section data-tags="{html.escape(" ".join(tags))}">',

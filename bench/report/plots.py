@@ -28,7 +28,7 @@ OVERVIEW_K = 5
 # target every optimizer has solved the problem, and float32 rounding makes f - f*
 # noisy or even negative there.
 FLOOR_FRACTION = 1e-4
-COLORS = plt.get_cmap("tab10").colors
+COLORS = tuple(matplotlib.color_sequences["tab10"])  # the colours of the tab10 colormap
 # One per setting of an optimizer's other swept hyperparameters in the sensitivity plot.
 LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -69,7 +69,7 @@ def convergence_axes(ax, curves, summary, runs_facts, problem: str, k: int) -> N
     f_star, target = runs_facts.loc[problem, "f_star"], runs_facts.loc[problem, "target"]
     floor = FLOOR_FRACTION * target
     for color, pick in zip(COLORS, _top(summary, problem, k).itertuples(), strict=False):
-        q = _tuned_lanes(curves, problem, pick.optimizer).set_index("step")
+        q = _tuned_lanes(curves, problem, str(pick.optimizer)).set_index("step")
         q = (q[["loss_q25", "loss", "loss_q75"]] - f_star).clip(lower=floor)
         label = f"{pick.rank}. {pick.optimizer} ({_setting(summary, pick)})"
         ax.plot(q.index, q["loss"], color=color, label=label, lw=1.5)

@@ -1,5 +1,7 @@
 """TABLES.md: the overall ranking with its intervals and tests, and one table per problem."""
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 
@@ -37,7 +39,7 @@ def _p_value(p: float) -> str:
 
 def pairwise_table(tests: pd.DataFrame, optimizers: list[str]) -> str:
     """Holm-adjusted p-values of stats.pairwise as an upper-triangular matrix."""
-    p = {(r.a, r.b): r.p_holm for r in tests.itertuples()}
+    p = {(r.a, r.b): cast(float, r.p_holm) for r in tests.itertuples()}
     rows = [
         [f"`{a}`", *("" if j <= i else _p_value(p[a, b]) for j, b in enumerate(optimizers))]
         for i, a in enumerate(optimizers)
@@ -66,9 +68,9 @@ def problem_table(summary: pd.DataFrame) -> str:
                 interval(r, f"{axis}_to_target", lambda x, a=axis: cost_text(x, a))
                 for axis in tuning.COSTS
             ),
-            share(r.success_rate),
-            share(r.tuneability),
-            share(r.diverged_share),
+            share(cast(float, r.success_rate)),
+            share(cast(float, r.tuneability)),
+            share(cast(float, r.diverged_share)),
         ]
         rows.append(row + [number(getattr(r, m)) for m in metrics])
     return markdown(header, rows)
@@ -148,7 +150,7 @@ def _problem_sections(facts: pd.DataFrame, at_taus: dict, order: list[str]) -> l
     left_out = facts[facts["skipped"].notna() & (facts["skipped"] != "")]
     if len(left_out):
         parts += ["", f"## Skipped problems ({len(left_out)})", ""]
-        rows = [[r.problem, str(int(r.dim)), r.skipped] for r in left_out.itertuples()]
+        rows = [[r.problem, str(int(cast(float, r.dim))), r.skipped] for r in left_out.itertuples()]
         parts.append(markdown(["problem", "parameters", "reason"], rows))
     return parts
 
@@ -227,11 +229,11 @@ def document(
         else {
             r.problem: r
             for r in problems.itertuples()
-            if pd.notna(r.f0)  # f* the run resolved
+            if pd.notna(cast(float, r.f0))  # f* the run resolved
         }
     )
     for problem, table in summary.groupby("problem", sort=True):
-        f_star, target, steps = facts.loc[problem]
+        f_star, target, steps = cast(pd.Series, facts.loc[problem])  # a problem's one row
         parts += [
             "",
             f"## {problem}",

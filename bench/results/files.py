@@ -25,7 +25,7 @@ class FolderInUse(OutputError):
     """Another process holds the lock of the results folder."""
 
 
-def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
+def write_atomic(path: str | Path, write: Callable[[str], object]) -> None:
     """Calls `write(tmp_path)` on a temporary file beside `path`, then renames it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

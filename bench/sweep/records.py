@@ -108,7 +108,8 @@ def curves_frame(result: SweepResult, keep=None) -> pd.DataFrame:
         }
     )
     by = lanes.groupby(["problem", "optimizer", "trial", *result.hparams, "step"], sort=False)
-    quartiles = by["loss"].quantile([0.25, 0.75]).unstack()
+    # pandas-stubs take no list of quantiles here; pandas takes any array-like
+    quartiles = by["loss"].quantile([0.25, 0.75]).unstack()  # pyright: ignore[reportArgumentType]
     frame = by[["grad_evals", "seconds", "loss"]].median()
     frame["loss_q25"], frame["loss_q75"] = quartiles[0.25], quartiles[0.75]
     return frame.reset_index()
@@ -116,6 +117,8 @@ def curves_frame(result: SweepResult, keep=None) -> pd.DataFrame:
 
 def layer_grad_norms_frame(result: SweepResult, keep=None) -> pd.DataFrame:
     """Tidy per-layer gradient norms: one row per (kept lane, record point, layer)."""
+    if result.layer_grad_norms is None:
+        raise ValueError(f"the sweep of {result.problem} recorded no per-layer gradient norms")
     keep = _kept(result, keep)
     norms = result.layer_grad_norms[keep]  # (lanes, points, layers)
     layers = norms.shape[-1]
@@ -134,6 +137,8 @@ def layer_grad_norms_frame(result: SweepResult, keep=None) -> pd.DataFrame:
 
 def paths_frame(result: SweepResult, keep=None) -> pd.DataFrame:
     """The iterates (x, y) of kept lanes of a 2-D problem at the record points."""
+    if result.paths is None:
+        raise ValueError(f"the sweep of {result.problem} recorded no iterates (not a 2-D problem)")
     keep = _kept(result, keep)
     paths = result.paths[keep]
     return pd.DataFrame(

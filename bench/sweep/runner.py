@@ -141,7 +141,7 @@ def _cast_floats(tree, dtype):
 
 
 @functools.cache
-def _value_and_grad(loss):
+def _value_and_grad(loss) -> Callable[..., tuple[jax.Array, Any]]:
     """jit(value_and_grad(loss)), one per loss: JAX traces it once for every optimizer."""
     return jax.jit(jax.value_and_grad(loss))
 
@@ -213,7 +213,7 @@ def _train_step(problem: Problem, spec: OptimizerSpec, opt, loss_fn):
     grad_fn = _value_and_grad(loss_fn)
 
     def step(params, state, train, key):
-        batch = problem.sample_batch(train, key) if problem.stochastic else train
+        batch = problem.sample_batch(train, key) if problem.sample_batch is not None else train
         loss, grads = grad_fn(params, batch)
         extra = spec.update_extras(loss, grads, lambda p: loss_fn(p, batch))
         updates, state = opt.update(grads, state, params, **extra)
@@ -288,9 +288,10 @@ def _lane_program(
         data, test = inputs["train"], inputs.get("test")
         train, held_out = data, None
         if folds is not None:
-            train = jax.tree.map(lambda x: x[folds[0][fold]], data)
-            held_out = jax.tree.map(lambda x: x[folds[1][fold]], data)
-        evaluation = problem.eval_batch(train) if batch_eval else None
+            train_examples, held_out_examples = folds
+            train = jax.tree.map(lambda x: x[train_examples[fold]], data)
+            held_out = jax.tree.map(lambda x: x[held_out_examples[fold]], data)
+        evaluation = problem.eval_batch(train) if problem.eval_batch is not None else None
         init_key, batch_key = jax.random.split(jax.random.PRNGKey(seed))
         params = _cast_floats(problem.init(init_key), master)
         opt = spec.factory(**swept, **fixed)
@@ -394,7 +395,8 @@ def run_sweep(
     name, spec = resolve_optimizer(optimizer)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if dtype == "float64" and not jax.config.jax_enable_x64:
+    # jax's Config sets its flags as attributes at run time: its type declares none of them
+    if dtype == "float64" and not jax.config.jax_enable_x64:  # pyright: ignore[reportAttributeAccessIssue]
         raise ValueError("dtype='float64' needs jax.config.update('jax_enable_x64', True)")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
@@ -462,7 +464,10 @@ def run_sweep(
             if level is None:
                 level = expected_seconds(lowered, steps, len(chunks)) > OPTIMIZE_AFTER_SECONDS
             compiled = lowered.compile({} if level else COMPILER_OPTIONS)
-            lock = _LINALG_LOCK if "lapack" in compiled.as_text() else None
+            text = compiled.as_text()
+            if text is None:
+                raise RuntimeError("the compiled sweep has no text to look for LAPACK calls in")
+            lock = _LINALG_LOCK if "lapack" in text else None
             return compiled, lock, level
 
         start = time.perf_counter()
@@ -503,7 +508,9 @@ def run_sweep(
         layer_grad_norms=_optional(curves.get("layer_grad_norms")),
         folds=lane_folds,
         seconds_per_step=seconds_per_step,
-        first_hit=None if first_hit is None else tuple(np.asarray(h) for h in first_hit),
+        first_hit=(
+            None if first_hit is None else (np.asarray(first_hit[0]), np.asarray(first_hit[1]))
+        ),
         chunk=chunk,
         optimized=bool(optimized),
     )
