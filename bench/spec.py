@@ -43,7 +43,7 @@ class SuiteSpec:
     grid_stride: int = 1  # keep every n-th learning rate of each grid
     folds: int | None = None  # k-fold cross-validation tuning on data-set problems
     # compile at XLA's default level (slower compile, faster run); None: the runner chooses
-    # per pair from its expected run time (`bench.sweep.runner.expected_seconds`)
+    # per pair from its expected run time (`bench.sweep.program.expected_seconds`)
     optimize: bool | None = False
     cost: str = DEFAULT_COST  # axis of tuning and ranking: steps, grad_evals or seconds
     protocol: str = protocols.DEFAULT  # grid, random:N, algoperf or defaults (bench.protocols)

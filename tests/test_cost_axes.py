@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from bench.sweep import runner
+from bench.sweep.lane import log_step_grid
 from bench.sweep.records import curves_frame, runs_frame
-from bench.sweep.runner import log_step_grid, run_sweep
+from bench.sweep.runner import run_sweep
 from optimizers import OPTIMIZERS, apply_updates
 from problems import PROBLEMS
 
@@ -88,7 +89,7 @@ def test_lanes_in_chunks_equal_lanes_at_once_and_reuse_the_compiled_program(monk
     for name in ["losses", "grad_norms", "grad_evals", "paths", "seeds"]:
         np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name), err_msg=name)
     built = []
-    monkeypatch.setattr(runner, "_lane_program", lambda *a: built.append(a) or None)
+    monkeypatch.setattr(runner, "lane_program", lambda *a: built.append(a) or None)
     # Other seeds and learning rates, lanes in chunks of the same size: no new program.
     again = run_sweep("himmelblau", "adam", [0.05], seeds=[1000, 1001, 1002], chunk=4, **options)
     assert built == [] and again.lanes == 3 and np.isfinite(again.losses).all()

@@ -17,7 +17,8 @@ from test_problems import assert_gradient_matches_central_differences, to_float6
 
 from bench import run_sweep
 from bench.cli import main
-from bench.sweep.runner import OPTIMIZE_AFTER_SECONDS, expected_seconds, program_inputs
+from bench.sweep.lane import program_inputs
+from bench.sweep.program import OPTIMIZE_AFTER_SECONDS, expected_seconds
 from problems import MODELS, SCALES, datasets, model
 from problems.autoencoder import NOISE
 from problems.transformer import unigram_entropy
@@ -118,10 +119,10 @@ def test_data_enter_the_program_as_arguments_not_constants():
     problem = model("transformer_stdlib", "tiny")
     inputs = program_inputs(problem, "float32")
     assert inputs["train"].shape == datasets.text("python_stdlib")[0].shape
-    from bench.sweep.runner import _lane_program
+    from bench.sweep.lane import lane_program
     from optimizers import OPTIMIZERS
 
-    lane = _lane_program(problem, OPTIMIZERS["adam"], 3, jnp.float32, {})
+    lane = lane_program(problem, OPTIMIZERS["adam"], 3, jnp.float32, {})
     args = ({"learning_rate": jnp.ones(2)}, jnp.arange(2, dtype=jnp.uint32))
     text = jax.jit(jax.vmap(lane, in_axes=(None, 0, 0))).lower(inputs, *args).as_text()
     main = text[text.index("func.func public @main") :].splitlines()[0]
@@ -159,10 +160,10 @@ def test_the_runner_chooses_the_compile_level_from_the_expected_run_time():
     short = run_sweep("rosenbrock_2d", "adam", [1e-3], seeds=1, steps=5)
     assert short.optimized is False
     problem = model("transformer_stdlib", "cpu")
-    from bench.sweep.runner import _lane_program
+    from bench.sweep.lane import lane_program
     from optimizers import OPTIMIZERS
 
-    lane = _lane_program(problem, OPTIMIZERS["adam"], problem.steps, jnp.float32, {})
+    lane = lane_program(problem, OPTIMIZERS["adam"], problem.steps, jnp.float32, {})
     args = ({"learning_rate": jnp.ones(10)}, jnp.arange(10, dtype=jnp.uint32))
     inputs = program_inputs(problem, "float32")
     lowered = jax.jit(jax.vmap(lane, in_axes=(None, 0, 0))).lower(inputs, *args)

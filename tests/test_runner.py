@@ -8,7 +8,8 @@ import pytest
 
 from bench import run_sweep
 from bench.cli import main
-from bench.sweep.runner import COMPILER_OPTIONS, fold_indices
+from bench.sweep.lane import fold_indices
+from bench.sweep.program import COMPILER_OPTIONS
 from optimizers import adam, apply_updates
 from problems import PROBLEMS
 

@@ -1,0 +1,235 @@
+"""What one lane does: the program of a (trial, seed[, fold]) lane of a sweep, from its
+initial point through its steps to the values it records, and what it is given (the
+problem's data as program arguments, the dtype, mixed precision, the folds).
+"""
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from optimizers import OptimizerSpec, apply_updates
+from problems import Problem
+
+DTYPES = ("float32", "float64", "bfloat16")
+# bfloat16 is mixed precision: the loss and its gradient are computed in bfloat16 on
+# float32 master weights (and float32 optimizer state), as mixed-precision training does.
+MIXED = jnp.dtype(jnp.bfloat16)
+
+
+def _cast_floats(tree, dtype):
+    return jax.tree.map(
+        lambda x: (
+            jnp.asarray(x, dtype)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+            else jnp.asarray(x)
+        ),
+        tree,
+    )
+
+
+@functools.cache
+def _value_and_grad(loss) -> Callable[..., tuple[jax.Array, Any]]:
+    """jit(value_and_grad(loss)), one per loss: JAX traces it once for every optimizer."""
+    return jax.jit(jax.value_and_grad(loss))
+
+
+@functools.cache
+def mixed_precision(loss):
+    """`loss` computed in bfloat16 from float32 (master) parameters and data: the
+    parameters and the batch's floats are cast to bfloat16 on the way in, the loss back
+    to float32, so that its gradient with respect to the master weights is float32."""
+
+    def mixed(params, batch):
+        value = loss(_cast_floats(params, MIXED), _cast_floats(batch, MIXED))
+        return jnp.asarray(value).astype(jnp.float32)
+
+    return mixed
+
+
+def master_dtype(dtype) -> jnp.dtype:
+    """The dtype of the parameters and optimizer state: float32 under mixed precision."""
+    dtype = jnp.dtype(dtype)
+    return jnp.dtype(jnp.float32) if dtype == MIXED else dtype
+
+
+def compute_loss(problem: Problem, dtype):
+    """The loss the sweep differentiates: the problem's, or its mixed-precision form."""
+    return mixed_precision(problem.loss) if jnp.dtype(dtype) == MIXED else problem.loss
+
+
+def program_inputs(problem: Problem, dtype) -> dict:
+    """What a sweep's program takes as arguments besides its lanes: the training data
+    (`train`, floats in the compute dtype; None where a problem has no data) and, for
+    problems that declare it, the held-out data of their metrics (`test`)."""
+    inputs = {"train": _cast_floats(problem.data(), jnp.dtype(dtype))}
+    if problem.test_data is not None:
+        inputs["test"] = _cast_floats(problem.test_data(), jnp.dtype(dtype))
+    return inputs
+
+
+def _global_norm(tree):
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def fold_indices(examples: int, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) example indices per fold: shapes (folds, n - n//folds), (folds, n//folds).
+
+    The examples are shuffled once by a fixed key, then cut into `folds` equal blocks;
+    the `examples % folds` left over always train, so every fold has the same shapes.
+    """
+    if not 2 <= folds <= examples:
+        raise ValueError(f"folds must be between 2 and the {examples} examples, got {folds}")
+    order = np.asarray(jax.random.permutation(jax.random.PRNGKey(0), examples))
+    size = examples // folds
+    held_out = order[: size * folds].reshape(folds, size)
+    train = np.stack([np.setdiff1d(order, block) for block in held_out])
+    return train, held_out
+
+
+def log_step_grid(steps: int, points: int = 100) -> np.ndarray:
+    """Step indices 0..steps, every step for short runs, else about `points` log-spaced ones."""
+    if steps + 1 <= points:
+        return np.arange(steps + 1)
+    grid = np.unique(np.round(np.logspace(0, np.log10(steps), points)).astype(int))
+    return np.concatenate([[0], grid])
+
+
+def _train_step(problem: Problem, spec: OptimizerSpec, opt, loss_fn):
+    """One training step of one lane: (params, state, training data, key) -> the new params
+    and state, the loss and gradient the update was given, and the evaluations it made."""
+    grad_fn = _value_and_grad(loss_fn)
+
+    def step(params, state, train, key):
+        batch = problem.sample_batch(train, key) if problem.sample_batch is not None else train
+        loss, grads = grad_fn(params, batch)
+        extra = spec.update_extras(loss, grads, lambda p: loss_fn(p, batch))
+        updates, state = opt.update(grads, state, params, **extra)
+        made = spec.evaluations(state, problem.dim)
+        return apply_updates(params, updates), state, (loss, grads), made
+
+    return step
+
+
+def reached_threshold(problem: Problem, dtype) -> float:
+    """The largest loss of `dtype` at the target: for a loss x of that dtype,
+    x <= this exactly when x - f_star <= target in float64 (`records.first_reached`);
+    -inf where f_star is not known (None: a suite resolves it after the run)."""
+    if problem.f_star is None:  # nothing is at a target that is not known yet
+        return -math.inf
+    bound = np.float64(problem.f_star) + np.float64(problem.target)
+    rounded = np.asarray(bound, dtype)
+    if np.float64(rounded) > bound:
+        rounded = np.nextafter(rounded, np.asarray(-np.inf, dtype))
+    return float(rounded)
+
+
+def lane_program(
+    problem: Problem,
+    spec: OptimizerSpec,
+    steps: int,
+    dtype,
+    fixed: Mapping,
+    folds=None,
+    record_steps=None,
+):
+    """One lane: (inputs, swept hyperparameters, seed[, fold]) -> recorded curves, end metrics.
+
+    `inputs` is `program_inputs`' dict, the data every lane shares, passed to the compiled
+    program as an argument, never baked into it as a constant. Curves (loss, gradient
+    norm, cumulative gradient evaluations, the iterate for 2-D problems, per-layer
+    gradient norms where the problem defines them) are taken at `record_steps` (default:
+    every step 0 .. steps), and only there (evaluation runs on its own cadence):
+    - a problem with an `eval_batch` records the training loss on that fixed batch (a
+      forward pass only) and the norms of the gradient the step's update was given;
+    - any other records the full-batch loss and gradient, taken from the update where its
+      gradient is that one (full batch, at the iterate), else computed.
+    With `folds` = (train, held-out) index arrays the lane trains on its fold's training
+    examples and reports the held-out loss as the metric `validation_loss`. Where every
+    step's update is given the full-batch loss at the iterate, the lane also returns the
+    first step at the target and the evaluations made before it (-1, -1: never), exact
+    to the step rather than to the record grid. With dtype bfloat16 the loss is computed
+    in bfloat16 from float32 parameters and state (`mixed_precision`).
+    """
+    dtype = jnp.dtype(dtype)
+    master = master_dtype(dtype)
+    loss_fn = compute_loss(problem, dtype)
+    grad_fn = _value_and_grad(loss_fn)
+    folds = None if folds is None else tuple(jnp.asarray(f) for f in folds)
+    record_steps = np.arange(steps + 1) if record_steps is None else np.asarray(record_steps)
+    # Per step: its row among the record points, or len(record_steps) where it records none.
+    slots = np.full(steps + 1, len(record_steps))
+    slots[record_steps] = np.arange(len(record_steps))
+    batch_eval = problem.eval_batch is not None
+    reuse = not problem.stochastic and spec.eval_params is None and not batch_eval
+    threshold = reached_threshold(problem, master)
+
+    def record(params, loss, grads, evaluations):
+        out = {"loss": loss, "grad_norm": _global_norm(grads), "grad_evals": evaluations}
+        if problem.dim == 2:
+            out["path"] = jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(params)])
+        if problem.layer_grad_norms is not None:
+            out["layer_grad_norms"] = problem.layer_grad_norms(grads)
+        return out
+
+    def lane(inputs, swept: dict[str, jax.Array], seed: jax.Array, fold=None):
+        data, test = inputs["train"], inputs.get("test")
+        train, held_out = data, None
+        if folds is not None:
+            train_examples, held_out_examples = folds
+            train = jax.tree.map(lambda x: x[train_examples[fold]], data)
+            held_out = jax.tree.map(lambda x: x[held_out_examples[fold]], data)
+        evaluation = problem.eval_batch(train) if problem.eval_batch is not None else None
+        init_key, batch_key = jax.random.split(jax.random.PRNGKey(seed))
+        params = _cast_floats(problem.init(init_key), master)
+        opt = spec.factory(**swept, **fixed)
+        state = opt.init(params)
+        train_step = _train_step(problem, spec, opt, loss_fn)
+
+        def step(carry, xs):
+            params, state, _, evaluations, records, hit = carry
+            step_key, slot, index = xs
+            # The loss is recorded at the rule's evaluation point where it declares one
+            # (schedule-free rules), else at the iterate the gradient is taken at.
+            point = params if spec.eval_params is None else spec.eval_params(state, params)
+            new_params, new_state, used, made = train_step(params, state, train, step_key)
+
+            def evaluate(records):
+                if batch_eval:
+                    row = record(point, loss_fn(point, evaluation), used[1], evaluations)
+                else:
+                    row = record(point, *(used if reuse else grad_fn(point, train)), evaluations)
+                return jax.tree.map(lambda rows, x: rows.at[slot].set(x), records, row)
+
+            # `slot` is the same in every lane, so under vmap this stays a branch.
+            records = jax.lax.cond(slot < len(record_steps), evaluate, lambda r: r, records)
+            first = (hit[0] < 0) & (used[0] <= threshold)
+            hit = (jnp.where(first, index, hit[0]), jnp.where(first, evaluations, hit[1]))
+            return (new_params, new_state, point, evaluations + made, records, hit), None
+
+        # steps + 1 iterations reach steps 0 .. steps; the update made by the last one is
+        # dropped (its input evaluation point is kept in the carry for the end metrics).
+        step_keys = jax.random.split(batch_key, steps)
+        step_keys = jnp.concatenate([step_keys, step_keys[-1:]])
+        none = jnp.zeros([], jnp.float32)  # cumulative evaluations before the first step
+        probe = evaluation if batch_eval else train  # a batch the loss accepts
+        rows = jax.eval_shape(lambda p: record(p, *grad_fn(p, probe), none), params)
+        records = jax.tree.map(lambda x: jnp.zeros((len(record_steps), *x.shape), x.dtype), rows)
+        never = (jnp.int32(-1), -jnp.ones([], jnp.float32))
+        carry = (params, state, params, none, records, never)
+        xs = (step_keys, jnp.asarray(slots), jnp.arange(steps + 1, dtype=jnp.int32))
+        (_, _, params, _, curves, hit), _ = jax.lax.scan(step, carry, xs)
+        if test is None:
+            metrics = {name: fn(params) for name, fn in problem.metrics.items()}
+        else:  # held-out metrics in the compute dtype, on the data passed in
+            computed = _cast_floats(params, dtype)
+            metrics = {name: fn(computed, test) for name, fn in problem.metrics.items()}
+        if held_out is not None:
+            metrics["validation_loss"] = loss_fn(params, held_out)
+        return curves, metrics, (hit if reuse else None)
+
+    return lane
