@@ -1,4 +1,4 @@
-"""PERF.md and the perf plots, from the tidy rows of one `python -m bench.perf.run` run.
+"""PERF.md and the perf plots, from the tidy rows of one `python -m bench.perf` run.
 
 The prose is data: the sections of bench/perf/explanations.md, `str.format` templates that
 `render` fills with the values computed here (this module decides which sections appear),

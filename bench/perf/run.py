@@ -1,4 +1,4 @@
-"""`python -m bench.perf` (what `make perf` calls; `python -m bench.perf.run` is the same): speed,
+"""`python -m bench.perf` (what `make perf` calls; bench/perf/__main__.py runs `main`): speed,
 measured side by side in one run.
 
 Writes to the output folder (default results/):
@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 import pandas as pd
 
 from bench.perf import compile_time, kernels, models, report, sweeps
@@ -180,8 +179,3 @@ def read_csv(path: Path) -> tuple[pd.DataFrame, list[str], dict]:
     frame = table[~table.section.isin(["meta", "note"])].reset_index(drop=True)
     frame = frame.astype({"layout": str}).fillna({"layout": ""})
     return frame, notes, facts
-
-
-if __name__ == "__main__":  # `python -m bench.perf.run`, as bench/perf/__main__.py runs it
-    np.seterr(all="ignore")
-    sys.exit(main())
