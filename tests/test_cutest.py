@@ -1,5 +1,5 @@
 """The CUTEst source (problems/cutest.py), `bench run --suite cutest`, and how a run
-resolves the f* of fixed-start problems (bench/optimum.py, bench.suite.sweep_problem).
+resolves the f* of fixed-start problems (bench/sweep/optimum.py, bench.suite.sweep_problem).
 
 The tests that build CUTEst problems need the optional extra (`pip install -e
 '.[cutest]'`) and are skipped without it; the others run everywhere, on a fixed-start
