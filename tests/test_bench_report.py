@@ -105,7 +105,7 @@ def test_a_render_ranks_once_and_writes_the_ranking_every_view_shows(tmp_path, m
 
     monkeypatch.setattr(stats, "overall_ranking", counted)
     folder = _folder(tmp_path, _runs(COSTS))
-    render(folder, io.StringIO(), "steps")
+    render(folder, io.StringIO(), "steps", problem_figures=False)
     assert len(calls) == 1
     ranking = schema.read(folder, "ranking")
     assert ranking["optimizer"].tolist() == ["a", "c", "b"]
@@ -122,12 +122,12 @@ def test_the_data_profile_names_the_problems_whose_size_the_folder_does_not_give
     cannot place them and says so in one line; given their facts, it draws them."""
     folder = _folder(tmp_path, _runs(COSTS))
     log = io.StringIO()
-    render(folder, log, "steps", known=known())
+    render(folder, log, "steps", problem_figures=False, known=known())
     names = [f"p{i}" for i in range(8)]
     line = f"data_profile.png leaves out {', '.join(names)}: no parameter count in problems.csv"
     assert line in log.getvalue().splitlines()
     facts = pd.DataFrame({"problem": names, "dim": range(2, 10), "model_family": False})
     complete_facts(facts).to_csv(folder / "problems.csv", index=False)
     log = io.StringIO()
-    render(folder, log, "steps")
+    render(folder, log, "steps", problem_figures=False)
     assert "leaves out" not in log.getvalue() and (folder / "data_profile.png").exists()
