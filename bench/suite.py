@@ -30,7 +30,14 @@ from bench.known import facts_frame, known
 from bench.progress import Progress
 from bench.report import render
 from bench.results import meta, schema
-from bench.results.files import OutputError, as_written, locked, write_csv, write_text
+from bench.results.files import (
+    OutputError,
+    as_written,
+    locked,
+    swap_in,
+    write_csv,
+    write_text,
+)
 from bench.spec import SuiteSpec, load
 from bench.sweep import distributed, optimum
 from bench.sweep.arguments import skip_reason
@@ -268,47 +275,6 @@ def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=
     }
 
 
-# What a run writes into the results folder; anything else there (other tools' reports)
-# is carried over into the new folder untouched.
-OWNED = {
-    *(schema.file_name(name) for name in schema.COLUMNS),
-    *(f"{name}.csv" for name in schema.COLUMNS),  # as a folder written before compression
-    "summary.csv",
-    "ranking.csv",
-    "budget_curves.csv",
-    "budget_curves.png",
-    "TABLES.md",
-    "index.html",
-    "meta.json",
-    "convergence.png",
-    "performance_profile.png",
-    "data_profile.png",
-    "plots",
-}
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replaces `out` by `staging` with two renames; the old folder is deleted last.
-
-    Entries of `out` that a run does not own are copied into `staging` first.
-    """
-    if out.exists():
-        for entry in out.iterdir():
-            if entry.name not in OWNED and not (staging / entry.name).exists():
-                copy = shutil.copytree if entry.is_dir() else shutil.copy2
-                copy(entry, staging / entry.name)
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
-        os.replace(out, old)
-        try:
-            os.replace(staging, out)
-        except BaseException:
-            os.replace(old, out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, out)
-
-
 def _holds_full_suite(out: Path) -> bool:
     """True when `out/meta.json` says the folder holds the whole default suite."""
     try:
@@ -526,7 +492,7 @@ def run_suite(
         if base is not None:
             record |= base.notes
         write_text(meta.dumps(record), staging / "meta.json")
-        _swap_in(staging, out)
+        swap_in(staging, out)
     _check_drawn(out, failure)
     return tables
 
@@ -540,7 +506,7 @@ def write_results(
     with _staging_for(out, spec, force) as staging:
         failure = _draw(staging, tables, spec, progress)
         write_text(meta.dumps(record), staging / "meta.json")
-        _swap_in(staging, out)
+        swap_in(staging, out)
     _check_drawn(out, failure)
 
 

@@ -1,4 +1,5 @@
-"""Atomic file writes and the lock of a results folder.
+"""Atomic file writes, the lock of a results folder, and the swap that puts a new folder
+in place.
 
 A reader sees the old file or the new one, never half of one; one process at a time
 writes a results folder.
@@ -9,12 +10,15 @@ import fcntl
 import gzip
 import io
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
+
+from bench.results import schema
 
 
 class OutputError(Exception):
@@ -123,3 +127,44 @@ def locked_when_free(folder: Path, say: Callable[[str], None], poll: float = 5.0
             time.sleep(poll)
     with stack:
         yield
+
+
+# What a run writes into the results folder; anything else there (other tools' reports)
+# is carried over into the new folder untouched.
+OWNED = {
+    *(schema.file_name(name) for name in schema.COLUMNS),
+    *(f"{name}.csv" for name in schema.COLUMNS),  # as a folder written before compression
+    "summary.csv",
+    "ranking.csv",
+    "budget_curves.csv",
+    "budget_curves.png",
+    "TABLES.md",
+    "index.html",
+    "meta.json",
+    "convergence.png",
+    "performance_profile.png",
+    "data_profile.png",
+    "plots",
+}
+
+
+def swap_in(staging: Path, out: Path) -> None:
+    """Replaces `out` by `staging` with two renames; the old folder is deleted last.
+
+    Entries of `out` that a run does not own are copied into `staging` first.
+    """
+    if out.exists():
+        for entry in out.iterdir():
+            if entry.name not in OWNED and not (staging / entry.name).exists():
+                copy = shutil.copytree if entry.is_dir() else shutil.copy2
+                copy(entry, staging / entry.name)
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
+        os.replace(out, old)
+        try:
+            os.replace(staging, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)
