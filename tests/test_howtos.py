@@ -111,3 +111,20 @@ def test_the_new_problem_passes_bench_check_and_runs(howtos, capsys):
     # f_star is the loss at x_star, in float64.
     data = {k: v.astype(np.float64) for k, v in problem.data().items()}
     assert float(problem.loss(problem.x_star, data)) == pytest.approx(problem.f_star, rel=1e-12)
+
+
+def test_every_relative_link_of_the_documentation_names_a_file_that_exists():
+    """README, CONTRIBUTING, CHANGELOG and docs/ link results files and each other; a
+    moved or renamed file must not leave a dead link behind."""
+    pages = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "CHANGELOG.md"]
+    pages += sorted((ROOT / "docs").glob("*.md"))
+    dead, seen = [], 0
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if target.startswith(("http://", "https://", "mailto:", "#")):
+                continue
+            seen += 1
+            path = target.split("#", 1)[0]
+            if not (page.parent / path).exists():
+                dead.append(f"{page.relative_to(ROOT)}: {target}")
+    assert seen > 20 and dead == []
