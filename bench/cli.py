@@ -227,7 +227,7 @@ def _plot(args) -> None:
     from bench.analysis.tuning import MissingEvalLanes
     from bench.known import known
     from bench.report.render import MissingResults, render
-    from bench.results.files import OutputError, locked
+    from bench.results.files import OutputError, locked, remove_drafts
     from bench.results.meta import spec_field
     from bench.results.schema import DamagedTable
 
@@ -236,6 +236,7 @@ def _plot(args) -> None:
         raise UsageError(f"{folder} is not a folder")
     try:
         with locked(folder.resolve()):
+            remove_drafts(folder)
             scale = spec_field(folder, "scale", "cpu")
             for path in render(folder, cost=args.cost, known=known(scale)):
                 print(path)

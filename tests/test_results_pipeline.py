@@ -136,6 +136,41 @@ def test_a_lock_and_staging_left_by_a_killed_run_do_not_get_in_the_way(copy):
     assert siblings(copy) == ["out"]
 
 
+def test_a_draft_left_by_a_killed_plot_is_removed_and_never_carried_over(copy):
+    leftover = copy / f"{bench_io.DRAFT_PREFIX}abcd1234"
+    leftover.mkdir()
+    (leftover / "TABLES.md").write_text("half drawn")
+    assert main(["plot", str(copy)]) == 0
+    assert not leftover.exists()
+    leftover.mkdir()
+    assert main([*RUN, "--out", str(copy)]) == 0
+    assert not [p.name for p in copy.iterdir() if p.name.startswith(".render")]
+
+
+def test_git_ignores_what_a_killed_run_or_plot_leaves(tmp_path):
+    """The names the code gives its staging, old and draft folders, as .gitignore sees
+    them: `git add -A` after a killed `make bench` must not commit them."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = Path(__file__).resolve().parent.parent
+    left = [
+        f"results/{bench_io.DRAFT_PREFIX}abcd1234/TABLES.md",
+        ".results.partial.abcd1234/runs.csv.gz",
+        ".results.old.abcd1234/runs.csv.gz",
+        ".results.lock",
+    ]
+    kept = ["results/TABLES.md", "results/plots/convergence_beale.png"]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        input="\n".join(left + kept),
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    ).stdout.split()
+    assert ignored == left
+
+
 def test_a_writer_that_must_not_give_up_waits_for_the_lock(tmp_path):
     """`make perf` writes into results/ only while no bench run holds it (a run replacing
     the folder would drop its files), waiting for the lock instead of failing."""

@@ -28,7 +28,7 @@ from bench.analysis.analyze import Analysis, analyze, complete_facts
 from bench.report import page, plots, tables
 from bench.report.format import slug
 from bench.results import meta, schema
-from bench.results.files import write_csv, write_text
+from bench.results.files import DRAFT_PREFIX, write_csv, write_text
 
 
 class MissingResults(Exception):
@@ -187,7 +187,7 @@ def render(
         if problem_figures is None
         else (problem_figures)
     )
-    draft = Path(tempfile.mkdtemp(dir=folder, prefix=".render."))
+    draft = Path(tempfile.mkdtemp(dir=folder, prefix=DRAFT_PREFIX))
     try:
         write_csv(analysis.summary, draft / "summary.csv")
         write_csv(analysis.ranking, draft / "ranking.csv")

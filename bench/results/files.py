@@ -148,13 +148,28 @@ OWNED = {
 }
 
 
+# A render draws into a hidden draft folder inside the results folder (bench.report.render);
+# one a killed render left behind is neither carried into a new folder nor kept.
+DRAFT_PREFIX = ".render."
+
+
+def remove_drafts(folder: Path) -> None:
+    """Removes the draft folders killed renders left in `folder`; call it holding the
+    folder's lock (`locked`), when no render of it can be running."""
+    for draft in Path(folder).glob(f"{DRAFT_PREFIX}*"):
+        shutil.rmtree(draft, ignore_errors=True)
+
+
 def swap_in(staging: Path, out: Path) -> None:
     """Replaces `out` by `staging` with two renames; the old folder is deleted last.
 
-    Entries of `out` that a run does not own are copied into `staging` first.
+    Entries of `out` that a run does not own are copied into `staging` first, but for
+    drafts a killed render left.
     """
     if out.exists():
         for entry in out.iterdir():
+            if entry.name.startswith(DRAFT_PREFIX):
+                continue
             if entry.name not in OWNED and not (staging / entry.name).exists():
                 copy = shutil.copytree if entry.is_dir() else shutil.copy2
                 copy(entry, staging / entry.name)
