@@ -8,12 +8,13 @@ import textwrap
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from bench import plugins
 from bench.cli import main
-from bench.results import schema
+from bench.results import meta, schema
 from bench.sweep.runner import resolve_optimizer, run_sweep
 from optimizers import sgd
 from optimizers.registry import LR_GRID
@@ -123,6 +124,39 @@ def test_a_differing_fingerprint_reruns_the_baselines_and_says_why(
     assert sorted(against["re_run"]) == ["adam", "sgd"]
     assert list(against["differences"]) == ["jax"]
     assert set(pd.read_csv(out / "runs.csv.gz")["optimizer"]) == {"sgd", "adam", "rule"}
+
+
+def test_a_grid_one_ulp_off_or_another_commit_reruns_nothing_and_says_so(
+    base, rule_file, tmp_path, capsys
+):
+    """np.logspace rounds the last bit of a grid differently by CPU: a folder made on
+    another machine is still compared, not re-run; another commit is named, not re-run."""
+    other = tmp_path / "other"
+    shutil.copytree(base, other)
+    record = json.loads((other / "meta.json").read_text())
+    grid = record["fingerprint"]["grid"]
+    grid["sgd"] = [float(np.nextafter(lr, 0.0)) for lr in grid["sgd"]]
+    record["fingerprint"]["commit"] = "0" * 40
+    (other / "meta.json").write_text(json.dumps(record))
+    out = tmp_path / "out"
+    argv = ["run", "--optimizer", f"{rule_file}:rule", "--against", str(other), "--out"]
+    assert main([*argv, str(out)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "not re-run" in line and "the code differs (commit: " in line and "grid:" not in line
+    against = json.loads((out / "meta.json").read_text())["against"]
+    assert against["re_run"] == [] and list(against["differences"]) == ["commit"]
+
+
+def test_a_fingerprint_difference_names_a_few_of_many_names():
+    ours = {"grid": {f"rule{i}": [0.1, 1.0] for i in range(10)}, "seeds": 2}
+    theirs = {"grid": {f"rule{i}": [0.2, 1.0] for i in range(10)}, "seeds": 2}
+    found = meta.differences(ours, theirs)
+    assert list(found) == ["grid"] and found["grid"].endswith(" and 7 more")
+    assert found["grid"].count(" vs ") == meta.LISTED
+    assert (
+        meta.differences({"grid": {"a": [1e-05]}}, {"grid": {"a": [9.999999999999999e-06]}}) == {}
+    )
+    assert meta.differences({"seeds": 2}, {"seeds": 3}) == {"seeds": "2 vs 3"}
 
 
 def test_partial_class_and_optax_factories_build_and_are_named():

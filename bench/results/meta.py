@@ -65,20 +65,40 @@ def fingerprint(spec) -> dict:
     }
 
 
+# Floats of two fingerprints (learning-rate grids) that differ by no more than this
+# relative amount are the same: np.logspace rounds the last bit differently by CPU.
+FLOAT_RTOL = 1e-9
+# Names a difference in a per-name table lists before "and N more".
+LISTED = 3
+
+
+def same(a, b) -> bool:
+    """Whether two fingerprint values are equal, floats to FLOAT_RTOL, lists item by item."""
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            return abs(a - b) <= FLOAT_RTOL * max(abs(a), abs(b))
+    return a == b
+
+
 def differences(ours: dict, theirs: dict, ignore: tuple[str, ...] = ()) -> dict[str, str]:
     """Field -> "A vs B" for every fingerprint field but `ignore` on which `ours` and
-    `theirs` differ (a field one of them lacks differs); steps and grid differ where a
-    name both hold has different values."""
+    `theirs` differ (a field one of them lacks differs; floats within FLOAT_RTOL do not);
+    steps and grid differ where a name both hold has different values, the first LISTED
+    of them named."""
     found = {}
     for field in dict.fromkeys([*ours, *theirs]):
         if field in ignore:
             continue
         a, b = ours.get(field), theirs.get(field)
         if field in TABLES and isinstance(a, dict) and isinstance(b, dict):
-            names = [n for n in a if n in b and a[n] != b[n]]
+            names = [n for n in a if n in b and not same(a[n], b[n])]
             if names:
-                found[field] = ", ".join(f"{n} {a[n]} vs {b[n]}" for n in names)
-        elif a != b:
+                listed = [f"{n} {a[n]} vs {b[n]}" for n in names[:LISTED]]
+                more = f" and {len(names) - LISTED} more" if len(names) > LISTED else ""
+                found[field] = ", ".join(listed) + more
+        elif not same(a, b):
             found[field] = f"{a} vs {b}"
     return found
 
