@@ -346,7 +346,8 @@ def _gzip_cut_short(data: bytes) -> bytes:
     return data[: len(data) // 2]
 
 
-@pytest.mark.parametrize(
+# Damage done to runs.csv.gz, and the words of the one line that reports it.
+DAMAGES = pytest.mark.parametrize(
     ("damage", "words"),
     [
         (_inside_gzip(_cut_mid_row), ["ends in the middle of a row"]),
@@ -358,6 +359,9 @@ def _gzip_cut_short(data: bytes) -> bytes:
     ],
     ids=["truncated", "garbage row", "binary", "missing column", "gzip cut short", "not gzip"],
 )
+
+
+@DAMAGES
 def test_plot_of_a_damaged_runs_csv_exits_2_and_changes_nothing(copy, damage, words):
     runs = copy / "runs.csv.gz"
     runs.write_bytes(damage(runs.read_bytes()))
@@ -482,6 +486,20 @@ def test_compare_of_a_binary_runs_csv_exits_2_with_one_line(results, copy):
     done = bench("compare", results, copy)
     assert done.returncode == 2
     one_error_line(done.stderr, str(copy / "runs.csv.gz"), "not a readable gzip file")
+
+
+@DAMAGES
+def test_compare_of_a_damaged_runs_csv_says_what_plot_says(results, copy, capsys, damage, words):
+    runs = copy / "runs.csv.gz"
+    runs.write_bytes(damage(runs.read_bytes()))
+    assert main(["compare", str(results), str(copy)]) == 2
+    captured = capsys.readouterr()
+    if "lacks the column(s) diverged" in words:  # a difference between the two folders
+        words = ["metric columns differ", "only in BASE ['diverged']"]
+    else:
+        words = [str(runs), *words]
+    one_error_line(captured.err, *words)
+    assert captured.out == ""
 
 
 @pytest.mark.parametrize(

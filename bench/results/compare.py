@@ -154,8 +154,13 @@ def compare_tables(
 
 
 def read_table(folder: Path, table: str) -> pd.DataFrame:
+    """Table `table` of `folder` as written; the columns a declared table holds are first
+    checked against its schema, as `bench plot` checks them (one line naming the file and
+    the row). A column one folder lacks is reported by the comparison itself."""
     path = schema.path(folder, table)
     try:
+        if table in schema.COLUMNS:
+            schema.read(folder, table, complete=False)
         return pd.read_csv(io.BytesIO(schema.read_bytes(path)))
     except schema.DamagedTable as error:
         raise UnusableInput(str(error)) from None

@@ -384,13 +384,14 @@ def _check_column(path: Path, frame: pd.DataFrame, column: str, kind: str) -> No
         raise _bad_row(path, frame, bad, column, what)
 
 
-def read(folder: Path, name: str) -> pd.DataFrame | None:
+def read(folder: Path, name: str, complete: bool = True) -> pd.DataFrame | None:
     """Table `name` of `folder` (`path`) checked against `COLUMNS[name]`, or None when
     there is no such file.
 
     Raises DamagedTable for a file that is not text (or not gzip where compressed), is
-    empty, ends in the middle of a row, lacks a column or holds a row that does not parse
-    as the column's kind.
+    empty, ends in the middle of a row, lacks a column (unless not `complete`: then only
+    the columns it holds are checked, and the frame is returned as written) or holds a
+    row that does not parse as the column's kind.
     """
     table = path(folder, name)
     if not table.exists():
@@ -409,11 +410,9 @@ def read(folder: Path, name: str) -> pd.DataFrame | None:
         raise DamagedTable(f"{table} is not a readable CSV file: {reason}") from None
     declared = COLUMNS[name] if name in COLUMNS else DERIVED[name]
     missing = [c for c in declared if c not in frame.columns]
-    if missing:
+    if missing and complete:
         raise DamagedTable(f"{table} lacks the column(s) {', '.join(missing)}")
-    for column, kind in declared.items():
-        _check_column(table, frame, column, kind)
-    for column, kind in OPTIONAL.get(name, {}).items():
+    for column, kind in (declared | OPTIONAL.get(name, {})).items():
         if column in frame:
             _check_column(table, frame, column, kind)
-    return with_trials(frame) if name == "runs" else frame
+    return with_trials(frame) if name == "runs" and complete else frame
