@@ -39,6 +39,11 @@ def versus_above(r) -> str:
     return f"{'tie' if r.tie_above else 'differs'} (p = {number(r.p_above)})"
 
 
+def counted(count: int, noun: str) -> str:
+    """'1 problem', '2 problems'."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def slug(problem: str) -> str:
     """A problem's name as a file name: characters other than letters, digits, -, _ and .
     become _."""

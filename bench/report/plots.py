@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 import PIL.Image  # noqa: E402
 
 from bench.analysis import budget, profiles, tuning
+from bench.report.format import counted  # noqa: E402
 from bench.results import schema  # noqa: E402
 from bench.results.files import write_atomic  # noqa: E402
 
@@ -220,7 +221,7 @@ def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
         ylim=(-0.02, 1.02),
     )
     ax.set_title(
-        f"Performance profile over {label} to target, {len(times)} problems "
+        f"Performance profile over {label} to target, {counted(len(times), 'problem')} "
         f"(top {k} by score; grey: the rest)\n"
         f"score = mean of the profile for tau in [1, {tuning.MAX_RATIO:g}] (AlgoPerf-style)"
     )
@@ -279,7 +280,7 @@ def data_profile(summary, dims: dict[str, int], path: Path, cost: str, k: int = 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     _data_profile_axes(ax, times, dims, list(order.index), k)
     ax.set_title(
-        f"Data profile (Moré-Wild) over {len(times)} problems "
+        f"Data profile (Moré-Wild) over {counted(len(times), 'problem')} "
         f"(top {k} by profile score; grey: the rest)\n"
         "median gradient evaluations to target of the tuned setting over evaluation seeds"
     )
@@ -410,7 +411,7 @@ def budget_curves(curves, summary, path: Path, problem: str | None = None, k: in
     in colour, the rest in grey."""
     if problem is None:
         frame = budget.suite_budget_curves(curves)
-        where = f"mean over {curves['problem'].nunique()} problems"
+        where = f"mean over {counted(curves['problem'].nunique(), 'problem')}"
     else:
         frame = curves[curves["problem"] == problem]
         where = problem

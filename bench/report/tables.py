@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench.analysis import stats, tuning
 from bench.analysis.analyze import Analysis
-from bench.report.format import cost_text, interval, number, share, versus_above
+from bench.report.format import cost_text, counted, interval, number, share, versus_above
 from bench.results import schema
 
 
@@ -166,10 +166,6 @@ def _unranked(left_out: list[str]) -> str:
     )
 
 
-def _counted(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 def document(
     analysis: Analysis,
     runs: pd.DataFrame,
@@ -189,8 +185,8 @@ def document(
         "# Benchmark tables",
         "",
         f"Every optimizer at its tuned setting (learning rate and any other swept "
-        f"hyperparameter), tuned on {_counted(seeds, 'seed')} per setting and reported over "
-        f"at least {_counted(evals, 'evaluation seed')} of the tuned one. "
+        f"hyperparameter), tuned on {counted(seeds, 'seed')} per setting and reported over "
+        f"at least {counted(evals, 'evaluation seed')} of the tuned one. "
         f"Tuned and ranked by {tuning.COST_LABELS[cost]} to target. "
         "Tuning rule, ranking and columns are defined in docs/method.md. "
         "Costs to target are medians over evaluation seeds; "
