@@ -17,6 +17,9 @@ from parity_settings import settings
 from optimizers import OPTIMIZERS, apply_updates, fused_step
 from optimizers.fused import MULTI_OUTPUT_FUSION_FLAG, multi_output_fusion_enabled
 
+# Many cases that together take minutes: make test runs them, make test-fast does not.
+pytestmark = pytest.mark.slow
+
 # Every rule that needs only the gradient: fused_step's domain.
 NAMES = [n for n, spec in OPTIMIZERS.items() if not (spec.needs_value_fn or spec.needs_loss)]
 # A step's largest difference from the plain step where XLA contracts multiply-adds into

@@ -23,6 +23,9 @@ from problems import MODELS, SCALES, datasets, model
 from problems.autoencoder import NOISE
 from problems.transformer import unigram_entropy
 
+# Many cases that together take minutes: make test runs them, make test-fast does not.
+pytestmark = pytest.mark.slow
+
 FAMILY_TAGS = {"cnn", "transformer", "autoencoder"}
 KEYS = jax.random.split(jax.random.PRNGKey(3), 3)
 
@@ -70,7 +73,6 @@ def test_text_corpus_is_over_a_megabyte_with_a_disjoint_held_out_part():
     assert 3.0 < unigram_entropy() < 3.5
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_gradient_matches_central_differences_at_tiny_scale(name):
     """jax.grad against float64 central differences, as tests/test_problems.py checks every
@@ -216,7 +218,6 @@ def test_tuned_adam_denoiser_halves_the_error_of_the_identity_at_cpu_scale():
     assert float(result.metrics["test_mse"][0]) <= 0.5 * NOISE**2
 
 
-@pytest.mark.slow
 def test_perf_times_the_sweep_against_a_per_trial_optax_loop():
     import pandas as pd
 

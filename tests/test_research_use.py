@@ -26,6 +26,9 @@ from test_golden import loss
 
 from optimizers import OPTIMIZERS, apply_updates, transforms
 
+# Many cases that together take minutes: make test runs them, make test-fast does not.
+pytestmark = pytest.mark.slow
+
 NAMES = list(OPTIMIZERS)
 WITH_OPTAX = [name for name, spec in OPTIMIZERS.items() if spec.optax_name]
 LEARNING_RATE = 0.05

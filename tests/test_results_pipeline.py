@@ -28,6 +28,9 @@ from bench.report import plots, render
 from bench.results import files as bench_io
 from bench.spec import SuiteSpec, load, narrowed
 
+# Many cases that together take minutes: make test runs them, make test-fast does not.
+pytestmark = pytest.mark.slow
+
 BENCH = [sys.executable, "-m", "bench"]
 # One pair, one lane, a few steps: a run that takes a compile and little else.
 TINY = ["--problems", "rosenbrock_2d", "--optimizers", "sgd", "--seeds", "1", "--steps", "5"]
@@ -88,7 +91,6 @@ def copy(results, tmp_path) -> Path:
 # 1. Concurrent runs: a lock, and staging folders of names of their own.
 
 
-@pytest.mark.slow
 def test_a_run_into_a_folder_another_process_writes_exits_2_naming_it(copy):
     before = snapshot(copy)
     with bench_io.locked(copy.resolve()):  # this test's process holds the lock
@@ -100,7 +102,6 @@ def test_a_run_into_a_folder_another_process_writes_exits_2_naming_it(copy):
     assert siblings(copy) == ["out"]  # the lock file went with the lock
 
 
-@pytest.mark.slow
 def test_two_runs_started_together_leave_one_complete_folder(tmp_path):
     out = tmp_path / "out"
     runs = [
@@ -241,7 +242,6 @@ def test_a_failure_to_summarize_still_leaves_the_raw_tables(tmp_path, monkeypatc
 # 3. A symbolic link as --out is written through.
 
 
-@pytest.mark.slow
 def test_a_symlinked_out_is_written_through_run_after_run(tmp_path):
     (tmp_path / "scratch" / "res").mkdir(parents=True)
     os.symlink("scratch/res", tmp_path / "res_link")
