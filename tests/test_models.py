@@ -232,4 +232,4 @@ def test_perf_times_the_sweep_against_a_per_trial_optax_loop():
     ratios = report.sweep_ratios(pd.DataFrame(rows))
     assert (ratios["ours_ratio"] > 0).all()
     assert set(ratios["problem"]) == set(models.MODEL_CASES)
-    assert {"cnn_digits", "transformer"} <= set(report.SWEEP_TARGETS)
+    assert {"cnn_digits", "transformer"} <= set(report.TARGETS.sweep_targets)

@@ -23,9 +23,6 @@ from bench.results.files import write_atomic  # noqa: E402
 
 EXPLANATIONS_FILE = Path(__file__).with_name("explanations.md")
 _MARKER = re.compile(r"^<!-- section: ([a-z0-9_]+) -->$", re.MULTILINE)
-# The name tests/test_models.py reads; the values are targets.toml's.
-SWEEP_TARGETS = TARGETS.sweep_targets
-
 Target = tuple[str, str, bool | None]  # (target, what this run measured, met?)
 
 
