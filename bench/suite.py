@@ -249,7 +249,7 @@ def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=
     target = spec.tau * (f0 - f_star)
     parts: dict[str, list[pd.DataFrame]] = {}
     for result in results.values():
-        scored = replace(result, f_star=f_star, target=target, first_hit=None)
+        scored = replace(result, f_star=f_star, target=target, reached=None)
         runs = _rows(scored, "tune", steps, protocol)
         tuned = scored.trials == _tuned_trial(runs, spec.cost)
         first = tuned & (np.cumsum(tuned) == 1)

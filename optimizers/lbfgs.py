@@ -18,7 +18,7 @@ from optimizers.base import (
     require_params,
     zeros_like,
 )
-from optimizers.registry import OptimizerSpec, log_grid
+from optimizers.registry import GRADIENT, OptimizerSpec, log_grid
 
 # The zoom line search of `optax.lbfgs`'s default, with optax's settings.
 MAX_LINESEARCH_STEPS = 20
@@ -461,8 +461,11 @@ REGISTRY = {
         optax_name="lbfgs",
         needs_value_fn=True,
         deterministic_only=True,
-        # The gradient the update is given and the line search's trial points.
-        gradient_evaluations=lambda state, dim: 1 + state.evaluations,
+        # The line search's trial points; the last one is the accepted point, whose value
+        # and gradient the next update is given from the state (stored_value_and_grad).
+        # Only the first update is given a value and gradient evaluated for it, at x_0.
+        gradient_evaluations=lambda state, dim: (state.count == 1) * GRADIENT + state.evaluations,
+        stored_value_and_grad=lambda state: (state.value, state.grad),
         default_learning_rate=1.0,  # PyTorch
     ),
 }

@@ -18,7 +18,7 @@ from optimizers.base import (
     require_loss,
     require_params,
 )
-from optimizers.registry import Choice, OptimizerSpec, log_grid
+from optimizers.registry import GRADIENT, Choice, OptimizerSpec, dense_hessian, log_grid
 
 
 class NewtonState(NamedTuple):
@@ -74,8 +74,8 @@ REGISTRY = {
         needs_value_fn=True,
         deterministic_only=True,
         max_dim=100,
-        # The gradient and the dense Hessian, d gradients' worth.
-        gradient_evaluations=lambda state, dim: 1 + dim,
+        # The gradient and the dense Hessian.
+        gradient_evaluations=lambda state, dim: GRADIENT + dense_hessian(dim),
         # Levenberg-Marquardt damping of the Hessian: none, or one per decade.
         search_space={"damping": Choice((0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0))},
     ),

@@ -98,6 +98,20 @@ WEIGHT_DECAY_OR_OFF = Choice((0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1))
 ADAM_SPACE = {"b1": MOMENTUM, "b2": SECOND_MOMENT, "eps": EPS}
 
 
+# The cost model (docs/method.md, "Cost model"), declared once: the cost of a step in
+# loss-and-gradient evaluations. Each evaluation of f and its gradient counts once (one a
+# rule already made is reused, never counted twice); a Hessian-vector product counts as
+# two (a forward and a backward pass through the gradient); a dense Hessian of d
+# parameters as d Hessian-vector products.
+GRADIENT = 1.0
+HESSIAN_VECTOR_PRODUCT = 2.0
+
+
+def dense_hessian(dim: int) -> float:
+    """The cost of a dense Hessian of `dim` parameters: `dim` Hessian-vector products."""
+    return dim * HESSIAN_VECTOR_PRODUCT
+
+
 @dataclass(frozen=True)
 class OptimizerSpec:
     """A registry entry: how to build and sweep one optimizer, its optax counterpart
@@ -121,11 +135,16 @@ class OptimizerSpec:
     # loss function for extra gradients or Hessian-vector products); unlike
     # needs_value_fn, the rule is meant for minibatches and runs on stochastic problems.
     needs_loss: bool = False
-    # Loss-and-gradient evaluations per update, the one the update is given included: a
-    # number (2 for SAM's ascent step; a Hessian-vector product counts 2, a dense Hessian
-    # of d parameters d), or, where the count varies, a function
+    # Loss-and-gradient evaluations per update under the cost model (GRADIENT,
+    # HESSIAN_VECTOR_PRODUCT, dense_hessian below), the one the update is given included:
+    # a number (2 for SAM's ascent step), or, where the count varies, a function
     # `(state after the update, d) -> count` (lbfgs reads its line search's from its state).
-    gradient_evaluations: float | Callable[[Any, int], Any] = 1.0
+    gradient_evaluations: float | Callable[[Any, int], Any] = GRADIENT
+    # Where the state after an update holds f and its gradient at the new iterate (a line
+    # search's accepted point): `stored_value_and_grad(state) -> (value, grads)`, which the
+    # benchmark hands to the next update instead of evaluating them again (optax's
+    # `value_and_grad_from_state`); None: the benchmark evaluates them at every step.
+    stored_value_and_grad: Callable[[Any], tuple[Any, Any]] | None = None
     # True where the rule's own update applies to matrix leaves only (rank >= 2); the
     # factory's docstring says what the other leaves get. Skipped on problems without one.
     matrix_only: bool = False

@@ -12,7 +12,7 @@ from optimizers.base import (
     check_same_tree,
     not_supported,
 )
-from optimizers.registry import LR_GRID, MOMENTUM, OptimizerSpec, Range
+from optimizers.registry import GRADIENT, LR_GRID, MOMENTUM, OptimizerSpec, Range
 from optimizers.sgd import sgd
 from optimizers.transforms import EmptyState, chain, global_norm
 
@@ -151,7 +151,7 @@ REGISTRY = {
         sam_sgd,
         LR_GRID,
         needs_loss=True,
-        gradient_evaluations=2.0,
+        gradient_evaluations=2 * GRADIENT,
         search_space={"radius": Range(1e-2, 0.5), "momentum": MOMENTUM},
         default_learning_rate=0.1,  # Foret et al. 2021
     ),

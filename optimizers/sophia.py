@@ -22,7 +22,15 @@ from optimizers.base import (
     with_weight_decay,
     zeros_like,
 )
-from optimizers.registry import ADAM_SPACE, LR_GRID, WEIGHT_DECAY, OptimizerSpec, Range
+from optimizers.registry import (
+    ADAM_SPACE,
+    GRADIENT,
+    HESSIAN_VECTOR_PRODUCT,
+    LR_GRID,
+    WEIGHT_DECAY,
+    OptimizerSpec,
+    Range,
+)
 
 
 class HutchinsonState(NamedTuple):
@@ -182,7 +190,7 @@ REGISTRY = {
         sophia,
         LR_GRID,
         needs_loss=True,
-        gradient_evaluations=1.2,
+        gradient_evaluations=GRADIENT + HESSIAN_VECTOR_PRODUCT / 10,
         search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY, "gamma": Range(1e-3, 1e-1)},
         default_learning_rate=1e-4,  # the paper's code (Liu et al. 2023)
     ),

@@ -13,12 +13,17 @@ two, both exact. No rounding step is left whose result could depend on the machi
     normal(key, shape)              the Irwin-Hall approximation of N(0, 1): the sum of
                                     12 uniforms on (0, 1) minus 6; mean 0, variance
                                     1 - 2^-40, support [-6, 6]
+
+`moved_minimiser` draws where a problem instance puts its optimum, with numpy integers
+and exactly rounded operations, the same on every machine.
 """
 
 import math
+import zlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Each of the normal draw's 12 uniforms has this many random bits; 12 * 2^20 < 2^24,
 # so their integer sum converts to float32 exactly.
@@ -53,3 +58,17 @@ def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     ticks = jax.random.bits(key, (NORMAL_TERMS, *shape), jnp.uint32) >> (32 - NORMAL_BITS)
     centred = jnp.sum(ticks.astype(jnp.int32), axis=0) - NORMAL_TERMS * (2**NORMAL_BITS - 1) // 2
     return centred.astype(jnp.float32) * jnp.float32(2.0**-NORMAL_BITS)
+
+
+def moved_minimiser(name: str, box: tuple[float, float], x_raw: np.ndarray, seed: int):
+    """Where instance `seed` of a test function moves its minimiser x_raw: x_raw + s.
+
+    Each shift s_i is 10-40% of the init box's half-width with a random sign, so the
+    minimum is never at the origin nor at the box's centre. The draws are numpy PCG64
+    integers from (seed, the function's name), turned into floats by exactly rounded
+    operations: the same on every machine.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    fraction = 0.1 + 0.3 * (rng.integers(0, 2**20, x_raw.shape) / 2**20)
+    sign = np.where(rng.integers(0, 2, x_raw.shape) == 1, 1.0, -1.0)
+    return x_raw + sign * fraction * ((box[1] - box[0]) / 2)

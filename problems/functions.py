@@ -11,7 +11,6 @@ the global basin, and final suboptimality is the informative number.
 """
 
 import math
-import zlib
 
 import jax.numpy as jnp
 import numpy as np
@@ -67,26 +66,12 @@ STYBLINSKI_TANG_X = -2.9035340277711783
 STYBLINSKI_TANG_F = -39.16616570377141
 
 
-def moved_minimiser(name: str, box: tuple[float, float], x_raw: np.ndarray, seed: int):
-    """Where instance `seed` of a test function moves its minimiser x_raw: x_raw + s.
-
-    Each shift s_i is 10-40% of the init box's half-width with a random sign, so the
-    minimum is never at the origin nor at the box's centre. The draws are numpy PCG64
-    integers from (seed, the function's name), turned into floats by exactly rounded
-    operations: the same on every machine.
-    """
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    fraction = 0.1 + 0.3 * (rng.integers(0, 2**20, x_raw.shape) / 2**20)
-    sign = np.where(rng.integers(0, 2, x_raw.shape) == 1, 1.0, -1.0)
-    return x_raw + sign * fraction * ((box[1] - box[0]) / 2)
-
-
 def function_problem(
     name, description, value, dim, box, f_star, x_raw, target, steps, seed, rotate=False
 ) -> Problem:
     """Instance `seed` of a test function, COCO-style: f_seed(x) = f(x_raw + R (x - x_star)).
 
-    The raw function's minimiser x_raw moves to x_star (`moved_minimiser`); a separable
+    The raw function's minimiser x_raw moves to x_star (`draws.moved_minimiser`); a separable
     function is also rotated about it (R a stored Haar rotation, `problems.stored`; else
     R = I). f* and x* stay exact: at x = x_star the argument is x_raw itself. The
     minimisers and the rotation are the problem's data, arguments of the compiled program.
@@ -94,7 +79,7 @@ def function_problem(
     """
     low, high = box
     x_raw = np.asarray(x_raw, np.float64)
-    x_star = moved_minimiser(name, box, x_raw, seed)
+    x_star = draws.moved_minimiser(name, box, x_raw, seed)
 
     def data():
         arrays = {"raw_minimiser": x_raw, "minimiser": x_star}

@@ -18,13 +18,19 @@ from problems import PROBLEMS
 QUADRATIC = "quadratic_20d_cond1e3"
 
 
-def test_lbfgs_counts_the_evaluations_its_line_search_makes():
+def test_lbfgs_counts_each_evaluation_once_reusing_its_line_searchs_accepted_point():
     """Counted independently: the loss wrapped with a counter, in a Python loop without jit
-    (the line search's while loop then runs in Python, one call per evaluation)."""
-    problem, steps = PROBLEMS[QUADRATIC], 8
-    result = run_sweep(QUADRATIC, "lbfgs", [1.0], seeds=[0], steps=steps, dtype="float64")
+    (the line search's while loop then runs in Python, one call per evaluation). As in
+    optax's `value_and_grad_from_state` idiom, only x_0's value and gradient are evaluated
+    for an update; every later update is given those its line search stored at the point
+    it accepted. The loop also checks that what is reused is f and its gradient there."""
+    name, steps = "rosenbrock_2d", 12  # curved: the line search tries several points
+    problem = PROBLEMS[name]
+    result = run_sweep(name, "lbfgs", [1.0], seeds=[0], steps=steps, dtype="float64")
     data = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), problem.data())
-    params = problem.init(jax.random.split(jax.random.PRNGKey(0))[0]).astype(jnp.float64)
+    params = jax.tree.map(
+        lambda x: x.astype(jnp.float64), problem.init(jax.random.split(jax.random.PRNGKey(0))[0])
+    )
     calls = []
 
     def loss(p, batch):
@@ -33,22 +39,28 @@ def test_lbfgs_counts_the_evaluations_its_line_search_makes():
 
     spec = OPTIMIZERS["lbfgs"]
     opt = spec.factory(learning_rate=1.0, **spec.hparams)
-    counted = [0]
+    counted, losses = [0], []
     with jax.disable_jit():
         state = opt.init(params)
+        value, grads = jax.value_and_grad(loss)(params, data)
         for _ in range(steps):
-            value, grads = jax.value_and_grad(loss)(params, data)
+            losses.append(float(value))
             extra = spec.update_extras(value, grads, lambda p: loss(p, data))
             updates, state = opt.update(grads, state, params, **extra)
             params = apply_updates(params, updates)
             counted.append(len(calls))
+            value, grads = state.value, state.grad
+            fresh_value, fresh_grads = jax.value_and_grad(problem.loss)(params, data)
+            np.testing.assert_allclose(value, fresh_value, rtol=1e-12)
+            np.testing.assert_allclose(grads, fresh_grads, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(result.grad_evals[0], counted)
-    assert counted[-1] > steps  # the line search tried more than one point somewhere
+    np.testing.assert_allclose(result.losses[0, :steps], losses, rtol=1e-12)
+    assert counted[-1] > steps + 1  # the line search tried more than one point somewhere
 
 
-def test_newton_counts_a_dense_hessian_as_d_gradients():
+def test_a_dense_hessian_costs_d_hessian_vector_products_of_two_gradients_each():
     result = run_sweep(QUADRATIC, "newton", [0.5], seeds=[0], steps=6, dtype="float64")
-    np.testing.assert_array_equal(result.grad_evals[0], np.arange(7) * (1 + 20))
+    np.testing.assert_array_equal(result.grad_evals[0], np.arange(7) * (1 + 2 * 20))
 
 
 @pytest.mark.parametrize(("name", "per_step"), [("sgd", 1), ("sam", 2)])
@@ -121,23 +133,53 @@ def test_costs_to_target_on_a_full_batch_problem_are_exact_to_the_step():
     np.testing.assert_array_equal(curves["loss"], result.losses.ravel())
 
 
-@pytest.mark.parametrize(
-    ("problem", "optimizer"),
-    [("least_squares_diabetes_batch32", "adam"), ("quadratic_20d_cond1e1", "schedule_free_sgd")],
-)
-def test_costs_to_target_are_read_at_the_first_record_point_where_steps_are_not_evaluated(
-    problem, optimizer
-):
-    # Minibatch steps and a rule's own evaluation point: the loss is known at the record
-    # points only.
-    result = run_sweep(problem, optimizer, [0.05, 0.2, 0.5], seeds=2, steps=200, record_points=15)
-    assert result.first_hit is None
+def _first_and_lasting(above: np.ndarray) -> tuple[int, int]:
+    """Indices of the first point not above the target and of the one from which no point
+    is, by a plain loop; -1 where none."""
+    first = next((i for i, a in enumerate(above) if not a), -1)
+    lasting = -1
+    for i in range(len(above) - 1, -1, -1):
+        if above[i]:
+            break
+        lasting = i
+    return first, lasting
+
+
+def test_minibatch_problems_judge_first_and_lasting_success_at_the_record_points():
+    # The loss on the fixed evaluation batch is known at the record points only.
+    result = run_sweep(
+        "least_squares_diabetes_batch32", "adam", [0.05, 0.2, 0.5], seeds=2, steps=200,
+        record_points=15,
+    )  # fmt: skip
+    assert result.reached is None
     runs = runs_frame(result)
     assert (runs["steps_to_target"] >= 0).any()
     for lane, row in runs.iterrows():
-        first = np.flatnonzero(result.losses[lane] - result.f_star <= result.target)
-        expected = result.record_steps[first[0]] if len(first) else -1
-        assert row["steps_to_target"] == expected
+        above = ~(result.losses[lane] - result.f_star <= result.target)
+        for column, at in zip(
+            ["steps_to_first_hit", "steps_to_target"], _first_and_lasting(above), strict=True
+        ):
+            assert row[column] == (result.record_steps[at] if at >= 0 else -1)
+
+
+@pytest.mark.parametrize("optimizer", ["schedule_free_sgd", "nadamw"])
+def test_full_batch_success_is_judged_at_every_step_at_the_rules_evaluation_point(optimizer):
+    # The same lanes recorded at every step (the loss at the evaluation point, which the
+    # schedule-free rules declare) give the exact answer the sparse run must find.
+    args = ("quadratic_20d_cond1e1", optimizer, [0.05, 0.2, 0.5, 1.0])
+    sparse = run_sweep(*args, seeds=2, steps=200, record_points=15)
+    every = run_sweep(*args, seeds=2, steps=200, record_points=1000)
+    assert len(every.record_steps) == 201 and sparse.reached is not None
+    runs, lasted_less = runs_frame(sparse), 0
+    for lane, row in runs.iterrows():
+        above = ~(every.losses[lane] - every.f_star <= every.target)
+        first, lasting = _first_and_lasting(above)
+        assert (row["steps_to_first_hit"], row["steps_to_target"]) == (first, lasting)
+        evaluations = every.grad_evals[lane]
+        assert row["grad_evals_to_target"] == (evaluations[lasting] if lasting >= 0 else -1)
+        lasted_less += first != lasting
+    assert (runs["steps_to_target"] >= 0).any()
+    assert optimizer != "nadamw" or lasted_less  # touches the target, then leaves it
 
 
 def test_curves_summarise_the_seeds_of_each_setting_diverged_ones_left_out():

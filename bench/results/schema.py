@@ -45,10 +45,14 @@ TEXT, NUMBER, VALUE, INTEGER, FLAG = "text", "number", "value", "integer", "flag
 # Roles of a runs.csv.gz column. A key names the lane (with the hyperparameters); an id
 # numbers the same trial as its hyperparameter values do; a fact is the problem's or the
 # run's, the same on every lane of a pair and role; an outcome is what the lane reached;
-# a cost is what it took to reach the target on one axis; a problem metric is one of the
-# problem's own end-of-run numbers; a timing is wall-clock, never reproduced.
+# a cost is what it took to reach the target on one axis and stay there to the end of the
+# budget (the success that ranks, docs/method.md); a first-hit cost is what it took to
+# touch the target once, whatever came after (COCO's and AlgoPerf's count, kept beside
+# it); a problem metric is one of the problem's own end-of-run numbers; a timing is
+# wall-clock, never reproduced.
 KEY, ID, HYPERPARAMETER, FACT = "key", "id", "hyperparameter", "fact"
 OUTCOME, COST, PROBLEM_METRIC, TIMING = "outcome", "cost", "problem metric", "timing"
+FIRST_HIT = "first-hit cost"
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,11 @@ RUNS = (
     Column("steps_to_target", INTEGER, COST, EXACT),  # -1: never
     Column("grad_evals_to_target", NUMBER, COST, EXACT, optional=True),  # -1: never
     Column("seconds_to_target", NUMBER, COST, None, optional=True),  # NaN: never
+    # The same costs to the first touch of the target (folders written before lasting
+    # success have only the columns above, which counted the first touch).
+    Column("steps_to_first_hit", INTEGER, FIRST_HIT, EXACT, optional=True),  # -1: never
+    Column("grad_evals_to_first_hit", NUMBER, FIRST_HIT, EXACT, optional=True),  # -1: never
+    Column("seconds_to_first_hit", NUMBER, FIRST_HIT, None, optional=True),  # NaN: never
     Column("diverged", FLAG, OUTCOME, EXACT),
     # The problem's end-of-run metrics (`Problem.metrics`, such as test_accuracy).
     Block(PROBLEM_METRIC),

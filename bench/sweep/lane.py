@@ -100,13 +100,20 @@ def log_step_grid(steps: int, points: int = 100) -> np.ndarray:
 
 
 def _train_step(problem: Problem, spec: OptimizerSpec, opt, loss_fn):
-    """One training step of one lane: (params, state, training data, key) -> the new params
-    and state, the loss and gradient the update was given, and the evaluations it made."""
+    """One training step of one lane: (params, state, training data, key, whether it is the
+    first step) -> the new params and state, the loss and gradient the update was given,
+    and the evaluations it made. Where the rule's state holds f and its gradient at the
+    iterate (`OptimizerSpec.stored_value_and_grad`: a line search's accepted point), every
+    step after the first is given those, and nothing is evaluated twice."""
     grad_fn = _value_and_grad(loss_fn)
+    stored = spec.stored_value_and_grad
 
-    def step(params, state, train, key):
+    def step(params, state, train, key, first):
         batch = problem.sample_batch(train, key) if problem.sample_batch is not None else train
-        loss, grads = grad_fn(params, batch)
+        if stored is None:
+            loss, grads = grad_fn(params, batch)
+        else:  # `first` is the same in every lane, so under vmap this stays a branch
+            loss, grads = jax.lax.cond(first, lambda: grad_fn(params, batch), lambda: stored(state))
         extra = spec.update_extras(loss, grads, lambda p: loss_fn(p, batch))
         updates, state = opt.update(grads, state, params, **extra)
         made = spec.evaluations(state, problem.dim)
@@ -149,11 +156,11 @@ def lane_program(
     - any other records the full-batch loss and gradient, taken from the update where its
       gradient is that one (full batch, at the iterate), else computed.
     With `folds` = (train, held-out) index arrays the lane trains on its fold's training
-    examples and reports the held-out loss as the metric `validation_loss`. Where every
-    step's update is given the full-batch loss at the iterate, the lane also returns the
-    first step at the target and the evaluations made before it (-1, -1: never), exact
-    to the step rather than to the record grid. With dtype bfloat16 the loss is computed
-    in bfloat16 from float32 parameters and state (`mixed_precision`).
+    examples and reports the held-out loss as the metric `validation_loss`. On a problem
+    trained on its full batch the lane also returns, exact to the step rather than to the
+    record grid, the first step at the target and the step from which it stays there to
+    the end (`_reached`), judged at the rule's evaluation point. With dtype bfloat16 the
+    loss is computed in bfloat16 from float32 parameters and state (`mixed_precision`).
     """
     dtype = jnp.dtype(dtype)
     master = master_dtype(dtype)
@@ -165,7 +172,11 @@ def lane_program(
     slots = np.full(steps + 1, len(record_steps))
     slots[record_steps] = np.arange(len(record_steps))
     batch_eval = problem.eval_batch is not None
-    reuse = not problem.stochastic and spec.eval_params is None and not batch_eval
+    # Full batch at every step: the loss at the target is judged at every step, at the
+    # rule's evaluation point (`tracked`); where that point is the iterate, the update's
+    # own loss and gradient are the full-batch ones there and are recorded as they are.
+    tracked = not problem.stochastic and not batch_eval
+    reuse = tracked and spec.eval_params is None
     threshold = reached_threshold(problem, master)
 
     def record(params, loss, grads, evaluations):
@@ -191,12 +202,14 @@ def lane_program(
         train_step = _train_step(problem, spec, opt, loss_fn)
 
         def step(carry, xs):
-            params, state, _, evaluations, records, hit = carry
+            params, state, _, evaluations, records, hits = carry
             step_key, slot, index = xs
             # The loss is recorded at the rule's evaluation point where it declares one
             # (schedule-free rules), else at the iterate the gradient is taken at.
             point = params if spec.eval_params is None else spec.eval_params(state, params)
-            new_params, new_state, used, made = train_step(params, state, train, step_key)
+            new_params, new_state, used, made = train_step(
+                params, state, train, step_key, index == 0
+            )
 
             def evaluate(records):
                 if batch_eval:
@@ -207,9 +220,10 @@ def lane_program(
 
             # `slot` is the same in every lane, so under vmap this stays a branch.
             records = jax.lax.cond(slot < len(record_steps), evaluate, lambda r: r, records)
-            first = (hit[0] < 0) & (used[0] <= threshold)
-            hit = (jnp.where(first, index, hit[0]), jnp.where(first, evaluations, hit[1]))
-            return (new_params, new_state, point, evaluations + made, records, hit), None
+            if tracked:  # the evaluation point's loss costs the benchmark a forward pass
+                at = used[0] if reuse else loss_fn(point, train)
+                hits = _track(hits, at <= threshold, index, evaluations, evaluations + made)
+            return (new_params, new_state, point, evaluations + made, records, hits), None
 
         # steps + 1 iterations reach steps 0 .. steps; the update made by the last one is
         # dropped (its input evaluation point is kept in the carry for the end metrics).
@@ -219,10 +233,9 @@ def lane_program(
         probe = evaluation if batch_eval else train  # a batch the loss accepts
         rows = jax.eval_shape(lambda p: record(p, *grad_fn(p, probe), none), params)
         records = jax.tree.map(lambda x: jnp.zeros((len(record_steps), *x.shape), x.dtype), rows)
-        never = (jnp.int32(-1), -jnp.ones([], jnp.float32))
-        carry = (params, state, params, none, records, never)
+        carry = (params, state, params, none, records, _untracked())
         xs = (step_keys, jnp.asarray(slots), jnp.arange(steps + 1, dtype=jnp.int32))
-        (_, _, params, _, curves, hit), _ = jax.lax.scan(step, carry, xs)
+        (_, _, params, _, curves, hits), _ = jax.lax.scan(step, carry, xs)
         if test is None:
             metrics = {name: fn(params) for name, fn in problem.metrics.items()}
         else:  # held-out metrics in the compute dtype, on the data passed in
@@ -230,6 +243,41 @@ def lane_program(
             metrics = {name: fn(computed, test) for name, fn in problem.metrics.items()}
         if held_out is not None:
             metrics["validation_loss"] = loss_fn(params, held_out)
-        return curves, metrics, (hit if reuse else None)
+        return curves, metrics, (_reached(hits, steps) if tracked else None)
 
     return lane
+
+
+def _untracked():
+    """The scan's account of the target before step 0, per lane: (first step at it,
+    evaluations before it; the step from which it has stayed at it, evaluations before
+    that). The first is -1 until found; the second starts at step 0 and moves past every
+    step found above the target."""
+    none = jnp.zeros([], jnp.float32)
+    return jnp.int32(-1), none - 1, jnp.int32(0), none
+
+
+def _track(hits, at_target, index, evaluations, after):
+    """`hits` after step `index`, whose loss is at the target where `at_target` (False for
+    NaN), `evaluations` made before it and `after` once its update is made."""
+    first_step, first_evals, stay_step, stay_evals = hits
+    first = (first_step < 0) & at_target
+    return (
+        jnp.where(first, index, first_step),
+        jnp.where(first, evaluations, first_evals),
+        jnp.where(at_target, stay_step, index + 1),
+        jnp.where(at_target, stay_evals, after),
+    )
+
+
+def _reached(hits, steps: int) -> dict[str, tuple[jax.Array, jax.Array]]:
+    """The costs of `_track`'s account after steps 0 .. `steps`: "first" (the first step at
+    the target) and "lasting" (the step from which the lane stays there to `steps`), each
+    (step, evaluations before it), -1 where never."""
+    first_step, first_evals, stay_step, stay_evals = hits
+    lasts = stay_step <= steps
+    never = -jnp.ones_like(stay_evals)
+    return {
+        "first": (first_step, first_evals),
+        "lasting": (jnp.where(lasts, stay_step, -1), jnp.where(lasts, stay_evals, never)),
+    }

@@ -16,23 +16,49 @@ def first_reached(suboptimality: np.ndarray, target: float) -> np.ndarray:
     return np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
 
 
-def to_target(result: SweepResult) -> dict[str, np.ndarray]:
-    """Per lane, the cost of reaching the target: steps and gradient evaluations (-1 where
-    never reached) and seconds (NaN where never reached). Exact to the step where the
-    sweep tracked every step's loss (`SweepResult.first_hit`), else those of the first
-    record point at the target."""
-    if result.first_hit is not None:
-        steps, grad_evals = (np.asarray(h) for h in result.first_hit)
-        reached = steps >= 0
-    else:
-        first = first_reached(result.losses - result.f_star, result.target)
-        reached, at = first >= 0, np.maximum(first, 0)
-        steps = np.where(reached, result.record_steps[at], -1)
-        grad_evals = result.grad_evals[np.arange(result.lanes), at]
+def lasting_reached(suboptimality: np.ndarray, target: float) -> np.ndarray:
+    """Index of the record point from which the suboptimality stays <= target to the last
+    one, per lane; -1 where the last is above it (or NaN)."""
+    above = ~(suboptimality <= target)
+    points = suboptimality.shape[1]
+    last_above = np.where(above.any(axis=1), points - 1 - above[:, ::-1].argmax(axis=1), -1)
+    return np.where(last_above == points - 1, -1, last_above + 1)
+
+
+def _costs(result: SweepResult, steps: np.ndarray, grad_evals: np.ndarray, suffix: str) -> dict:
+    reached = steps >= 0
     return {
-        "steps_to_target": steps.astype(np.int64),
-        "grad_evals_to_target": np.where(reached, grad_evals, -1),
-        "seconds_to_target": np.where(reached, steps * result.seconds_per_step, np.nan),
+        f"steps_{suffix}": steps.astype(np.int64),
+        f"grad_evals_{suffix}": np.where(reached, grad_evals, -1),
+        f"seconds_{suffix}": np.where(reached, steps * result.seconds_per_step, np.nan),
+    }
+
+
+def to_target(result: SweepResult) -> dict[str, np.ndarray]:
+    """Per lane, the cost of lasting success (`*_to_target`: from the first step that stays
+    at the target to the end of the budget) and of the first hit (`*_to_first_hit`), on
+    each axis: steps and gradient evaluations (-1 where never) and seconds (NaN where
+    never) (docs/method.md, "Success"). Exact to the step where the sweep judged every
+    step (`SweepResult.reached`), else at the record points, where every rule is judged
+    alike."""
+    if result.reached is not None:
+        lasting, first = result.reached["lasting"], result.reached["first"]
+    else:
+        suboptimality = result.losses - result.f_star
+        lanes = np.arange(result.lanes)
+        lasting, first = (
+            (
+                np.where(at >= 0, result.record_steps[np.maximum(at, 0)], -1),
+                result.grad_evals[lanes, np.maximum(at, 0)],
+            )
+            for at in (
+                lasting_reached(suboptimality, result.target),
+                first_reached(suboptimality, result.target),
+            )
+        )
+    return {
+        **_costs(result, *(np.asarray(x) for x in lasting), "to_target"),
+        **_costs(result, *(np.asarray(x) for x in first), "to_first_hit"),
     }
 
 

@@ -75,11 +75,12 @@ class SweepResult:
     # Wall-clock seconds per step of one lane: the run's time over its calls, steps and
     # lanes per call (padding included), to three significant digits.
     seconds_per_step: float = float("nan")
-    # (lanes,): the first step whose loss is at the target, and the gradient evaluations
-    # made before it (-1: never), where every step's loss is the full-batch loss at the
-    # iterate (deterministic problems); None where the target is judged at the record
-    # points only (minibatch problems, rules with their own evaluation point).
-    first_hit: tuple[np.ndarray, np.ndarray] | None = None
+    # Where the target was judged at every step (problems trained on their full batch,
+    # `lane.lane_program`): "first" and "lasting" (docs/method.md, "Success"), each
+    # (lanes,) steps and (lanes,) gradient evaluations made before it, -1 where never;
+    # None where it is judged at the record points (minibatch problems, model families,
+    # a target resolved after the run).
+    reached: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     # Lanes per call of the compiled program (the memory the lanes need may lower it below
     # the chunk asked for), and whether it was compiled at XLA's default level.
     chunk: int = 0
@@ -251,7 +252,7 @@ def run_sweep(
         run_seconds = time.perf_counter() - start
     seconds_per_step = rounded_time(run_seconds / (padded * (steps + 1)))
     outputs = jax.tree.map(lambda *parts: np.concatenate(parts)[:lanes], *outputs)
-    curves, metrics, first_hit = outputs
+    curves, metrics, reached = outputs
     if folds is None:  # a fold's training loss has a minimum of its own, not f_star
         warn_below_f_star(problem, np.asarray(curves["loss"], np.float64))
 
@@ -274,8 +275,10 @@ def run_sweep(
         layer_grad_norms=_optional(curves.get("layer_grad_norms")),
         folds=lane_folds,
         seconds_per_step=seconds_per_step,
-        first_hit=(
-            None if first_hit is None else (np.asarray(first_hit[0]), np.asarray(first_hit[1]))
+        reached=(
+            None
+            if reached is None
+            else {k: (np.asarray(s), np.asarray(e)) for k, (s, e) in reached.items()}
         ),
         chunk=chunk,
         optimized=bool(optimized),
