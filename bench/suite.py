@@ -33,6 +33,8 @@ from bench.results import meta, schema
 from bench.results.files import (
     OutputError,
     as_written,
+    home_of,
+    is_mount_point,
     locked,
     swap_in,
     write_csv,
@@ -289,7 +291,10 @@ def _check_replaceable(out: Path, spec: SuiteSpec, force: bool) -> None:
         return
     if not out.is_dir():
         raise OutputError(f"{out} is a file, not a folder")
-    if any(out.iterdir()) and not schema.path(out, "runs").exists():
+    # A mount point holds its own lock, staging and old folders (`home_of`): not content.
+    own = f".{out.name}."
+    content = [entry for entry in out.iterdir() if not entry.name.startswith(own)]
+    if content and not schema.path(out, "runs").exists():
         raise NotAResultsFolder(f"{out} is not empty and holds no runs.csv.gz; not replacing it")
     if not force and not is_full(asdict(spec)) and _holds_full_suite(out):
         raise OutputError(
@@ -310,14 +315,17 @@ def _staging_for(out: Path, spec: SuiteSpec, force: bool) -> Iterator[Path]:
         existing = next(folder for folder in out.parents if folder.exists())
         if not existing.is_dir():
             raise OutputError(f"cannot write to {out}: {existing} is a file")
+        if is_mount_point(out) and not os.access(out, os.W_OK):
+            raise OutputError(f"cannot write to {out}: a mount point this process cannot write")
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(locked(out))
             _check_replaceable(out, spec, force)
+            home = home_of(out)
             for kind in ("partial", "old"):
-                for stale in out.parent.glob(f".{glob.escape(out.name)}.{kind}.????????"):
+                for stale in home.glob(f".{glob.escape(out.name)}.{kind}.????????"):
                     shutil.rmtree(stale, ignore_errors=True)
-            staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial."))
+            staging = Path(tempfile.mkdtemp(dir=home, prefix=f".{out.name}.partial."))
         except OSError as error:
             raise OutputError(f"cannot write to {out}: {error.strerror or error}") from None
         os.chmod(staging, 0o755)  # mkdtemp makes folders only their owner can read

@@ -259,29 +259,39 @@ def test_a_symlinked_out_is_written_through_run_after_run(tmp_path):
 
 
 @contextlib.contextmanager
-def read_only_mount(folder: Path):
-    """A read-only tmpfs at `folder` (skips when this process may not mount)."""
+def tmpfs_mount(folder: Path, options: str = "size=16m"):
+    """A tmpfs mounted at `folder`, as a Docker volume is (skips when this process may not
+    mount)."""
     folder.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
         capture_output=True,
         check=False,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
 
 
-@pytest.mark.parametrize("case", ["read-only mount", "parent is a file", "out is a file"])
+def read_only_mount(folder: Path):
+    return tmpfs_mount(folder, "ro,size=1m")
+
+
+@pytest.mark.parametrize(
+    "case", ["read-only mount", "read-only mount as out", "parent is a file", "out is a file"]
+)
 def test_an_out_that_cannot_be_written_exits_2_before_sweeping(tmp_path, case):
     (tmp_path / "file").write_text("mine")
     with contextlib.ExitStack() as stack:
         if case == "read-only mount":
             out = stack.enter_context(read_only_mount(tmp_path / "ro")) / "results"
             words = ["cannot write to", "Read-only file system"]
+        elif case == "read-only mount as out":
+            out = stack.enter_context(read_only_mount(tmp_path / "ro"))
+            words = ["cannot write to", "mount point"]
         elif case == "parent is a file":
             out = tmp_path / "file" / "results"
             words = ["cannot write to", f"{tmp_path / 'file'} is a file"]
@@ -293,6 +303,21 @@ def test_an_out_that_cannot_be_written_exits_2_before_sweeping(tmp_path, case):
     one_error_line(done.stderr, str(out), *words)
     assert "1/1" not in done.stderr
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_a_mount_point_as_out_gets_the_results_in_it_run_after_run(tmp_path):
+    # A mount point cannot be renamed: its contents are swapped, not the folder.
+    with tmpfs_mount(tmp_path / "volume") as out:
+        for grid in ("0.001", "0.002"):
+            done = bench(*RUN[:-1], grid, "--out", out)
+            assert done.returncode == 0, done.stderr
+            runs = pd.read_csv(out / "runs.csv.gz")
+            assert set(runs.learning_rate) == {float(grid)}
+            (out / "notes.txt").write_text("mine")  # what the run does not own stays
+        assert (out / "notes.txt").read_text() == "mine"
+        assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+        assert {"TABLES.md", "meta.json", "summary.csv"} <= {p.name for p in out.iterdir()}
+    assert siblings(tmp_path / "volume") == ["volume"]
 
 
 def test_a_compressed_table_is_the_same_bytes_each_time_and_reads_back(tmp_path):

@@ -72,9 +72,23 @@ def write_text(text: str, path: str | Path) -> None:
     write_atomic(path, write)
 
 
+def is_mount_point(folder: Path) -> bool:
+    """Whether `folder` is a mount point (a Docker volume, a bind mount): it cannot be
+    renamed, so a new results folder replaces its contents instead (`swap_in`)."""
+    return folder.is_dir() and os.path.ismount(folder)
+
+
+def home_of(folder: Path) -> Path:
+    """Where the lock, the staging folder and the old folder of `folder` are made: beside
+    it, or inside it where it is a mount point (on its file system, so renames stay
+    atomic)."""
+    return folder if is_mount_point(folder) else folder.parent
+
+
 def lock_path(folder: Path) -> Path:
-    """The lock file of `folder`: `.NAME.lock` beside it (the folder itself gets replaced)."""
-    return folder.with_name(f".{folder.name}.lock")
+    """The lock file of `folder`: `.NAME.lock` beside it (the folder itself gets replaced),
+    inside it where it is a mount point."""
+    return home_of(folder) / f".{folder.name}.lock"
 
 
 @contextlib.contextmanager
@@ -164,8 +178,13 @@ def swap_in(staging: Path, out: Path) -> None:
     """Replaces `out` by `staging` with two renames; the old folder is deleted last.
 
     Entries of `out` that a run does not own are copied into `staging` first, but for
-    drafts a killed render left.
+    drafts a killed render left. A mount point cannot be renamed: its owned entries move
+    into an old folder inside it and the staging folder's take their place, one rename
+    each (`_swap_contents`).
     """
+    if is_mount_point(out):
+        _swap_contents(staging, out)
+        return
     if out.exists():
         for entry in out.iterdir():
             if entry.name.startswith(DRAFT_PREFIX):
@@ -183,3 +202,25 @@ def swap_in(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, out)
+
+
+def _swap_contents(staging: Path, out: Path) -> None:
+    """`swap_in` for a mount point `out` holding `staging`: what a run owns moves aside
+    (back again if a rename fails), the staging folder's entries move in, entries the run
+    does not own stay where they are."""
+    old = Path(tempfile.mkdtemp(dir=out, prefix=f".{out.name}.old."))
+    moved = []
+    try:
+        for entry in list(out.iterdir()):
+            if entry.name in OWNED or entry.name.startswith(DRAFT_PREFIX):
+                os.replace(entry, old / entry.name)
+                moved.append(entry.name)
+        for entry in list(staging.iterdir()):
+            os.replace(entry, out / entry.name)
+    except BaseException:
+        for name in moved:
+            with contextlib.suppress(OSError):
+                os.replace(old / name, out / name)
+        raise
+    staging.rmdir()
+    shutil.rmtree(old, ignore_errors=True)
