@@ -49,7 +49,7 @@ class Size:
 
 
 SIZES = {
-    "tiny": Size(hidden=16, code=8, batch=16, steps=20, eval_examples=32, target=1.5),
+    "tiny": Size(hidden=16, code=8, batch=16, steps=20, eval_examples=32, target=0.9),
     "cpu": Size(hidden=64, code=16, batch=32, steps=300, eval_examples=128, target=0.4),
     "gpu": Size(hidden=1024, code=64, batch=256, steps=3000, eval_examples=1024, target=0.25),
 }
