@@ -42,7 +42,7 @@ from bench.results.files import (
 )
 from bench.spec import SuiteSpec, load
 from bench.sweep import distributed, optimum
-from bench.sweep.arguments import skip_reason
+from bench.sweep.arguments import resolution_reason, skip_reason
 from bench.sweep.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
 from bench.sweep.runner import run_sweep
 from problems import sources
@@ -445,8 +445,10 @@ def run_suite(
         start = time.perf_counter()
         pairs, skipped = [], []
         for problem, optimizer in spec.pairs():
-            reason = spec.declined(problem, optimizer) or skip_reason(
-                spec.problem(problem), plugins.optimizer(optimizer)
+            reason = (
+                spec.declined(problem, optimizer)
+                or skip_reason(spec.problem(problem), plugins.optimizer(optimizer))
+                or resolution_reason(spec.problem(problem), spec.dtype)
             )
             if reason is None:
                 pairs.append((problem, optimizer))

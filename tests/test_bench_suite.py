@@ -192,3 +192,21 @@ def test_optimize_comes_from_the_spec_file_and_the_command_line(monkeypatch):
     monkeypatch.setattr(suite, "run_suite", lambda s, *a, **k: seen.setdefault("spec", s))
     cli.main(["run", "--quick", "--optimize", "--out", "unused"])
     assert seen["spec"].optimize is True
+
+
+def test_a_target_finer_than_the_dtype_resolves_is_skipped_not_scored_as_solved(tmp_path):
+    # bfloat16's numbers near logistic regression's f* = 0.449 are 0.002 apart: its 1e-5
+    # target is reached by rounding (25 steps, with a warning that f* is too high).
+    spec = SuiteSpec(
+        problems=("logistic_synthetic_200x10", "rosenbrock_2d"),
+        optimizers=("sgd",),
+        seeds=1,
+        grid={"sgd": (1e-3,)},
+        steps=dict.fromkeys(("logistic_synthetic_200x10", "rosenbrock_2d"), 5),
+        dtype="bfloat16",
+    )
+    suite.run_suite(spec, tmp_path / "out", progress=io.StringIO())
+    skipped = pd.read_csv(tmp_path / "out" / "skipped.csv")
+    assert skipped["problem"].tolist() == ["logistic_synthetic_200x10"]
+    assert "finer than bfloat16 resolves at f* = 0.4487" in skipped["reason"].iloc[0]
+    assert set(pd.read_csv(tmp_path / "out" / "runs.csv.gz")["problem"]) == {"rosenbrock_2d"}
