@@ -224,6 +224,7 @@ def _merge(args) -> int:
 
 
 def _plot(args) -> None:
+    from bench.analysis.claims import UnknownReference
     from bench.analysis.tuning import MissingEvalLanes
     from bench.known import known
     from bench.report.render import MissingResults, render
@@ -238,9 +239,11 @@ def _plot(args) -> None:
         with locked(folder.resolve()):
             remove_drafts(folder)
             scale = spec_field(folder, "scale", "cpu")
-            for path in render(folder, cost=args.cost, known=known(scale)):
+            for path in render(
+                folder, cost=args.cost, known=known(scale), reference=args.reference
+            ):
                 print(path)
-    except (MissingResults, DamagedTable, OutputError, MissingEvalLanes) as error:
+    except (MissingResults, DamagedTable, OutputError, MissingEvalLanes, UnknownReference) as error:
         raise UsageError(str(error)) from None
     except OSError as error:  # the lock file or a drawing cannot be written
         raise UsageError(f"cannot write to {folder}: {error.strerror or error}") from None
@@ -412,6 +415,12 @@ def parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="redraw tables and plots from a results folder")
     plot.add_argument("folder", metavar="DIR", help="a folder written by `run`")
     plot.add_argument("--cost", choices=COSTS, help=COST_HELP + " (default: DIR's own)")
+    plot.add_argument(
+        "--reference",
+        metavar="NAME",
+        help="the optimizer every other is compared with head to head (default: adamw "
+        "where DIR ranks it, else DIR's first)",
+    )
     plot.set_defaults(handler=_plot)
 
     listing = commands.add_parser("list", help="list every problem and optimizer with its origin")

@@ -98,10 +98,11 @@ def read(folder: str | Path) -> Folder:
 
 def ranking(folder: str | Path) -> pd.DataFrame | None:
     """The overall ranking of a rendered results folder: its ranking.csv; analysed here for
-    a folder rendered before ranking.csv was written; None where it holds no runs."""
+    a folder rendered before ranking.csv was written, or before it held every column of
+    `schema.DERIVED`; None where it holds no runs."""
     path = Path(folder)
-    written = schema.read(path, "ranking")
-    if written is not None:
+    written = schema.read(path, "ranking", complete=False)
+    if written is not None and set(schema.DERIVED["ranking"]) <= set(written.columns):
         return written
     tables = {name: schema.read(path, name) for name in schema.COLUMNS}
     if tables["runs"] is None:

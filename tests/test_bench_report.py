@@ -37,14 +37,14 @@ def test_tables_show_every_cost_to_target_with_its_interval():
     assert re.fullmatch(r"10 \[(9|10), (10|11)\] ", cells[4] + " ")
     assert cells[4] == cells[5]  # gradient evaluations = steps here
     assert re.fullmatch(r"0\.1 \[0\.0\d+, 0\.1\d*\]", cells[6])
-    assert "profile score [95% CI]" in text and "### Pairwise tests of the top 3" in text
-    ranking = text.split("## Overall ranking")[1]
-    # c ties with a (p = 1 against it); its score 0.988 inside its interval.
-    c_row = r"\| 2 \| `c` \| 0\.988 \[0\.9\d\d, (0\.99\d|1\.000)\] \| tie \(p = 1\) \|"
+    assert "profile score [95% CI]" in text and "Pairwise" not in text
+    ranking = text.split("## Overall ranking")[1].split("## Head to head")[0]
+    # c in a's group (ranks 1-2); its score 0.988 inside its interval. b, last on every
+    # resample, alone in group 2.
+    c_row = r"\| 2 \| `c` \| 1 \| 0\.988 \[0\.9\d\d, (0\.99\d|1\.000)\] \| 1-2 \| 0\.988 \| 100% \|"
     assert re.search(c_row, ranking)
-    assert re.search(
-        r"\| 3 \| `b` \| 0\.000 \[0\.000, 0\.0\d\d\] \| differs \(p = 0\.0156\) \|", ranking
-    )
+    assert re.search(r"\| 3 \| `b` \| 2 \| 0\.000 \[0\.000, 0\.0\d\d\] \| 3 \|", ranking)
+    assert "- **Group 1** (2): `a`, `c`\n- **Group 2** (1): `b`" in ranking
 
 
 def _folder(tmp_path, runs):
@@ -109,11 +109,12 @@ def test_a_render_ranks_once_and_writes_the_ranking_every_view_shows(tmp_path, m
     assert len(calls) == 1
     ranking = schema.read(folder, "ranking")
     assert ranking["optimizer"].tolist() == ["a", "c", "b"]
-    tables_md = (folder / "TABLES.md").read_text().split("### Pairwise")[0]
+    tables_md = (folder / "TABLES.md").read_text().split("## Head to head")[0]
     page = (folder / "index.html").read_text()
     for row in ranking.itertuples():
         score = f"{row.score:.3f} [{row.score_low:.3f}, {row.score_high:.3f}]"
-        assert f"| {row.overall_rank} | `{row.optimizer}` | {score} |" in tables_md
+        cells = f"| {row.overall_rank} | `{row.optimizer}` | {row.group} | {score} |"
+        assert cells in tables_md
         assert f"<td>{row.optimizer}</td>" in page and score in page
 
 

@@ -100,11 +100,19 @@ def test_render_writes_a_well_formed_page_of_every_pair(folder):
         "lion": "lion",
         "my_rule": "",
     }
-    assert rows[0][1][3] == f"{ranking.score.iloc[0]:.3f} [{ranking.score_low.iloc[0]:.3f}, " + (
-        f"{ranking.score_high.iloc[0]:.3f}]"
-    )
+    first = ranking.iloc[0]
+    assert first.rank_low == 1 < first.rank_high  # adam is second on some resamples
+    assert rows[0][1][3:6] == [
+        str(first.group),
+        f"{first.score:.3f} [{first.score_low:.3f}, {first.score_high:.3f}]",
+        f"1-{first.rank_high}",
+    ]
+    # Every rule but the reference (the first ranked: no adamw here) head to head against
+    # it; the robustness rows are no optimizer's, and no family filter hides them.
+    assert [c[0] for _, c in tree.tables["head-to-head"]] == ranking["optimizer"][1:].tolist()
+    assert all("data-family" not in a for a, _ in tree.tables["robustness"])
     # One table and one tagged section per problem.
-    assert set(tree.tables) == {"overall", *(f"p-{p}" for p in COSTS)}
+    assert set(tree.tables) == {"overall", "head-to-head", "robustness", *(f"p-{p}" for p in COSTS)}
     sections = [a["data-tags"] for tag, a in tree.elements if tag == "section"]
     assert sections == ["", "convex", "nonconvex"]  # my_problem, quadratic, rosenbrock
     assert [c[1] for _, c in tree.tables["p-rosenbrock_2d"]] == ["lion", "adam", "my_rule", "sgd"]

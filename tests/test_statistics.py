@@ -1,4 +1,5 @@
-"""Bootstrap intervals, the Wilcoxon signed-rank test, Holm's correction, ranking ties."""
+"""Bootstrap intervals, the Wilcoxon signed-rank test, Holm's correction, rank intervals,
+groups and coverage of the overall ranking."""
 
 import math
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 from test_bench_tuning import lanes
 
-from bench.analysis import stats, tuning
+from bench.analysis import profiles, stats, tuning
 
 
 def test_wilcoxon_exact_against_a_hand_count():
@@ -97,27 +98,63 @@ def _runs(costs: dict, copies: int = 1) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def test_the_ranking_marks_a_tie_where_the_test_cannot_separate_two_optimizers():
-    runs = _runs(COSTS)
+def _ranking(runs, skipped=None):
     summary = tuning.summarize(runs, "steps")
-    ranking = stats.overall_ranking(summary, runs, "steps").set_index("optimizer")
+    can_run = profiles.runnable(summary, skipped)
+    return stats.overall_ranking(summary, runs, "steps", can_run).set_index("optimizer")
+
+
+def test_rank_intervals_and_groups_separate_only_what_the_resamples_separate():
+    ranking = _ranking(_runs(COSTS))
     assert ranking.loc[["a", "c", "b"], "overall_rank"].tolist() == [1, 2, 3]
-    assert ranking.loc[["a", "c", "b"], "tie_above"].tolist() == [False, True, False]
-    # c beats b on all 8 problems: exact p = 2 / 2^8, times 2 by Holm over the 2 adjacent pairs.
-    assert ranking.loc["b", "p_above"] == pytest.approx(2 * 2 / 256, rel=1e-12)
-    assert ranking.loc["c", "p_above"] > stats.ALPHA
+    # b is 4x slower than a on every problem: last on every resample. a and c swap places
+    # on resamples of the problems where c is faster or slower than a.
+    assert ranking.loc["b", ["rank_low", "rank_high"]].tolist() == [3, 3]
+    assert ranking.loc["a", ["rank_low", "rank_high"]].tolist() == [1, 2]
+    assert ranking.loc["c", ["rank_low", "rank_high"]].tolist() == [1, 2]
+    assert ranking.loc[["a", "c", "b"], "group"].tolist() == [1, 1, 2]
     assert (ranking["score_low"] <= ranking["score"]).all()
     assert (ranking["score"] <= ranking["score_high"]).all()
-    table = stats.pairwise(stats.per_problem_scores(summary, "steps"), ["a", "c", "b"])
-    assert table[["a", "b"]].values.tolist() == [["a", "c"], ["a", "b"], ["c", "b"]]
-    np.testing.assert_allclose(table["p_holm"], stats.holm(table["p"]))
+
+
+def test_a_rank_is_one_plus_the_optimizers_strictly_better_on_that_resample():
+    samples = pd.DataFrame({"x": [0.5, 0.2], "y": [0.5, 0.9], "z": [0.1, 0.2]})
+    ranks = stats.rank_samples(samples)
+    assert ranks.to_numpy().tolist() == [[1, 1, 3], [2, 1, 2]]
+
+
+def test_a_group_takes_every_optimizer_whose_rank_interval_overlaps_its_leader():
+    # Leader 0 (ranks 1-2) takes 1 (1-3) and 4 (2-6), not 2 (3-5): 2 leads the next
+    # group and takes 3 (4-5). A wide interval joins a group above its neighbours'.
+    low, high = [1, 1, 3, 4, 2, 6], [2, 3, 5, 5, 6, 6]
+    assert stats.groups(low, high).tolist() == [1, 1, 2, 2, 1, 3]
+    assert stats.groups([1, 2, 3], [1, 2, 3]).tolist() == [1, 2, 3]
+
+
+def test_coverage_and_the_score_where_it_runs_leave_out_what_a_rule_cannot_run():
+    # d: as fast as a (10 steps) on p0..p3 and skipped, as a rule that cannot run them,
+    # on p4..p7. Each problem's part of the score is taken against every rule.
+    costs = {**COSTS, "d": [10] * 4}
+    runs = _runs(costs)
+    skipped = pd.DataFrame(
+        {"problem": [f"p{i}" for i in range(4, 8)], "optimizer": "d", "reason": "cannot"}
+    )
+    ranking = _ranking(runs, skipped)
+    assert ranking.loc["d", "coverage"] == 0.5
+    assert ranking.loc["d", "problems"] == 4
+    # Ratio 1 on p0..p2; on p3 c's 9 steps make d's 10 a ratio of 10/9: (4 - 10/9) / 3.
+    assert ranking.loc["d", "score_run"] == pytest.approx((3 + 26 / 27) / 4, rel=1e-12)
+    assert ranking.loc["d", "score"] == pytest.approx((3 + 26 / 27) / 8, rel=1e-12)
+    assert (ranking.loc[["a", "b", "c"], "coverage"] == 1).all()
+    assert (
+        ranking.loc[["a", "b", "c"], "score_run"] == ranking.loc[["a", "b", "c"], "score"]
+    ).all()
 
 
 def test_score_intervals_are_reproducible_and_shrink_with_more_problems():
     def width(copies):
         runs = _runs(COSTS, copies)
-        summary = tuning.summarize(runs, "steps")
-        ranking = stats.overall_ranking(summary, runs, "steps").set_index("optimizer")
+        ranking = _ranking(runs)
         return ranking.loc["c", "score_high"] - ranking.loc["c", "score_low"]
 
     assert width(1) == width(1) > 0

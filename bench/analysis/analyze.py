@@ -2,16 +2,17 @@
 view (TABLES.md, summary.csv, ranking.csv, the figures, index.html).
 
 What each number means is defined in docs/method.md; this module only puts the pieces
-of this wing together: the tuning rule (`tuning.summarize`), the intervals and tests
-(`stats`), the profiles over the ranked problems (`profiles`) and the tuning budgets
-(`budget`).
+of this wing together: the tuning rule (`tuning.summarize`), the intervals, rank
+intervals and groups (`stats`), the profiles over the ranked problems (`profiles`), the
+claims against a reference and under other definitions (`claims`) and the tuning
+budgets (`budget`).
 """
 
 from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.analysis import budget, profiles, stats, tuning
+from bench.analysis import budget, claims, profiles, stats, tuning
 from bench.results import schema
 
 
@@ -22,20 +23,24 @@ class Analysis:
     cost: the axis of tuning and ranking. summary: every tuned pair with its intervals
     (summary.csv). ranked: the rows of `summary` the overall ranking and the profiles
     are computed over (`profiles.ranked`). ranking: the overall ranking (ranking.csv).
-    per_problem: each ranked problem's profile score per optimizer. pairwise: Wilcoxon
-    tests among the ranking's top `stats.PAIRWISE_TOP`. budgets: expected best score
-    against the number of trials (budget_curves.csv). at_taus: per tau, the gradient
-    evaluations to target of each (problem, optimizer) whose problem has f(x0) and f*
-    in problems.csv. facts: one row per problem of problems.csv's columns (what it is,
-    f(x0) and f* where the run resolved them).
+    reference: the rule `head_to_head` compares every other with (head_to_head.csv).
+    identical: the sets of rules that behave identically (`claims.identical`).
+    robustness: each definition's scores, best first (`claims.robustness`; None where
+    the folder does not record it). budgets: expected best score against the number
+    of trials (budget_curves.csv). at_taus: per tau, the gradient evaluations to target
+    of each (problem, optimizer) whose problem has f(x0) and f* in problems.csv. facts:
+    one row per problem of problems.csv's columns (what it is, f(x0) and f* where the
+    run resolved them).
     """
 
     cost: str
     summary: pd.DataFrame
     ranked: pd.DataFrame
     ranking: pd.DataFrame
-    per_problem: pd.DataFrame
-    pairwise: pd.DataFrame
+    reference: str
+    head_to_head: pd.DataFrame
+    identical: list[list[str]]
+    robustness: dict[str, pd.Series | None]
     budgets: pd.DataFrame
     at_taus: dict[float, pd.DataFrame]
     facts: pd.DataFrame
@@ -53,16 +58,22 @@ class Analysis:
 
 
 def analyze(
-    tables: dict[str, pd.DataFrame | None], cost: str, facts: pd.DataFrame, taus=()
+    tables: dict[str, pd.DataFrame | None],
+    cost: str,
+    facts: pd.DataFrame,
+    taus=(),
+    reference: str | None = None,
 ) -> Analysis:
     """The analysis of `tables` (a folder's raw tables by name, as `schema.read` gives
     them) tuned and ranked by `cost` (a column `tuning.recorded_cost` found).
 
     facts: one row per problem (problems.csv's columns: dim, description, tags,
     model_family, and f0 / f_star where the run resolved them); `taus`: the levels of the
-    data profiles where facts give f0 (none: no data profiles at each tau).
-    Raises tuning.MissingEvalLanes when a tuned setting has no evaluation lanes, and
-    ValueError when `tables` hold no runs (or no curves, where the data profiles need them).
+    data profiles where facts give f0 (none: no data profiles at each tau); `reference`:
+    the rule of the head-to-head comparisons (default `claims.reference_of`'s).
+    Raises tuning.MissingEvalLanes when a tuned setting has no evaluation lanes,
+    claims.UnknownReference for a `reference` the ranking does not hold, and ValueError
+    when `tables` hold no runs (or no curves, where the data profiles need them).
     """
     runs = tables["runs"]
     if runs is None:
@@ -70,9 +81,10 @@ def analyze(
     summary = stats.with_intervals(tuning.summarize(runs, cost), runs)
     models = facts.loc[facts["model_family"].fillna(False).astype(bool), "problem"]
     ranked = profiles.ranked(summary, set(models))
-    ranking = stats.overall_ranking(ranked, runs, cost)
-    per_problem = stats.per_problem_scores(ranked, cost)
-    top = ranking["optimizer"].head(stats.PAIRWISE_TOP).tolist()
+    can_run = profiles.runnable(ranked, tables.get("skipped"))
+    ranking = stats.overall_ranking(ranked, runs, cost, can_run)
+    order = ranking["optimizer"].tolist()
+    reference = claims.reference_of(ranking, reference)
     at_taus = {}
     if taus and facts["f0"].notna().any():
         curves = tables["curves"]
@@ -84,8 +96,10 @@ def analyze(
         summary=summary,
         ranked=ranked,
         ranking=ranking,
-        per_problem=per_problem,
-        pairwise=stats.pairwise(per_problem, top),
+        reference=reference,
+        head_to_head=claims.head_to_head(ranked, cost, reference, can_run, order),
+        identical=claims.identical(ranked, runs, order),
+        robustness=claims.robustness(ranked, runs, cost, at_taus, ranking),
         budgets=budget.budget_curves(runs, cost),
         at_taus=at_taus,
         facts=facts,

@@ -71,21 +71,46 @@ def performance_profile(
     return pd.DataFrame(profile, index=pd.Index(taus, name="tau"), columns=times.columns)
 
 
-def mean_scores(times: np.ndarray) -> np.ndarray:
+def mean_scores(times: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
     """problem_scores averaged over the problems some optimizer solves (0 when none does).
 
-    times: [..., problems, optimizers]; returns [..., optimizers].
+    times: [..., problems, optimizers]; returns [..., optimizers]. counted: where given,
+    [problems, optimizers] True on the problems each optimizer's mean is taken over.
     """
     scores = problem_scores(times)
-    solvable = np.isfinite(scores[..., :1])
-    total = np.where(solvable, scores, 0.0).sum(axis=-2)
-    return total / np.maximum(solvable.sum(axis=-2), 1)
+    averaged = np.isfinite(scores) if counted is None else np.isfinite(scores) & counted
+    total = np.where(averaged, scores, 0.0).sum(axis=-2)
+    return total / np.maximum(averaged.sum(axis=-2), 1)
 
 
 def integrated_scores(summary: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.Series:
     """AlgoPerf-style score: (1 / (r_max - 1)) * integral of rho_s(tau) for tau in [1, r_max]."""
     times = cost_matrix(summary, cost)
     return pd.Series(mean_scores(times.to_numpy()), index=times.columns, name="score")
+
+
+def runnable(summary: pd.DataFrame, skipped: pd.DataFrame | None) -> pd.DataFrame:
+    """Problems x optimizers of `summary` (the `ranked` rows), sorted as in `cost_matrix`:
+    False where `skipped` (skipped.csv: problem, optimizer, reason; None: none) lists the
+    pair, a problem the optimizer cannot run (docs/method.md, "Ranking": coverage)."""
+    problems, optimizers = (sorted(summary[c].unique()) for c in PAIR)
+    frame = pd.DataFrame(True, index=problems, columns=optimizers)
+    if skipped is None:
+        return frame
+    listed = skipped[skipped["problem"].isin(frame.index) & skipped["optimizer"].isin(frame)]
+    for problem, optimizer in listed[PAIR].itertuples(index=False, name=None):
+        frame.loc[problem, optimizer] = False
+    return frame
+
+
+def runnable_scores(summary: pd.DataFrame, cost: str, can_run: pd.DataFrame) -> pd.Series:
+    """The profile score of each optimizer over the problems it can run (`can_run`, as
+    `runnable` gives it): its per-problem scores against every optimizer, averaged over
+    the problems some optimizer solves that it can run (0 when none)."""
+    times = cost_matrix(summary, cost)
+    counted = can_run.reindex(index=times.index, columns=times.columns).to_numpy(bool)
+    scores = mean_scores(times.to_numpy(), counted)
+    return pd.Series(scores, index=times.columns, name="score_run")
 
 
 def data_profile(summary: pd.DataFrame, dims: dict[str, int], budgets: np.ndarray) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Uncertainty of the reported numbers: bootstrap intervals, paired tests, ties in the ranking.
+"""Uncertainty of the reported numbers: bootstrap intervals, the paired test, rank intervals
+and the groups of the ranking (docs/method.md, "Uncertainty: intervals and tests").
 
 Bootstrap: percentile intervals at LEVEL from RESAMPLES resamples, drawn by a generator
 seeded with SEED, so that a folder's tables are the same on every redraw. The bounds are
@@ -6,20 +7,17 @@ order statistics of the resampled values (no interpolation, so that +inf, "never
 reached", stays a value). A pair's median is resampled over its eval seeds. An overall
 score is resampled in two stages: problems with replacement (one draw for all
 optimizers, so that their scores stay paired), then the eval seeds within each pair;
-the score is recomputed from the resampled medians on every resample.
+the score is recomputed from the resampled medians on every resample, and so is every
+optimizer's rank: its rank interval, and the groups the ranking forms from them.
 
-Paired test: two optimizers are compared on their per-problem scores (each problem's
-part of the profile score, `profiles.problem_scores`; a pair that was not run scores 0)
-by the two-sided Wilcoxon signed-rank test: zero differences are dropped, tied
-|differences| get their average rank; the p-value is exact (the permutation
-distribution of W+ given the ranks, ties included) up to EXACT_LIMIT non-zero
-differences, and from the normal approximation with tie and continuity correction
-beyond. Holm's step-down correction controls the family-wise error rate at ALPHA within
-each family of tests: the adjacent pairs of the overall ranking (the claims the ranking
-makes), and the pairs among its top PAIRWISE_TOP.
+Paired test: the two-sided Wilcoxon signed-rank test: zero differences are dropped, tied
+|differences| get their average rank; the p-value is exact (the permutation distribution
+of W+ given the ranks, ties included) up to EXACT_LIMIT non-zero differences, and from
+the normal approximation with tie and continuity correction beyond. Holm's step-down
+correction controls the family-wise error rate at ALPHA within a family of tests (the
+head-to-head comparisons against one reference, `bench.analysis.claims`).
 """
 
-import itertools
 import math
 
 import numpy as np
@@ -33,7 +31,6 @@ SEED = 0
 LEVEL = 0.95
 ALPHA = 0.05
 EXACT_LIMIT = 50
-PAIRWISE_TOP = 8
 # Per-pair medians that get an interval: the final f - f* and the cost on every axis.
 INTERVALS = ["final_suboptimality", *(f"{axis}_to_target" for axis in tuning.COSTS)]
 
@@ -137,54 +134,59 @@ def holm(pvalues: ArrayLike) -> np.ndarray:
     return adjusted
 
 
-def per_problem_scores(summary: pd.DataFrame, cost: str) -> pd.DataFrame:
-    """profiles.problem_scores as a frame: the problems some optimizer solves x optimizers."""
-    times = profiles.cost_matrix(summary, cost)
-    scores = pd.DataFrame(profiles.problem_scores(times.to_numpy()), times.index, times.columns)
-    return scores.dropna()
+def rank_samples(samples: pd.DataFrame) -> pd.DataFrame:
+    """Every optimizer's rank in each bootstrap replicate of `score_samples`: 1 + the
+    number of optimizers with a strictly higher score in that replicate."""
+    return samples.rank(axis=1, method="min", ascending=False).astype(int)
 
 
-def pairwise(scores: pd.DataFrame, optimizers: list[str]) -> pd.DataFrame:
-    """Wilcoxon tests between every two of `optimizers` (in order) with Holm's correction.
+def groups(rank_low: ArrayLike, rank_high: ArrayLike) -> np.ndarray:
+    """The group of each optimizer, given in ranking order by its rank interval
+    (docs/method.md, "Uncertainty: intervals and tests"): the best-ranked optimizer not
+    yet in a group leads the next group, which takes every optimizer not yet in a group
+    whose rank interval overlaps the leader's (its rank_low <= the leader's rank_high).
+    Numbered from 1."""
+    low, high = np.asarray(rank_low), np.asarray(rank_high)
+    group = np.zeros(len(low), int)
+    for leader in range(len(low)):
+        if not group[leader]:
+            group[(group == 0) & (low <= high[leader])] = group.max() + 1
+    return group
 
-    scores: per_problem_scores. One row per pair (a before b): W+ of a - b, the number of
-    problems where they differ, the p-value and the Holm-adjusted one.
-    """
-    rows = [
-        (a, b, *wilcoxon(scores[a], scores[b]), int((scores[a] != scores[b]).sum()))
-        for i, a in enumerate(optimizers)
-        for b in optimizers[i + 1 :]
-    ]
-    table = pd.DataFrame(rows, columns=["a", "b", "w_plus", "p", "differing"])
-    return table.assign(p_holm=holm(table["p"]))
 
-
-def overall_ranking(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.DataFrame:
-    """One row per optimizer: profile score and its interval, problems solved, mean rank.
-    `summary`: the ranked rows (`profiles.ranked`), with intervals.
-
-    Sorted by score, then mean rank. `tie_above`: the optimizer does not differ
-    significantly from the one above it (`p_above`: Holm-adjusted Wilcoxon p-value
-    over the adjacent pairs of the ranking).
+def overall_ranking(
+    summary: pd.DataFrame, runs: pd.DataFrame, cost: str, can_run: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per optimizer, sorted by profile score, then mean rank: the score with its
+    interval, the rank interval and group, the problems solved, coverage and the score
+    over the problems it can run, mean rank. `summary`: the ranked rows
+    (`profiles.ranked`); `can_run`: the pairs it can run (`profiles.runnable`).
     """
     samples = score_samples(summary, runs, cost)
     low, high = percentile_interval(samples.to_numpy())
+    rank_low, rank_high = percentile_interval(rank_samples(samples).to_numpy())
     per_optimizer = summary.groupby("optimizer").agg(
         problems=("problem", "size"),
         solved=("success_rate", lambda s: int((s >= 0.5).sum())),
         mean_rank=("rank", "mean"),
     )
-    table = per_optimizer.join(profiles.integrated_scores(summary, cost))
-    table = table.join(pd.DataFrame({"score_low": low, "score_high": high}, samples.columns))
+    intervals = pd.DataFrame(
+        {"score_low": low, "score_high": high, "rank_low": rank_low, "rank_high": rank_high},
+        samples.columns,
+    )
+    table = per_optimizer.join(
+        [
+            profiles.integrated_scores(summary, cost),
+            intervals,
+            profiles.runnable_scores(summary, cost, can_run),
+            can_run.mean().rename("coverage"),
+        ]
+    )
     table = table.reset_index().sort_values(
         ["score", "mean_rank", "optimizer"], ascending=[False, True, True]
     )
-    names = table["optimizer"].tolist()
-    scores = per_problem_scores(summary, cost)
-    adjacent = [wilcoxon(scores[a], scores[b])[1] for a, b in itertools.pairwise(names)]
-    p_above = np.concatenate([[np.nan], holm(np.array(adjacent))])
     table.insert(0, "overall_rank", np.arange(1, len(table) + 1))
-    table["p_above"] = p_above
-    table["tie_above"] = p_above >= ALPHA  # NaN (the first row) compares False
-    columns = ["overall_rank", "optimizer", "score", "score_low", "score_high", "p_above"]
-    return table[[*columns, "tie_above", "solved", "problems", "mean_rank"]]
+    table["group"] = groups(table["rank_low"], table["rank_high"])
+    columns = ["overall_rank", "optimizer", "score", "score_low", "score_high", "rank_low"]
+    columns += ["rank_high", "group", "solved", "problems", "coverage", "score_run"]
+    return table[[*columns, "mean_rank"]].reset_index(drop=True)

@@ -23,6 +23,13 @@ COSTS = {
     for name, column in schema.DECLARED.items()
     if column.role == schema.COST
 }
+# Cost axis -> the runs.csv.gz column of each lane's cost to the first touch of the target
+# (role FIRST_HIT; folders written before lasting success lack them).
+FIRST_HITS = {
+    name.removesuffix("_to_first_hit"): name
+    for name, column in schema.DECLARED.items()
+    if column.role == schema.FIRST_HIT
+}
 COST_LABELS = {"steps": "steps", "grad_evals": "gradient evaluations", "seconds": "seconds"}
 # Optimizers differ in what a step costs (an L-BFGS step runs a line search, a Newton
 # step forms a Hessian); gradient evaluations count that work and, unlike seconds, do
@@ -44,14 +51,16 @@ def lanes_of(runs: pd.DataFrame, role: str) -> pd.DataFrame:
     return runs[runs["role"] == role] if "role" in runs else runs
 
 
-def cost_to_target(runs: pd.DataFrame, cost: str) -> np.ndarray:
-    """Per lane: its cost to reach the target, +inf when it never does or diverges.
+def cost_to_target(runs: pd.DataFrame, cost: str, first_hit: bool = False) -> np.ndarray:
+    """Per lane: its cost on axis `cost` to reach the target and stay there (the success
+    that ranks), or with `first_hit` to touch it once; +inf when it never does or diverges.
 
-    NaN on every lane when `runs` does not record the axis.
+    NaN on every lane when `runs` does not record the column.
     """
-    if COSTS[cost] not in runs:
+    column = (FIRST_HITS if first_hit else COSTS)[cost]
+    if column not in runs:
         return np.full(len(runs), np.nan)
-    value = runs[COSTS[cost]].to_numpy(np.float64)
+    value = runs[column].to_numpy(np.float64)
     reached = (value >= 0) & ~runs["diverged"].to_numpy(bool)  # never: -1 or NaN
     return np.where(reached, value, np.inf)
 

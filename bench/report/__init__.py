@@ -1,1 +1,2 @@
-"""Views of an analysis: summary.csv, ranking.csv, TABLES.md, the plots and index.html."""
+"""Views of an analysis: summary.csv, ranking.csv, head_to_head.csv, robustness.csv, TABLES.md,
+the plots and index.html."""

@@ -1,7 +1,8 @@
 """index.html: a results folder as one static page, readable from the file system.
 
-The page holds the overall ranking (profile scores with their bootstrap intervals and
-the adjacent tests, as TABLES.md has them), one table per problem, and the folder's
+The page holds the overall ranking (profile scores and ranks with their bootstrap
+intervals, the groups, coverage), the head-to-head table against the reference rule and
+the robustness table, as TABLES.md has them, one table per problem, and the folder's
 figures by relative links. Every table sorts by a click on a column header (numbers as
 numbers; "never", "inf" and "n/a" last either way), and two menus filter by problem tag
 and by optimizer family (the module that defines the rule: its file in optimizers/, or
@@ -20,9 +21,21 @@ from typing import cast
 
 import pandas as pd
 
-from bench.analysis import tuning
+from bench.analysis import claims, tuning
 from bench.analysis.analyze import Analysis
-from bench.report.format import cost_text, interval, number, share, slug, versus_above
+from bench.report.format import (
+    cost_text,
+    detectable_text,
+    groups,
+    interval,
+    joined,
+    number,
+    rank_interval,
+    ratio_text,
+    robust_line,
+    share,
+    slug,
+)
 from bench.results import schema
 from bench.results.files import write_text
 
@@ -43,39 +56,89 @@ def _package_file(name: str) -> str:
     return (Path(__file__).parent / name).read_text()
 
 
-def _table(
-    table_id: str, header: list[str], rows: list[tuple[str, list[str]]], families: dict
-) -> str:
-    """A sortable table; rows are (optimizer, cells), each marked with its family."""
+def _table(table_id: str, header: list[str], rows: Sequence[tuple[str | None, list[str]]]) -> str:
+    """A sortable table; rows are (family, cells): a row of an optimizer is marked with its
+    family (the menu filters it), one of no optimizer (None) is not."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "\n".join(
-        f'<tr data-family="{html.escape(families[optimizer])}">'
+        ("<tr>" if family is None else f'<tr data-family="{html.escape(family)}">')
         + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
         + "</tr>"
-        for optimizer, cells in rows
+        for family, cells in rows
     )
     head = f'<table id="{html.escape(table_id)}"><thead><tr>{head}</tr></thead>'
     return f"{head}<tbody>\n{body}\n</tbody></table>"
 
 
-def _overall(ranking: pd.DataFrame, families: dict) -> str:
-    header = ["rank", "optimizer", "family", "profile score [95% CI]", "vs the row above"]
+def _overall(analysis: Analysis, families: dict) -> str:
+    header = ["rank", "optimizer", "family", "group", "profile score [95% CI]"]
+    header += ["rank [95% CI]", "score where it runs", "coverage", "solved", "mean rank"]
     rows = [
         (
-            str(r.optimizer),
+            families[names[0]],
             [
                 str(r.overall_rank),
-                r.optimizer,
-                families[r.optimizer],
+                " = ".join(names),
+                families[names[0]],
+                str(r.group),
                 f"{r.score:.3f} [{r.score_low:.3f}, {r.score_high:.3f}]",
-                versus_above(r),
+                rank_interval(r),
+                f"{r.score_run:.3f}",
+                share(cast(float, r.coverage)),
                 f"{r.solved}/{r.problems}",
                 f"{r.mean_rank:.1f}",
             ],
         )
-        for r in ranking.itertuples()
+        for names, r in joined(analysis.ranking, analysis.identical)
     ]
-    return _table("overall", [*header, "solved", "mean rank"], rows, families)
+    return _table("overall", header, rows)
+
+
+def _groups(analysis: Analysis) -> str:
+    """One line per group of the ranking."""
+    lines = [
+        f"Group {group}: " + ", ".join(" = ".join(names) for names in rows)
+        for group, rows in groups(analysis.ranking, analysis.identical).items()
+    ]
+    return "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
+
+
+def _head_to_head(analysis: Analysis, families: dict) -> str:
+    header = ["optimizer", "cost ratio [95% CI]", "both solve", "detectable ratio", "p"]
+    header += ["p (Holm)", "wins/losses/ties", "not run"]
+    rows = [
+        (
+            families[r.optimizer],
+            [
+                r.optimizer,
+                ratio_text(r),
+                str(r.both_solved),
+                detectable_text(r),
+                number(cast(float, r.p)),
+                number(cast(float, r.p_holm)),
+                f"{r.wins}/{r.losses}/{r.ties}",
+                str(r.not_run),
+            ],
+        )
+        for r in analysis.head_to_head.itertuples()
+    ]
+    return _table("head-to-head", header, rows)
+
+
+def _robustness(analysis: Analysis) -> str:
+    rows = [
+        (
+            None,
+            [
+                label,
+                "not recorded"
+                if scores is None
+                else ", ".join(claims.top(scores, claims.TOP)) or "none",
+            ],
+        )
+        for label, scores in analysis.robustness.items()
+    ]
+    return _table("robustness", ["definition", f"top {claims.TOP}, best first"], rows)
 
 
 def _problem(summary: pd.DataFrame, cost: str, families: dict) -> str:
@@ -86,7 +149,7 @@ def _problem(summary: pd.DataFrame, cost: str, families: dict) -> str:
     header += ["success", "tuneability", "diverged lanes"]
     rows = [
         (
-            str(r.optimizer),
+            families[r.optimizer],
             [
                 str(r.rank),
                 r.optimizer,
@@ -101,7 +164,7 @@ def _problem(summary: pd.DataFrame, cost: str, families: dict) -> str:
         )
         for r in summary.itertuples()
     ]
-    return _table(f"p-{summary['problem'].iloc[0]}", header, rows, families)
+    return _table(f"p-{summary['problem'].iloc[0]}", header, rows)
 
 
 def _image(path: str, lazy: bool) -> str:
@@ -149,15 +212,26 @@ def document(
         "<h1>Benchmark results</h1>",
         f"<p>{len(ranking)} optimizers on {len(problems)} problems, tuned and ranked by "
         f"{html.escape(tuning.COST_LABELS[cost])} to target. Click a column header to sort. "
-        'Every number and the pairwise tests: <a href="TABLES.md">TABLES.md</a>, '
+        'Every number and what each means: <a href="TABLES.md">TABLES.md</a>, '
         '<a href="summary.csv">summary.csv</a>.</p>',
         f"<p>{_select('tag', 'Problem tag', every_tag)}",
         f"{_select('family', 'Optimizer family', sorted(set(families.values()) - {''}))}</p>",
         "<h2>Overall ranking</h2>",
         "<p>Score: the integral of the performance profile over cost ratios 1 to "
-        f"{tuning.MAX_RATIO:g}, over all problems, with its bootstrap 95% interval; "
-        "<i>tie</i>: not significantly different from the row above (Wilcoxon, Holm).</p>",
-        _overall(ranking, families),
+        f"{tuning.MAX_RATIO:g}, over all problems, with its bootstrap 95% interval, and the "
+        "ranks taken on 95% of the resamples. A group holds the optimizers whose rank "
+        "intervals overlap its leader's: the data cannot order them. Names joined by = "
+        "behave identically on every problem.</p>",
+        _groups(analysis),
+        _overall(analysis, families),
+        f"<h2>Head to head against {html.escape(analysis.reference)}</h2>",
+        "<p>Geometric-mean ratio of median cost over the problems both solve (below 1: "
+        "cheaper), Wilcoxon signed-rank p-values, the smallest ratio this many problems "
+        "could detect, and wins, losses and ties over the problems both can run.</p>",
+        _head_to_head(analysis, families),
+        "<h2>Robustness</h2>",
+        f"<p>{html.escape(robust_line(analysis.robustness, claims.TOP))}</p>",
+        _robustness(analysis),
     ]
     overview = [f for f in OVERVIEW if f in figures]
     if overview:

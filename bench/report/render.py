@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis import budget, profiles, tuning
+from bench.analysis import budget, claims, profiles, tuning
 from bench.analysis.analyze import Analysis, analyze, complete_facts
 from bench.report import page, plots, tables
 from bench.report.format import slug
@@ -150,22 +150,24 @@ def render(
     problem_figures: bool | None = None,
     taus: tuple[float, ...] | None = None,
     known: Known | None = None,
+    reference: str | None = None,
 ) -> list[Path]:
-    """Writes summary.csv, ranking.csv, budget_curves.csv, TABLES.md, every plot and
-    index.html (the page of them all, bench/report/page.py) under `folder`; returns the
-    PNG paths.
+    """Writes summary.csv, ranking.csv, head_to_head.csv, robustness.csv,
+    budget_curves.csv, TABLES.md, every plot and index.html (the page of them all,
+    bench/report/page.py) under `folder`; returns the PNG paths.
 
     Where problems.csv resolves problems' f* (fixed-start problems), TABLES.md and
     data_profiles.png also give the data profile at each tau (default: meta.json's).
     `problem_figures`: draw the overview and the figures of each problem (default:
     meta.json's choice, else yes). `known`: what the caller knows beyond the folder
-    (default: nothing; `bench.known.known()` asks the registries).
+    (default: nothing; `bench.known.known()` asks the registries). `reference`: the rule
+    of the head-to-head comparisons (default: adamw where ranked, `claims.reference_of`).
 
     Raises MissingResults without runs.csv.gz or curves.csv.gz, schema.DamagedTable for a
     table that does not match its schema, tuning.MissingEvalLanes when a setting tuned
-    by `cost` has no eval lanes. `log`: where skipped figures are reported (default
-    stderr). `cost`: the axis of tuning and ranking (default: the folder's own, from
-    meta.json).
+    by `cost` has no eval lanes, claims.UnknownReference for a `reference` not ranked.
+    `log`: where skipped figures are reported (default stderr). `cost`: the axis of
+    tuning and ranking (default: the folder's own, from meta.json).
     """
     folder = Path(folder)
     log = sys.stderr if log is None else log
@@ -180,7 +182,7 @@ def render(
     names = sorted(raw["runs"]["problem"].unique())
     facts = complete_facts(raw["problems"], known.facts(names))
     taus = tuple(meta.spec_field(folder, "taus", profiles.TAUS)) if taus is None else taus
-    analysis = analyze(raw, cost, facts, taus)
+    analysis = analyze(raw, cost, facts, taus, reference)
     _left_out_of_data_profiles(analysis, log)
     every = (
         meta.spec_field(folder, "problem_figures", True)
@@ -191,6 +193,8 @@ def render(
     try:
         write_csv(analysis.summary, draft / "summary.csv")
         write_csv(analysis.ranking, draft / "ranking.csv")
+        write_csv(analysis.head_to_head, draft / "head_to_head.csv")
+        write_csv(claims.robustness_table(analysis.robustness), draft / "robustness.csv")
         write_csv(analysis.budgets, draft / "budget_curves.csv")
         document = tables.document(analysis, raw["runs"], skipped, raw["problems"])
         write_text(document, draft / "TABLES.md")

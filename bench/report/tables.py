@@ -1,13 +1,26 @@
-"""TABLES.md: the overall ranking with its intervals and tests, and one table per problem."""
+"""TABLES.md: the overall ranking with its intervals and groups, the claims (head to head
+against a reference, robustness under other definitions), and one table per problem."""
 
 from typing import cast
 
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats, tuning
+from bench.analysis import claims, stats, tuning
 from bench.analysis.analyze import Analysis
-from bench.report.format import cost_text, counted, interval, number, share, versus_above
+from bench.report.format import (
+    cost_text,
+    counted,
+    detectable_text,
+    groups,
+    interval,
+    joined,
+    number,
+    rank_interval,
+    ratio_text,
+    robust_line,
+    share,
+)
 from bench.results import schema
 
 
@@ -17,34 +30,90 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def overall_table(ranking: pd.DataFrame) -> str:
+def _names(names: list[str]) -> str:
+    return " = ".join(f"`{name}`" for name in names)
+
+
+def overall_table(ranking: pd.DataFrame, identical: list[list[str]]) -> str:
+    """The overall ranking, one row per set of identical rules (`format.joined`)."""
     rows = [
         [
             str(r.overall_rank),
-            f"`{r.optimizer}`",
+            _names(names),
+            str(r.group),
             f"{r.score:.3f} [{r.score_low:.3f}, {r.score_high:.3f}]",
-            versus_above(r),
+            rank_interval(r),
+            f"{r.score_run:.3f}",
+            share(cast(float, r.coverage)),
             f"{r.solved}/{r.problems}",
             f"{r.mean_rank:.1f}",
         ]
-        for r in ranking.itertuples()
+        for names, r in joined(ranking, identical)
     ]
-    header = ["rank", "optimizer", "profile score [95% CI]", "vs the row above"]
-    return markdown([*header, "solved", "mean rank"], rows)
+    header = ["rank", "optimizer", "group", "profile score [95% CI]", "rank [95% CI]"]
+    header += ["score where it runs", "coverage", "solved", "mean rank"]
+    return markdown(header, rows)
+
+
+def group_lines(ranking: pd.DataFrame, identical: list[list[str]]) -> list[str]:
+    """One line per group of the ranking: 'Group 1 (3): `a`, `b`, `c` = `d`'."""
+    return [
+        f"- **Group {group}** ({len(rows)}): {', '.join(_names(names) for names in rows)}"
+        for group, rows in groups(ranking, identical).items()
+    ]
 
 
 def _p_value(p: float) -> str:
     return number(p) + (" *" if p < stats.ALPHA else "")
 
 
-def pairwise_table(tests: pd.DataFrame, optimizers: list[str]) -> str:
-    """Holm-adjusted p-values of stats.pairwise as an upper-triangular matrix."""
-    p = {(r.a, r.b): cast(float, r.p_holm) for r in tests.itertuples()}
+def head_to_head_table(table: pd.DataFrame) -> str:
+    """claims.head_to_head, one row per rule."""
     rows = [
-        [f"`{a}`", *("" if j <= i else _p_value(p[a, b]) for j, b in enumerate(optimizers))]
-        for i, a in enumerate(optimizers)
+        [
+            f"`{r.optimizer}`",
+            ratio_text(r),
+            str(r.both_solved),
+            detectable_text(r),
+            number(cast(float, r.p)),
+            _p_value(cast(float, r.p_holm)),
+            f"{r.wins}/{r.losses}/{r.ties}",
+            str(r.not_run),
+        ]
+        for r in table.itertuples()
     ]
-    return markdown(["", *(f"`{o}`" for o in optimizers)], rows)
+    header = ["optimizer", "cost ratio [95% CI]", "both solve", "detectable ratio", "p"]
+    return markdown([*header, "p (Holm)", "wins/losses/ties", "not run"], rows)
+
+
+def head_to_head_lines(table: pd.DataFrame, reference: str) -> list[str]:
+    """What the head-to-head table lets one claim, in words."""
+    separated = table[table["p_holm"] < stats.ALPHA]
+    cheaper = separated.loc[separated["ratio"] < 1, "optimizer"]
+    costlier = separated.loc[separated["ratio"] >= 1, "optimizer"]
+    blind = int(table["detectable_ratio"].isna().sum())
+    claim = f"than `{reference}` (Holm-adjusted p below {stats.ALPHA:g})"
+    return [
+        f"- cheaper {claim}: {', '.join(f'`{o}`' for o in cheaper) or 'none'}",
+        f"- costlier {claim}: {', '.join(f'`{o}`' for o in costlier) or 'none'}",
+        f"- no difference detected: {counted(len(table) - len(separated), 'optimizer')}, "
+        f"of which {blind} could not show one whatever the ratio (fewer than "
+        f"{claims.FEWEST} problems that differ)",
+    ]
+
+
+def robustness_table(definitions: dict[str, pd.Series | None], count: int) -> str:
+    """The top `count` under each definition of claims.robustness, one row each."""
+    rows = [
+        [
+            label,
+            "not recorded"
+            if scores is None
+            else ", ".join(f"`{name}`" for name in claims.top(scores, count)) or "none",
+        ]
+        for label, scores in definitions.items()
+    ]
+    return markdown(["definition", f"top {count}, best first"], rows)
 
 
 def problem_table(summary: pd.DataFrame) -> str:
@@ -180,7 +249,7 @@ def document(
     tune = tuning.lanes_of(runs, "tune")
     seeds = int(tune.groupby(schema.trial_key(tune), dropna=False).size().max())
     evals = int(summary["seeds"].min())
-    top = ranking["optimizer"].head(stats.PAIRWISE_TOP).tolist()
+    reference = analysis.reference
     parts = [
         "# Benchmark tables",
         "",
@@ -200,22 +269,53 @@ def document(
         "Score: the AlgoPerf-style integral of the Dolan-More performance profile over "
         f"median {tuning.COST_LABELS[cost]} to target, for ratios 1 to {tuning.MAX_RATIO:g} "
         "(1 = cheapest on every problem), with its bootstrap 95% interval (problems "
-        "resampled, then seeds within problems). *vs the row above*: Wilcoxon signed-rank "
-        "test of the per-problem scores against the optimizer ranked just above, "
-        "Holm-corrected over the adjacent pairs; *tie*: the data cannot separate the two at "
-        f"{stats.ALPHA:g} (a tie says nothing about rows further apart). *solved*: "
-        "problems where at least half the evaluation seeds reach the target."
-        + _unranked(analysis.left_out),
+        "resampled, then seeds within problems); a problem the optimizer cannot run counts "
+        "as unsolved. *rank [95% CI]*: the ranks it takes on 95% of those resamples. "
+        "*group*: the best-ranked optimizer not yet in a group leads the next, which holds "
+        "every optimizer not yet in a group whose rank interval overlaps the leader's: the "
+        "data cannot order the members of a group. *score where it runs*: the score over "
+        "the problems the optimizer can run; *coverage*: the share of the ranked problems "
+        "it can run (the others are in *Skipped pairs*). *solved*: problems where at least "
+        "half the evaluation seeds reach the target. Optimizers joined by = behave "
+        "identically on every ranked problem (the same success rates and median costs, "
+        f"final f - f* within {claims.FINAL_RTOL:.1%}); their row holds the first one's "
+        "numbers." + _unranked(analysis.left_out),
         "",
-        overall_table(ranking),
+        *group_lines(ranking, analysis.identical),
         "",
-        f"### Pairwise tests of the top {len(top)}",
+        overall_table(ranking, analysis.identical),
         "",
-        "Holm-adjusted p-values (over these pairs) of the Wilcoxon signed-rank test on "
-        f"per-problem scores; * marks a significant difference at {stats.ALPHA:g}, "
-        "in favour of the row (ranked higher).",
+        f"## Head to head against `{reference}`",
         "",
-        pairwise_table(analysis.pairwise, top),
+        f"Each optimizer against `{reference}` on median {tuning.COST_LABELS[cost]} to "
+        f"target. *cost ratio*: the geometric mean of its cost over `{reference}`'s on the "
+        "problems both solve (below 1: cheaper), with its bootstrap 95% interval (problems "
+        "resampled); *p*: the two-sided Wilcoxon signed-rank test of the log ratios, and "
+        f"Holm's adjustment over these {len(analysis.head_to_head)} comparisons (* below "
+        f"{stats.ALPHA:g}). *detectable ratio*: the smallest ratio either way whose interval "
+        "would exclude 1, at this spread over this many problems; with fewer than "
+        f"{claims.FEWEST} problems that differ the test cannot reject at all. "
+        "*wins/losses/ties* over the ranked problems both can run: a win solves where "
+        f"`{reference}` does not, or both solve at a lower cost; a tie costs the same or "
+        "neither solves. *not run*: ranked problems one of the two cannot run.",
+        "",
+        *head_to_head_lines(analysis.head_to_head, reference),
+        "",
+        head_to_head_table(analysis.head_to_head),
+        "",
+        "## Robustness",
+        "",
+        "The top of the ranking when the same tuned trials' evaluation lanes are scored "
+        "under other definitions of success and cost, each by the same profile score "
+        "(ties in the ranking's order): success that lasts to the end of the budget or the "
+        "first hit of the target (a folder written before lasting success holds first "
+        "hits only); gradient evaluations or steps; and the data profiles' tau levels "
+        "where the run resolved f*. *not recorded*: the folder does not hold it. A top "
+        f"{claims.TOP} holds every rule tied at its last place and none that scores 0.",
+        "",
+        robust_line(analysis.robustness, claims.TOP, "`"),
+        "",
+        robustness_table(analysis.robustness, claims.TOP),
     ]
     if problems is not None:
         parts += _problem_sections(problems, analysis.at_taus, ranking["optimizer"].tolist())

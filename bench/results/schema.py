@@ -191,10 +191,13 @@ DERIVED = {
         "score": NUMBER,
         "score_low": NUMBER,
         "score_high": NUMBER,
-        "p_above": NUMBER,  # empty on the first row
-        "tie_above": FLAG,
+        "rank_low": INTEGER,
+        "rank_high": INTEGER,
+        "group": INTEGER,
         "solved": INTEGER,
         "problems": INTEGER,
+        "coverage": NUMBER,
+        "score_run": NUMBER,
         "mean_rank": NUMBER,
     }
 }
