@@ -159,7 +159,7 @@ def test_registered_problems_use_the_stored_matrices():
     for name in ("quadratic_20d_cond1e1", "quadratic_20d_cond1e3", "quadratic_20d_cond1e6"):
         condition = float(name.rsplit("cond", 1)[1])
         saved = file[f"quadratic_hessian_dim20_cond{condition:.0e}_seed0"]
-        np.testing.assert_array_equal(PROBLEMS[name].data(), saved)
+        np.testing.assert_array_equal(PROBLEMS[name].data()["hessian"], saved)
     for name in ("rastrigin_10d", "ackley_10d", "styblinski_tang_10d"):
         np.testing.assert_array_equal(
             PROBLEMS[name].data()["rotation"], file["rotation_dim10_seed1"]
