@@ -18,6 +18,7 @@ Anything wrong with what is given raises PluginError, whose message is one line.
 import functools
 import importlib
 import importlib.util
+import inspect
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -36,7 +37,12 @@ OPTIMIZER_GROUP = "optbench.optimizers"
 PROBLEM_GROUP = "optbench.problems"
 BUILT_IN = "built-in"
 # The capabilities a --space file may declare, with the type each must have.
-CAPABILITIES = {"needs_loss": bool, "deterministic_only": bool, "max_dim": int}
+CAPABILITIES = {
+    "needs_loss": bool,
+    "deterministic_only": bool,
+    "max_dim": int,
+    "default_learning_rate": float,  # for --protocol defaults, where the factory has none
+}
 # The points of a grid drawn from a [learning_rate] range: the standard grid's count.
 GRID_POINTS = len(LR_GRID)
 
@@ -198,8 +204,10 @@ def space_from_toml(path: str | Path) -> dict:
 
     Tables name ranges: `[learning_rate]` and any hyperparameter, each `low`, `high`,
     `scale` (log, linear or one_minus_log) or `values = [...]`; top-level keys the
-    capabilities `needs_loss`, `deterministic_only`, `max_dim`, and `learning_rates`
-    (the grid; default: 9 points over the [learning_rate] range, else LR_GRID).
+    capabilities `needs_loss`, `deterministic_only`, `max_dim`, `default_learning_rate`
+    (the learning rate of `--protocol defaults`, where the factory has no default), and
+    `learning_rates` (the grid; default: 9 points over the [learning_rate] range, else
+    LR_GRID).
     """
     try:
         data = tomllib.loads(Path(path).read_text())
@@ -212,9 +220,11 @@ def space_from_toml(path: str | Path) -> dict:
         if isinstance(value, dict):
             space[key] = _range(key, value)
         elif key in CAPABILITIES:
-            if not isinstance(value, CAPABILITIES[key]):
-                raise PluginError(f"{path}: {key} must be a {CAPABILITIES[key].__name__}")
-            fields[key] = value
+            kind = CAPABILITIES[key]
+            number = kind is float and isinstance(value, int) and not isinstance(value, bool)
+            if not (isinstance(value, kind) or number):
+                raise PluginError(f"{path}: {key} must be a {kind.__name__}")
+            fields[key] = float(value) if number else value
         elif key == "learning_rates":
             grid = tuple(float(x) for x in value)
             if not grid or not all(0 < x < float("inf") for x in grid):
@@ -244,6 +254,7 @@ def _as_spec(value, name: str, space_file: str | Path | None, module=None) -> Op
     # A callable `value` is taken for a factory: what it builds is checked below.
     elif space_file is not None:
         spec = OptimizerSpec(cast(Callable[..., Optimizer], value), **space_from_toml(space_file))
+        _check_arguments(name, spec, space_file)
     else:
         spec = OptimizerSpec(cast(Callable[..., Optimizer], value), learning_rates=LR_GRID)
     try:
@@ -258,6 +269,23 @@ def _as_spec(value, name: str, space_file: str | Path | None, module=None) -> Op
             "(an object with init and update)"
         )
     return spec
+
+
+def _check_arguments(name: str, spec: OptimizerSpec, space_file: str | Path) -> None:
+    """Raises PluginError where the --space file sweeps a hyperparameter the factory does
+    not take (a factory with **kwargs takes any)."""
+    try:
+        parameters = inspect.signature(spec.factory).parameters
+    except (TypeError, ValueError):  # no signature to read: the first build checks it
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(spec.search_space) - set(parameters))
+    if unknown:
+        raise PluginError(
+            f"{space_file}: {', '.join(unknown)} is not an argument of {name}'s factory; "
+            f"it takes: {', '.join(parameters)}"
+        )
 
 
 def _as_problem(value, name: str) -> Problem:

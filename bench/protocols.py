@@ -13,6 +13,11 @@
 
 Every trial of a pair is a lane of one compiled program, whatever the protocol; the
 chosen trial is then re-run on the held-out evaluation seeds.
+
+A grid extends itself by data: where the trial tuning picks sits at an edge of the
+learning-rates it was swept at (`Protocol.extends`), EXTENSION more points beyond that
+edge, at the grid's own spacing there, are swept on the same tuning seeds and the pick is
+made again over all of them (`extended_trials`; docs/method.md, "The tuning rule").
 """
 
 import itertools
@@ -29,6 +34,8 @@ STUDIES = 3  # AlgoPerf's external tuning: 3 studies of 5 trials
 TRIALS_PER_STUDY = 5
 # The seed of the scrambling: fixed, so that a rerun draws the same points.
 HALTON_SEED = 0
+# Learning rates a grid gains beyond the edge its pick sits at.
+EXTENSION = 3
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,11 @@ class Protocol:
 
     def __str__(self) -> str:
         return f"random:{self.points}" if self.name == "random" else self.name
+
+    @property
+    def extends(self) -> bool:
+        """Whether the grid extends itself where its pick sits at an edge (grid only)."""
+        return self.name == "grid"
 
     @property
     def studies(self) -> int | None:
@@ -125,6 +137,28 @@ def grid_trials(learning_rates: Sequence[float], options: Mapping) -> list[dict[
         if len(values) == 0:
             raise ValueError(f"{argument} is empty: give at least one value to sweep")
     return [dict(zip(grid, point, strict=True)) for point in itertools.product(*grid.values())]
+
+
+def extended_trials(
+    trials: Sequence[Mapping[str, float]], tuned: int, points: int = EXTENSION
+) -> list[dict[str, float]]:
+    """The trials beyond the grid's edge where trial `tuned` sits at one, else [].
+
+    The trials that share the tuned one's other hyperparameters form its learning-rate
+    line; where the tuned learning rate is the line's largest (smallest), `points` more
+    follow above (below) it, each the previous times the ratio of the edge to its
+    neighbour on the line. A line of one point has no spacing and is not extended.
+    """
+    pick = trials[tuned]
+    others = {k: v for k, v in pick.items() if k != "learning_rate"}
+    line = sorted(
+        {float(t["learning_rate"]) for t in trials if all(t.get(k) == v for k, v in others.items())}
+    )
+    rate = float(pick["learning_rate"])
+    if len(line) < 2 or rate not in (line[0], line[-1]):
+        return []
+    ratio = line[-1] / line[-2] if rate == line[-1] else line[0] / line[1]
+    return [{**pick, "learning_rate": rate * ratio**k} for k in range(1, points + 1)]
 
 
 def listed_trials(trials, learning_rates, hyperparameters: Mapping) -> list[dict[str, float]]:

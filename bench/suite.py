@@ -28,6 +28,7 @@ from bench.analysis.analyze import complete_facts
 from bench.analysis.tuning import recorded_cost, tuned_trials
 from bench.known import facts_frame, known
 from bench.progress import Progress
+from bench.protocols import extended_trials
 from bench.report import render
 from bench.results import meta, schema
 from bench.results.files import (
@@ -42,9 +43,10 @@ from bench.results.files import (
 )
 from bench.spec import SuiteSpec, load
 from bench.sweep import distributed, optimum
-from bench.sweep.arguments import resolution_reason, skip_reason
+from bench.sweep.arguments import skip_reason
 from bench.sweep.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
 from bench.sweep.runner import run_sweep
+from bench.sweep.targets import level_targets, resolution_reason, start_value
 from problems import sources
 
 
@@ -61,7 +63,18 @@ class SpecError(ValueError):
 
 
 def check(spec: SuiteSpec) -> None:
-    """Raises SpecError for k-fold tuning without a data-set problem or with too few examples."""
+    """Raises SpecError for k-fold tuning without a data-set problem or with too few
+    examples, and for an optimizer whose trials the protocol cannot make (no default
+    learning rate under `defaults`)."""
+    if protocols.parse(spec.protocol).name == "defaults":
+        for optimizer in spec.optimizers:
+            try:
+                plugins.optimizer(optimizer).defaults()
+            except ValueError:
+                raise SpecError(
+                    f"--protocol defaults: {optimizer} has no default learning rate; declare "
+                    "default_learning_rate = ... in its --space file (or give its factory one)"
+                ) from None
     if spec.folds is None:
         return
     examples = {
@@ -124,14 +137,16 @@ def _pair_tables(runs: pd.DataFrame, result, evaluated, first, figures: bool) ->
 
 
 def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> dict:
-    """Sweeps one pair on the tuning seeds, re-runs its tuned trial (every swept
-    hyperparameter at its tuned value, the trial id kept) on the evaluation seeds;
-    returns its tidy tables (runs of both roles, the eval lanes' curves, ...) and
-    timings.
+    """Sweeps one pair on the tuning seeds, extends its grid where the pick sits at an edge
+    (`protocols.extended_trials`; not where it is tuned by cross-validation), re-runs its
+    tuned trial (every swept hyperparameter at its tuned value, the trial id kept) on the
+    evaluation seeds; returns its tidy tables (runs of both roles, the eval lanes'
+    curves, ...) and timings.
 
-    Both sweeps run their lanes in chunks of `spec.eval_seeds` through one program, so the
-    evaluation sweep calls the tuning sweep's compiled program again. The pair's time per
-    step is the tuning sweep's (timed over all its calls), on the rows of both.
+    Every sweep runs its lanes in chunks of `spec.eval_seeds` through one program, so the
+    extension and the evaluation call the tuning sweep's compiled program again. The
+    pair's time per step is the tuning sweep's (timed over all its calls), on the rows of
+    all.
     """
     protocol = protocols.parse(spec.protocol)
     trials = spec.trials(optimizer)
@@ -144,7 +159,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
     )
     eval_seeds = spec.evaluation_seeds()
 
-    def sweep(settings, seeds, role, seconds_per_step=None, trial=None):
+    def sweep(settings, seeds, role, seconds_per_step=None, trial=None, first=0):
         result = run_sweep(
             spec.problem(problem),
             optimizer,
@@ -157,11 +172,14 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
             result = replace(result, seconds_per_step=seconds_per_step)
         if trial is not None:  # the eval lanes keep the id of the trial they re-run
             result = replace(result, trials=np.full(result.lanes, trial))
+        if first:  # an extension's trials are numbered after the grid's
+            result = replace(result, trials=result.trials + first)
         return result, _rows(result, role, common["steps"], protocol)
 
     result, runs = sweep(trials, spec.seeds, "tune")
     compile_seconds, run_seconds = result.compile_seconds, result.run_seconds
-    if spec.folds is not None and "dataset" in spec.problem(problem).tags:
+    cross_validated = spec.folds is not None and "dataset" in spec.problem(problem).tags
+    if cross_validated:
         folds = run_sweep(
             spec.problem(problem),
             optimizer,
@@ -185,8 +203,18 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         runs = schema.ordered(runs.merge(mean, on=key, how="left", validate="1:1"), result.metrics)
         compile_seconds += folds.compile_seconds
         run_seconds += folds.run_seconds
-    # The setting re-run is the trial's own, unrounded.
     trial = _tuned_trial(runs, spec.cost)
+    extension = extended_trials(trials, trial) if protocol.extends and not cross_validated else []
+    if extension:  # the pick sits at the grid's edge: sweep beyond it, pick again
+        more, more_runs = sweep(
+            extension, spec.seeds, "tune", result.seconds_per_step, first=len(trials)
+        )
+        compile_seconds += more.compile_seconds
+        run_seconds += more.run_seconds
+        trials = [*trials, *extension]
+        runs = pd.concat([runs, more_runs], ignore_index=True)
+        trial = _tuned_trial(runs, spec.cost)
+    # The setting re-run is the trial's own, unrounded.
     evaluation, eval_runs = sweep(
         [trials[trial]], eval_seeds, "eval", result.seconds_per_step, trial=trial
     )
@@ -200,7 +228,17 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         evaluation.seeds == eval_seeds[0],
         spec.problem_figures,
     )
-    return {"tables": tables, "compile_seconds": compile_seconds, "run_seconds": run_seconds}
+    known_problem = spec.problem(problem)
+    facts = []
+    if known_problem.f_star is not None:  # f(x0) and f*, whence the levels' targets
+        start = start_value(known_problem)
+        facts = [{"problem": problem, "f0": start, "f_star": known_problem.f_star}]
+    return {
+        "tables": tables,
+        "problems": facts,
+        "compile_seconds": compile_seconds,
+        "run_seconds": run_seconds,
+    }
 
 
 def resolved_by_run(problem) -> bool:
@@ -251,7 +289,8 @@ def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=
     target = spec.tau * (f0 - f_star)
     parts: dict[str, list[pd.DataFrame]] = {}
     for result in results.values():
-        scored = replace(result, f_star=f_star, target=target, reached=None)
+        levels = level_targets(f_star, f0, spec.dtype)
+        scored = replace(result, f_star=f_star, target=target, levels=levels, reached=None)
         runs = _rows(scored, "tune", steps, protocol)
         tuned = scored.trials == _tuned_trial(runs, spec.cost)
         first = tuned & (np.cumsum(tuned) == 1)

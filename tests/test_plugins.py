@@ -330,3 +330,30 @@ def test_a_problem_named_by_a_factory_must_build_a_problem(tmp_path):
     (tmp_path / "p.py").write_text("def nothing():\n    return None\n")
     with pytest.raises(plugins.PluginError, match="not a Problem"):
         plugins.add_problem(f"{tmp_path / 'p.py'}:nothing")
+
+
+def test_a_space_sweeping_an_argument_the_factory_lacks_exits_2_with_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "my_rule.py").write_text(RULE)
+    (tmp_path / "space.toml").write_text("[momentum]\nlow = 0.5\nhigh = 0.9\n")
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "--optimizer", "my_rule.py:rule", "--space", "space.toml"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert "momentum is not an argument of rule's factory; it takes: learning_rate" in error
+
+
+def test_defaults_without_a_default_learning_rate_says_where_to_declare_one(
+    tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "my_rule.py").write_text(RULE)  # rule(learning_rate): no default
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "--optimizer", "my_rule.py:rule", "--protocol", "defaults"]
+    argv += ["--problems", "rosenbrock_2d", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "declare default_learning_rate = ..." in error, error
+    (tmp_path / "space.toml").write_text("default_learning_rate = 0.01\n")
+    assert plugins.space_from_toml(tmp_path / "space.toml")["default_learning_rate"] == 0.01

@@ -62,6 +62,39 @@ def test_grid_and_defaults_trials():
     assert protocols.parse("defaults").trials(adam, (1e-3,)) == [adam.defaults()]
 
 
+def test_a_grid_extends_beyond_the_edge_its_pick_sits_at_by_its_own_spacing():
+    trials = protocols.grid_trials((1e-3, 1e-2, 1e-1), {"b1": [0.0, 0.9]})
+    at = {(t["learning_rate"], t["b1"]): i for i, t in enumerate(trials)}
+    above = protocols.extended_trials(trials, at[(1e-1, 0.9)])
+    assert [t["b1"] for t in above] == [0.9] * protocols.EXTENSION
+    np.testing.assert_allclose([t["learning_rate"] for t in above], [1.0, 10.0, 100.0])
+    below = protocols.extended_trials(trials, at[(1e-3, 0.0)], points=2)
+    np.testing.assert_allclose([t["learning_rate"] for t in below], [1e-4, 1e-5])
+    assert protocols.extended_trials(trials, at[(1e-2, 0.0)]) == []  # inside: none
+    assert protocols.extended_trials([{"learning_rate": 1.0}], 0) == []  # no spacing
+    assert protocols.parse("grid").extends and not protocols.parse("random:8").extends
+
+
+def test_a_pair_tuned_at_its_grids_edge_sweeps_beyond_it_and_picks_again():
+    # sgd on the quadratic from 1e-4: the larger rate of (1e-4, 2e-4) is the better one,
+    # and so are the extension's 4e-4, 8e-4 and 1.6e-3 in turn.
+    spec = SuiteSpec(
+        problems=("quadratic_20d_cond1e1",),
+        optimizers=("sgd",),
+        seeds=2,
+        eval_seeds=2,
+        grid={"sgd": (1e-4, 2e-4)},
+        steps={"quadratic_20d_cond1e1": 30},
+    )
+    runs = suite.sweep_pair(spec, "quadratic_20d_cond1e1", "sgd")["tables"]["runs"]
+    tune = tuning.lanes_of(runs, "tune")
+    rates = tune.groupby("trial")["learning_rate"].first()
+    np.testing.assert_allclose(rates.to_numpy(), [1e-4, 2e-4, 4e-4, 8e-4, 1.6e-3])
+    assert (tune.groupby("trial").size() == 2).all()
+    evaluated = tuning.lanes_of(runs, "eval")
+    assert set(evaluated["trial"]) == {4} and set(evaluated["learning_rate"]) == {1.6e-3}
+
+
 @pytest.mark.parametrize("name", ["adam", "momentum", "lion", "prodigy"])
 def test_random_trials_cover_the_whole_space_inside_its_ranges(name):
     spec = OPTIMIZERS[name]

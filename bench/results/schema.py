@@ -53,6 +53,19 @@ TEXT, NUMBER, VALUE, INTEGER, FLAG = "text", "number", "value", "integer", "flag
 KEY, ID, HYPERPARAMETER, FACT = "key", "id", "hyperparameter", "fact"
 OUTCOME, COST, PROBLEM_METRIC, TIMING = "outcome", "cost", "problem metric", "timing"
 FIRST_HIT = "first-hit cost"
+LEVEL_COST = "level cost"
+
+# The relative targets every problem is scored at (docs/method.md, "Targets"): a lane is
+# at level tau when f - f* <= tau (f(x0) - f*), f(x0) the problem's start value. Name ->
+# tau; each gives the runs columns `steps_to_tau_NAME` and `grad_evals_to_tau_NAME`, the
+# cost of lasting success at that level (empty where the run's dtype cannot resolve it).
+LEVELS = {"1e-1": 1e-1, "1e-2": 1e-2, "1e-3": 1e-3, "1e-5": 1e-5, "1e-7": 1e-7}
+
+
+def level_column(axis: str, level: str) -> str:
+    """The runs column of the cost on `axis` ("steps", "grad_evals") to level `level`."""
+    return f"{axis}_to_tau_{level}"
+
 
 
 @dataclass(frozen=True)
@@ -129,6 +142,13 @@ RUNS = (
     Column("steps_to_first_hit", INTEGER, FIRST_HIT, EXACT, optional=True),  # -1: never
     Column("grad_evals_to_first_hit", NUMBER, FIRST_HIT, EXACT, optional=True),  # -1: never
     Column("seconds_to_first_hit", NUMBER, FIRST_HIT, None, optional=True),  # NaN: never
+    # The costs of lasting success at each relative level (-1: never; empty: a level the
+    # run's dtype cannot resolve on the problem).
+    *(
+        Column(level_column(axis, level), NUMBER, LEVEL_COST, EXACT, optional=True)
+        for level in LEVELS
+        for axis in ("steps", "grad_evals")
+    ),
     Column("diverged", FLAG, OUTCOME, EXACT),
     # The problem's end-of-run metrics (`Problem.metrics`, such as test_accuracy).
     Block(PROBLEM_METRIC),

@@ -24,28 +24,6 @@ def skip_reason(problem: Problem, optimizer: OptimizerSpec) -> str | None:
     return optimizer.skip_reason(problem.stochastic, problem.dim, max_rank)
 
 
-# A target finer than this many spacings of the compute dtype's numbers near f* cannot be
-# told from rounding: the loss would reach it by rounding down, not by optimising.
-RESOLUTION_SPACINGS = 4
-
-
-def resolution_reason(problem: Problem, dtype) -> str | None:
-    """Why the losses of `problem`, computed in `dtype` (bfloat16 computes in bfloat16),
-    cannot resolve its target, else None: the target is smaller than RESOLUTION_SPACINGS
-    spacings of the dtype at |f*| + target. Nothing is said where f* is not known yet."""
-    if problem.f_star is None:
-        return None
-    finfo = jax.numpy.finfo(dtype)
-    level = abs(problem.f_star) + problem.target
-    spacing = float(finfo.eps) * 2.0 ** math.floor(math.log2(level)) if level > 0 else 0.0
-    if problem.target >= RESOLUTION_SPACINGS * spacing:
-        return None
-    return (
-        f"target {problem.target:g} is finer than {jax.numpy.dtype(dtype).name} resolves at "
-        f"f* = {problem.f_star:.4g} (spacing {spacing:.2g}): success would be rounding"
-    )
-
-
 def check_sweep(
     problem: Problem,
     name: str,

@@ -4,7 +4,6 @@ problem's data as program arguments, the dtype, mixed precision, the folds).
 """
 
 import functools
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench.sweep import targets
 from optimizers import OptimizerSpec, apply_updates
 from problems import Problem
 
@@ -122,19 +122,6 @@ def _train_step(problem: Problem, spec: OptimizerSpec, opt, loss_fn):
     return step
 
 
-def reached_threshold(problem: Problem, dtype) -> float:
-    """The largest loss of `dtype` at the target: for a loss x of that dtype,
-    x <= this exactly when x - f_star <= target in float64 (`records.first_reached`);
-    -inf where f_star is not known (None: a suite resolves it after the run)."""
-    if problem.f_star is None:  # nothing is at a target that is not known yet
-        return -math.inf
-    bound = np.float64(problem.f_star) + np.float64(problem.target)
-    rounded = np.asarray(bound, dtype)
-    if np.float64(rounded) > bound:
-        rounded = np.nextafter(rounded, np.asarray(-np.inf, dtype))
-    return float(rounded)
-
-
 def lane_program(
     problem: Problem,
     spec: OptimizerSpec,
@@ -143,6 +130,7 @@ def lane_program(
     fixed: Mapping,
     folds=None,
     record_steps=None,
+    levels=None,
 ):
     """One lane: (inputs, swept hyperparameters, seed[, fold]) -> recorded curves, end metrics.
 
@@ -159,7 +147,9 @@ def lane_program(
     examples and reports the held-out loss as the metric `validation_loss`. On a problem
     trained on its full batch the lane also returns, exact to the step rather than to the
     record grid, the first step at the target and the step from which it stays there to
-    the end (`_reached`), judged at the rule's evaluation point. With dtype bfloat16 the
+    the end (`_reached`), judged at the rule's evaluation point, for the problem's own
+    target and for each of `levels` (`targets.level_targets`: name -> target, NaN where
+    not judged). With dtype bfloat16 the
     loss is computed in bfloat16 from float32 parameters and state (`mixed_precision`).
     """
     dtype = jnp.dtype(dtype)
@@ -177,7 +167,9 @@ def lane_program(
     # own loss and gradient are the full-batch ones there and are recorded as they are.
     tracked = not problem.stochastic and not batch_eval
     reuse = tracked and spec.eval_params is None
-    threshold = reached_threshold(problem, master)
+    # The largest losses at the problem's own target, then at each level's.
+    gaps = [problem.target, *(levels or {}).values()]
+    thresholds = jnp.asarray([targets.threshold(problem.f_star, g, master) for g in gaps], master)
 
     def record(params, loss, grads, evaluations):
         out = {"loss": loss, "grad_norm": _global_norm(grads), "grad_evals": evaluations}
@@ -222,7 +214,7 @@ def lane_program(
             records = jax.lax.cond(slot < len(record_steps), evaluate, lambda r: r, records)
             if tracked:  # the evaluation point's loss costs the benchmark a forward pass
                 at = used[0] if reuse else loss_fn(point, train)
-                hits = _track(hits, at <= threshold, index, evaluations, evaluations + made)
+                hits = _track(hits, at <= thresholds, index, evaluations, evaluations + made)
             return (new_params, new_state, point, evaluations + made, records, hits), None
 
         # steps + 1 iterations reach steps 0 .. steps; the update made by the last one is
@@ -233,7 +225,7 @@ def lane_program(
         probe = evaluation if batch_eval else train  # a batch the loss accepts
         rows = jax.eval_shape(lambda p: record(p, *grad_fn(p, probe), none), params)
         records = jax.tree.map(lambda x: jnp.zeros((len(record_steps), *x.shape), x.dtype), rows)
-        carry = (params, state, params, none, records, _untracked())
+        carry = (params, state, params, none, records, _untracked(len(gaps)))
         xs = (step_keys, jnp.asarray(slots), jnp.arange(steps + 1, dtype=jnp.int32))
         (_, _, params, _, curves, hits), _ = jax.lax.scan(step, carry, xs)
         if test is None:
@@ -248,13 +240,13 @@ def lane_program(
     return lane
 
 
-def _untracked():
-    """The scan's account of the target before step 0, per lane: (first step at it,
-    evaluations before it; the step from which it has stayed at it, evaluations before
-    that). The first is -1 until found; the second starts at step 0 and moves past every
-    step found above the target."""
-    none = jnp.zeros([], jnp.float32)
-    return jnp.int32(-1), none - 1, jnp.int32(0), none
+def _untracked(count: int):
+    """The scan's account of `count` targets before step 0, per lane and target: (first
+    step at it, evaluations before it; the step from which it has stayed at it,
+    evaluations before that). The first is -1 until found; the second starts at step 0
+    and moves past every step found above the target."""
+    none = jnp.zeros(count, jnp.float32)
+    return jnp.full(count, -1, jnp.int32), none - 1, jnp.zeros(count, jnp.int32), none
 
 
 def _track(hits, at_target, index, evaluations, after):
@@ -273,7 +265,7 @@ def _track(hits, at_target, index, evaluations, after):
 def _reached(hits, steps: int) -> dict[str, tuple[jax.Array, jax.Array]]:
     """The costs of `_track`'s account after steps 0 .. `steps`: "first" (the first step at
     the target) and "lasting" (the step from which the lane stays there to `steps`), each
-    (step, evaluations before it), -1 where never."""
+    (step, evaluations before it) per target, -1 where never."""
     first_step, first_evals, stay_step, stay_evals = hits
     lasts = stay_step <= steps
     never = -jnp.ones_like(stay_evals)

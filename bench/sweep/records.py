@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 
+from bench.results import schema
 from bench.sweep.runner import SweepResult, rounded_time
 
 # A lane has diverged when its loss is not finite or ends above this multiple of its start.
@@ -34,32 +35,63 @@ def _costs(result: SweepResult, steps: np.ndarray, grad_evals: np.ndarray, suffi
     }
 
 
+def _at_records(result: SweepResult, target: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """`SweepResult.reached`'s "first" and "lasting" for one target, judged at the record
+    points: (step, gradient evaluations) of the first at the target, and of the one after
+    the last above it; -1 where never."""
+    suboptimality = result.losses - result.f_star
+    lanes = np.arange(result.lanes)
+    found = {
+        "first": first_reached(suboptimality, target),
+        "lasting": lasting_reached(suboptimality, target),
+    }
+    return {
+        kind: (
+            np.where(at >= 0, result.record_steps[np.maximum(at, 0)], -1),
+            result.grad_evals[lanes, np.maximum(at, 0)],
+        )
+        for kind, at in found.items()
+    }
+
+
 def to_target(result: SweepResult) -> dict[str, np.ndarray]:
     """Per lane, the cost of lasting success (`*_to_target`: from the first step that stays
     at the target to the end of the budget) and of the first hit (`*_to_first_hit`), on
     each axis: steps and gradient evaluations (-1 where never) and seconds (NaN where
-    never) (docs/method.md, "Success"). Exact to the step where the sweep judged every
-    step (`SweepResult.reached`), else at the record points, where every rule is judged
-    alike."""
+    never) (docs/method.md, "f* and the target"); then the steps and gradient evaluations
+    of lasting success at each relative level (`schema.level_column`; NaN on every lane
+    for a level the dtype cannot resolve, and for all where the levels are not known).
+    Exact to the step where the sweep judged every step (`SweepResult.reached`), else at
+    the record points, where every rule is judged alike."""
+    levels = result.levels or {}
     if result.reached is not None:
-        lasting, first = result.reached["lasting"], result.reached["first"]
-    else:
-        suboptimality = result.losses - result.f_star
-        lanes = np.arange(result.lanes)
-        lasting, first = (
-            (
-                np.where(at >= 0, result.record_steps[np.maximum(at, 0)], -1),
-                result.grad_evals[lanes, np.maximum(at, 0)],
-            )
-            for at in (
-                lasting_reached(suboptimality, result.target),
-                first_reached(suboptimality, result.target),
-            )
+        (first_steps, first_evals), (steps, evals) = (
+            result.reached["first"],
+            result.reached["lasting"],
         )
-    return {
+        first, lasting = (first_steps[:, 0], first_evals[:, 0]), (steps[:, 0], evals[:, 0])
+        at_levels = {name: (steps[:, i + 1], evals[:, i + 1]) for i, name in enumerate(levels)}
+    else:
+        own = _at_records(result, result.target)
+        first, lasting = own["first"], own["lasting"]
+        at_levels = {
+            name: _at_records(result, target)["lasting"] for name, target in levels.items()
+        }
+    columns = {
         **_costs(result, *(np.asarray(x) for x in lasting), "to_target"),
         **_costs(result, *(np.asarray(x) for x in first), "to_first_hit"),
     }
+    for name in schema.LEVELS:
+        target = levels.get(name, np.nan)
+        steps, evals = at_levels.get(name, (None, None))
+        for axis, values in (("steps", steps), ("grad_evals", evals)):
+            if np.isnan(target) or values is None:
+                column = np.full(result.lanes, np.nan)
+            else:
+                values = np.asarray(values, np.float64)
+                column = np.where(np.asarray(steps) >= 0, values, -1.0)
+            columns[schema.level_column(axis, name)] = column
+    return columns
 
 
 def diverged(losses: np.ndarray) -> np.ndarray:

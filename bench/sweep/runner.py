@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from bench import plugins, protocols
-from bench.sweep import distributed
+from bench.sweep import distributed, targets
 from bench.sweep.arguments import check_sweep, warn_below_f_star
 from bench.sweep.lane import (
     DTYPES,
@@ -75,11 +75,15 @@ class SweepResult:
     # Wall-clock seconds per step of one lane: the run's time over its calls, steps and
     # lanes per call (padding included), to three significant digits.
     seconds_per_step: float = float("nan")
-    # Where the target was judged at every step (problems trained on their full batch,
-    # `lane.lane_program`): "first" and "lasting" (docs/method.md, "Success"), each
-    # (lanes,) steps and (lanes,) gradient evaluations made before it, -1 where never;
-    # None where it is judged at the record points (minibatch problems, model families,
-    # a target resolved after the run).
+    # The relative levels' targets (`targets.level_targets`: name -> tau (f(x0) - f*),
+    # NaN where the dtype cannot resolve it); None where f* is not known yet.
+    levels: dict[str, float] | None = None
+    # Where the targets were judged at every step (problems trained on their full batch,
+    # `lane.lane_program`): "first" and "lasting" (docs/method.md, "f* and the target"),
+    # each (lanes, targets) steps and gradient evaluations made before them, -1 where
+    # never; the targets are the problem's own, then each of `levels`. None where they
+    # are judged at the record points (minibatch problems, model families, a target
+    # resolved after the run).
     reached: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     # Lanes per call of the compiled program (the memory the lanes need may lower it below
     # the chunk asked for), and whether it was compiled at XLA's default level.
@@ -208,6 +212,7 @@ def run_sweep(
     record_steps = (
         np.arange(steps + 1) if record_points is None else log_step_grid(steps, record_points)
     )
+    levels = targets.problem_levels(problem, dtype)
     lane_args = ({k: v.astype(master_dtype(dtype)) for k, v in swept.items()}, lane_seeds)
     lane_args += () if lane_folds is None else (lane_folds,)
     lanes = len(lane_seeds)
@@ -224,7 +229,7 @@ def run_sweep(
         padded, chunks = split_lanes(lane_args, lanes, chunk, mesh)
 
         def build(chunks=chunks):
-            lane = lane_program(problem, spec, steps, dtype, fixed, split, record_steps)
+            lane = lane_program(problem, spec, steps, dtype, fixed, split, record_steps, levels)
             in_axes = (None, 0, 0) + ((0,) if lane_folds is not None else ())
             lowered = jax.jit(jax.vmap(lane, in_axes=in_axes)).lower(inputs, *chunks[0])
             level = optimize
@@ -275,6 +280,7 @@ def run_sweep(
         layer_grad_norms=_optional(curves.get("layer_grad_norms")),
         folds=lane_folds,
         seconds_per_step=seconds_per_step,
+        levels=levels,
         reached=(
             None
             if reached is None
