@@ -166,6 +166,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
             seeds=seeds,
             chunk=spec.eval_seeds,
             trials=settings,
+            levels=schema.LEVELS,
             **common,
         )
         if seconds_per_step is not None:
@@ -289,7 +290,7 @@ def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=
     target = spec.tau * (f0 - f_star)
     parts: dict[str, list[pd.DataFrame]] = {}
     for result in results.values():
-        levels = level_targets(f_star, f0, spec.dtype)
+        levels = level_targets(f_star, f0, schema.LEVELS, spec.dtype)
         scored = replace(result, f_star=f_star, target=target, levels=levels, reached=None)
         runs = _rows(scored, "tune", steps, protocol)
         tuned = scored.trials == _tuned_trial(runs, spec.cost)

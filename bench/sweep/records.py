@@ -3,11 +3,15 @@
 import numpy as np
 import pandas as pd
 
-from bench.results import schema
 from bench.sweep.runner import SweepResult, rounded_time
 
 # A lane has diverged when its loss is not finite or ends above this multiple of its start.
 BLOWUP_FACTOR = 10.0
+
+
+# The runs columns of the cost of lasting success at a relative level, by axis and the
+# level's name (declared in `bench.results.schema`, `level_column`).
+LEVEL_COLUMN = "{axis}_to_tau_{level}"
 
 
 def first_reached(suboptimality: np.ndarray, target: float) -> np.ndarray:
@@ -59,8 +63,8 @@ def to_target(result: SweepResult) -> dict[str, np.ndarray]:
     at the target to the end of the budget) and of the first hit (`*_to_first_hit`), on
     each axis: steps and gradient evaluations (-1 where never) and seconds (NaN where
     never) (docs/method.md, "f* and the target"); then the steps and gradient evaluations
-    of lasting success at each relative level (`schema.level_column`; NaN on every lane
-    for a level the dtype cannot resolve, and for all where the levels are not known).
+    of lasting success at each relative level the sweep judged (`LEVEL_COLUMN`; NaN on
+    every lane for a level the dtype cannot resolve).
     Exact to the step where the sweep judged every step (`SweepResult.reached`), else at
     the record points, where every rule is judged alike."""
     levels = result.levels or {}
@@ -81,16 +85,14 @@ def to_target(result: SweepResult) -> dict[str, np.ndarray]:
         **_costs(result, *(np.asarray(x) for x in lasting), "to_target"),
         **_costs(result, *(np.asarray(x) for x in first), "to_first_hit"),
     }
-    for name in schema.LEVELS:
-        target = levels.get(name, np.nan)
-        steps, evals = at_levels.get(name, (None, None))
+    for name, target in levels.items():
+        steps, evals = at_levels[name]
         for axis, values in (("steps", steps), ("grad_evals", evals)):
-            if np.isnan(target) or values is None:
+            if np.isnan(target):
                 column = np.full(result.lanes, np.nan)
             else:
-                values = np.asarray(values, np.float64)
-                column = np.where(np.asarray(steps) >= 0, values, -1.0)
-            columns[schema.level_column(axis, name)] = column
+                column = np.where(np.asarray(steps) >= 0, np.asarray(values, np.float64), -1.0)
+            columns[LEVEL_COLUMN.format(axis=axis, level=name)] = column
     return columns
 
 

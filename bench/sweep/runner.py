@@ -128,6 +128,7 @@ def run_sweep(
     chunk: int | None = None,
     trials: Sequence[Mapping[str, float]] | None = None,
     memory_limit: int | None = None,
+    levels: Mapping[str, float] | None = None,
     **hyperparameters: Any,
 ) -> SweepResult:
     """Runs every (trial x seed) lane in one program.
@@ -161,6 +162,9 @@ def run_sweep(
     compiled program's own memory analysis.
     dtype: float32, float64 or bfloat16 (mixed precision: bfloat16 compute, float32
     parameters and optimizer state).
+    levels: name -> tau of relative targets tau (f(x0) - f*) to judge every lane at
+    besides the problem's own (`targets.problem_levels`; the suite's are
+    `bench.results.schema.LEVELS`); None: the own target only.
     """
     problem = resolve_problem(problem)
     name, spec = resolve_optimizer(optimizer)
@@ -212,7 +216,7 @@ def run_sweep(
     record_steps = (
         np.arange(steps + 1) if record_points is None else log_step_grid(steps, record_points)
     )
-    levels = targets.problem_levels(problem, dtype)
+    levels = None if levels is None else targets.problem_levels(problem, levels, dtype)
     lane_args = ({k: v.astype(master_dtype(dtype)) for k, v in swept.items()}, lane_seeds)
     lane_args += () if lane_folds is None else (lane_folds,)
     lanes = len(lane_seeds)

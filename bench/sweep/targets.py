@@ -1,18 +1,18 @@
 """The targets a lane is judged against (docs/method.md, "f* and the target"): the
-problem's own, `Problem.target`, and the relative levels of `schema.LEVELS`, each
-tau (f(x0) - f*) with f(x0) the problem's start value; and whether the run's dtype can
-resolve a target at all.
+problem's own, `Problem.target`, and relative levels, each tau (f(x0) - f*) with f(x0)
+the problem's start value (the suite's are `bench.results.schema.LEVELS`); and whether
+the run's dtype can resolve a target at all.
 
 Every level is set by the same rule on every problem, none by running a ranked rule.
 """
 
 import math
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.results import schema
 from problems import Problem
 
 # f(x0) is the median over the starts of these seeds (a lane of seed s starts where
@@ -84,22 +84,22 @@ def _start_value(problem: Problem) -> float:
     return float(f"{np.median(values):.{SIGNIFICANT}g}")
 
 
-def level_targets(f_star: float, f0: float, dtype) -> dict[str, float]:
-    """Each level's target f - f* <= tau (f0 - f*), by name (`schema.LEVELS`); NaN for a
-    level `dtype` cannot resolve (or a start at f*)."""
-    targets = {name: tau * (f0 - f_star) for name, tau in schema.LEVELS.items()}
+def level_targets(f_star: float, f0: float, taus: Mapping[str, float], dtype) -> dict[str, float]:
+    """Each level's target f - f* <= tau (f0 - f*), by the name `taus` gives its tau; NaN
+    for a level `dtype` cannot resolve (or a start at f*)."""
+    targets = {name: tau * (f0 - f_star) for name, tau in taus.items()}
     return {
         name: target if target > 0 and resolves(f_star, target, dtype) else math.nan
         for name, target in targets.items()
     }
 
 
-def problem_levels(problem: Problem, dtype) -> dict[str, float] | None:
+def problem_levels(problem: Problem, taus: Mapping[str, float], dtype) -> dict[str, float] | None:
     """`level_targets` of `problem` from its `start_value`; None where f* is not known yet
     (a suite resolves it after the run, from the run's own start)."""
     if problem.f_star is None:
         return None
-    return level_targets(problem.f_star, start_value(problem), dtype)
+    return level_targets(problem.f_star, start_value(problem), taus, dtype)
 
 
 def threshold(f_star: float | None, target: float, dtype) -> float:
