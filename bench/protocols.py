@@ -14,10 +14,11 @@
 Every trial of a pair is a lane of one compiled program, whatever the protocol; the
 chosen trial is then re-run on the held-out evaluation seeds.
 
-A grid extends itself by data: where the trial tuning picks sits at an edge of the
-learning-rates it was swept at (`Protocol.extends`), EXTENSION more points beyond that
-edge, at the grid's own spacing there, are swept on the same tuning seeds and the pick is
-made again over all of them (`extended_trials`; docs/method.md, "The tuning rule").
+A grid extends itself by data (`Protocol.extends`): where the trial tuning picks sits at
+an edge of the learning rates it was swept at (`bench.analysis.tuning.grid_edge`),
+EXTENSION more points beyond that edge, at the grid's own spacing there, are swept on the
+same tuning seeds and the pick is made again over all of them (`extended_trials`;
+docs/method.md, "The tuning rule").
 """
 
 import itertools
@@ -140,24 +141,22 @@ def grid_trials(learning_rates: Sequence[float], options: Mapping) -> list[dict[
 
 
 def extended_trials(
-    trials: Sequence[Mapping[str, float]], tuned: int, points: int = EXTENSION
+    trials: Sequence[Mapping[str, float]], tuned: int, edge: str, points: int = EXTENSION
 ) -> list[dict[str, float]]:
-    """The trials beyond the grid's edge where trial `tuned` sits at one, else [].
-
-    The trials that share the tuned one's other hyperparameters form its learning-rate
-    line; where the tuned learning rate is the line's largest (smallest), `points` more
-    follow above (below) it, each the previous times the ratio of the edge to its
-    neighbour on the line. A line of one point has no spacing and is not extended.
+    """`points` trials beyond the `edge` ("low" or "high"; "": none) of the learning rates
+    that trial `tuned` sits at (`bench.analysis.tuning.grid_edge`): the trials that share
+    its other hyperparameters form its learning-rate line, and each new rate is the
+    previous times the ratio of the edge to its neighbour on that line.
     """
+    if edge not in ("low", "high"):
+        return []
     pick = trials[tuned]
     others = {k: v for k, v in pick.items() if k != "learning_rate"}
     line = sorted(
         {float(t["learning_rate"]) for t in trials if all(t.get(k) == v for k, v in others.items())}
     )
+    ratio = line[-1] / line[-2] if edge == "high" else line[0] / line[1]
     rate = float(pick["learning_rate"])
-    if len(line) < 2 or rate not in (line[0], line[-1]):
-        return []
-    ratio = line[-1] / line[-2] if rate == line[-1] else line[0] / line[1]
     return [{**pick, "learning_rate": rate * ratio**k} for k in range(1, points + 1)]
 
 

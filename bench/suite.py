@@ -25,7 +25,7 @@ import pandas as pd
 
 from bench import plugins, protocols
 from bench.analysis.analyze import complete_facts
-from bench.analysis.tuning import recorded_cost, tuned_trials
+from bench.analysis.tuning import grid_edge, grid_medians, recorded_cost, tuned_trials
 from bench.known import facts_frame, known
 from bench.progress import Progress
 from bench.protocols import extended_trials
@@ -112,13 +112,16 @@ def _rows(result, role: str, steps: int, protocol) -> pd.DataFrame:
     return schema.ordered(runs, result.metrics)
 
 
-def _tuned_trial(runs: pd.DataFrame, cost: str) -> int:
-    """The id of the trial the tuning rule picks among a pair's tune rows.
+def _tuned_trial(runs: pd.DataFrame, cost: str) -> tuple[int, str]:
+    """The id of the trial the tuning rule picks among a pair's tune rows, and the edge of
+    the grid it sits at ("low", "high" or "": `tuning.grid_edge`).
 
     Tuned on the numbers as runs.csv.gz keeps them, so that `bench plot`, which tunes from
     the file, picks the same trial (settings tied to 8 digits otherwise split).
     """
-    return int(tuned_trials(as_written(runs), recorded_cost(runs, cost))[schema.TRIAL].iloc[0])
+    written, axis = as_written(runs), recorded_cost(runs, cost)
+    pick = tuned_trials(written, axis).iloc[0]
+    return int(pick[schema.TRIAL]), grid_edge(grid_medians(written, axis), pick)
 
 
 def _pair_tables(runs: pd.DataFrame, result, evaluated, first, figures: bool) -> dict:
@@ -204,8 +207,9 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         runs = schema.ordered(runs.merge(mean, on=key, how="left", validate="1:1"), result.metrics)
         compile_seconds += folds.compile_seconds
         run_seconds += folds.run_seconds
-    trial = _tuned_trial(runs, spec.cost)
-    extension = extended_trials(trials, trial) if protocol.extends and not cross_validated else []
+    trial, edge = _tuned_trial(runs, spec.cost)
+    extends = protocol.extends and not cross_validated
+    extension = extended_trials(trials, trial, edge) if extends else []
     if extension:  # the pick sits at the grid's edge: sweep beyond it, pick again
         more, more_runs = sweep(
             extension, spec.seeds, "tune", result.seconds_per_step, first=len(trials)
@@ -214,7 +218,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         run_seconds += more.run_seconds
         trials = [*trials, *extension]
         runs = pd.concat([runs, more_runs], ignore_index=True)
-        trial = _tuned_trial(runs, spec.cost)
+        trial, _ = _tuned_trial(runs, spec.cost)
     # The setting re-run is the trial's own, unrounded.
     evaluation, eval_runs = sweep(
         [trials[trial]], eval_seeds, "eval", result.seconds_per_step, trial=trial
@@ -293,7 +297,7 @@ def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=
         levels = level_targets(f_star, f0, schema.LEVELS, spec.dtype)
         scored = replace(result, f_star=f_star, target=target, levels=levels, reached=None)
         runs = _rows(scored, "tune", steps, protocol)
-        tuned = scored.trials == _tuned_trial(runs, spec.cost)
+        tuned = scored.trials == _tuned_trial(runs, spec.cost)[0]
         first = tuned & (np.cumsum(tuned) == 1)
         runs = pd.concat([runs, runs[tuned].assign(role="eval")], ignore_index=True)
         for name, frame in _pair_tables(runs, scored, tuned, first, spec.problem_figures).items():

@@ -86,9 +86,12 @@ def test_plot_of_a_folder_without_roles_or_other_costs_ranks_by_steps(tmp_path, 
     )
     folder = _folder(tmp_path, runs)
     assert main(["plot", str(folder)]) == 0
-    assert "records no grad_evals_to_target: tuning and ranking by steps" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "records no grad_evals_to_target: tuning and ranking by steps" in err
+    assert "records no relative levels (steps_to_tau_*): tuning and ranking by each" in err
     text = (folder / "TABLES.md").read_text()
-    assert "Tuned and ranked by steps to target" in text
+    assert "This folder records no relative levels" in text
+    assert "tuned and ranked by steps to each problem's own target" in text
     summary = pd.read_csv(folder / "summary.csv")
     assert summary.median_steps_to_target.tolist() == [6] and np.isnan(
         summary.median_grad_evals_to_target[0]

@@ -5,16 +5,31 @@ import pandas as pd
 import pytest
 
 from bench.analysis import profiles, tuning
+from bench.results import schema
 from bench.spec import SuiteSpec, load
 from bench.sweep.arguments import skip_reason
 from optimizers import OPTIMIZERS, OptimizerSpec, sgd
 from problems import PROBLEMS
 
 
-def lanes(problem, optimizer, lr, finals, steps, diverged=None, target=1e-3, evals=None, role=None):
+def lanes(
+    problem,
+    optimizer,
+    lr,
+    finals,
+    steps,
+    diverged=None,
+    target=1e-3,
+    evals=None,
+    role=None,
+    levels=None,
+):
     """runs.csv rows: one per seed, with the given final suboptimality and steps-to-target.
 
     evals: gradient evaluations to target (default one per step); seconds are 0.01 a step.
+    levels: where given, level name -> steps of lasting success there per seed (or one
+    number for all; -1: never), one gradient evaluation a step; a level it does not name
+    is NaN (not resolved on the problem). None: no level columns (an older folder).
     """
     n = len(finals)
     steps = np.asarray(steps)
@@ -41,6 +56,12 @@ def lanes(problem, optimizer, lr, finals, steps, diverged=None, target=1e-3, eva
             "run_seconds": 0.1,
         }
     )
+    if levels is not None:
+        frame["seconds_per_step"] = 0.01
+        for name in schema.LEVELS:
+            values = np.broadcast_to(np.asarray(levels.get(name, np.nan), np.float64), (n,))
+            frame[schema.level_column("steps", name)] = values
+            frame[schema.level_column("grad_evals", name)] = values
     return frame if role is None else frame.assign(role=role)
 
 

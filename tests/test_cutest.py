@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 
 from bench import suite
-from bench.analysis import profiles
 from bench.check import check_problem
 from bench.cli import main
 from bench.spec import SUITES, SuiteSpec, load
@@ -134,26 +133,6 @@ def test_resolve_keeps_a_known_f_star_that_is_reached_and_flags_one_that_is_not(
     assert optimum.resolve(None, math.nan, 10.0, 1e-3, "float32")[:2] == (10.0, "best_found")
 
 
-def test_costs_at_taus_are_the_first_record_point_past_each_tau_by_hand():
-    curves = pd.DataFrame(
-        {
-            "problem": "p",
-            "optimizer": ["a"] * 3 + ["b"] * 3,
-            "step": [0, 1, 2] * 2,
-            "grad_evals": [0.0, 1.0, 2.0, 0.0, 5.0, 10.0],
-            "loss": [10.0, 2.0, 1.0, 10.0, 1.0 + 1e-4, 1.0 + 1e-6],
-        }
-    )
-    runs = pd.DataFrame(
-        {"problem": "p", "optimizer": ["a", "b"], "role": "eval", "diverged": False}
-    )
-    facts = pd.DataFrame({"problem": ["p"], "f0": [10.0], "f_star": [1.0]})
-    costs = profiles.costs_at_taus(curves, runs, facts, (1e-1, 1e-3, 1e-5, 1e-7))
-    assert costs[1e-1].loc["p"].to_dict() == {"a": 2.0, "b": 5.0}
-    assert costs[1e-5].loc["p"].to_dict() == {"a": 2.0, "b": 10.0}
-    assert costs[1e-7].loc["p", "b"] == np.inf
-
-
 @pytest.fixture(scope="module")
 def fixed_folder(tmp_path_factory):
     """A suite of two fixed-start problems, one f* known and one to be found."""
@@ -207,10 +186,10 @@ def test_a_rerun_on_another_seed_reproduces_a_fixed_start_lane_bit_for_bit():
     np.testing.assert_array_equal(*runs)
 
 
-def test_tables_give_provenance_data_profiles_at_each_tau_and_skipped_problems(fixed_folder):
+def test_tables_give_provenance_per_level_rankings_and_skipped_problems(fixed_folder):
     tables = (fixed_folder / "TABLES.md").read_text()
     assert "**best found**" in tables and "f* = 0, known, target" in tables
-    assert "## Data profiles at each tau" in tables and "solved at tau = 1e-07" in tables
+    assert "## Per-level rankings" in tables and "| level 1e-7 |" in tables
     assert "## Skipped problems (1)" in tables and "ARGLINA" in tables
     assert (fixed_folder / "data_profiles.png").exists()
     assert not (fixed_folder / "convergence.png").exists()

@@ -65,13 +65,12 @@ def test_grid_and_defaults_trials():
 def test_a_grid_extends_beyond_the_edge_its_pick_sits_at_by_its_own_spacing():
     trials = protocols.grid_trials((1e-3, 1e-2, 1e-1), {"b1": [0.0, 0.9]})
     at = {(t["learning_rate"], t["b1"]): i for i, t in enumerate(trials)}
-    above = protocols.extended_trials(trials, at[(1e-1, 0.9)])
+    above = protocols.extended_trials(trials, at[(1e-1, 0.9)], "high")
     assert [t["b1"] for t in above] == [0.9] * protocols.EXTENSION
     np.testing.assert_allclose([t["learning_rate"] for t in above], [1.0, 10.0, 100.0])
-    below = protocols.extended_trials(trials, at[(1e-3, 0.0)], points=2)
+    below = protocols.extended_trials(trials, at[(1e-3, 0.0)], "low", points=2)
     np.testing.assert_allclose([t["learning_rate"] for t in below], [1e-4, 1e-5])
-    assert protocols.extended_trials(trials, at[(1e-2, 0.0)]) == []  # inside: none
-    assert protocols.extended_trials([{"learning_rate": 1.0}], 0) == []  # no spacing
+    assert protocols.extended_trials(trials, at[(1e-2, 0.0)], "") == []  # inside: none
     assert protocols.parse("grid").extends and not protocols.parse("random:8").extends
 
 

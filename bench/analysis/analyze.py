@@ -26,11 +26,11 @@ class Analysis:
     reference: the rule `head_to_head` compares every other with (head_to_head.csv).
     identical: the sets of rules that behave identically (`claims.identical`).
     robustness: each definition's scores, best first (`claims.robustness`; None where
-    the folder does not record it). budgets: expected best score against the number
-    of trials (budget_curves.csv). at_taus: per tau, the gradient evaluations to target
-    of each (problem, optimizer) whose problem has f(x0) and f* in problems.csv. facts:
-    one row per problem of problems.csv's columns (what it is, f(x0) and f* where the
-    run resolved them).
+    the folder does not record it). levels: the score restricted to each level and to
+    the own target, per rule in ranking order (`claims.level_scores`; only the own
+    target where the folder records no levels). budgets: expected best score against
+    the number of trials (budget_curves.csv). facts: one row per problem of
+    problems.csv's columns (what it is, f(x0) and f*).
     """
 
     cost: str
@@ -41,14 +41,20 @@ class Analysis:
     head_to_head: pd.DataFrame
     identical: list[list[str]]
     robustness: dict[str, pd.Series | None]
+    levels: pd.DataFrame
     budgets: pd.DataFrame
-    at_taus: dict[float, pd.DataFrame]
     facts: pd.DataFrame
 
     @property
     def left_out(self) -> list[str]:
         """The problems of the summary that the overall ranking leaves out."""
         return sorted(set(self.summary["problem"]) - set(self.ranked["problem"]))
+
+    @property
+    def records_levels(self) -> bool:
+        """Whether the ranked problems are scored at the relative levels (else at each
+        problem's own target: a folder written before the levels)."""
+        return profiles.records_levels(self.ranked)
 
     @property
     def dims(self) -> dict[str, int]:
@@ -61,19 +67,17 @@ def analyze(
     tables: dict[str, pd.DataFrame | None],
     cost: str,
     facts: pd.DataFrame,
-    taus=(),
     reference: str | None = None,
 ) -> Analysis:
     """The analysis of `tables` (a folder's raw tables by name, as `schema.read` gives
     them) tuned and ranked by `cost` (a column `tuning.recorded_cost` found).
 
     facts: one row per problem (problems.csv's columns: dim, description, tags,
-    model_family, and f0 / f_star where the run resolved them); `taus`: the levels of the
-    data profiles where facts give f0 (none: no data profiles at each tau); `reference`:
-    the rule of the head-to-head comparisons (default `claims.reference_of`'s).
+    model_family, and f0 / f_star); `reference`: the rule of the head-to-head
+    comparisons (default `claims.reference_of`'s).
     Raises tuning.MissingEvalLanes when a tuned setting has no evaluation lanes,
     claims.UnknownReference for a `reference` the ranking does not hold, and ValueError
-    when `tables` hold no runs (or no curves, where the data profiles need them).
+    when `tables` hold no runs.
     """
     runs = tables["runs"]
     if runs is None:
@@ -85,12 +89,6 @@ def analyze(
     ranking = stats.overall_ranking(ranked, runs, cost, can_run)
     order = ranking["optimizer"].tolist()
     reference = claims.reference_of(ranking, reference)
-    at_taus = {}
-    if taus and facts["f0"].notna().any():
-        curves = tables["curves"]
-        if curves is None:
-            raise ValueError("the tables hold no curves to draw the data profiles from")
-        at_taus = profiles.costs_at_taus(curves, runs, facts, taus)
     return Analysis(
         cost=cost,
         summary=summary,
@@ -99,9 +97,9 @@ def analyze(
         reference=reference,
         head_to_head=claims.head_to_head(ranked, cost, reference, can_run, order),
         identical=claims.identical(ranked, runs, order),
-        robustness=claims.robustness(ranked, runs, cost, at_taus, ranking),
+        robustness=claims.robustness(ranked, runs, cost, ranking),
+        levels=claims.level_scores(ranked, cost, order),
         budgets=budget.budget_curves(runs, cost),
-        at_taus=at_taus,
         facts=facts,
     )
 

@@ -2,12 +2,13 @@
 
 A tuning budget of k trials (Sivaprasad et al. 2020, "Optimizer benchmarking needs to
 account for hyperparameter tuning") is k settings drawn at random from the N a pair's
-search ran, the best of them by the tuning rule kept. Each trial is scored as the
-ranking scores a pair: its median cost to target over the tuning seeds, as a
-performance ratio r to the cheapest trial of any optimizer on the problem, gives
-(MAX_RATIO - r) / (MAX_RATIO - 1) clipped to [0, 1] (0: the target missed). The curve
-is the exact expectation, over every k-subset of the N trials, of the best score among
-them: what resampling the trials converges to.
+search ran, the best of them kept. Each trial is scored as the ranking scores a pair,
+over the problem's instances (`profiles.instances`: the levels it resolves, else its
+own target): at each, its median cost over the tuning seeds, as a performance ratio r
+to the cheapest trial of any optimizer there, gives (MAX_RATIO - r) / (MAX_RATIO - 1)
+clipped to [0, 1] (0: not reached); the trial's score is the mean over the instances
+some trial reaches. The curve is the exact expectation, over every k-subset of the N
+trials, of the best score among them: what resampling the trials converges to.
 """
 
 from math import comb
@@ -23,12 +24,21 @@ PAIR = schema.PAIR
 
 def trial_scores(runs: pd.DataFrame, cost: str = tuning.DEFAULT_COST) -> pd.DataFrame:
     """tuning.grid_medians with each trial's `trial_score` (see the module doc); NaN on a
-    problem that no trial of any optimizer solves."""
+    problem where no trial of any optimizer reaches any instance."""
     medians = tuning.grid_medians(runs, cost)
+    levels = [tuning.LEVEL_MEDIAN.format(name) for name in tuning.LEVELS]
+    levels = [column for column in levels if column in medians]
     scores = np.empty(len(medians))
     for _, rows in medians.groupby("problem", sort=False).indices.items():
-        costs = medians["cost"].to_numpy(np.float64)[rows]
-        scores[rows] = profiles.problem_scores(costs[None, :])[0]
+        resolved = [c for c in levels if medians[c].iloc[rows].notna().any()]
+        columns = resolved or ["cost"]  # no level resolved: the own target
+        costs = medians[columns].to_numpy(np.float64)[rows].T  # instances x trials
+        costs = np.where(np.isnan(costs), np.inf, costs)
+        per_instance = profiles.problem_scores(costs)  # NaN where no trial reaches it
+        reached = np.isfinite(per_instance)
+        total = np.where(reached, per_instance, 0.0).sum(axis=0)
+        count = reached.sum(axis=0)
+        scores[rows] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return medians.assign(trial_score=scores)
 
 
@@ -49,7 +59,7 @@ def expected_best(scores: np.ndarray, k: int) -> float:
 
 def budget_curves(runs: pd.DataFrame, cost: str = tuning.DEFAULT_COST) -> pd.DataFrame:
     """Per pair and budget k = 1 .. N (its trial count): `expected_best_score` after k
-    trials. Problems that no trial solves are left out (no score to take)."""
+    trials. Problems where no trial reaches anything are left out (no score to take)."""
     scored = trial_scores(runs, cost)
     rows = []
     for (problem, optimizer), trials in scored.groupby(PAIR, sort=True):

@@ -4,6 +4,8 @@ could detect, the rules that behave identically, and the top of the ranking unde
 alternative definition of success and cost.
 
 Every function takes the `ranked` rows of a summary (`bench.analysis.profiles.ranked`).
+Comparisons run over its (problem, level) instances (`profiles.instances`); what is
+resampled, and what the paired test counts as one unit, is the problem.
 """
 
 import math
@@ -20,9 +22,17 @@ REFERENCE = "adamw"
 # at 6).
 FEWEST = math.floor(math.log2(2.0 / stats.ALPHA)) + 1
 # What two rules share on every ranked problem to be one row of the ranking: these
-# exactly, and the median final f - f* floored at the target to FINAL_RTOL (the same
-# arithmetic in another order rounds differently).
-SAME = ["success_rate", "median_steps_to_target", "median_grad_evals_to_target"]
+# exactly, at the own target and at every level the summary records, and the median final
+# f - f* floored at the target to FINAL_RTOL (the same arithmetic in another order rounds
+# differently).
+SAME = [
+    *(tuning.success_column(level) for level in [tuning.TARGET, *tuning.LEVELS]),
+    *(
+        tuning.summary_level_column(axis, level)
+        for level in [tuning.TARGET, *tuning.LEVELS]
+        for axis in ("steps", "grad_evals")
+    ),
+]
 FINAL_RTOL = 1e-3
 # The robustness table shows this many of the top of each definition.
 TOP = 10
@@ -46,13 +56,20 @@ def reference_of(ranking: pd.DataFrame, name: str | None) -> str:
     return name
 
 
-def ratio_interval(logs: np.ndarray) -> tuple[float, float, float]:
-    """exp of the mean of `logs` (a geometric-mean ratio) and its bootstrap interval over
-    the values resampled with replacement; NaN without values."""
+def ratio_interval(logs: np.ndarray, units: np.ndarray | None = None) -> tuple[float, float, float]:
+    """exp of the mean of `logs` (a geometric-mean ratio) and its bootstrap interval, the
+    `units` (one label per value, such as its problem; default: each value its own)
+    resampled with replacement, each with all its values; NaN without values."""
     if not len(logs):
         return math.nan, math.nan, math.nan
-    picks = np.random.default_rng(stats.SEED).integers(0, len(logs), (stats.RESAMPLES, len(logs)))
-    low, high = stats.percentile_interval(logs[picks].mean(axis=1))
+    units = np.arange(len(logs)) if units is None else np.asarray(units)
+    labels, unit = np.unique(units, return_inverse=True)
+    sums = np.bincount(unit, weights=logs, minlength=len(labels))
+    sizes = np.bincount(unit, minlength=len(labels)).astype(np.float64)
+    picks = np.random.default_rng(stats.SEED).integers(
+        0, len(labels), (stats.RESAMPLES, len(labels))
+    )
+    low, high = stats.percentile_interval(sums[picks].sum(axis=1) / sizes[picks].sum(axis=1))
     return math.exp(logs.mean()), math.exp(low), math.exp(high)
 
 
@@ -64,25 +81,31 @@ def detectable_ratio(low: float, high: float, differing: int) -> float:
 
 
 def _versus(cost: pd.Series, reference: pd.Series, both_run: pd.Series) -> dict:
-    """One rule against the reference (median costs per ranked problem, +inf where
-    unsolved; `both_run`: the problems both can run)."""
+    """One rule against the reference (median costs per ranked instance, indexed by
+    (problem, level), +inf where unsolved; `both_run`: the instances of the problems both
+    can run). The ratio is over the instances both solve, its interval resamples their
+    problems; the test takes one value per problem, the mean log ratio over its instances
+    both solve, so that its units are independent."""
     solved, solved_by_reference = np.isfinite(cost), np.isfinite(reference)
     both = solved & solved_by_reference
     mine, theirs = cost[both].to_numpy(), reference[both].to_numpy()
     with np.errstate(divide="ignore"):
         logs = np.where(mine == theirs, 0.0, np.log(mine / theirs))
+    problems = np.asarray(cost[both].index.get_level_values(0))
+    per_problem = pd.Series(logs).groupby(problems, sort=True).mean().to_numpy()
     wins = both_run & ((solved & ~solved_by_reference) | (both & (cost < reference)))
     losses = both_run & ((solved_by_reference & ~solved) | (both & (cost > reference)))
-    ratio, low, high = ratio_interval(logs)
-    differing = int((logs != 0).sum())
+    ratio, low, high = ratio_interval(logs, problems)
+    differing = int((per_problem != 0).sum())
     return {
         "both_solved": len(logs),
+        "both_solved_problems": len(per_problem),
         "differing": differing,
         "ratio": ratio,
         "ratio_low": low,
         "ratio_high": high,
         "detectable_ratio": detectable_ratio(low, high, differing),
-        "p": stats.wilcoxon(logs, np.zeros(len(logs)))[1],
+        "p": stats.wilcoxon(per_problem, np.zeros(len(per_problem)))[1],
         "wins": int(wins.sum()),
         "losses": int(losses.sum()),
         "ties": int(both_run.sum() - wins.sum() - losses.sum()),
@@ -94,12 +117,13 @@ def head_to_head(
     summary: pd.DataFrame, cost: str, reference: str, can_run: pd.DataFrame, order: list[str]
 ) -> pd.DataFrame:
     """Every rule of `order` but the reference against it, in that order (docs/method.md,
-    "Head to head"): the geometric-mean ratio of median costs over the problems both
-    solve with its interval, the detectable ratio, the Wilcoxon p-value on the log
-    ratios and its Holm adjustment over these comparisons, and wins, losses and ties
-    over the ranked problems both can run (`can_run`, `profiles.runnable`)."""
+    "Head to head"): the geometric-mean ratio of median costs over the instances both
+    solve with its interval, the detectable ratio, the Wilcoxon p-value on the per-problem
+    mean log ratios and its Holm adjustment over these comparisons, and wins, losses and
+    ties over the ranked instances of the problems both can run (`can_run`,
+    `profiles.runnable`)."""
     times = profiles.cost_matrix(summary, cost)
-    can_run = can_run.reindex(index=times.index, columns=times.columns)
+    can_run = profiles.runnable_instances(can_run, times)
     rows = [
         {
             "optimizer": name,
@@ -109,7 +133,8 @@ def head_to_head(
         for name in order
         if name != reference
     ]
-    columns = ["optimizer", "reference", "both_solved", "differing", "ratio", "ratio_low"]
+    columns = ["optimizer", "reference", "both_solved", "both_solved_problems", "differing"]
+    columns += ["ratio", "ratio_low"]
     columns += ["ratio_high", "detectable_ratio", "p", "wins", "losses", "ties", "not_run"]
     table = pd.DataFrame(rows, columns=columns)
     table.insert(columns.index("p") + 1, "p_holm", stats.holm(table["p"].to_numpy(float)))
@@ -123,7 +148,8 @@ def identical(summary: pd.DataFrame, runs: pd.DataFrame, order: list[str]) -> li
     rule joins the first set whose first rule it matches."""
     target = summary["problem"].map(runs.groupby("problem")["target"].first())
     final = np.maximum(summary["median_final_suboptimality"], target)
-    exact = summary.pivot(index="optimizer", columns="problem", values=SAME)
+    same = [c for c in SAME if c in summary]
+    exact = summary.pivot(index="optimizer", columns="problem", values=same)
     floored = summary.assign(final=final).pivot(
         index="optimizer", columns="problem", values="final"
     )
@@ -149,13 +175,14 @@ def _same(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) ->
 
 
 def _first_hit_costs(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.DataFrame:
-    """As `profiles.cost_matrix`, the median over the tuned trial's eval lanes of the cost
-    to the first touch of the target."""
+    """As `profiles.cost_matrix` at the own target, the median over the tuned trial's
+    eval lanes of the cost to the first touch of the target."""
     lanes = tuning.evaluation_lanes(runs, summary)
     lanes = lanes.assign(first_hit=tuning.cost_to_target(lanes, cost, first_hit=True))
     medians = lanes.groupby(tuning.PAIR)["first_hit"].median().unstack()
-    times = profiles.cost_matrix(summary, cost)
-    return medians.reindex(index=times.index, columns=times.columns).fillna(np.inf)
+    times = profiles.cost_matrix(summary, cost, tuning.TARGET)
+    values = medians.reindex(index=profiles.problems_of(times), columns=times.columns)
+    return pd.DataFrame(values.to_numpy(), times.index, times.columns).fillna(np.inf)
 
 
 def _scores(times: pd.DataFrame) -> pd.Series:
@@ -164,46 +191,78 @@ def _scores(times: pd.DataFrame) -> pd.Series:
 
 
 def robustness(
-    summary: pd.DataFrame,
-    runs: pd.DataFrame,
-    cost: str,
-    at_taus: dict[float, pd.DataFrame],
-    ranking: pd.DataFrame,
+    summary: pd.DataFrame, runs: pd.DataFrame, cost: str, ranking: pd.DataFrame
 ) -> dict[str, pd.Series | None]:
     """Each definition of success and cost (docs/method.md, "Robustness") -> every rule's
     profile score under it over the ranked problems, best first, ties in the ranking's
-    order; None for a definition the folder does not record. First the ranking's own
-    (success that lasts, on its cost axis), then the first hit of the target on the same
-    axis, the ranking's success on the other of gradient evaluations and steps, and each
-    tau of the data profiles (`profiles.costs_at_taus`). A folder without the first-hit
-    columns was written before lasting success: its costs to target are first hits,
-    and lasting success is what it does not record."""
+    order; None for a definition the folder does not record.
+
+    Where the summary records levels: the ranking's own (every level, lasting success,
+    its cost axis), each level alone (that some problem resolves), the own target with
+    lasting success and with the first hit, then every level on the other of gradient
+    evaluations and steps. Where it
+    does not (an older folder): the own target, lasting and first hit, on the ranking's
+    axis and the other; a folder without the first-hit columns was written before lasting
+    success: its costs to target are first hits, and lasting success is what it does not
+    record."""
     labels = tuning.COST_LABELS
-    lasting = tuning.FIRST_HITS[cost] in runs
-    success, other = (
-        ("lasting success", "first hit") if lasting else ("first hit", "lasting success")
-    )
-    definitions = {
-        f"{success}, {labels[cost]} (the ranking)": ranking.set_index("optimizer")["score"],
-        f"{other}, {labels[cost]}": (
-            _scores(_first_hit_costs(summary, runs, cost)) if lasting else None
-        ),
-    }
-    for axis in ("grad_evals", "steps"):
-        if axis != cost:
+    label = labels[cost]
+    first_hits = tuning.FIRST_HITS[cost] in runs
+    definitions: dict[str, pd.Series | None] = {}
+    ranked = ranking.set_index("optimizer")["score"]
+    others = [axis for axis in ("grad_evals", "steps") if axis != cost]
+    if profiles.records_levels(summary):
+        definitions[f"every level, lasting, {label} (the ranking)"] = ranked
+        for level in tuning.LEVELS:  # those no problem resolves say nothing
+            times = profiles.cost_matrix(summary, cost, level)
+            if len(times):
+                definitions[f"level {level} alone, lasting, {label}"] = _scores(times)
+        definitions[f"own target, lasting, {label}"] = _scores(
+            profiles.cost_matrix(summary, cost, tuning.TARGET)
+        )
+        definitions[f"own target, first hit, {label}"] = (
+            _scores(_first_hit_costs(summary, runs, cost)) if first_hits else None
+        )
+        for axis in others:
+            definitions[f"every level, lasting, {labels[axis]}"] = _scores(
+                profiles.cost_matrix(summary, axis)
+            )
+    else:
+        success, other = ("lasting", "first hit") if first_hits else ("first hit", "lasting")
+        definitions[f"own target, {success}, {label} (the ranking)"] = ranked
+        definitions[f"own target, {other}, {label}"] = (
+            _scores(_first_hit_costs(summary, runs, cost)) if first_hits else None
+        )
+        for axis in others:
             recorded = summary[f"median_{axis}_to_target"].notna().any()
             scores = _scores(profiles.cost_matrix(summary, axis)) if recorded else None
-            definitions[f"{success}, {labels[axis]}"] = scores
+            definitions[f"own target, {success}, {labels[axis]}"] = scores
     order = ranking["optimizer"].tolist()
-    for tau, times in at_taus.items():
-        times = times[times.index.isin(summary["problem"])]
-        definitions[f"tau = {tau:g}, gradient evaluations (data profile)"] = _scores(times)
     return {
-        label: None
+        name: None
         if scores is None
         else scores.reindex(order).sort_values(ascending=False, kind="stable")
-        for label, scores in definitions.items()
+        for name, scores in definitions.items()
     }
+
+
+def level_scores(summary: pd.DataFrame, cost: str, order: list[str]) -> pd.DataFrame:
+    """The score restricted to each level the summary records and to the own target, per
+    rule of `order` (rows): `score_NAME` and `solved_NAME` (the instances where at least
+    half its evaluation seeds succeed) for every level and for TARGET, with the number of
+    problems each counts over in `.attrs["problems"]` (NAME -> count)."""
+    table = pd.DataFrame(index=pd.Index(order, name="optimizer"))
+    counts = {}
+    for level in [*tuning.LEVELS, tuning.TARGET]:
+        times = profiles.cost_matrix(summary, cost, level)
+        if not len(times):
+            continue
+        table[f"score_{level}"] = _scores(times).reindex(order)
+        solved = profiles.solved_matrix(summary, level)
+        table[f"solved_{level}"] = solved.sum().reindex(order).fillna(0).astype(int)
+        counts[level] = len(times)
+    table.attrs["problems"] = counts
+    return table
 
 
 def top(scores: pd.Series, count: int = TOP) -> list[str]:

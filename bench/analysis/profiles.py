@@ -2,7 +2,11 @@
 are computed from (docs/method.md, "Ranking").
 
 Every function takes the `ranked` rows of a summary (`bench.analysis.tuning.summarize`):
-one row per tuned (problem, optimizer), with its median cost to target on each axis.
+one row per tuned (problem, optimizer), with its median costs on each axis. The unit they
+score is an **instance**, a (problem, level) pair as a runtime ECDF aggregates over
+(function, target) pairs (COCO): each problem counts once per relative level it resolves
+(`instances`), or once at its own target where it resolves none (a folder written before
+the levels). A cost matrix is instances x optimizers, indexed by (problem, level).
 """
 
 from collections.abc import Collection
@@ -10,11 +14,22 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
-from bench.analysis.tuning import DEFAULT_COST, MAX_RATIO, PAIR, lanes_of
+from bench.analysis.tuning import (
+    DEFAULT_COST,
+    LEVELS,
+    MAX_RATIO,
+    PAIR,
+    TARGET,
+    success_column,
+    summary_level_column,
+)
 
-# Moré and Wild's convergence test f(x0) - f(x) >= (1 - tau) (f(x0) - f_L): the taus of the
-# data profiles at each tau (`costs_at_taus`), where a folder's spec names none.
+# Moré and Wild's convergence test f(x0) - f(x) >= (1 - tau) (f(x0) - f_L): the taus the
+# data profiles are drawn at, one panel per level of `LEVELS` among them, where a folder's
+# spec names none.
 TAUS = (1e-1, 1e-3, 1e-5, 1e-7)
+# The instance labels in the order a problem's instances are listed.
+INSTANCE_ORDER = [*LEVELS, TARGET]
 
 
 def ranked(summary: pd.DataFrame, models: Collection[str]) -> pd.DataFrame:
@@ -29,11 +44,79 @@ def ranked(summary: pd.DataFrame, models: Collection[str]) -> pd.DataFrame:
     return summary[~summary["problem"].isin(declined)]
 
 
-def cost_matrix(summary: pd.DataFrame, cost: str) -> pd.DataFrame:
-    """Median cost to target, problems x optimizers; +inf where unsolved or not run.
-    `summary`: the `ranked` rows, as every profile below takes them."""
-    times = summary.pivot(index="problem", columns="optimizer", values=f"median_{cost}_to_target")
-    return times.fillna(np.inf)
+def resolved_levels(summary: pd.DataFrame) -> dict[str, list[str]]:
+    """Each problem of `summary` -> the levels it resolves, coarsest first: those at which
+    every pair of the problem has a median cost (a level the run's dtype cannot resolve is
+    NaN on every lane; a pair joined from a folder written before the levels has none, and
+    then its problem is judged at its own target); none where the summary records no
+    levels."""
+    problems = sorted(summary["problem"].unique())
+    found = {problem: [] for problem in problems}
+    for level in LEVELS:
+        column = summary_level_column("steps", level)
+        if column not in summary:
+            continue
+        resolved = summary[column].notna().groupby(summary["problem"]).all()
+        for problem in resolved.index[resolved.to_numpy(bool)]:
+            found[problem].append(level)
+    return found
+
+
+def records_levels(summary: pd.DataFrame) -> bool:
+    """Whether some problem of `summary` resolves a relative level."""
+    return any(resolved_levels(summary).values())
+
+
+def instances(summary: pd.DataFrame, level: str | None = None) -> pd.MultiIndex:
+    """The (problem, level) instances of `summary`'s problems, sorted by problem. `level`
+    None: the headline's, every level a problem resolves, or its own target (TARGET)
+    where it resolves none; a level's name: the problems that resolve it; TARGET: every
+    problem's own target."""
+    rows = []
+    for problem, levels in resolved_levels(summary).items():
+        if level is None:
+            rows += [(problem, name) for name in levels or [TARGET]]
+        elif level == TARGET or level in levels:
+            rows.append((problem, level))
+    return pd.MultiIndex.from_tuples(rows, names=["problem", "level"])
+
+
+def instance_matrix(summary: pd.DataFrame, column_of, level: str | None = None) -> pd.DataFrame:
+    """Instances (`instances(summary, level)`) x optimizers of `summary`: at (problem, L)
+    the value of column `column_of(L)` of the pair's row; NaN where the pair did not run
+    or the summary lacks the column."""
+    index = instances(summary, level)
+    optimizers = sorted(summary["optimizer"].unique())
+    matrix = pd.DataFrame(np.nan, index=index, columns=optimizers)
+    for label in index.get_level_values("level").unique():
+        column = column_of(label)
+        if column not in summary:
+            continue
+        values = summary.pivot(index="problem", columns="optimizer", values=column)
+        rows = index[index.get_level_values("level") == label]
+        picked = values.reindex(index=rows.get_level_values("problem"), columns=optimizers)
+        matrix.loc[rows] = picked.to_numpy(np.float64)
+    return matrix
+
+
+def cost_matrix(summary: pd.DataFrame, cost: str, level: str | None = None) -> pd.DataFrame:
+    """Median cost on axis `cost`, instances (`instances(summary, level)`) x optimizers;
+    +inf where unsolved or not run. `summary`: the `ranked` rows, as every profile below
+    takes them."""
+    matrix = instance_matrix(summary, lambda label: summary_level_column(cost, label), level)
+    return matrix.fillna(np.inf)
+
+
+def solved_matrix(summary: pd.DataFrame, level: str | None = None) -> pd.DataFrame:
+    """As `cost_matrix`: True where at least half the pair's evaluation seeds succeed."""
+    rates = instance_matrix(summary, success_column, level)
+    return rates.fillna(0.0) >= 0.5
+
+
+def problems_of(times: pd.DataFrame) -> np.ndarray:
+    """The problem of each row of a cost matrix (indexed by instance, or by problem)."""
+    index = times.index
+    return np.asarray(index.get_level_values(0) if isinstance(index, pd.MultiIndex) else index)
 
 
 def performance_ratios(times: np.ndarray) -> np.ndarray:
@@ -44,12 +127,12 @@ def performance_ratios(times: np.ndarray) -> np.ndarray:
 
 
 def problem_scores(times: np.ndarray) -> np.ndarray:
-    """Each problem's part of the integrated profile score, per optimizer.
+    """Each instance's part of the integrated profile score, per optimizer.
 
-    times: [..., problems, optimizers] median costs to target, +inf where unsolved.
+    times: [..., instances, optimizers] median costs, +inf where unsolved.
     The integral of [r <= tau] over tau in [1, MAX_RATIO], divided by MAX_RATIO - 1, is
     (MAX_RATIO - r) / (MAX_RATIO - 1) clipped to [0, 1]; the overall score is its mean
-    over problems. NaN on a problem no optimizer solves (it carries no information).
+    over instances. NaN on an instance no optimizer solves (it carries no information).
     """
     scores = np.clip((MAX_RATIO - performance_ratios(times)) / (MAX_RATIO - 1.0), 0.0, 1.0)
     return np.where(np.isfinite(times.min(axis=-1, keepdims=True)), scores, np.nan)
@@ -58,10 +141,10 @@ def problem_scores(times: np.ndarray) -> np.ndarray:
 def performance_profile(
     summary: pd.DataFrame, taus: np.ndarray, cost: str = DEFAULT_COST
 ) -> pd.DataFrame:
-    """Dolan-More profile over median cost to target: rho_s(tau) per optimizer.
+    """Dolan-More profile over median cost (`cost_matrix`): rho_s(tau) per optimizer.
 
-    r[p, s] = t[p, s] / min_s t[p, s]; rho_s(tau) = share of problems with r <= tau.
-    Problems that no optimizer solves carry no information and are left out.
+    r[i, s] = t[i, s] / min_s t[i, s]; rho_s(tau) = share of instances with r <= tau.
+    Instances that no optimizer solves carry no information and are left out.
     Returns a frame indexed by tau, one column per optimizer.
     """
     times = cost_matrix(summary, cost)
@@ -72,10 +155,10 @@ def performance_profile(
 
 
 def mean_scores(times: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
-    """problem_scores averaged over the problems some optimizer solves (0 when none does).
+    """problem_scores averaged over the instances some optimizer solves (0 when none does).
 
-    times: [..., problems, optimizers]; returns [..., optimizers]. counted: where given,
-    [problems, optimizers] True on the problems each optimizer's mean is taken over.
+    times: [..., instances, optimizers]; returns [..., optimizers]. counted: where given,
+    [instances, optimizers] True on the instances each optimizer's mean is taken over.
     """
     scores = problem_scores(times)
     averaged = np.isfinite(scores) if counted is None else np.isfinite(scores) & counted
@@ -83,9 +166,12 @@ def mean_scores(times: np.ndarray, counted: np.ndarray | None = None) -> np.ndar
     return total / np.maximum(averaged.sum(axis=-2), 1)
 
 
-def integrated_scores(summary: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.Series:
-    """AlgoPerf-style score: (1 / (r_max - 1)) * integral of rho_s(tau) for tau in [1, r_max]."""
-    times = cost_matrix(summary, cost)
+def integrated_scores(
+    summary: pd.DataFrame, cost: str = DEFAULT_COST, level: str | None = None
+) -> pd.Series:
+    """AlgoPerf-style score: (1 / (r_max - 1)) * integral of rho_s(tau) for tau in [1, r_max],
+    over the instances of `level` (`instances`; None: the headline's)."""
+    times = cost_matrix(summary, cost, level)
     return pd.Series(mean_scores(times.to_numpy()), index=times.columns, name="score")
 
 
@@ -105,67 +191,38 @@ def runnable(summary: pd.DataFrame, skipped: pd.DataFrame | None) -> pd.DataFram
 
 def runnable_scores(summary: pd.DataFrame, cost: str, can_run: pd.DataFrame) -> pd.Series:
     """The profile score of each optimizer over the problems it can run (`can_run`, as
-    `runnable` gives it): its per-problem scores against every optimizer, averaged over
-    the problems some optimizer solves that it can run (0 when none)."""
+    `runnable` gives it): its per-instance scores against every optimizer, averaged over
+    the instances some optimizer solves of the problems it can run (0 when none)."""
     times = cost_matrix(summary, cost)
-    counted = can_run.reindex(index=times.index, columns=times.columns).to_numpy(bool)
+    counted = runnable_instances(can_run, times).to_numpy(bool)
     scores = mean_scores(times.to_numpy(), counted)
     return pd.Series(scores, index=times.columns, name="score_run")
 
 
+def runnable_instances(can_run: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
+    """`can_run` (problems x optimizers, `runnable`) spread over the instances of `times`
+    (a cost matrix): each instance as its problem."""
+    rows = can_run.reindex(index=problems_of(times), columns=times.columns)
+    return pd.DataFrame(rows.to_numpy(bool), index=times.index, columns=times.columns)
+
+
 def data_profile(summary: pd.DataFrame, dims: dict[str, int], budgets: np.ndarray) -> pd.DataFrame:
-    """Moré-Wild data profile: share of problems solved within each budget, per optimizer.
+    """Moré-Wild data profile: share of instances solved within each budget, per optimizer.
 
     A budget counts in units of d + 1 gradient evaluations (d: the problem's parameter
     count, `dims`), what a finite-difference gradient costs in function evaluations, so
-    that problems of different sizes share one axis. Over every problem of `summary` in
-    `dims`, solved by someone or not. Returns a frame indexed by budget, one column per
-    optimizer.
+    that problems of different sizes share one axis. Over every instance of `summary`
+    (`instances`) whose problem is in `dims`, solved by someone or not. Returns a frame
+    indexed by budget, one column per optimizer.
     """
     return solved_within(cost_matrix(summary, "grad_evals"), dims, budgets)
 
 
 def solved_within(times: pd.DataFrame, dims: dict[str, int], budgets: np.ndarray) -> pd.DataFrame:
-    """The data profile of `times` (problems x optimizers, gradient evaluations to target,
-    +inf where unsolved): per budget in units of d + 1, the share of its problems in
+    """The data profile of `times` (a cost matrix of gradient evaluations, +inf where
+    unsolved): per budget in units of d + 1, the share of its rows whose problem is in
     `dims` each optimizer solves within it."""
-    times = times[times.index.isin(list(dims))]
-    units = times.div([dims[problem] + 1 for problem in times.index], axis=0).to_numpy()
+    times = times[np.isin(problems_of(times), list(dims))]
+    units = times.div([dims[problem] + 1 for problem in problems_of(times)], axis=0).to_numpy()
     solved = (units[None] <= np.asarray(budgets)[:, None, None]).mean(axis=1)
     return pd.DataFrame(solved, index=pd.Index(budgets, name="budget"), columns=times.columns)
-
-
-def costs_at_taus(
-    curves: pd.DataFrame, runs: pd.DataFrame, facts: pd.DataFrame, taus
-) -> dict[float, pd.DataFrame]:
-    """Per tau, problems x optimizers: the gradient evaluations at which the tuned
-    trial's curve first passes Moré and Wild's test f(x0) - f(x) >= (1 - tau) (f(x0) - f_L),
-    that is f - f_L <= tau (f(x0) - f_L); +inf where it never does, where most of its
-    evaluation lanes diverged, or where the pair did not run.
-
-    curves: the curves table (the tuned trials' median loss and gradient evaluations at
-    the record points); runs: its runs table (the evaluation lanes' divergence); facts:
-    problems.csv, whose f0 and f_star (f_L) give each problem's targets; only its
-    problems that ran count.
-    """
-    facts = facts.dropna(subset=["f0", "f_star"]).set_index("problem")
-    points = curves[curves["problem"].isin(facts.index)]
-    f0 = points["problem"].map(facts["f0"])
-    f_star = points["problem"].map(facts["f_star"])
-    lanes = lanes_of(runs, "eval")
-    lanes = lanes[lanes["problem"].isin(facts.index)]
-    failed = lanes.groupby(PAIR)["diverged"].mean() > 0.5
-    pairs = pd.MultiIndex.from_frame(lanes[PAIR].drop_duplicates())
-    problems, optimizers = (
-        # pandas-stubs allow only a list or an Index here; pandas takes any array-like
-        sorted(facts.index.intersection(lanes["problem"])),  # pyright: ignore[reportArgumentType]
-        sorted(lanes["optimizer"].unique()),
-    )
-    matrices = {}
-    for tau in taus:
-        reached = points[(points["loss"] - f_star <= tau * (f0 - f_star)).to_numpy()]
-        first = reached.groupby(PAIR)["grad_evals"].min().reindex(pairs)
-        first[failed.reindex(pairs).to_numpy()] = np.inf
-        matrix = first.unstack().reindex(index=problems, columns=optimizers)
-        matrices[tau] = matrix.fillna(np.inf)
-    return matrices

@@ -5,10 +5,12 @@ Bootstrap: percentile intervals at LEVEL from RESAMPLES resamples, drawn by a ge
 seeded with SEED, so that a folder's tables are the same on every redraw. The bounds are
 order statistics of the resampled values (no interpolation, so that +inf, "never
 reached", stays a value). A pair's median is resampled over its eval seeds. An overall
-score is resampled in two stages: problems with replacement (one draw for all
-optimizers, so that their scores stay paired), then the eval seeds within each pair;
-the score is recomputed from the resampled medians on every resample, and so is every
-optimizer's rank: its rank interval, and the groups the ranking forms from them.
+score, a mean over (problem, level) instances (`bench.analysis.profiles`), is resampled
+in two stages: problems with replacement, each with all its levels (one draw for all
+optimizers, so that their scores stay paired), then the eval seeds within each pair,
+one draw of seeds for all the levels of a pick; the score is recomputed from the
+resampled medians on every resample, and so is every optimizer's rank: its rank
+interval, and the groups the ranking forms from them.
 
 Paired test: the two-sided Wilcoxon signed-rank test: zero differences are dropped, tied
 |differences| get their average rank; the p-value is exact (the permutation distribution
@@ -75,23 +77,53 @@ def with_intervals(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(**bounds)
 
 
+def resampled_level_medians(
+    values: np.ndarray, rng: np.random.Generator, count: int = RESAMPLES
+) -> np.ndarray:
+    """Medians of `count` resamples of the rows of `values` (lanes x levels) with
+    replacement, one draw of lanes for every level: [count, levels]. NaN (a level not
+    recorded for these lanes) reads as +inf, unsolved."""
+    values = np.asarray(values, np.float64)
+    picks = rng.integers(0, len(values), (count, len(values)))
+    medians = np.median(values[picks], axis=1)
+    return np.where(np.isnan(medians), np.inf, medians)
+
+
 def score_samples(summary: pd.DataFrame, runs: pd.DataFrame, cost: str) -> pd.DataFrame:
-    """RESAMPLES bootstrap replicates of every optimizer's overall score (one column each)."""
+    """RESAMPLES bootstrap replicates of every optimizer's overall score (one column each):
+    problems resampled with all their instances, then each pick's eval seeds (module doc)."""
     times = profiles.cost_matrix(summary, cost)
-    problems, optimizers = list(times.index), list(times.columns)
+    problems = list(dict.fromkeys(profiles.problems_of(times)))
+    optimizers = list(times.columns)
+    levels = {p: list(times.loc[p].index) for p in problems}
     rng = np.random.default_rng(SEED)
     picks = rng.integers(0, len(problems), (RESAMPLES, len(problems)))
-    # Every pick of a problem, in every resample, gets a resample of seeds of its own.
-    resampled = np.full((RESAMPLES, *times.shape), np.inf)  # a pair not run: unsolved
+    # Per problem, its picks' resampled medians [picks, levels, optimizers]: every pick of
+    # a problem, in every resample, gets a resample of seeds of its own.
+    blocks = {
+        p: np.full((int((picks == i).sum()), len(levels[p]), len(optimizers)), np.inf)
+        for i, p in enumerate(problems)
+    }  # a pair not run: unsolved
     lanes = tuning.evaluation_lanes(runs, summary)
     for (problem, optimizer), pair in lanes.groupby(tuning.PAIR, sort=True):
-        if problem not in problems:  # not ranked (profiles.ranked)
+        if problem not in blocks:  # not ranked (profiles.ranked)
             continue
-        slots = picks == problems.index(problem)
-        resampled[slots, optimizers.index(str(optimizer))] = resampled_medians(
-            tuning.cost_to_target(pair, cost), rng, int(slots.sum())
+        costs = np.stack([tuning.cost_to_level(pair, cost, lv) for lv in levels[problem]], 1)
+        block = blocks[problem]
+        block[:, :, optimizers.index(str(optimizer))] = resampled_level_medians(
+            costs, rng, len(block)
         )
-    return pd.DataFrame(profiles.mean_scores(resampled), columns=times.columns)
+    # Each pick adds its solved instances' scores and their number; a resample's score is
+    # the sum over its picks over the count.
+    sums = np.zeros((RESAMPLES, len(problems), len(optimizers)))
+    counts = np.zeros((RESAMPLES, len(problems), 1))
+    for i, p in enumerate(problems):
+        scores = profiles.problem_scores(blocks[p])  # NaN where no one solves
+        slots = picks == i
+        sums[slots] = np.where(np.isfinite(scores), scores, 0.0).sum(axis=1)
+        counts[slots] = np.isfinite(scores[:, :, :1]).sum(axis=1)
+    scores = sums.sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
+    return pd.DataFrame(scores, columns=times.columns)
 
 
 def wilcoxon(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
@@ -158,18 +190,25 @@ def overall_ranking(
     summary: pd.DataFrame, runs: pd.DataFrame, cost: str, can_run: pd.DataFrame
 ) -> pd.DataFrame:
     """One row per optimizer, sorted by profile score, then mean rank: the score with its
-    interval, the rank interval and group, the problems solved, coverage and the score
-    over the problems it can run, mean rank. `summary`: the ranked rows
-    (`profiles.ranked`); `can_run`: the pairs it can run (`profiles.runnable`).
+    interval, the rank interval and group, the instances solved (at least half the eval
+    seeds succeed) and the ranked instances of the problems it ran, the problems it ran,
+    coverage and the score over the problems it can run, mean rank. `summary`: the ranked
+    rows (`profiles.ranked`); `can_run`: the pairs it can run (`profiles.runnable`).
     """
     samples = score_samples(summary, runs, cost)
     low, high = percentile_interval(samples.to_numpy())
     rank_low, rank_high = percentile_interval(rank_samples(samples).to_numpy())
+    solved = profiles.solved_matrix(summary)
     per_optimizer = summary.groupby("optimizer").agg(
         problems=("problem", "size"),
-        solved=("success_rate", lambda s: int((s >= 0.5).sum())),
         mean_rank=("rank", "mean"),
     )
+    per_optimizer["solved"] = solved.sum().astype(int)
+    ran = set(summary[tuning.PAIR].itertuples(index=False, name=None))
+    problems = profiles.problems_of(solved)
+    per_optimizer["instances"] = [
+        sum((problem, name) in ran for problem in problems) for name in per_optimizer.index
+    ]
     intervals = pd.DataFrame(
         {"score_low": low, "score_high": high, "rank_low": rank_low, "rank_high": rank_high},
         samples.columns,
@@ -188,5 +227,5 @@ def overall_ranking(
     table.insert(0, "overall_rank", np.arange(1, len(table) + 1))
     table["group"] = groups(table["rank_low"], table["rank_high"])
     columns = ["overall_rank", "optimizer", "score", "score_low", "score_high", "rank_low"]
-    columns += ["rank_high", "group", "solved", "problems", "coverage", "score_run"]
+    columns += ["rank_high", "group", "solved", "instances", "problems", "coverage", "score_run"]
     return table[[*columns, "mean_rank"]].reset_index(drop=True)

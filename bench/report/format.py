@@ -4,6 +4,7 @@ groups, head-to-head cells, the robustness headline and file names."""
 import math
 from typing import Any
 
+from bench.analysis import profiles, tuning
 from bench.analysis.claims import robust_top
 
 
@@ -24,9 +25,14 @@ def cost_text(x: float, axis: str) -> str:
     return f"{x:.3g}" if axis == "seconds" else f"{x:g}"
 
 
+def field(r, name: str):
+    """Column `name` of a row: a dict (`to_dict("records")`) or a named tuple."""
+    return r[name] if isinstance(r, dict) else getattr(r, name)
+
+
 def interval(r, name: str, show) -> str:
     """A summary median with its bootstrap interval: 'median [low, high]'."""
-    median, low, high = (getattr(r, f"{k}_{name}") for k in ("median", "ci_low", "ci_high"))
+    median, low, high = (field(r, f"{k}_{name}") for k in ("median", "ci_low", "ci_high"))
     if math.isnan(median) or (math.isinf(median) and low == median):  # not recorded; never
         return show(median)
     return f"{show(median)} [{show(low)}, {show(high)}]"
@@ -34,6 +40,69 @@ def interval(r, name: str, show) -> str:
 
 def share(x: float) -> str:
     return f"{100 * x:.0f}%"
+
+
+def level_cell(r, cost: str, level: str) -> str:
+    """A pair's cell at a level (a summary row): its median cost on axis `cost` and its
+    success rate, '120 (100%)', 'never (40%)'; '-' where the level is not resolved."""
+    median = field(r, tuning.summary_level_column(cost, level))
+    rate = field(r, tuning.success_column(level))
+    if math.isnan(rate):
+        return "-"
+    return f"{cost_text(median, cost)} ({share(rate)})"
+
+
+def edge_mark(r: dict) -> str:
+    """' (low edge)' or ' (high edge)' where a summary row's tuned learning rate sits at an
+    edge of its grid (`grid_edge`), else ''."""
+    edge = r.get("grid_edge")
+    return f" ({edge} edge)" if isinstance(edge, str) and edge else ""
+
+
+def problem_levels(summary) -> list[str]:
+    """The levels one problem's summary rows resolve (`profiles.resolved_levels`)."""
+    return [level for found in profiles.resolved_levels(summary).values() for level in found]
+
+
+def solved_text(r) -> str:
+    """A ranking row's instances solved of those ranked: '34/60'."""
+    return f"{r.solved}/{r.instances}"
+
+
+def both_solved_text(r) -> str:
+    """A head-to-head row's instances both solve, and over how many problems where that
+    is another number (a problem counted at several levels)."""
+    if r.both_solved == r.both_solved_problems:
+        return str(r.both_solved)
+    return f"{r.both_solved} ({counted(r.both_solved_problems, 'problem')})"
+
+
+def levels_line(recorded: bool, cost: str) -> str:
+    """What the ranking counts as an instance, in one sentence."""
+    label = tuning.COST_LABELS[cost]
+    if not recorded:
+        return (
+            "This folder records no relative levels (its runs.csv.gz was written before "
+            f"them): tuned and ranked by {label} to each problem's own target."
+        )
+    names = ", ".join(tuning.LEVELS)
+    return (
+        f"Tuned and ranked by {label} to lasting success at the relative levels {names} "
+        "(f - f* <= tau (f(x0) - f*)): every (problem, level) the run's dtype resolves is "
+        "one instance of the ranking."
+    )
+
+
+def edge_line(summary) -> str:
+    """How many tuned pairs sit at an edge of their learning-rate grid (`grid_edge`)."""
+    edges = summary["grid_edge"].fillna("")
+    at_edge, total = int((edges != "").sum()), len(summary)
+    low, high = int((edges == "low").sum()), int((edges == "high").sum())
+    return (
+        f"{at_edge} of {counted(total, 'tuned pair')} ({share(at_edge / max(total, 1))}) "
+        f"sit at an edge of their learning-rate grid ({low} at the low end, {high} at the "
+        "high end; the goal is under 10%): the grid may not hold their best setting."
+    )
 
 
 def joined(ranking, identical: list[list[str]]) -> list[tuple[list[str], Any]]:

@@ -24,17 +24,24 @@ import pandas as pd
 from bench.analysis import claims, tuning
 from bench.analysis.analyze import Analysis
 from bench.report.format import (
+    both_solved_text,
     cost_text,
     detectable_text,
+    edge_line,
+    edge_mark,
     groups,
     interval,
     joined,
+    level_cell,
+    levels_line,
     number,
+    problem_levels,
     rank_interval,
     ratio_text,
     robust_line,
     share,
     slug,
+    solved_text,
 )
 from bench.results import schema
 from bench.results.files import write_text
@@ -85,7 +92,7 @@ def _overall(analysis: Analysis, families: dict) -> str:
                 rank_interval(r),
                 f"{r.score_run:.3f}",
                 share(cast(float, r.coverage)),
-                f"{r.solved}/{r.problems}",
+                solved_text(r),
                 f"{r.mean_rank:.1f}",
             ],
         )
@@ -112,7 +119,7 @@ def _head_to_head(analysis: Analysis, families: dict) -> str:
             [
                 r.optimizer,
                 ratio_text(r),
-                str(r.both_solved),
+                both_solved_text(r),
                 detectable_text(r),
                 number(cast(float, r.p)),
                 number(cast(float, r.p_holm)),
@@ -142,27 +149,31 @@ def _robustness(analysis: Analysis) -> str:
 
 
 def _problem(summary: pd.DataFrame, cost: str, families: dict) -> str:
-    """One problem's pairs at their tuned trials, on the ranking's cost axis."""
+    """One problem's pairs at their tuned trials, on the ranking's cost axis: a cell per
+    level the problem resolves, then the own target."""
+    levels = problem_levels(summary)
     others = schema.other_hyperparameters(summary)
     header = ["rank", "optimizer", "tuned lr", *(f"tuned {c}" for c in others)]
+    header += [f"to {level}" for level in levels]
     header += ["median f - f* [95% CI]", f"{tuning.COST_LABELS[cost]} to target [95% CI]"]
     header += ["success", "tuneability", "diverged lanes"]
     rows = [
         (
-            families[r.optimizer],
+            families[r["optimizer"]],
             [
-                str(r.rank),
-                r.optimizer,
-                f"{r.learning_rate:.3g}",
-                *("-" if pd.isna(getattr(r, c)) else f"{getattr(r, c):.3g}" for c in others),
+                str(r["rank"]),
+                r["optimizer"],
+                f"{r['learning_rate']:.3g}{edge_mark(r)}",
+                *("-" if pd.isna(r[c]) else f"{r[c]:.3g}" for c in others),
+                *(level_cell(r, cost, level) for level in levels),
                 interval(r, "final_suboptimality", number),
                 interval(r, f"{cost}_to_target", lambda x: cost_text(x, cost)),
-                share(cast(float, r.success_rate)),
-                share(cast(float, r.tuneability)),
-                share(cast(float, r.diverged_share)),
+                share(cast(float, r["success_rate"])),
+                share(cast(float, r["tuneability"])),
+                share(cast(float, r["diverged_share"])),
             ],
         )
-        for r in summary.itertuples()
+        for r in summary.to_dict("records")
     ]
     return _table(f"p-{summary['problem'].iloc[0]}", header, rows)
 
@@ -210,29 +221,34 @@ def document(
         "<title>Benchmark results</title>",
         f"<style>\n{_package_file('page.css')}</style></head><body>",
         "<h1>Benchmark results</h1>",
-        f"<p>{len(ranking)} optimizers on {len(problems)} problems, tuned and ranked by "
-        f"{html.escape(tuning.COST_LABELS[cost])} to target. Click a column header to sort. "
+        f"<p>{len(ranking)} optimizers on {len(problems)} problems. "
+        f"{html.escape(levels_line(analysis.records_levels, cost))} Click a column header to sort. "
         'Every number and what each means: <a href="TABLES.md">TABLES.md</a>, '
         '<a href="summary.csv">summary.csv</a>.</p>',
         f"<p>{_select('tag', 'Problem tag', every_tag)}",
         f"{_select('family', 'Optimizer family', sorted(set(families.values()) - {''}))}</p>",
         "<h2>Overall ranking</h2>",
         "<p>Score: the integral of the performance profile over cost ratios 1 to "
-        f"{tuning.MAX_RATIO:g}, over all problems, with its bootstrap 95% interval, and the "
+        f"{tuning.MAX_RATIO:g}, over all "
+        f"{'(problem, level) instances' if analysis.records_levels else 'problems'}, "
+        "with its bootstrap 95% interval, and the "
         "ranks taken on 95% of the resamples. A group holds the optimizers whose rank "
         "intervals overlap its leader's: the data cannot order them. Names joined by = "
         "behave identically on every problem.</p>",
         _groups(analysis),
         _overall(analysis, families),
         f"<h2>Head to head against {html.escape(analysis.reference)}</h2>",
-        "<p>Geometric-mean ratio of median cost over the problems both solve (below 1: "
-        "cheaper), Wilcoxon signed-rank p-values, the smallest ratio this many problems "
-        "could detect, and wins, losses and ties over the problems both can run.</p>",
+        "<p>Geometric-mean ratio of median cost over the instances both solve (below 1: "
+        "cheaper), Wilcoxon signed-rank p-values over per-problem mean log ratios, the "
+        "smallest ratio this many problems could detect, and wins, losses and ties over "
+        "the instances of the problems both can run.</p>",
         _head_to_head(analysis, families),
         "<h2>Robustness</h2>",
         f"<p>{html.escape(robust_line(analysis.robustness, claims.TOP))}</p>",
         _robustness(analysis),
     ]
+    if "grid_edge" in summary:
+        parts.append(f"<p>{html.escape(edge_line(summary))}</p>")
     overview = [f for f in OVERVIEW if f in figures]
     if overview:
         parts += ["<h2>Figures</h2>", *(_image(f, lazy=False) for f in overview)]

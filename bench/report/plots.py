@@ -121,8 +121,11 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     """What the tuning rule compares, per trial against its learning rate (top-k optimizers;
     one line per setting of the other swept hyperparameters; star = the tuned trial).
 
-    Left: median cost to target over the tuning seeds; right: the median that decides where
-    the target is missed, final f - f* floored at the target (or the held-out loss).
+    Left: median cost over the tuning seeds to the deepest level the tuned trial reaches
+    (the level named in the legend; the target in a folder without levels): among trials
+    that reach as many levels, the rule picks the cheapest there. Right: the median that
+    decides where no level is reached, final f - f* floored at the target (or the
+    held-out loss).
     """
     medians = tuning.grid_medians(runs[runs["problem"] == problem], cost)
     tuned_on = summary.loc[summary["problem"] == problem, "tuned_on"].iloc[0]
@@ -130,6 +133,9 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     reached = False  # whether any trial drawn reaches the target (has a cost to draw)
     for color, pick in zip(COLORS, _top(summary, problem, TOP_K).itertuples(), strict=False):
         grid = medians[medians["optimizer"] == pick.optimizer].sort_values("learning_rate")
+        deepest = grid.loc[grid[schema.TRIAL] == pick.trial, "deepest"]
+        deepest = str(deepest.iloc[0]) if len(deepest) else ""
+        at = tuning.LEVEL_MEDIAN.format(deepest) if deepest in tuning.LEVELS else "cost"
         others = schema.other_hyperparameters(grid)
         lines = grid.groupby(others, sort=True) if others else [((), grid)]
         styles = itertools.cycle(LINE_STYLES)
@@ -137,17 +143,22 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
             lines, styles = [((), grid)], itertools.repeat("none")
         for style, (_, line) in zip(styles, lines, strict=False):
             setting = "" if style == "none" else tuning.setting_text(line.iloc[0], others)
-            label = f"{pick.optimizer} ({setting})" if setting else pick.optimizer
+            name = str(pick.optimizer)
+            label = f"{name} ({setting})" if setting else name
+            label += f", to {deepest}" if deepest in tuning.LEVELS else ""
             lrs = line["learning_rate"].to_numpy()
             tuned = (line[schema.TRIAL] == pick.trial).to_numpy()
-            for ax, column in ((left, "cost"), (right, "score")):
+            for ax, column in ((left, at), (right, "score")):
                 y = line[column].where(np.isfinite(line[column])).to_numpy()
                 ax.plot(lrs, y, "o", ls=style, color=color, ms=3, label=label)
                 ax.plot(lrs[tuned], y[tuned], "*", color=color, ms=12, mec="black")
-            reached |= bool(np.isfinite(line["cost"]).any())
+            reached |= bool(np.isfinite(line[at]).any())
     if tuned_on != "cv_loss":
         right.axhline(_facts(runs).loc[problem, "target"], color="grey", ls=":", label="target")
-    left.set(ylabel=f"median {tuning.COST_LABELS[cost]} to target (missing: not reached)")
+    levels = [tuning.LEVEL_MEDIAN.format(name) for name in tuning.LEVELS]
+    leveled = bool(medians.reindex(columns=levels).notna().to_numpy().any())
+    reach = "the tuned trial's deepest level" if leveled else "target"
+    left.set(ylabel=f"median {tuning.COST_LABELS[cost]} to {reach} (missing: not reached)")
     right.set(
         ylabel="median held-out loss (CV)"
         if tuned_on == "cv_loss"
@@ -155,7 +166,7 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     )
     if not reached:  # no log scale to draw on
         left.text(
-            0.5, 0.5, "no setting drawn reaches the target", ha="center", transform=left.transAxes
+            0.5, 0.5, f"no setting drawn reaches the {reach}", ha="center", transform=left.transAxes
         )
         left.set_yticks([])
     else:
@@ -167,7 +178,12 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     right.legend(fontsize="small", framealpha=0.8)
     fig.suptitle(
         f"{problem}: learning-rate sensitivity over the tuning seeds (top {TOP_K}); star = tuned.\n"
-        "Settings that reach the target compete on cost (left), the others on the right"
+        + (
+            "Settings that reach as many levels compete on cost (left), those reaching none "
+            "on the right"
+            if leveled
+            else "Settings that reach the target compete on cost (left), the others on the right"
+        )
     )
     fig.tight_layout()
     _save(fig, path)
@@ -183,16 +199,20 @@ def _nothing_to_draw(path: Path, title: str, reason: str) -> None:
 
 
 def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
-    """Dolan-More profile over median cost to target, with the integrated score."""
+    """Dolan-More profile over median cost (`profiles.cost_matrix`: every (problem,
+    level) instance, or each problem's own target in a folder without levels), with the
+    integrated score."""
     label = tuning.COST_LABELS[cost]
+    unit = "instance" if profiles.records_levels(summary) else "problem"
+    reached = "each level" if unit == "instance" else "target"
     scores = profiles.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
     times = profiles.cost_matrix(summary, cost)
     times = times[np.isfinite(times).any(axis=1)]
     if times.empty:  # no optimizer reached any target: say so rather than draw nothing
         _nothing_to_draw(
             path,
-            f"Performance profile over {label} to target",
-            "No optimizer reached the target on any problem:\nno profile to draw.",
+            f"Performance profile over {label} to {reached}",
+            f"No optimizer reached {reached} on any {unit}:\nno profile to draw.",
         )
         return
     ratios = profiles.performance_ratios(times.to_numpy())
@@ -216,12 +236,12 @@ def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
     ax.axvline(tuning.MAX_RATIO, color="grey", ls=":", lw=1)
     ax.set(
         xscale="log",
-        xlabel=f"tau: {label} to target / the cheapest optimizer's",
-        ylabel="share of problems solved within tau",
+        xlabel=f"tau: {label} to {reached} / the cheapest optimizer's",
+        ylabel=f"share of {unit}s solved within tau",
         ylim=(-0.02, 1.02),
     )
     ax.set_title(
-        f"Performance profile over {label} to target, {counted(len(times), 'problem')} "
+        f"Performance profile over {label} to {reached}, {counted(len(times), unit)} "
         f"(top {k} by score; grey: the rest)\n"
         f"score = mean of the profile for tau in [1, {tuning.MAX_RATIO:g}] (AlgoPerf-style)"
     )
@@ -235,16 +255,17 @@ def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
 
 def _budgets(times: pd.DataFrame, dims: dict[str, int]) -> np.ndarray:
     """400 log-spaced budgets, in units of d + 1, spanning the finite costs of `times`."""
-    units = times.div([dims[p] + 1 for p in times.index], axis=0).to_numpy()
+    sizes = [dims[p] + 1 for p in profiles.problems_of(times)]
+    units = times.div(sizes, axis=0).to_numpy()
     finite = units[np.isfinite(units)]
     low, high = (finite.min() / 1.5, finite.max() * 1.5) if finite.size else (0.1, 10.0)
     return np.geomspace(low, high, 400)
 
 
 def _data_profile_axes(ax, times, dims, order, k: int, budgets=None) -> None:
-    """The data profile of `times` (problems x optimizers, gradient evaluations to
-    target): the first k optimizers of `order` in colour, the rest in grey."""
-    times = times[times.index.isin(list(dims))]
+    """The data profile of `times` (a cost matrix of gradient evaluations): the first k
+    optimizers of `order` in colour, the rest in grey."""
+    times = times[np.isin(profiles.problems_of(times), list(dims))]
     budgets = _budgets(times, dims) if budgets is None else budgets
     profile = profiles.solved_within(times, dims, budgets)
     for optimizer in [o for o in order[k:] if o in profile]:
@@ -262,51 +283,76 @@ def _data_profile_axes(ax, times, dims, order, k: int, budgets=None) -> None:
     ax.set(
         xscale="log",
         xlabel="budget: gradient evaluations / (d + 1), d = the problem's parameter count",
-        ylabel="share of problems solved within the budget",
+        ylabel=f"share of {_unit(times)}s solved within the budget",
         ylim=(-0.02, 1.02),
     )
     ax.grid(True, which="both", alpha=0.3)
 
 
+def _unit(times: pd.DataFrame) -> str:
+    """What a row of a cost matrix is, in words."""
+    return "instance" if _by_level(times) else "problem"
+
+
+def _by_level(times: pd.DataFrame) -> bool:
+    """Whether a cost matrix's rows are level instances (not only own targets)."""
+    index = times.index
+    return isinstance(index, pd.MultiIndex) and bool(
+        (index.get_level_values(1) != tuning.TARGET).any()
+    )
+
+
 def data_profile(summary, dims: dict[str, int], path: Path, cost: str, k: int = 10) -> None:
-    """Moré-Wild data profile over gradient evaluations in units of d + 1 (dims: d per problem)."""
+    """Moré-Wild data profile over gradient evaluations in units of d + 1 (dims: d per
+    problem), over the ranking's instances (every level, as a runtime ECDF aggregates over
+    targets; each problem's own target in a folder without levels)."""
     if summary["median_grad_evals_to_target"].isna().all():
         raise ValueError("runs.csv.gz records no gradient evaluations to target")
     times = profiles.cost_matrix(summary, "grad_evals")
-    times = times[times.index.isin(list(dims))]
+    times = times[np.isin(profiles.problems_of(times), list(dims))]
     if times.empty:
         raise ValueError("no problem of the summary has a known parameter count")
     order = profiles.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
     fig, ax = plt.subplots(figsize=(8, 5.5))
     _data_profile_axes(ax, times, dims, list(order.index), k)
+    unit = "(problem, level) instance" if _by_level(times) else "problem"
+    reached = "each level" if _by_level(times) else "target"
     ax.set_title(
-        f"Data profile (Moré-Wild) over {counted(len(times), 'problem')} "
+        f"Data profile (Moré-Wild) over {counted(len(times), unit)} "
         f"(top {k} by profile score; grey: the rest)\n"
-        "median gradient evaluations to target of the tuned setting over evaluation seeds"
+        f"median gradient evaluations to {reached} of the tuned setting over evaluation seeds"
     )
     ax.legend(fontsize="small", loc="lower right", framealpha=0.85)
     _save(fig, path)
 
 
-def data_profiles(times: dict, dims: dict[str, int], summary, path: Path, cost: str) -> None:
-    """One Moré-Wild data profile per tau (`times`: tau -> problems x optimizers, as
-    `profiles.costs_at_taus` gives), on one budget axis; every optimizer, ranked by score."""
+def data_profiles(
+    levels: list[str], dims: dict[str, int], summary, path: Path, cost: str, k: int = 10
+) -> None:
+    """One Moré-Wild data profile per level of `levels` (names of `tuning.LEVELS` that
+    some problem of `summary` resolves), on one budget axis; the top k by profile score
+    in colour, the rest in grey."""
     order = profiles.integrated_scores(summary, cost).sort_values(ascending=False, kind="stable")
     order = list(order.index)
+    times = {level: profiles.cost_matrix(summary, "grad_evals", level) for level in levels}
+    times = {level: matrix for level, matrix in times.items() if len(matrix)}
+    if not times:
+        raise ValueError("no problem resolves a level of the data profiles")
     every = pd.concat(times.values())
-    budgets = _budgets(every[every.index.isin(list(dims))], dims)
+    budgets = _budgets(every[np.isin(profiles.problems_of(every), list(dims))], dims)
     cols = min(2, len(times))
     rows = math.ceil(len(times) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 5 * rows), squeeze=False)
-    for ax, (tau, matrix) in zip(axes.flat, times.items(), strict=False):
-        _data_profile_axes(ax, matrix, dims, order, len(order), budgets)
-        ax.set_title(f"tau = {tau:g}: f - f_L <= tau (f(x0) - f_L), {len(matrix)} problems")
+    for ax, (level, matrix) in zip(axes.flat, times.items(), strict=False):
+        _data_profile_axes(ax, matrix, dims, order, k, budgets)
+        ax.set_ylabel("share of problems solved within the budget")
+        ax.set_title(f"tau = {level}: f - f* <= tau (f(x0) - f*), {len(matrix)} problems")
     for ax in axes.flat[len(times) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize="small", loc="upper left", framealpha=0.85)
     fig.suptitle(
-        "Data profiles (Moré-Wild) by gradient evaluations, at each tau "
-        "(the tuned setting of each pair)",
+        "Data profiles (Moré-Wild) by gradient evaluations, at each level "
+        f"(the tuned setting of each pair, lasting success; top {k} by score, grey: the rest)",
         y=1.0,
     )
     fig.tight_layout()

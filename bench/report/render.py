@@ -73,10 +73,20 @@ def _left_out_of_data_profiles(analysis: Analysis, log) -> None:
         )
 
 
-def _figures(raw: dict, analysis: Analysis, every: bool, known: Known) -> list:
+def _levels_not_recorded(analysis: Analysis, log) -> None:
+    """One line saying that the folder records no relative levels, where it does not."""
+    if not analysis.records_levels:
+        print(
+            "runs.csv.gz records no relative levels (steps_to_tau_*): tuning and ranking by "
+            "each problem's own target",
+            file=log,
+        )
+
+
+def _figures(raw: dict, analysis: Analysis, every: bool, known: Known, taus) -> list:
     """(file name, draw(path)) of every figure the tables allow, in drawing order; the data
-    profiles at each tau where the analysis has them, the overview and the figures of
-    each problem only when `every`."""
+    profiles at each level of `taus` some problem resolves, the overview and the figures
+    of each problem only when `every`."""
     runs, curves, paths, norms = (raw[n] for n in ("runs", "curves", "paths", "layer_grad_norms"))
     summary, ranked, budgets, cost = (
         analysis.summary,
@@ -84,7 +94,9 @@ def _figures(raw: dict, analysis: Analysis, every: bool, known: Known) -> list:
         analysis.budgets,
         analysis.cost,
     )
-    dims, at_taus = analysis.dims, analysis.at_taus
+    dims = analysis.dims
+    resolved = set().union(*profiles.resolved_levels(ranked).values())
+    levels = [name for name, tau in tuning.LEVELS.items() if tau in taus and name in resolved]
     scored = budget.trial_scores(runs, cost)
     spaces = {name: known.space(name) for name in summary["optimizer"].unique()}
     figures = [
@@ -92,11 +104,11 @@ def _figures(raw: dict, analysis: Analysis, every: bool, known: Known) -> list:
         ("data_profile.png", lambda path: plots.data_profile(ranked, dims, path, cost)),
         ("budget_curves.png", lambda path: plots.budget_curves(budgets, summary, path)),
     ]
-    if at_taus:
+    if levels:
         figures.append(
             (
                 "data_profiles.png",
-                lambda path: plots.data_profiles(at_taus, dims, ranked, path, cost),
+                lambda path: plots.data_profiles(levels, dims, ranked, path, cost),
             )
         )
     if not every:
@@ -156,8 +168,8 @@ def render(
     budget_curves.csv, TABLES.md, every plot and index.html (the page of them all,
     bench/report/page.py) under `folder`; returns the PNG paths.
 
-    Where problems.csv resolves problems' f* (fixed-start problems), TABLES.md and
-    data_profiles.png also give the data profile at each tau (default: meta.json's).
+    Where the runs record the relative levels, data_profiles.png draws a data profile at
+    each level whose tau is one of `taus` (default: meta.json's, else `profiles.TAUS`).
     `problem_figures`: draw the overview and the figures of each problem (default:
     meta.json's choice, else yes). `known`: what the caller knows beyond the folder
     (default: nothing; `bench.known.known()` asks the registries). `reference`: the rule
@@ -182,7 +194,8 @@ def render(
     names = sorted(raw["runs"]["problem"].unique())
     facts = complete_facts(raw["problems"], known.facts(names))
     taus = tuple(meta.spec_field(folder, "taus", profiles.TAUS)) if taus is None else taus
-    analysis = analyze(raw, cost, facts, taus, reference)
+    analysis = analyze(raw, cost, facts, reference)
+    _levels_not_recorded(analysis, log)
     _left_out_of_data_profiles(analysis, log)
     every = (
         meta.spec_field(folder, "problem_figures", True)
@@ -198,7 +211,7 @@ def render(
         write_csv(analysis.budgets, draft / "budget_curves.csv")
         document = tables.document(analysis, raw["runs"], skipped, raw["problems"])
         write_text(document, draft / "TABLES.md")
-        for name, draw in _figures(raw, analysis, bool(every), known):
+        for name, draw in _figures(raw, analysis, bool(every), known, taus):
             try:
                 draw(draft / name)
             except Exception as error:  # one figure that cannot be drawn costs only itself

@@ -3,23 +3,29 @@ against a reference, robustness under other definitions), and one table per prob
 
 from typing import cast
 
-import numpy as np
 import pandas as pd
 
-from bench.analysis import claims, stats, tuning
+from bench.analysis import claims, profiles, stats, tuning
 from bench.analysis.analyze import Analysis
 from bench.report.format import (
+    both_solved_text,
     cost_text,
     counted,
     detectable_text,
+    edge_line,
+    edge_mark,
     groups,
     interval,
     joined,
+    level_cell,
+    levels_line,
     number,
+    problem_levels,
     rank_interval,
     ratio_text,
     robust_line,
     share,
+    solved_text,
 )
 from bench.results import schema
 
@@ -45,7 +51,7 @@ def overall_table(ranking: pd.DataFrame, identical: list[list[str]]) -> str:
             rank_interval(r),
             f"{r.score_run:.3f}",
             share(cast(float, r.coverage)),
-            f"{r.solved}/{r.problems}",
+            solved_text(r),
             f"{r.mean_rank:.1f}",
         ]
         for names, r in joined(ranking, identical)
@@ -73,7 +79,7 @@ def head_to_head_table(table: pd.DataFrame) -> str:
         [
             f"`{r.optimizer}`",
             ratio_text(r),
-            str(r.both_solved),
+            both_solved_text(r),
             detectable_text(r),
             number(cast(float, r.p)),
             _p_value(cast(float, r.p_holm)),
@@ -117,31 +123,42 @@ def robustness_table(definitions: dict[str, pd.Series | None], count: int) -> st
 
 
 def problem_table(summary: pd.DataFrame) -> str:
-    """One problem's rows of the summary; a column per swept hyperparameter of its pairs."""
-    metrics = [c for c in summary.columns if c.startswith("median_") and c not in _FIXED]
+    """One problem's rows of the summary; a column per swept hyperparameter of its pairs,
+    a cell per level the problem resolves (the median cost on the summary's cost axis and
+    the success rate there), and the costs to its own target on every axis with their
+    intervals."""
+    cost = str(summary["cost"].iloc[0])
+    levels = problem_levels(summary)
+    metrics = [
+        c
+        for c in summary.columns
+        if c.startswith("median_") and c not in _FIXED and "_to_tau_" not in c
+    ]
     others = schema.other_hyperparameters(summary)
     header = ["rank", "optimizer", "tuned lr", *(f"tuned {c}" for c in others)]
+    header += [f"to {level}" for level in levels]
     header += ["median f - f* [95% CI]"]
     header += [f"{tuning.COST_LABELS[axis]} to target [95% CI]" for axis in tuning.COSTS]
     header += ["success", "tuneability", "diverged lanes"]
     header += [m.removeprefix("median_").replace("_", " ") for m in metrics]
     rows = []
-    for r in summary.itertuples():
+    for r in summary.to_dict("records"):
         row = [
-            str(r.rank),
-            f"`{r.optimizer}`",
-            f"{r.learning_rate:.3g}",
-            *("-" if pd.isna(getattr(r, c)) else f"{getattr(r, c):.3g}" for c in others),
+            str(r["rank"]),
+            f"`{r['optimizer']}`",
+            f"{r['learning_rate']:.3g}" + edge_mark(r),
+            *("-" if pd.isna(r[c]) else f"{r[c]:.3g}" for c in others),
+            *(level_cell(r, cost, level) for level in levels),
             interval(r, "final_suboptimality", number),
             *(
                 interval(r, f"{axis}_to_target", lambda x, a=axis: cost_text(x, a))
                 for axis in tuning.COSTS
             ),
-            share(cast(float, r.success_rate)),
-            share(cast(float, r.tuneability)),
-            share(cast(float, r.diverged_share)),
+            share(cast(float, r["success_rate"])),
+            share(cast(float, r["tuneability"])),
+            share(cast(float, r["diverged_share"])),
         ]
-        rows.append(row + [number(getattr(r, m)) for m in metrics])
+        rows.append(row + [number(r[m]) for m in metrics])
     return markdown(header, rows)
 
 
@@ -166,37 +183,45 @@ def _f_star_text(f_star: float, fact) -> str:
     return text + (f"; **check**: {fact.check}" if flagged else "")
 
 
-def tau_table(at_taus: dict, order: list[str]) -> str:
-    """Per optimizer (in ranking order), the share of problems it solves within its budget
-    at each tau (`profiles.costs_at_taus`)."""
-    header = ["optimizer", *(f"solved at tau = {tau:g}" for tau in at_taus)]
+def level_table(levels: pd.DataFrame, identical: list[list[str]], ranking: pd.DataFrame) -> str:
+    """The score restricted to each level and to the own target (`claims.level_scores`),
+    one row per row of the ranking: 'score (solved/problems)' per level."""
+    counts = levels.attrs["problems"]
+    labels = list(counts)
+    header = ["optimizer", *(_level_label(label) for label in labels)]
     rows = []
-    for optimizer in order:
+    for names, r in joined(ranking, identical):
+        row = levels.loc[r.optimizer]
         cells = [
-            f"{int(np.isfinite(m[optimizer]).sum()) if optimizer in m else 0}/{len(m)}"
-            for m in at_taus.values()
+            f"{row[f'score_{label}']:.3f} ({int(row[f'solved_{label}'])}/{counts[label]})"
+            for label in labels
         ]
-        rows.append([f"`{optimizer}`", *cells])
+        rows.append([_names(names), *cells])
     return markdown(header, rows)
 
 
-def _problem_sections(facts: pd.DataFrame, at_taus: dict, order: list[str]) -> list[str]:
-    """The sections of problems.csv: data profiles at each tau, f* found wrong, problems
-    left out."""
+def _level_label(label: str) -> str:
+    return "own target" if label == tuning.TARGET else f"level {label}"
+
+
+def edges_section(summary: pd.DataFrame) -> list[str]:
+    """How many tuned pairs sit at an edge of their learning-rate grid, and which."""
+    if "grid_edge" not in summary:
+        return []
+    at_edge = summary[summary["grid_edge"].fillna("") != ""]
+    parts = ["", "## Grid edges", "", edge_line(summary)]
+    if len(at_edge):
+        listed = ", ".join(
+            f"`{r.optimizer}` on {r.problem} ({r.grid_edge})" for r in at_edge.itertuples()
+        )
+        parts += ["", listed + "."]
+    return parts
+
+
+def _problem_sections(facts: pd.DataFrame) -> list[str]:
+    """The sections of problems.csv: f* found wrong, problems left out."""
     parts = []
-    if at_taus:
-        parts += [
-            "",
-            "## Data profiles at each tau",
-            "",
-            "Problems each optimizer solves within its step budget by Moré and Wild's test "
-            "f(x0) - f(x) >= (1 - tau) (f(x0) - f_L), f_L the known f* or the lowest value "
-            "found, at its tuned setting (tuned at the target's tau), judged at the record "
-            "points; `data_profiles.png` draws them against the budget.",
-            "",
-            tau_table(at_taus, order),
-        ]
-    provenance = facts[facts["f0"].notna()]
+    provenance = facts[facts["f_star_source"].notna() & (facts["f_star_source"] != "")]
     if len(provenance):
         found = int((provenance["f_star_source"] == "best_found").sum())
         parts += [
@@ -235,6 +260,18 @@ def _unranked(left_out: list[str]) -> str:
     )
 
 
+def _levels_text(problem: str, levels: list[str], facts: pd.DataFrame) -> str:
+    """A problem's levels in words: f(x0) and the levels it resolves (those it does not)."""
+    row = facts[facts["problem"] == problem]
+    f0 = row["f0"].iloc[0] if len(row) else float("nan")
+    start = "" if pd.isna(f0) else f"f(x0) = {f0:.10g}. "
+    if not levels:
+        return f" {start}No relative level resolved: judged at the target."
+    missing = [name for name in tuning.LEVELS if name not in levels]
+    unresolved = f" ({', '.join(missing)} finer than the dtype resolves)" if missing else ""
+    return f" {start}Levels f - f* <= tau (f(x0) - f*) at tau = {', '.join(levels)}{unresolved}."
+
+
 def document(
     analysis: Analysis,
     runs: pd.DataFrame,
@@ -243,61 +280,98 @@ def document(
 ) -> str:
     """The whole TABLES.md, from the analysis, the runs (for problem facts) and skipped
     pairs; with problems.csv (`problems`), the f* provenance of each problem whose f* the
-    run resolved, the data profiles at each tau and the problems left out."""
+    run resolved and the problems left out."""
     summary, cost, ranking = analysis.summary, analysis.cost, analysis.ranking
     facts = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
     tune = tuning.lanes_of(runs, "tune")
     seeds = int(tune.groupby(schema.trial_key(tune), dropna=False).size().max())
     evals = int(summary["seeds"].min())
     reference = analysis.reference
+    label = tuning.COST_LABELS[cost]
+    leveled = analysis.records_levels
+    unit = "(problem, level) instance" if leveled else "problem"
+    if leveled:
+        judged = (
+            "Costs are medians over evaluation seeds; *to 1e-3*: the median "
+            f"{label} to reach f - f* <= 1e-3 (f(x0) - f*) and stay there, with the share of "
+            "seeds that do; *to target*: the same at the problem's own target, "
+            "*success* the share of seeds that reach it; *tuneability*: share of the "
+            "hyperparameter grid that reaches as many levels within "
+            f"{tuning.MAX_RATIO:g}x the tuned cost at the deepest (when the tuned setting "
+            f"reaches none: within {tuning.TUNEABLE_FACTOR:g}x its final f - f*)."
+        )
+    else:
+        judged = (
+            "Costs to target are medians over evaluation seeds; "
+            "*success*: seeds that reach the target; *tuneability*: share of the "
+            "hyperparameter grid that reaches the target within "
+            f"{tuning.MAX_RATIO:g}x the tuned cost (when the tuned setting misses it: "
+            f"within {tuning.TUNEABLE_FACTOR:g}x its final f - f*)."
+        )
     parts = [
         "# Benchmark tables",
         "",
         f"Every optimizer at its tuned setting (learning rate and any other swept "
         f"hyperparameter), tuned on {counted(seeds, 'seed')} per setting and reported over "
         f"at least {counted(evals, 'evaluation seed')} of the tuned one. "
-        f"Tuned and ranked by {tuning.COST_LABELS[cost]} to target. "
-        "Tuning rule, ranking and columns are defined in docs/method.md. "
-        "Costs to target are medians over evaluation seeds; "
-        "*success*: seeds that reach the target; *tuneability*: share of the "
-        "hyperparameter grid that reaches the target within "
-        f"{tuning.MAX_RATIO:g}x the tuned cost (when the tuned setting misses it: "
-        f"within {tuning.TUNEABLE_FACTOR:g}x its final f - f*).",
+        f"{levels_line(leveled, cost)} "
+        "Tuning rule, ranking and columns are defined in docs/method.md. " + judged,
         "",
         "## Overall ranking",
         "",
         "Score: the AlgoPerf-style integral of the Dolan-More performance profile over "
-        f"median {tuning.COST_LABELS[cost]} to target, for ratios 1 to {tuning.MAX_RATIO:g} "
-        "(1 = cheapest on every problem), with its bootstrap 95% interval (problems "
-        "resampled, then seeds within problems); a problem the optimizer cannot run counts "
-        "as unsolved. *rank [95% CI]*: the ranks it takes on 95% of those resamples. "
+        f"median {label} to {'each level' if leveled else 'target'}, for ratios 1 to "
+        f"{tuning.MAX_RATIO:g} (1 = cheapest on every {unit}), averaged over every {unit} "
+        "some optimizer solves, with its bootstrap 95% interval (problems resampled"
+        f"{', each with all its levels' if leveled else ''}, then seeds within problems); "
+        "a problem the optimizer cannot run counts as unsolved. *rank [95% CI]*: the ranks "
+        "it takes on 95% of those resamples. "
         "*group*: the best-ranked optimizer not yet in a group leads the next, which holds "
         "every optimizer not yet in a group whose rank interval overlaps the leader's: the "
         "data cannot order the members of a group. *score where it runs*: the score over "
         "the problems the optimizer can run; *coverage*: the share of the ranked problems "
-        "it can run (the others are in *Skipped pairs*). *solved*: problems where at least "
-        "half the evaluation seeds reach the target. Optimizers joined by = behave "
-        "identically on every ranked problem (the same success rates and median costs, "
+        f"it can run (the others are in *Skipped pairs*). *solved*: {unit}s where at least "
+        "half the evaluation seeds succeed, of the ranked ones it ran. Optimizers joined by "
+        "= behave identically on every ranked problem (the same success rates and median costs, "
         f"final f - f* within {claims.FINAL_RTOL:.1%}); their row holds the first one's "
         "numbers." + _unranked(analysis.left_out),
         "",
         *group_lines(ranking, analysis.identical),
         "",
         overall_table(ranking, analysis.identical),
+    ]
+    if leveled:
+        parts += [
+            "",
+            "## Per-level rankings",
+            "",
+            "The same score restricted to one level (each problem that resolves it is one "
+            "instance), and at each problem's own target; in brackets the problems where at "
+            "least half the evaluation seeds succeed, of those that count.",
+            "",
+            level_table(analysis.levels, analysis.identical, ranking),
+        ]
+    parts += [
         "",
         f"## Head to head against `{reference}`",
         "",
-        f"Each optimizer against `{reference}` on median {tuning.COST_LABELS[cost]} to "
-        f"target. *cost ratio*: the geometric mean of its cost over `{reference}`'s on the "
-        "problems both solve (below 1: cheaper), with its bootstrap 95% interval (problems "
-        "resampled); *p*: the two-sided Wilcoxon signed-rank test of the log ratios, and "
-        f"Holm's adjustment over these {len(analysis.head_to_head)} comparisons (* below "
-        f"{stats.ALPHA:g}). *detectable ratio*: the smallest ratio either way whose interval "
-        "would exclude 1, at this spread over this many problems; with fewer than "
+        f"Each optimizer against `{reference}` on median {label} to "
+        f"{'each level' if leveled else 'target'}. *cost ratio*: the geometric mean of its "
+        f"cost over `{reference}`'s on the {unit}s both solve (below 1: cheaper), with its "
+        "bootstrap 95% interval (problems resampled); *both solve*: those "
+        + ("instances, and in brackets their problems" if leveled else "problems")
+        + "; *p*: the two-sided Wilcoxon signed-rank test of the log ratios"
+        + (", one value per problem (the mean over its levels both solve)" if leveled else "")
+        + f", and Holm's adjustment over these {len(analysis.head_to_head)} comparisons "
+        f"(* below {stats.ALPHA:g}). *detectable ratio*: the smallest ratio either way whose "
+        "interval would exclude 1, at this spread over this many problems; with fewer than "
         f"{claims.FEWEST} problems that differ the test cannot reject at all. "
-        "*wins/losses/ties* over the ranked problems both can run: a win solves where "
-        f"`{reference}` does not, or both solve at a lower cost; a tie costs the same or "
-        "neither solves. *not run*: ranked problems one of the two cannot run.",
+        f"*wins/losses/ties* over the ranked {unit}s "
+        + ("of the problems " if leveled else "")
+        + f"both can run: a win solves where `{reference}` does not, or both solve at a "
+        "lower cost; a tie costs the same or neither solves. *not run*: ranked "
+        + ("instances of problems" if leveled else "problems")
+        + " one of the two cannot run.",
         "",
         *head_to_head_lines(analysis.head_to_head, reference),
         "",
@@ -307,35 +381,39 @@ def document(
         "",
         "The top of the ranking when the same tuned trials' evaluation lanes are scored "
         "under other definitions of success and cost, each by the same profile score "
-        "(ties in the ranking's order): success that lasts to the end of the budget or the "
-        "first hit of the target (a folder written before lasting success holds first "
-        "hits only); gradient evaluations or steps; and the data profiles' tau levels "
-        "where the run resolved f*. *not recorded*: the folder does not hold it. A top "
+        "(ties in the ranking's order): every level or each level alone; each problem's "
+        "own target, with success that lasts to the end of the budget or the first hit "
+        "(a folder written before lasting success holds first hits only); gradient "
+        "evaluations or steps. *not recorded*: the folder does not hold it. A top "
         f"{claims.TOP} holds every rule tied at its last place and none that scores 0.",
         "",
         robust_line(analysis.robustness, claims.TOP, "`"),
         "",
         robustness_table(analysis.robustness, claims.TOP),
+        *edges_section(summary),
     ]
     if problems is not None:
-        parts += _problem_sections(problems, analysis.at_taus, ranking["optimizer"].tolist())
+        parts += _problem_sections(problems)
     resolved = (
         {}
         if problems is None
         else {
             r.problem: r
             for r in problems.itertuples()
-            if pd.notna(cast(float, r.f0))  # f* the run resolved
+            if isinstance(r.f_star_source, str) and r.f_star_source  # f* the run resolved
         }
     )
+    levels = profiles.resolved_levels(summary)
     for problem, table in summary.groupby("problem", sort=True):
         f_star, target, steps = cast(pd.Series, facts.loc[problem])  # a problem's one row
+        problem = str(problem)  # a name (pandas-stubs type a group's key as any scalar)
+        levels_text = _levels_text(problem, levels[problem], analysis.facts) if leveled else ""
         parts += [
             "",
             f"## {problem}",
             "",
             f"{_f_star_text(f_star, resolved.get(problem))}, target f - f* <= {target:g}, "
-            f"{int(steps)} steps.",
+            f"{int(steps)} steps.{levels_text}",
             "",
             problem_table(table),
         ]

@@ -67,7 +67,6 @@ def level_column(axis: str, level: str) -> str:
     return f"{axis}_to_tau_{level}"
 
 
-
 @dataclass(frozen=True)
 class Tolerance:
     """`bench compare` counts a value as moved when |new - old| > atol + rtol * |old|."""
@@ -215,6 +214,7 @@ DERIVED = {
         "rank_high": INTEGER,
         "group": INTEGER,
         "solved": INTEGER,
+        "instances": INTEGER,
         "problems": INTEGER,
         "coverage": NUMBER,
         "score_run": NUMBER,
@@ -310,7 +310,8 @@ def tolerance(table: str, column: str) -> Tolerance | None:
     A runs.csv.gz column: as declared; an undeclared one (a problem metric, or a column not
     yet declared) at the default. A summary.csv column: that of the runs.csv.gz column a
     statistic of it reports (`median_steps_to_target`: exact, `median_seconds_to_target`:
-    none), the ids none, any other (the tuned setting, success rate, ...) the default.
+    none; a median of seconds to a level, `median_seconds_to_tau_1e-3`, none as well),
+    the ids none, any other (the tuned setting, success rate, ...) the default.
     """
     if table == "runs":
         return DECLARED[column].tolerance if column in DECLARED else DEFAULT_TOLERANCE
@@ -320,6 +321,8 @@ def tolerance(table: str, column: str) -> Tolerance | None:
         reported = column.removeprefix(f"{statistic}_")
         if reported != column and reported in DECLARED:
             return DECLARED[reported].tolerance
+        if reported != column and reported.startswith("seconds_"):  # wall-clock, at a level
+            return None
     return DEFAULT_TOLERANCE
 
 

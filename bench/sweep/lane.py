@@ -113,7 +113,10 @@ def _train_step(problem: Problem, spec: OptimizerSpec, opt, loss_fn):
         if stored is None:
             loss, grads = grad_fn(params, batch)
         else:  # `first` is the same in every lane, so under vmap this stays a branch
-            loss, grads = jax.lax.cond(first, lambda: grad_fn(params, batch), lambda: stored(state))
+            from_state = stored
+            loss, grads = jax.lax.cond(
+                first, lambda: grad_fn(params, batch), lambda: from_state(state)
+            )
         extra = spec.update_extras(loss, grads, lambda p: loss_fn(p, batch))
         updates, state = opt.update(grads, state, params, **extra)
         made = spec.evaluations(state, problem.dim)

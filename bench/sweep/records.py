@@ -82,8 +82,8 @@ def to_target(result: SweepResult) -> dict[str, np.ndarray]:
             name: _at_records(result, target)["lasting"] for name, target in levels.items()
         }
     columns = {
-        **_costs(result, *(np.asarray(x) for x in lasting), "to_target"),
-        **_costs(result, *(np.asarray(x) for x in first), "to_first_hit"),
+        **_costs(result, np.asarray(lasting[0]), np.asarray(lasting[1]), "to_target"),
+        **_costs(result, np.asarray(first[0]), np.asarray(first[1]), "to_first_hit"),
     }
     for name, target in levels.items():
         steps, evals = at_levels[name]
