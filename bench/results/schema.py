@@ -55,10 +55,11 @@ OUTCOME, COST, PROBLEM_METRIC, TIMING = "outcome", "cost", "problem metric", "ti
 FIRST_HIT = "first-hit cost"
 LEVEL_COST = "level cost"
 
-# The relative targets every problem is scored at (docs/method.md, "Targets"): a lane is
-# at level tau when f - f* <= tau (f(x0) - f*), f(x0) the problem's start value. Name ->
-# tau; each gives the runs columns `steps_to_tau_NAME` and `grad_evals_to_tau_NAME`, the
-# cost of lasting success at that level (empty where the run's dtype cannot resolve it).
+# The relative targets every problem is scored at (docs/method.md, "Relative levels"): a
+# lane is at level tau when f - f* <= tau (f(x0) - f*), f(x0) the problem's start value.
+# Name -> tau; each gives the runs columns `steps_to_tau_NAME` and `grad_evals_to_tau_NAME`
+# (written by `bench.sweep.records`), the cost of lasting success at that level (empty
+# where the run's dtype cannot resolve it). The suite hands them to `run_sweep`.
 LEVELS = {"1e-1": 1e-1, "1e-2": 1e-2, "1e-3": 1e-3, "1e-5": 1e-5, "1e-7": 1e-7}
 
 
