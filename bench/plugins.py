@@ -30,7 +30,7 @@ from typing import cast
 import numpy as np
 
 from optimizers import OPTIMIZERS, Optimizer, OptimizerSpec
-from optimizers.registry import LR_GRID, Choice, Range
+from optimizers.registry import LR_GRID, Choice, Range, exact
 from problems import MODELS, PROBLEMS, Problem, model, sources
 
 OPTIMIZER_GROUP = "optbench.optimizers"
@@ -236,7 +236,7 @@ def space_from_toml(path: str | Path) -> dict:
     if "learning_rates" not in fields:
         if "learning_rate" in space:
             points = np.linspace(0.0, 1.0, GRID_POINTS)
-            fields["learning_rates"] = tuple(space["learning_rate"].value(u) for u in points)
+            fields["learning_rates"] = tuple(exact(space["learning_rate"].value(u)) for u in points)
         else:
             fields["learning_rates"] = LR_GRID
     return fields | {"search_space": space}

@@ -218,11 +218,22 @@ class OptimizerSpec:
         return None
 
 
+# Grid values are kept to this many significant digits: np.logspace's last bit differs
+# between CPUs, a value rounded to 12 digits is the same decimal number everywhere.
+GRID_DIGITS = 12
+
+
+def exact(value: float) -> float:
+    """`value` to GRID_DIGITS significant digits: the nearest float to a short decimal."""
+    return float(f"{value:.{GRID_DIGITS}g}")
+
+
 def log_grid(low: float, high: float, per_decade: int = 2) -> tuple[float, ...]:
-    """Log-spaced learning rates from `low` to `high`, `per_decade` points per factor of 10."""
+    """Log-spaced learning rates from `low` to `high`, `per_decade` points per factor of 10,
+    each `exact` (the same decimal values on every machine)."""
     decades = np.log10(high) - np.log10(low)
     points = int(round(decades * per_decade)) + 1
-    return tuple(float(x) for x in np.logspace(np.log10(low), np.log10(high), points))
+    return tuple(exact(x) for x in np.logspace(np.log10(low), np.log10(high), points))
 
 
 LR_GRID = log_grid(1e-4, 1.0)

@@ -135,3 +135,15 @@ def test_the_data_profile_names_the_problems_whose_size_the_folder_does_not_give
     log = io.StringIO()
     render(folder, log, "steps", problem_figures=False)
     assert "leaves out" not in log.getvalue() and (folder / "data_profile.png").exists()
+
+
+def test_a_data_profile_draws_a_cost_of_zero_a_start_already_at_the_target(tmp_path):
+    # A start at the target costs 0 evaluations: the budgets are log-spaced over the
+    # positive costs (np.geomspace from 0 failed), and the 0 is within every budget.
+    from bench.report import plots
+
+    summary = analyze({"runs": _runs(COSTS), "curves": None}, "steps", complete_facts()).summary
+    summary.loc[summary.index[0], "median_grad_evals_to_target"] = 0.0
+    dims = {f"p{i}": 2 for i in range(8)}
+    plots.data_profile(summary, dims, tmp_path / "data_profile.png", "steps")
+    assert (tmp_path / "data_profile.png").read_bytes().startswith(b"\x89PNG")

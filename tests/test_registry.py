@@ -11,7 +11,7 @@ import optimizers
 from bench.sweep.arguments import skip_reason
 from bench.sweep.runner import run_sweep
 from optimizers import OPTIMIZERS, apply_updates, sgd
-from optimizers.registry import LR_GRID, OptimizerSpec, collect
+from optimizers.registry import LR_GRID, OptimizerSpec, collect, exact
 from problems import PROBLEMS
 
 
@@ -133,3 +133,11 @@ def test_unsupported_options_raise_not_implemented_naming_them(name, option):
 def test_sam_across_devices_is_not_implemented():
     with pytest.raises(NotImplementedError, match="batch_axis_name"):
         optimizers.sam(sgd(0.1), sgd(0.05), batch_axis_name="batch")
+
+
+def test_every_registered_grid_is_short_decimals_the_same_on_every_machine():
+    # np.logspace's last bit differs between CPUs (lion's 1e-05 was stored as
+    # 9.999999999999999e-06 on one): the grids are rounded to 12 significant digits.
+    for name, spec in OPTIMIZERS.items():
+        assert all(exact(x) == x and len(repr(x)) <= 20 for x in spec.learning_rates), name
+    assert exact(9.999999999999999e-06) == 1e-05

@@ -199,3 +199,7 @@ def test_cross_validation_losses_are_merged_per_trial(adam_sweeping_b1):
     merged = tune.set_index(["b1", "seed"])["cv_loss"].sort_index()
     assert np.allclose(merged.to_numpy(), expected.sort_index().to_numpy(), rtol=1e-6)
     assert merged.loc[0.0].to_numpy() != pytest.approx(merged.loc[0.9].to_numpy())
+    # The summary's held-out loss is the tuned trial's: its evaluation lanes hold none out.
+    summary = tuning.summarize(runs).iloc[0]
+    tuned = tune[tune["trial"] == summary["trial"]]
+    assert summary["median_cv_loss"] == pytest.approx(tuned["cv_loss"].median(), rel=1e-12)

@@ -399,8 +399,9 @@ def summarize(runs: pd.DataFrame, cost: str = DEFAULT_COST) -> pd.DataFrame:
             "grid_edge": grid_edge(grids[pair], pick),
             "steps": int(lanes["steps"].iloc[0]),
         }
-        if "cv_loss" in runs:
-            row["median_cv_loss"] = float(lanes["cv_loss"].median())
+        if "cv_loss" in runs:  # held out in the tuning sweep only: the tuned trial's there
+            tuned_lanes = tune_lanes[pair][tune_lanes[pair][schema.TRIAL] == pick[schema.TRIAL]]
+            row["median_cv_loss"] = float(tuned_lanes["cv_loss"].median())
         row |= {f"median_{m}": float(lanes[m].median()) for m in metrics}
         rows.append(row)
     summary = within_problem_order(pd.DataFrame(rows), cost)

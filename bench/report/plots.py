@@ -254,11 +254,12 @@ def performance_profile(summary, path: Path, cost: str, k: int = 10) -> None:
 
 
 def _budgets(times: pd.DataFrame, dims: dict[str, int]) -> np.ndarray:
-    """400 log-spaced budgets, in units of d + 1, spanning the finite costs of `times`."""
+    """400 log-spaced budgets, in units of d + 1, spanning the positive finite costs of
+    `times` (a cost of 0, a start already at the target, is within every budget)."""
     sizes = [dims[p] + 1 for p in profiles.problems_of(times)]
     units = times.div(sizes, axis=0).to_numpy()
-    finite = units[np.isfinite(units)]
-    low, high = (finite.min() / 1.5, finite.max() * 1.5) if finite.size else (0.1, 10.0)
+    positive = units[np.isfinite(units) & (units > 0)]
+    low, high = (positive.min() / 1.5, positive.max() * 1.5) if positive.size else (0.1, 10.0)
     return np.geomspace(low, high, 400)
 
 
