@@ -147,3 +147,16 @@ def test_a_data_profile_draws_a_cost_of_zero_a_start_already_at_the_target(tmp_p
     dims = {f"p{i}": 2 for i in range(8)}
     plots.data_profile(summary, dims, tmp_path / "data_profile.png", "steps")
     assert (tmp_path / "data_profile.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_tuned_hyperparameter_near_one_keeps_its_distance_from_one():
+    from bench.report.format import setting
+
+    # A b2 of 0.99977 printed as "1" at 3 significant digits.
+    assert [setting(x) for x in (0.99977, 0.999, 0.9, 3.16227766017e-4, 1.0)] == [
+        "0.99977",
+        "0.999",
+        "0.9",
+        "0.000316",
+        "1",
+    ]

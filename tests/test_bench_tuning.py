@@ -184,6 +184,17 @@ def test_tuneability_counts_grid_points_within_the_profile_window_of_the_tuned_c
     assert tuning.summarize(runs).tuneability.iloc[0] == 0.5
 
 
+def test_a_grid_where_every_lane_diverges_is_not_tuneable_at_all():
+    # inf <= 10 x inf held every trial "close" to a tuned trial that diverged: 100%.
+    runs = pd.concat(
+        [
+            lanes("p", "a", lr, [np.inf, np.inf], [-1, -1], diverged=[True, True])
+            for lr in (0.1, 1.0)
+        ]
+    )
+    assert tuning.summarize(runs).tuneability.iloc[0] == 0.0
+
+
 def test_cross_validation_loss_takes_the_place_of_the_final_gap():
     runs = pd.concat(
         [

@@ -159,3 +159,19 @@ def test_a_click_on_a_header_sorts_its_table_and_the_menus_filter(folder):
     shown = [a["data-tags"] for tag, a in up.elements if tag == "section"]
     classes = [a.get("class", "") for tag, a in up.elements if tag == "section"]
     assert [t for t, c in zip(shown, classes, strict=True) if "hidden" not in c] == ["convex"]
+
+
+def test_a_problems_own_metrics_are_on_the_page_as_in_the_tables(tmp_path):
+    # The model families' held-out metrics (accuracy, loss, perplexity, MSE) were in
+    # TABLES.md only.
+    runs = _runs()
+    on_mine = (runs["problem"] == "my_problem").to_numpy()
+    runs["test_accuracy"] = np.where(on_mine, 0.875, np.nan)
+    folder = _folder(tmp_path, runs)
+    render(folder, io.StringIO(), "steps", known=known())
+    tree = Tree((folder / "index.html").read_text())
+    header = (folder / "index.html").read_text().split('id="p-my_problem"')[1].split("</thead>")[0]
+    assert "test accuracy" in header
+    assert all(cells[-1] == "0.875" for _, cells in tree.tables["p-my_problem"])
+    other = (folder / "index.html").read_text().split('id="p-rosenbrock_2d"')[1]
+    assert "test accuracy" not in other.split("</thead>")[0]

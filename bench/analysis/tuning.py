@@ -225,11 +225,15 @@ def tuneability(grid: pd.DataFrame, tuned) -> float:
     """Share of a pair's grid medians close to its tuned row by the tuning rule
     (docs/method.md, "What is reported for a pair"): where the tuned trial reaches a
     level (or its own target), the trials that reach as many within MAX_RATIO times its
-    cost at the deepest; else those within TUNEABLE_FACTOR of its final f - f*."""
+    cost at the deepest; else those within TUNEABLE_FACTOR of its final f - f*. 0 where
+    even the tuned trial diverged (or ends at a non-finite f - f*): nothing is close to
+    a setting that fails."""
     if tuned.reached > 0:
         close = (grid["reached"] == tuned.reached) & (
             grid["deepest_cost"] <= MAX_RATIO * tuned.deepest_cost
         )
+    elif not np.isfinite(tuned.gap):
+        return 0.0
     else:
         close = grid["gap"] <= TUNEABLE_FACTOR * tuned.gap
     return float(close.mean())

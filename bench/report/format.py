@@ -4,6 +4,8 @@ groups, head-to-head cells, the robustness headline and file names."""
 import math
 from typing import Any
 
+import pandas as pd
+
 from bench.analysis import profiles, tuning
 from bench.analysis.claims import robust_top
 
@@ -14,6 +16,38 @@ def number(x: float) -> str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return f"{x:.3g}"
+
+
+# The summary's medians that every pair has: its outcome and its costs to the target.
+_REPORTED = {"median_final_suboptimality", "median_best_suboptimality"}
+
+
+def metric_columns(summary: pd.DataFrame) -> list[str]:
+    """The summary's medians of the problem's own metrics (`median_test_accuracy`,
+    `median_cv_loss`, ...) that some row of `summary` holds: what a problem's table shows
+    after the costs."""
+    return [
+        c
+        for c in summary.columns
+        if c.startswith("median_")
+        and c not in _REPORTED
+        and not c.endswith("_to_target")
+        and "_to_tau_" not in c
+        and summary[c].notna().any()
+    ]
+
+
+def setting(x: float) -> str:
+    """A tuned hyperparameter: 3 significant digits, more where fewer would hide its
+    distance from 1 (a b2 of 0.99977 is not "1"): each of x and 1 - x to within 1%."""
+    if x is None or not math.isfinite(x):
+        return number(x)
+    for digits in range(3, 17):
+        text = f"{x:.{digits}g}"
+        error = abs(float(text) - x)
+        if error <= 0.01 * abs(x) and error <= 0.01 * abs(1.0 - x):
+            return text
+    return repr(x)
 
 
 def cost_text(x: float, axis: str) -> str:

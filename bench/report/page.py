@@ -34,11 +34,13 @@ from bench.report.format import (
     joined,
     level_cell,
     levels_line,
+    metric_columns,
     number,
     problem_levels,
     rank_interval,
     ratio_text,
     robust_line,
+    setting,
     share,
     slug,
     solved_text,
@@ -157,20 +159,23 @@ def _problem(summary: pd.DataFrame, cost: str, families: dict) -> str:
     header += [f"to {level}" for level in levels]
     header += ["median f - f* [95% CI]", f"{tuning.COST_LABELS[cost]} to target [95% CI]"]
     header += ["success", "tuneability", "diverged lanes"]
+    metrics = metric_columns(summary)
+    header += [m.removeprefix("median_").replace("_", " ") for m in metrics]
     rows = [
         (
             families[r["optimizer"]],
             [
                 str(r["rank"]),
                 r["optimizer"],
-                f"{r['learning_rate']:.3g}{edge_mark(r)}",
-                *("-" if pd.isna(r[c]) else f"{r[c]:.3g}" for c in others),
+                f"{setting(r['learning_rate'])}{edge_mark(r)}",
+                *("-" if pd.isna(r[c]) else setting(r[c]) for c in others),
                 *(level_cell(r, cost, level) for level in levels),
                 interval(r, "final_suboptimality", number),
                 interval(r, f"{cost}_to_target", lambda x: cost_text(x, cost)),
                 share(cast(float, r["success_rate"])),
                 share(cast(float, r["tuneability"])),
                 share(cast(float, r["diverged_share"])),
+                *(number(r[m]) for m in metrics),
             ],
         )
         for r in summary.to_dict("records")

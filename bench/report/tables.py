@@ -19,11 +19,13 @@ from bench.report.format import (
     joined,
     level_cell,
     levels_line,
+    metric_columns,
     number,
     problem_levels,
     rank_interval,
     ratio_text,
     robust_line,
+    setting,
     share,
     solved_text,
 )
@@ -129,11 +131,7 @@ def problem_table(summary: pd.DataFrame) -> str:
     intervals."""
     cost = str(summary["cost"].iloc[0])
     levels = problem_levels(summary)
-    metrics = [
-        c
-        for c in summary.columns
-        if c.startswith("median_") and c not in _FIXED and "_to_tau_" not in c
-    ]
+    metrics = metric_columns(summary)
     others = schema.other_hyperparameters(summary)
     header = ["rank", "optimizer", "tuned lr", *(f"tuned {c}" for c in others)]
     header += [f"to {level}" for level in levels]
@@ -146,8 +144,8 @@ def problem_table(summary: pd.DataFrame) -> str:
         row = [
             str(r["rank"]),
             f"`{r['optimizer']}`",
-            f"{r['learning_rate']:.3g}" + edge_mark(r),
-            *("-" if pd.isna(r[c]) else f"{r[c]:.3g}" for c in others),
+            setting(r["learning_rate"]) + edge_mark(r),
+            *("-" if pd.isna(r[c]) else setting(r[c]) for c in others),
             *(level_cell(r, cost, level) for level in levels),
             interval(r, "final_suboptimality", number),
             *(
@@ -160,13 +158,6 @@ def problem_table(summary: pd.DataFrame) -> str:
         ]
         rows.append(row + [number(r[m]) for m in metrics])
     return markdown(header, rows)
-
-
-_FIXED = {
-    "median_final_suboptimality",
-    "median_best_suboptimality",
-    *(f"median_{axis}_to_target" for axis in tuning.COSTS),
-}
 
 
 def _f_star_text(f_star: float, fact) -> str:
