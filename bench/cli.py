@@ -27,14 +27,26 @@ COST_HELP = "cost axis of tuning, ranking and performance profile"
 # Where the whole default suite's results go; a smaller run needs an --out of its own.
 DEFAULT_OUT = "results"
 
-# JAX's persistent compilation cache: a rerun of the same suite loads every program.
-CACHE_DIR = Path(".cache") / "jax"
+
+def cache_dir() -> Path:
+    """Where JAX's persistent compilation cache lives, so that a rerun of the same suite
+    loads every program: $OPTBENCH_CACHE, else the repository's `.cache/jax` (git-ignored)
+    when the project runs from its checkout, else the user's cache folder
+    ($XDG_CACHE_HOME or ~/.cache, under optbench/jax); never the working directory."""
+    if "OPTBENCH_CACHE" in os.environ:
+        return Path(os.environ["OPTBENCH_CACHE"])
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / ".cache" / "jax"
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return home / "optbench" / "jax"
 
 
-def enable_compilation_cache(folder: Path = CACHE_DIR) -> None:
-    """Keeps every compiled program in `folder` (git-ignored) for the next run."""
+def enable_compilation_cache(folder: Path | None = None) -> None:
+    """Keeps every compiled program in `folder` (default `cache_dir()`) for the next run."""
     import jax
 
+    folder = cache_dir() if folder is None else folder
     jax.config.update("jax_compilation_cache_dir", str(Path(folder).resolve()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 

@@ -64,3 +64,19 @@ def test_the_module_entry_point_exits_2_without_a_traceback():
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "choose from" in done.stderr
+
+
+def test_the_compilation_cache_is_the_repositorys_whatever_the_working_directory(
+    tmp_path, monkeypatch
+):
+    # `.cache/jax` was created in whatever directory the user ran from.
+    from pathlib import Path
+
+    from bench.cli import cache_dir
+
+    monkeypatch.delenv("OPTBENCH_CACHE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    repository = Path(__file__).resolve().parent.parent
+    assert cache_dir() == repository / ".cache" / "jax"
+    monkeypatch.setenv("OPTBENCH_CACHE", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"

@@ -2,6 +2,7 @@
 
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,9 @@ def test_plot_by_a_cost_whose_tuned_setting_was_not_evaluated_exits_2(tmp_path, 
     folder = _folder(tmp_path, runs)
     assert main(["plot", "--cost", "grad_evals", str(folder)]) == 0
     assert "gradient evaluations to target" in (folder / "TABLES.md").read_text()
-    capsys.readouterr()
+    listed = {Path(line).name for line in capsys.readouterr().out.splitlines()}
+    # every file it wrote, not the figures only
+    assert {"TABLES.md", "summary.csv", "index.html", "performance_profile.png"} <= listed
     assert main(["plot", "--cost", "steps", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lbfgs on p (lr 0.3)" in err[0]

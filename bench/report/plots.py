@@ -76,7 +76,8 @@ def convergence_axes(ax, curves, summary, runs_facts, problem: str, k: int) -> N
         ax.plot(q.index, q["loss"], color=color, label=label, lw=1.5)
         ax.fill_between(q.index, q["loss_q25"], q["loss_q75"], color=color, alpha=0.15, lw=0)
     ax.axhline(target, color="grey", ls=":", lw=1, label="target")
-    ax.set(title=problem, xlabel="step", ylabel="f(x) - f*", yscale="log")
+    ax.set(title=problem, xlabel="step", yscale="log")
+    ax.set_ylabel(f"f(x) - f*, clipped at {floor:.0e}")  # and at 0, float32's rounding
     _log_steps(ax)
     ax.grid(True, which="major", alpha=0.3)
 
@@ -91,7 +92,8 @@ def convergence(curves, summary, runs, path: Path, problem: str) -> None:
     ax.legend(fontsize="small", loc="best", framealpha=0.8)
     ax.set_title(
         f"{problem}: top {TOP_K} optimizers at their tuned learning rate\n"
-        "median over seeds, band = interquartile range"
+        f"median over seeds, band = interquartile range; f - f* drawn down to "
+        f"{FLOOR_FRACTION:g} x the target"
     )
     _save(fig, path)
 

@@ -166,7 +166,7 @@ def render(
 ) -> list[Path]:
     """Writes summary.csv, ranking.csv, head_to_head.csv, robustness.csv,
     budget_curves.csv, TABLES.md, every plot and index.html (the page of them all,
-    bench/report/page.py) under `folder`; returns the PNG paths.
+    bench/report/page.py) under `folder`; returns the paths of every file it wrote.
 
     Where the runs record the relative levels, data_profiles.png draws a data profile at
     each level whose tau is one of `taus` (default: meta.json's, else `profiles.TAUS`).
@@ -226,4 +226,4 @@ def render(
             os.replace(draft / name, folder / name)
     finally:
         shutil.rmtree(draft, ignore_errors=True)
-    return [folder / name for name in made if name.suffix == ".png"]
+    return [folder / name for name in made]
