@@ -155,6 +155,28 @@ def test_an_f_star_above_the_minimum_fails_the_f_star_check():
     assert "below f_star=10" in results[-1].message
 
 
+def test_an_f_star_a_short_small_step_run_never_reaches_still_fails_the_check():
+    # A sphere declared f* = 0.5 (true 0) from a start at loss about 27 passed: 100 steps
+    # of adam and sgd at lr 1e-3 stayed far above 0.5. L-BFGS and the tuned grid reach 0.
+    sphere = bowl(
+        init=lambda key: 3.0 * jax.random.normal(key, (3,)), f_star=0.5, target=1e-3, steps=1000
+    )
+    results = check.check_problem(sphere)
+    assert failed(results) == ["f_star"]
+    assert "from the start point, below f_star=0.5" in results[-1].message
+
+
+def test_every_check_quotes_the_start_point_the_runs_start_from():
+    # The finite-loss line quoted f at init(PRNGKey(0)) while the runs started at the
+    # lane's own start: the same point now, so the two agree.
+    problem = bowl()
+    start = problem.init(check.start_key(check.SEEDS[0]))
+    results = {r.name: r.message for r in check.check_problem(problem)}
+    assert f"{float(problem.loss(start, None)):.6g} on the full data" in results["finite loss"]
+    sweep = check.run_sweep(problem, "sgd", [1e-3], [check.SEEDS[0]], 1)
+    assert sweep.losses[0, 0] == pytest.approx(float(problem.loss(start, None)), rel=1e-6)
+
+
 def test_targets_load_from_a_file_or_a_module(user_file):
     assert plugins.load_problem(f"{user_file}:BOWL")[0].name == "noisy_bowl"
     assert plugins.load_problem(f"mine={user_file}:noisy_bowl")[0].name == "mine"

@@ -190,7 +190,8 @@ def lane_program(
             train = jax.tree.map(lambda x: x[train_examples[fold]], data)
             held_out = jax.tree.map(lambda x: x[held_out_examples[fold]], data)
         evaluation = problem.eval_batch(train) if problem.eval_batch is not None else None
-        init_key, batch_key = jax.random.split(jax.random.PRNGKey(seed))
+        batch_key = jax.random.split(jax.random.PRNGKey(seed))[1]
+        init_key = targets.start_key(seed)
         params = _cast_floats(problem.init(init_key), master)
         opt = spec.factory(**swept, **fixed)
         state = opt.init(params)

@@ -15,8 +15,8 @@ import numpy as np
 
 from problems import Problem
 
-# f(x0) is the median over the starts of these seeds (a lane of seed s starts where
-# `lane.lane_program` draws it from s), in float64, kept to SIGNIFICANT digits so that
+# f(x0) is the median over the starts of these seeds (a lane of seed s starts at
+# init(`start_key(s)`)), in float64, kept to SIGNIFICANT digits so that
 # the last bits of another machine's float64 arithmetic do not move a level.
 START_SEEDS = range(5)
 SIGNIFICANT = 10
@@ -51,6 +51,12 @@ def resolution_reason(problem: Problem, dtype) -> str | None:
     )
 
 
+def start_key(seed) -> jax.Array:
+    """The key a lane of `seed` draws its start point x0 from (`Problem.init`); the other
+    half of the split keys its minibatches (`lane.lane_program`)."""
+    return jax.random.split(jax.random.PRNGKey(seed))[0]
+
+
 # Problem (by identity, kept alive so that its id stays its own) -> its start value.
 _STARTS: dict[int, tuple[Problem, float]] = {}
 
@@ -77,10 +83,7 @@ def _start_value(problem: Problem) -> float:
         data = cast(problem.data())
         batch = problem.eval_batch(data) if problem.eval_batch is not None else data
         loss = jax.jit(problem.loss)
-        values = [
-            float(loss(cast(problem.init(jax.random.split(jax.random.PRNGKey(seed))[0])), batch))
-            for seed in START_SEEDS
-        ]
+        values = [float(loss(cast(problem.init(start_key(seed))), batch)) for seed in START_SEEDS]
     return float(f"{np.median(values):.{SIGNIFICANT}g}")
 
 
