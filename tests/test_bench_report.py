@@ -163,3 +163,22 @@ def test_a_tuned_hyperparameter_near_one_keeps_its_distance_from_one():
         "0.000316",
         "1",
     ]
+
+
+def test_matplotlibs_warnings_stay_out_of_the_terminal(tmp_path, monkeypatch, recwarn):
+    # A figure whose legend has nothing to show: matplotlib warns "No artists with labels
+    # found to put in legend", which reached the terminal of every bench plot.
+    from bench.report import plots
+
+    def empty_legend(summary, *args, **kwargs):
+        fig, ax = plots.plt.subplots()
+        ax.legend()
+        fig.savefig(args[-1] if args else kwargs["path"])
+        plots.plt.close(fig)
+
+    monkeypatch.setattr(plots, "performance_profile", empty_legend)
+    folder = _folder(tmp_path, _runs(COSTS))
+    log = io.StringIO()
+    render(folder, log, "steps", problem_figures=False)
+    assert "skipped performance_profile" not in log.getvalue()
+    assert not [w for w in recwarn if "No artists" in str(w.message)]

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,7 +214,11 @@ def render(
         write_text(document, draft / "TABLES.md")
         for name, draw in _figures(raw, analysis, bool(every), known, taus):
             try:
-                draw(draft / name)
+                # matplotlib's advice on a figure (an empty legend, a log axis without
+                # positive values) is not the user's to act on; an error still skips it
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    draw(draft / name)
             except Exception as error:  # one figure that cannot be drawn costs only itself
                 plots.plt.close("all")
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
