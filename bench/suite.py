@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -460,6 +460,34 @@ def _work(spec: SuiteSpec, pairs: list[tuple[str, str]], devices) -> list[tuple[
     return [([(args[2], o) for o in optimizers], (*args, devices)) for optimizers, args in work]
 
 
+def _longest_first(units: list[tuple[list, tuple]], out: Path) -> list[int]:
+    """The order `run_suite` submits `units` in (indices): where `out` holds a readable
+    runs.csv.gz of an earlier run, by the compile and run seconds it recorded for their
+    pairs, longest first, those it does not record (cost unknown) before them, so that the
+    long ones do not finish last on one core while the others wait; else, and in a
+    multi-process job (whose processes must launch programs in one order), the spec's."""
+    import jax
+
+    order = list(range(len(units)))
+    if jax.process_count() > 1:
+        return order
+    try:
+        columns = ["problem", "optimizer", "compile_seconds", "run_seconds"]
+        recorded = pd.read_csv(schema.path(out, "runs"), usecols=columns)
+    except Exception:  # no earlier run, or one whose table cannot say: the spec's order
+        return order
+    seconds = recorded.groupby(["problem", "optimizer"])[columns[2:]].first().sum(axis=1)
+    known = seconds.to_dict()
+
+    def cost(i: int) -> float:
+        pairs = units[i][0]
+        if any(pair not in known for pair in pairs):
+            return math.inf
+        return float(sum(known[pair] for pair in pairs))
+
+    return sorted(order, key=lambda i: -cost(i))
+
+
 def run_suite(
     spec: SuiteSpec,
     out: Path,
@@ -507,21 +535,23 @@ def run_suite(
         ]
         compile_seconds = run_seconds = 0.0
         pool = ThreadPoolExecutor(jobs or default_jobs())
+        units = _work(spec, pairs, devices)
+        finished: dict[int, dict] = {}
         try:
-            futures = [
-                (covered, pool.submit(*work)) for covered, work in _work(spec, pairs, devices)
-            ]
-            for covered, future in futures:
-                done = future.result()
-                for name, frame in done["tables"].items():
-                    parts.setdefault(name, []).append(frame)
-                facts += done.get("problems", [])
-                compile_seconds += done["compile_seconds"]
-                run_seconds += done["run_seconds"]
-                for problem, optimizer in covered:
+            futures = {pool.submit(*units[i][1]): i for i in _longest_first(units, out)}
+            for future in as_completed(futures):
+                finished[futures[future]] = future.result()
+                for problem, optimizer in units[futures[future]][0]:
                     bar.advance(f"{problem} x {optimizer}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+        for i in range(len(units)):  # collected in the spec's order, whatever the finish
+            done = finished[i]
+            for name, frame in done["tables"].items():
+                parts.setdefault(name, []).append(frame)
+            facts += done.get("problems", [])
+            compile_seconds += done["compile_seconds"]
+            run_seconds += done["run_seconds"]
         tables = {name: schema.concat(frames) for name, frames in parts.items()}
         tables["skipped"] = pd.DataFrame(skipped, columns=["problem", "optimizer", "reason"])
         described = facts_frame([*spec.problems, *spec.excluded], spec.scale)

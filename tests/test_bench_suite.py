@@ -210,3 +210,20 @@ def test_a_target_finer_than_the_dtype_resolves_is_skipped_not_scored_as_solved(
     assert skipped["problem"].tolist() == ["logistic_synthetic_200x10"]
     assert "finer than bfloat16 resolves at f* = 0.4487" in skipped["reason"].iloc[0]
     assert set(pd.read_csv(tmp_path / "out" / "runs.csv.gz")["problem"]) == {"rosenbrock_2d"}
+
+
+def test_pairs_are_submitted_longest_first_by_the_seconds_an_earlier_run_recorded(tmp_path):
+    units = [([("p", o)], ()) for o in ("a", "b", "c", "d")]
+    assert suite._longest_first(units, tmp_path) == [0, 1, 2, 3]  # no earlier run
+    pd.DataFrame(
+        {
+            "problem": "p",
+            "optimizer": ["a", "a", "b", "c"],
+            "compile_seconds": [1.0, 1.0, 0.5, 3.0],
+            "run_seconds": [0.5, 0.5, 0.1, 9.0],
+        }
+    ).to_csv(tmp_path / "runs.csv.gz", index=False)
+    # d is not recorded (its cost unknown): first; then c (12 s), a (1.5 s), b (0.6 s)
+    assert suite._longest_first(units, tmp_path) == [3, 2, 0, 1]
+    (tmp_path / "runs.csv.gz").write_bytes(b"not a table")
+    assert suite._longest_first(units, tmp_path) == [0, 1, 2, 3]
