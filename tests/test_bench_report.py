@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from test_bench_tuning import lanes
 from test_statistics import COSTS, _runs
 
@@ -182,3 +183,35 @@ def test_matplotlibs_warnings_stay_out_of_the_terminal(tmp_path, monkeypatch, re
     render(folder, log, "steps", problem_figures=False)
     assert "skipped performance_profile" not in log.getvalue()
     assert not [w for w in recwarn if "No artists" in str(w.message)]
+
+
+def test_ctrl_c_during_a_figure_stops_the_render_even_where_a_c_extension_swallows_it(
+    tmp_path, monkeypatch
+):
+    # matplotlib's Agg renderer calls back into Python from C++ and turns an exception
+    # there into its own error: a Ctrl-C at that moment became "skipped figure" and the
+    # plot ran on and exited 0 (1 try in 6).
+    import os
+    import signal
+    import time
+
+    from bench.report import plots
+
+    def interrupted_in_a_callback(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            raise RuntimeError("error in a drawing callback") from None
+
+    monkeypatch.setattr(plots, "performance_profile", interrupted_in_a_callback)
+    folder = _folder(tmp_path, _runs(COSTS))
+    # As a terminal's process has it (a pytest-xdist worker ignores SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            render(folder, io.StringIO(), "steps", problem_figures=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert not list(folder.glob(".render.*"))  # the draft is gone

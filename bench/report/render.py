@@ -15,8 +15,10 @@ an older folder's problem facts) from the `Known` the caller gives (`bench.known
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,6 +206,7 @@ def render(
         else (problem_figures)
     )
     draft = Path(tempfile.mkdtemp(dir=folder, prefix=DRAFT_PREFIX))
+    interrupted = _Interrupts()
     try:
         write_csv(analysis.summary, draft / "summary.csv")
         write_csv(analysis.ranking, draft / "ranking.csv")
@@ -213,6 +216,7 @@ def render(
         document = tables.document(analysis, raw["runs"], skipped, raw["problems"])
         write_text(document, draft / "TABLES.md")
         for name, draw in _figures(raw, analysis, bool(every), known, taus):
+            interrupted.clear()
             try:
                 # matplotlib's advice on a figure (an empty legend, a log axis without
                 # positive values) is not the user's to act on; an error still skips it
@@ -221,6 +225,8 @@ def render(
                     draw(draft / name)
             except Exception as error:  # one figure that cannot be drawn costs only itself
                 plots.plt.close("all")
+                if interrupted.is_set():  # Ctrl-C, turned into an error by a C extension
+                    raise KeyboardInterrupt from error
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 print(f"skipped {name}: {type(error).__name__}: {reason}", file=log)
         families = {o: known.family(o) for o in analysis.ranking["optimizer"]}
@@ -230,5 +236,36 @@ def render(
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(draft / name, folder / name)
     finally:
+        interrupted.restore()
         shutil.rmtree(draft, ignore_errors=True)
     return [folder / name for name in made]
+
+
+class _Interrupts:
+    """Notes every Ctrl-C (SIGINT) while a render runs, and raises KeyboardInterrupt as
+    Python's own handler does. matplotlib's Agg renderer calls back into Python from C++
+    and turns an exception raised there into an error of its own: a figure interrupted
+    there looked like one that could not be drawn, and the render went on. Installed only
+    in the main thread, where signal handlers live, in place of Python's default handler
+    (a process that ignores SIGINT keeps ignoring it); elsewhere it notes nothing."""
+
+    def __init__(self):
+        self._event = threading.Event()
+        self._previous = None
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        self._event.set()
+        raise KeyboardInterrupt
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
