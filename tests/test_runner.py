@@ -97,8 +97,17 @@ def test_cli_writes_tidy_csv_and_a_png(tmp_path):
     assert {"problem", "optimizer", "learning_rate", "step", "grad_evals", "loss"} <= set(
         curves.columns
     )
-    # optimizers x (learning rates x seeds + the tuned setting x 10 evaluation seeds)
-    assert len(runs) == 2 * (2 * 2 + 10)
+    # Per optimizer: the grid's 2 learning rates x 2 tuning seeds, 3 more rates beyond the
+    # grid's edge where the pick sits at one (bench.protocols.extended_trials), and the
+    # tuned setting x 10 evaluation seeds.
+    for _, rows in runs.groupby("optimizer"):
+        tune = rows[rows.role == "tune"]
+        rates = sorted(tune.learning_rate.unique())
+        assert {1e-3, 1e-2} <= set(np.round(rates, 12))
+        assert len(rates) in (2, 2 + 3)
+        assert tune.groupby("learning_rate").size().eq(2).all()
+        assert (rows.role == "eval").sum() == 10
+        assert rows[rows.role == "eval"].learning_rate.nunique() == 1
     # curves.csv.gz holds the tuned learning rate only, every step of a 30-step run.
     assert curves.groupby("optimizer")["learning_rate"].nunique().eq(1).all()
     assert curves.groupby("optimizer").size().eq(31).all()
