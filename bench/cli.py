@@ -28,25 +28,36 @@ COST_HELP = "cost axis of tuning, ranking and performance profile"
 DEFAULT_OUT = "results"
 
 
+# Whether `bench run` looks its sweeps up in the sweep cache and keeps a drawing of the
+# same tables (--no-cache: neither).
+CACHES = True
+
+
 def cache_dir() -> Path:
-    """Where JAX's persistent compilation cache lives, so that a rerun of the same suite
-    loads every program: $OPTBENCH_CACHE, else the repository's `.cache/jax` (git-ignored)
-    when the project runs from its checkout, else the user's cache folder
-    ($XDG_CACHE_HOME or ~/.cache, under optbench/jax); never the working directory."""
+    """Where the caches live, so that a rerun of the same suite pays only for what
+    changed: $OPTBENCH_CACHE, else the repository's `.cache` (git-ignored) when the
+    project runs from its checkout, else the user's cache folder ($XDG_CACHE_HOME or
+    ~/.cache, under optbench); never the working directory. It holds JAX's persistent
+    compilation cache (`jax/`, one folder per machine type) and the sweep cache
+    (`sweeps/`, `bench.sweep.cache`)."""
     if "OPTBENCH_CACHE" in os.environ:
         return Path(os.environ["OPTBENCH_CACHE"])
     checkout = Path(__file__).resolve().parent.parent
     if (checkout / "pyproject.toml").is_file():
-        return checkout / ".cache" / "jax"
+        return checkout / ".cache"
     home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return home / "optbench" / "jax"
+    return home / "optbench"
 
 
 def enable_compilation_cache(folder: Path | None = None) -> None:
-    """Keeps every compiled program in `folder` (default `cache_dir()`) for the next run."""
+    """Keeps every compiled program in `folder` (default: `cache_dir()`'s jax/, in a
+    folder of the machine type: a program compiled for one CPU's instruction set is not
+    loaded on another) for the next run."""
     import jax
 
-    folder = cache_dir() if folder is None else folder
+    from bench.sweep.cache import machine_type
+
+    folder = cache_dir() / "jax" / machine_type() if folder is None else folder
     jax.config.update("jax_compilation_cache_dir", str(Path(folder).resolve()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
@@ -114,12 +125,103 @@ def _source_names(names: list[str]) -> list[str]:
     return [name for name in names if sources.source_of(name) is not None]
 
 
+def _check_executor(args) -> None:
+    """UsageError for --executor, --shards and --slurm-* options that do not go together."""
+    import importlib.util
+
+    slurm = [args.slurm_partition, args.slurm_time, args.slurm_parallelism]
+    if args.executor is None:
+        if args.shards is not None or any(value is not None for value in slurm):
+            raise UsageError("--shards and --slurm-* options run through --executor")
+        return
+    if args.shards is None or args.shards < 1:
+        raise UsageError(f"--executor {args.executor} needs --shards N (N >= 1)")
+    if args.shard is not None or args.against is not None:
+        raise UsageError(
+            f"--executor {args.executor} runs every shard: not with --shard or --against"
+        )
+    if args.slurm_time is not None and args.slurm_time < 1:
+        raise UsageError(f"--slurm-time must be >= 1 minute, got {args.slurm_time}")
+    if args.slurm_parallelism is not None and args.slurm_parallelism < 1:
+        raise UsageError(f"--slurm-parallelism must be >= 1, got {args.slurm_parallelism}")
+    if importlib.util.find_spec("submitit") is None:
+        raise UsageError(f"--executor {args.executor} needs submitit: pip install -e '.[cluster]'")
+
+
+def _submitted(args, suite) -> int:
+    """`bench run --executor`: the shards as jobs (`bench.executors`), merged into --out."""
+    from bench import combine, executors
+    from bench.results import meta
+    from bench.suite import OutputError, RenderFailed, is_full, write_results
+
+    out = Path(args.out).resolve()
+    if not args.force and not is_full(asdict(suite)) and (meta.read(out) or {}).get("full_suite"):
+        raise UsageError(
+            f"{out} holds the full suite's results and this run is a smaller one; "
+            "choose another --out, or pass --force to replace them"
+        )
+    cluster = executors.Cluster(
+        args.slurm_partition, args.slurm_time or 240, args.slurm_parallelism
+    )
+    try:
+        folders = executors.submit(
+            enable_compilation_cache,
+            _run,
+            args,
+            suite,
+            args.shards,
+            args.executor,
+            out,
+            cluster,
+            sys.stderr,
+        )
+    except executors.ExecutorError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    try:
+        tables, record, merged = combine.merge([combine.read(folder) for folder in folders])
+        write_results(out, tables, record, merged, force=args.force)
+    except (combine.Incompatible, OutputError) as error:
+        raise UsageError(str(error)) from None
+    except RenderFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    _top(out)
+    return 0
+
+
+def _shard(args):
+    """The `bench.shards.Shard` of --shard and --balance-from (None without --shard)."""
+    from bench import shards
+
+    if args.shard is None:
+        if args.balance_from is not None:
+            raise UsageError("--balance-from deals shards: give it with --shard")
+        return None
+    try:
+        index, count = shards.parse(args.shard)
+    except shards.ShardError as error:
+        raise UsageError(str(error)) from None
+    if args.against is not None:
+        raise UsageError("--shard runs a share of a spec's pairs: not with --against")
+    if args.out is None:
+        raise UsageError("--shard needs an --out of its own: each shard writes its own folder")
+    if args.balance_from is None:
+        return shards.Shard.of(index, count, shards.checkout_results())
+    if shards.recorded_seconds(Path(args.balance_from)) is None:
+        raise UsageError(f"--balance-from {args.balance_from}: no readable runs.csv.gz there")
+    return shards.Shard.of(index, count, Path(args.balance_from))
+
+
 def _run(args) -> int:
     import jax
 
     from bench import combine, protocols, spec
+    from bench.shards import ShardError
     from bench.sweep import distributed
 
+    _check_executor(args)
+    shard = _shard(args)
     distributed.initialize()
     added_problems, added_optimizers = _added(args)
     optimizer_names, problem_names = plugins.origins()
@@ -196,6 +298,7 @@ def _run(args) -> int:
     if suite.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     from bench.suite import OutputError, RenderFailed, SpecError, is_full, run_suite
+    from bench.sweep.cache import SweepCache
 
     if args.out is None and not args.force and not is_full(asdict(suite)):
         raise UsageError(
@@ -203,9 +306,20 @@ def _run(args) -> int:
             "one: give it an --out of its own, or pass --force"
         )
     args.out = args.out or DEFAULT_OUT
+    if args.executor is not None:
+        return _submitted(args, suite)
     try:
-        run_suite(suite, Path(args.out), args.devices, jobs=args.jobs, force=args.force, base=base)
-    except (OutputError, SpecError) as error:
+        run_suite(
+            suite,
+            Path(args.out),
+            args.devices,
+            jobs=args.jobs,
+            force=args.force,
+            base=base,
+            shard=shard,
+            cache=SweepCache(cache_dir() / "sweeps") if CACHES and not args.no_cache else None,
+        )
+    except (OutputError, SpecError, ShardError) as error:
         raise UsageError(str(error)) from None
     except RenderFailed as error:
         print(f"error: {error}", file=sys.stderr)
@@ -216,15 +330,30 @@ def _run(args) -> int:
     return 0
 
 
+def _cache(args) -> int:
+    from bench.sweep.cache import SweepCache
+
+    cache = SweepCache(cache_dir() / "sweeps")
+    if args.action == "clear":
+        removed = cache.clear()
+        print(f"removed {removed} sweep{'' if removed == 1 else 's'} from {cache.folder}")
+        return 0
+    info = cache.info()
+    count = f"{info['entries']} sweep{'' if info['entries'] == 1 else 's'}"
+    print(f"{info['folder']}: {count}, {info['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 def _merge(args) -> int:
     from bench import combine
     from bench.suite import OutputError, RenderFailed, write_results
 
     out = Path(args.out).resolve()
-    if out in (Path(args.a).resolve(), Path(args.b).resolve()):
+    if out in [Path(folder).resolve() for folder in args.folders]:
         raise UsageError("merge needs an --out of its own: it never changes the folders it reads")
     try:
-        tables, record, suite = combine.merge(combine.read(args.a), combine.read(args.b))
+        folders = [combine.read(folder) for folder in args.folders]
+        tables, record, suite = combine.merge(folders, args.allow_partial)
         write_results(out, tables, record, suite, force=args.force)
     except (combine.Incompatible, OutputError) as error:
         raise UsageError(str(error)) from None
@@ -422,7 +551,45 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--devices", type=int, help="shard lanes over this many devices (default: all)"
     )
+    run.add_argument(
+        "--shard",
+        metavar="i/N",
+        help="run shard i of N (0 <= i < N): a share of the spec's pairs, balanced by the "
+        "seconds --balance-from records; join the N folders with `bench merge`",
+    )
+    run.add_argument(
+        "--balance-from",
+        metavar="DIR",
+        help="the results folder whose recorded seconds deal the shards (default: the "
+        "checkout's committed results/; the same on every machine)",
+    )
+    run.add_argument(
+        "--executor",
+        choices=["submitit", "local"],
+        help="run --shards N shards as a job array: submitit submits them to SLURM, local "
+        "runs them as processes here; each writes OUT/.shards/i/, merged into --out",
+    )
+    run.add_argument("--shards", type=int, metavar="N", help="shards of --executor")
+    run.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition of the jobs")
+    run.add_argument(
+        "--slurm-time", type=int, metavar="MIN", help="time limit of each job (default 240)"
+    )
+    run.add_argument(
+        "--slurm-parallelism", type=int, metavar="N", help="jobs of the array run at once"
+    )
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every sweep and draw every figure: neither read nor fill the sweep cache "
+        "(`python -m bench cache info`), nor keep the drawing of unchanged tables",
+    )
     run.set_defaults(handler=_run)
+
+    cache = commands.add_parser(
+        "cache", help="the sweep cache: where it is and what it holds, or empty it"
+    )
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.set_defaults(handler=_cache)
 
     plot = commands.add_parser("plot", help="redraw tables and plots from a results folder")
     plot.add_argument("folder", metavar="DIR", help="a folder written by `run`")
@@ -440,12 +607,23 @@ def parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_list)
 
     merge = commands.add_parser(
-        "merge", help="combine two results folders with matching fingerprints"
+        "merge",
+        help="combine results folders with matching fingerprints (or the shards of a run)",
     )
-    merge.add_argument("a", metavar="A", help="a results folder")
-    merge.add_argument("b", metavar="B", help="another, with the same fingerprint")
+    merge.add_argument(
+        "folders",
+        nargs="+",
+        metavar="DIR",
+        help="two results folders or more, with the same fingerprint",
+    )
     merge.add_argument("--out", required=True, help="the folder to write")
     merge.add_argument("--force", action="store_true", help="let it replace the full suite's")
+    merge.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="merge shards that lack pairs of their spec; the missing pairs are named as "
+        "skipped pairs and in meta.json",
+    )
     merge.set_defaults(handler=_merge)
 
     compare = commands.add_parser(

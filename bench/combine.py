@@ -4,8 +4,9 @@ A folder's meta.json holds its fingerprint (`meta.fingerprint`). A run against a
 sweeps only the optimizers it adds, on the folder's problems under the folder's spec,
 and joins its rows to the folder's; where the fingerprints differ, the folder's numbers
 would not be what this machine and code give, so the baselines the comparison needs
-(the folder's top `TOP` and any named) are swept again and replace theirs. Two folders
-merge only when their fingerprints match and no pair is in both.
+(the folder's top `TOP` and any named) are swept again and replace theirs. Folders
+merge only when their fingerprints match and no pair is in two of them; the shards of
+one spec (`bench run --shard i/N`) only when together they hold each of its pairs once.
 """
 
 import dataclasses
@@ -26,8 +27,10 @@ from bench.suite import Base, combined, is_full
 
 # Baselines re-run where the fingerprints differ: the folder's best by its own ranking.
 TOP = 5
-# Timings of meta.json that add up over merged folders.
+# Timings of meta.json that add up over merged folders (all but the wall time, for shards).
 TIMINGS = ("pairs", "lanes", "compile_seconds", "run_seconds", "total_wall_seconds")
+# Pairs an error names before "and N more".
+LISTED = 3
 
 
 class Incompatible(ValueError):
@@ -195,40 +198,180 @@ def against(
     return replace(spec, optimizers=tuple(sweep)), base, line
 
 
-def merge(a: Folder, b: Folder) -> tuple[dict[str, pd.DataFrame], dict, SuiteSpec]:
-    """The tables, meta.json and spec of `a` and `b` as one folder. Incompatible where
-    their fingerprints differ or a pair is in both."""
-    for folder in (a, b):
+def merge(
+    folders: list[Folder], allow_partial: bool = False
+) -> tuple[dict[str, pd.DataFrame], dict, SuiteSpec]:
+    """The tables, meta.json and spec of `folders` (two or more, or shards) as one folder.
+    Incompatible where their fingerprints differ or a pair is in two of them; shards of
+    one spec (meta.json's `shard`) merge by `merge_shards`."""
+    if len(folders) < 2 and "shard" not in folders[0].record:
+        raise Incompatible("merge needs two folders or more (or a whole set of shards)")
+    for folder in folders:
         if not folder.fingerprint:
             raise Incompatible(f"{folder.path}/meta.json holds no fingerprint (an older folder)")
-    differing = meta.differences(a.fingerprint, b.fingerprint)
-    if differing:
-        raise Incompatible(
-            f"{a.path} and {b.path} do not compare: their fingerprints differ in "
-            f"{_describe(differing)}"
-        )
-    both = sorted(a.pairs() & b.pairs())
-    if both:
-        problem, optimizer = both[0]
-        more = f" and {len(both) - 1} more" if len(both) > 1 else ""
-        raise Incompatible(
-            f"{a.path} and {b.path} both hold the pair {problem} x {optimizer}{more}"
-        )
+    first = folders[0]
+    for other in folders[1:]:
+        differing = meta.differences(first.fingerprint, other.fingerprint)
+        if differing:
+            raise Incompatible(
+                f"{first.path} and {other.path} do not compare: their fingerprints differ in "
+                f"{_describe(differing)}"
+            )
+    sharded = [folder for folder in folders if "shard" in folder.record]
+    if sharded:
+        plain = next((folder for folder in folders if "shard" not in folder.record), None)
+        if plain is not None:
+            raise Incompatible(
+                f"{sharded[0].path} is a shard and {plain.path} is not: merge the shards "
+                "first, then merge their folder with it"
+            )
+        return merge_shards(folders, allow_partial)
+    for i, a in enumerate(folders):
+        for b in folders[i + 1 :]:
+            both = sorted(a.pairs() & b.pairs())
+            if both:
+                problem, optimizer = both[0]
+                more = f" and {len(both) - 1} more" if len(both) > 1 else ""
+                raise Incompatible(
+                    f"{a.path} and {b.path} both hold the pair {problem} x {optimizer}{more}"
+                )
     spec = replace(
-        a.spec,
-        problems=tuple(dict.fromkeys([*a.spec.problems, *b.spec.problems])),
-        optimizers=tuple(dict.fromkeys([*a.spec.optimizers, *b.spec.optimizers])),
-        steps=a.spec.steps | b.spec.steps,
-        grid=a.spec.grid | b.spec.grid,
+        first.spec,
+        problems=tuple(dict.fromkeys(p for f in folders for p in f.spec.problems)),
+        optimizers=tuple(dict.fromkeys(o for f in folders for o in f.spec.optimizers)),
+        steps={k: v for f in folders for k, v in f.spec.steps.items()},
+        grid={k: v for f in folders for k, v in f.spec.grid.items()},
     )
-    tables = combined([a.tables, b.tables])
-    record = a.record | {
+    tables = combined([folder.tables for folder in folders])
+    fingerprint = first.fingerprint | {
+        table: {k: v for f in folders for k, v in f.fingerprint[table].items()}
+        for table in meta.TABLES
+    }
+    record = first.record | {
         "spec": asdict(spec),
-        "fingerprint": a.fingerprint
-        | {table: a.fingerprint[table] | b.fingerprint[table] for table in meta.TABLES},
+        "fingerprint": fingerprint,
         "skipped": tables["skipped"].to_dict("records") if "skipped" in tables else [],
         "full_suite": is_full(asdict(spec)),
-        "merged_from": [str(a.path.resolve()), str(b.path.resolve())],
-        **{k: a.record.get(k, 0) + b.record.get(k, 0) for k in TIMINGS},
+        "merged_from": [str(folder.path.resolve()) for folder in folders],
+        # folders run one after the other: every timing, the wall time too, adds up
+        **{k: sum(folder.record.get(k, 0) for folder in folders) for k in TIMINGS},
+        "summed": list(TIMINGS),
+    }
+    return tables, record, spec
+
+
+def _pairs_text(pairs: list[tuple[str, str]]) -> str:
+    listed = ", ".join(f"{p} x {o}" for p, o in pairs[:LISTED])
+    return listed + (f" and {len(pairs) - LISTED} more" if len(pairs) > LISTED else "")
+
+
+def _in_spec_order(tables: dict[str, pd.DataFrame], spec: SuiteSpec) -> dict:
+    """Each table of pairs' rows in the order a run of the whole spec writes them (pair
+    by pair in the spec's order, each pair's rows as its shard wrote them)."""
+    problems = {name: i for i, name in enumerate(spec.problems)}
+    optimizers = {name: i for i, name in enumerate(spec.optimizers)}
+    ordered = {}
+    for name, frame in tables.items():
+        if {"problem", "optimizer"} <= set(frame.columns) and name != "problems":
+            rank = frame["problem"].map(problems).fillna(len(problems)) * (
+                len(optimizers) + 1
+            ) + frame["optimizer"].map(optimizers).fillna(len(optimizers))
+            frame = frame.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
+        ordered[name] = frame
+    return ordered
+
+
+def merge_shards(
+    folders: list[Folder], allow_partial: bool = False
+) -> tuple[dict[str, pd.DataFrame], dict, SuiteSpec]:
+    """Shards of one spec (`bench run --shard i/N`) as the folder a run of the whole
+    spec writes. The set must hold every pair of the spec exactly once; where pairs are
+    missing, `allow_partial` merges without them: they become skipped pairs, and
+    meta.json names them in `missing_pairs`. Incompatible for shards of different specs,
+    counts or assignments, a shard or pair given twice, or missing pairs without
+    `allow_partial`. Wall time: each shard's and their maximum (shards run at once)."""
+    folders = sorted(folders, key=lambda f: f.record["shard"].get("index", 0))
+    first, shard = folders[0], folders[0].record["shard"]
+    count = shard.get("count")
+    for folder in folders:
+        other = folder.record["shard"]
+        label = f"{other.get('index')}/{other.get('count')}"
+        if other.get("count") != count:
+            raise Incompatible(
+                f"{first.path} is shard {shard.get('index')}/{count} and {folder.path} is "
+                f"shard {label}: shards of different counts"
+            )
+        differing = {
+            k: f"{v} vs {asdict(folder.spec).get(k)}"
+            for k, v in asdict(first.spec).items()
+            if v != asdict(folder.spec).get(k)
+        }
+        if differing:
+            raise Incompatible(
+                f"{first.path} and {folder.path} are shards of different specs "
+                f"({_describe(differing)})"
+            )
+        if other.get("assignment") != shard.get("assignment"):
+            raise Incompatible(
+                f"{first.path} and {folder.path} were dealt differently (balanced by "
+                f"{shard.get('balanced_by')} vs {other.get('balanced_by')}): run every "
+                "shard with the same --balance-from"
+            )
+    indices = [folder.record["shard"].get("index") for folder in folders]
+    twice = next((i for i in indices if indices.count(i) > 1), None)
+    if twice is not None:
+        given = [str(f.path) for f, i in zip(folders, indices, strict=True) if i == twice]
+        raise Incompatible(f"shard {twice}/{count} is given twice: {' and '.join(given)}")
+    spec = first.spec
+    held: dict[tuple[str, str], list[Path]] = {}
+    for folder in folders:
+        for problem, optimizer in folder.record["shard"].get("pairs", []):
+            held.setdefault((problem, optimizer), []).append(folder.path)
+    expected = spec.pairs()
+    doubled = [pair for pair in expected if len(held.get(pair, [])) > 1]
+    if doubled:
+        where = " and ".join(map(str, held[doubled[0]]))
+        raise Incompatible(f"{where} both hold the pair {_pairs_text(doubled)}")
+    foreign = sorted(set(held) - set(expected))
+    if foreign:
+        raise Incompatible(
+            f"{held[foreign[0]][0]} holds pairs not of its spec: {_pairs_text(foreign)}"
+        )
+    missing = [pair for pair in expected if pair not in held]
+    absent = [i for i in range(count) if i not in indices]
+    if missing and not allow_partial:
+        shards = ", ".join(f"{i}/{count}" for i in absent) or "none"
+        raise Incompatible(
+            f"the shards lack {len(missing)} pairs of their spec: {_pairs_text(missing)} "
+            f"(shards not given: {shards}); --allow-partial merges without them"
+        )
+    tables = combined([folder.tables for folder in folders])
+    if missing:  # named where every reader of the folder sees them: the skipped pairs
+        reason = f"missing: its shard of {count} was not merged (--allow-partial)"
+        rows = pd.DataFrame(
+            [{"problem": p, "optimizer": o, "reason": reason} for p, o in missing],
+            columns=["problem", "optimizer", "reason"],
+        )
+        tables["skipped"] = pd.concat([tables.get("skipped"), rows], ignore_index=True)
+    tables = _in_spec_order(tables, spec)
+    walls = [folder.record.get("total_wall_seconds", 0) for folder in folders]
+    summed = [k for k in TIMINGS if k != "total_wall_seconds"]
+    record = {k: v for k, v in first.record.items() if k != "shard"} | {
+        "skipped": tables["skipped"].to_dict("records") if "skipped" in tables else [],
+        "full_suite": is_full(asdict(spec)) and not missing,
+        "merged_from": [str(folder.path.resolve()) for folder in folders],
+        **{k: sum(folder.record.get(k, 0) for folder in folders) for k in summed},
+        # the shards ran at once: the wall time is the longest shard's
+        "total_wall_seconds": max(walls),
+        "summed": summed,
+        "shards": {
+            "count": count,
+            "merged": indices,
+            "missing": absent,
+            "assignment": shard.get("assignment"),
+            "balanced_by": shard.get("balanced_by"),
+            "wall_seconds": walls,
+        },
+        "missing_pairs": [list(pair) for pair in missing],
     }
     return tables, record, spec

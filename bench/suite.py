@@ -7,6 +7,7 @@ they were, and a second run into the same folder is refused while the first one 
 
 import contextlib
 import glob
+import hashlib
 import json
 import math
 import os
@@ -41,9 +42,12 @@ from bench.results.files import (
     write_csv,
     write_text,
 )
+from bench.shards import SHARDS, Shard, recorded_seconds, unit_costs
 from bench.spec import SuiteSpec, load
+from bench.sweep import cache as cache_keys
 from bench.sweep import distributed, optimum
 from bench.sweep.arguments import skip_reason
+from bench.sweep.cache import SweepCache
 from bench.sweep.records import curves_frame, layer_grad_norms_frame, paths_frame, runs_frame
 from bench.sweep.runner import run_sweep
 from bench.sweep.targets import level_targets, resolution_reason, start_value
@@ -139,7 +143,9 @@ def _pair_tables(runs: pd.DataFrame, result, evaluated, first, figures: bool) ->
     return tables
 
 
-def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> dict:
+def sweep_pair(
+    spec: SuiteSpec, problem: str, optimizer: str, devices=None, cache: SweepCache | None = None
+) -> dict:
     """Sweeps one pair on the tuning seeds, extends its grid where the pick sits at an edge
     (`protocols.extended_trials`; not where it is tuned by cross-validation), re-runs its
     tuned trial (every swept hyperparameter at its tuned value, the trial id kept) on the
@@ -149,7 +155,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
     Every sweep runs its lanes in chunks of `spec.eval_seeds` through one program, so the
     extension and the evaluation call the tuning sweep's compiled program again. The
     pair's time per step is the tuning sweep's (timed over all its calls), on the rows of
-    all.
+    all. `cache`: the sweep cache its sweeps are looked up in and stored in.
     """
     protocol = protocols.parse(spec.protocol)
     trials = spec.trials(optimizer)
@@ -159,6 +165,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         devices=devices,
         optimize=spec.optimize,
         record_points=spec.curve_points,
+        cache=cache,
     )
     eval_seeds = spec.evaluation_seeds()
 
@@ -181,7 +188,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         return result, _rows(result, role, common["steps"], protocol)
 
     result, runs = sweep(trials, spec.seeds, "tune")
-    compile_seconds, run_seconds = result.compile_seconds, result.run_seconds
+    compile_seconds, run_seconds = _spent(result)
     cross_validated = spec.folds is not None and "dataset" in spec.problem(problem).tags
     if cross_validated:
         folds = run_sweep(
@@ -205,8 +212,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         key = [schema.TRIAL, *folds.hparams, "seed"]
         mean = held_out.groupby(key, as_index=False)["cv_loss"].mean()
         runs = schema.ordered(runs.merge(mean, on=key, how="left", validate="1:1"), result.metrics)
-        compile_seconds += folds.compile_seconds
-        run_seconds += folds.run_seconds
+        compile_seconds, run_seconds = _added((compile_seconds, run_seconds), folds)
     trial, edge = _tuned_trial(runs, spec.cost)
     extends = protocol.extends and not cross_validated
     extension = extended_trials(trials, trial, edge) if extends else []
@@ -214,8 +220,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
         more, more_runs = sweep(
             extension, spec.seeds, "tune", result.seconds_per_step, first=len(trials)
         )
-        compile_seconds += more.compile_seconds
-        run_seconds += more.run_seconds
+        compile_seconds, run_seconds = _added((compile_seconds, run_seconds), more)
         trials = [*trials, *extension]
         runs = pd.concat([runs, more_runs], ignore_index=True)
         trial, _ = _tuned_trial(runs, spec.cost)
@@ -223,8 +228,7 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
     evaluation, eval_runs = sweep(
         [trials[trial]], eval_seeds, "eval", result.seconds_per_step, trial=trial
     )
-    compile_seconds += evaluation.compile_seconds
-    run_seconds += evaluation.run_seconds
+    compile_seconds, run_seconds = _added((compile_seconds, run_seconds), evaluation)
     # What the figures draw of these: one seed's iterates and per-layer gradient norms.
     tables = _pair_tables(
         pd.concat([runs, eval_runs], ignore_index=True),
@@ -246,13 +250,30 @@ def sweep_pair(spec: SuiteSpec, problem: str, optimizer: str, devices=None) -> d
     }
 
 
+def _spent(result) -> tuple[float, float]:
+    """The compile and run seconds a sweep took in this run: none where the sweep cache
+    held its outputs (the rows keep the seconds of the run that made them)."""
+    return (0.0, 0.0) if result.cached else (result.compile_seconds, result.run_seconds)
+
+
+def _added(seconds: tuple[float, float], result) -> tuple[float, float]:
+    compile_seconds, run_seconds = _spent(result)
+    return seconds[0] + compile_seconds, seconds[1] + run_seconds
+
+
 def resolved_by_run(problem) -> bool:
     """True for a problem whose pairs `sweep_problem` runs together: a deterministic one
     from a fixed start (CUTEst's), whose f* the run checks or finds."""
     return problem.fixed_start and not problem.stochastic
 
 
-def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=None) -> dict:
+def sweep_problem(
+    spec: SuiteSpec,
+    problem: str,
+    optimizers: list[str],
+    devices=None,
+    cache: SweepCache | None = None,
+) -> dict:
     """The pairs of one fixed-start deterministic problem (`resolved_by_run`), f* resolved
     by the run; returns their tables, the problem's row of problems.csv and timings.
 
@@ -278,12 +299,14 @@ def sweep_problem(spec: SuiteSpec, problem: str, optimizers: list[str], devices=
             devices=devices,
             optimize=spec.optimize,
             record_points=spec.curve_points,
+            cache=cache,
         )
         for optimizer in optimizers
     }
+    spent = [_spent(r) for r in results.values()]
     timings = {
-        "compile_seconds": sum(r.compile_seconds for r in results.values()),
-        "run_seconds": sum(r.run_seconds for r in results.values()),
+        "compile_seconds": sum(c for c, _ in spent),
+        "run_seconds": sum(r for _, r in spent),
     }
     f0 = float(next(iter(results.values())).losses[0, 0])
     if not math.isfinite(f0):  # finite in float64 (problems.cutest's list), not in this dtype
@@ -329,18 +352,20 @@ def _holds_full_suite(out: Path) -> bool:
         return False
 
 
-def _check_replaceable(out: Path, spec: SuiteSpec, force: bool) -> None:
-    """Raises OutputError when a run of `spec` must not replace the folder `out`."""
+def _check_replaceable(out: Path, spec: SuiteSpec, force: bool, partial: bool = False) -> None:
+    """Raises OutputError when a run of `spec` must not replace the folder `out`
+    (`partial`: a run of part of the spec's pairs, a shard or a partial merge)."""
     if not out.exists():
         return
     if not out.is_dir():
         raise OutputError(f"{out} is a file, not a folder")
     # A mount point holds its own lock, staging and old folders (`home_of`): not content.
     own = f".{out.name}."
-    content = [entry for entry in out.iterdir() if not entry.name.startswith(own)]
+    # So does the folder of an executor's shards (`bench.executors`).
+    content = [e for e in out.iterdir() if not e.name.startswith(own) and e.name != SHARDS]
     if content and not schema.path(out, "runs").exists():
         raise NotAResultsFolder(f"{out} is not empty and holds no runs.csv.gz; not replacing it")
-    if not force and not is_full(asdict(spec)) and _holds_full_suite(out):
+    if not force and (partial or not is_full(asdict(spec))) and _holds_full_suite(out):
         raise OutputError(
             f"{out} holds the full suite's results and this run is a smaller one; "
             "choose another --out, or pass --force to replace them"
@@ -348,7 +373,7 @@ def _check_replaceable(out: Path, spec: SuiteSpec, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def _staging_for(out: Path, spec: SuiteSpec, force: bool) -> Iterator[Path]:
+def _staging_for(out: Path, spec: SuiteSpec, force: bool, partial: bool = False) -> Iterator[Path]:
     """Locks `out`, checks that a run may replace it, and yields a new staging folder.
 
     Called before anything is compiled, so that an unwritable, locked or protected
@@ -364,7 +389,7 @@ def _staging_for(out: Path, spec: SuiteSpec, force: bool) -> Iterator[Path]:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(locked(out))
-            _check_replaceable(out, spec, force)
+            _check_replaceable(out, spec, force, partial)
             home = home_of(out)
             for kind in ("partial", "old"):
                 for stale in home.glob(f".{glob.escape(out.name)}.{kind}.????????"):
@@ -414,22 +439,77 @@ def combined(sources: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def _draw(staging: Path, tables: dict, spec: SuiteSpec, progress) -> Exception | None:
+# What a drawing depends on besides the raw tables: the code that reads and draws them and
+# the registries whose facts it adds (`known`).
+DRAWING_SOURCES = ("bench", "problems", "optimizers")
+
+
+def _drawing_key(spec: SuiteSpec) -> str:
+    """The digest of everything a drawing of given raw tables depends on: the project's
+    sources, the versions of the libraries that draw, and the spec's drawing options."""
+    from importlib.metadata import version
+
+    libraries = [version(name) for name in ("matplotlib", "pandas", "numpy")]
+    options = (spec.cost, spec.problem_figures, spec.taus, spec.scale)
+    return cache_keys.digest(cache_keys.source_digest(DRAWING_SOURCES), libraries, options)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _reuse_drawing(previous: Path, staging: Path, key: str) -> dict | None:
+    """Copies the drawing of `previous` (the folder a run replaces) into `staging` where it
+    was drawn from the same raw tables (byte for byte) with the same `_drawing_key`, and
+    its drawn files are as its meta.json records them (no `bench plot` redrew them since);
+    returns that record, else None."""
+    try:
+        drawing = json.loads((previous / "meta.json").read_text()).get("drawing") or {}
+        if drawing.get("key") != key:
+            return None
+        for name in schema.COLUMNS:
+            old, new = previous / schema.file_name(name), staging / schema.file_name(name)
+            if old.exists() != new.exists() or (
+                new.exists() and old.read_bytes() != new.read_bytes()
+            ):
+                return None
+        files = drawing["files"]
+        if any(_file_digest(previous / name) != sha for name, sha in files.items()):
+            return None
+        for name in files:
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(previous / name, staging / name)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return drawing
+
+
+def _draw(
+    staging: Path, tables: dict, spec: SuiteSpec, progress, previous: Path | None = None
+) -> tuple[Exception | None, dict | None]:
     """Writes the raw tables into `staging` and draws them (`render.render`); returns the
-    failure to draw, if any.
+    failure to draw, if any, and what meta.json records of the drawing (`_reuse_drawing`).
 
     The raw tables first: whatever drawing does, they reach the folder. A figure that
     cannot be drawn is skipped (one line on `progress`); any other failure is returned.
+    Where `previous` holds a drawing of the same tables by the same code, it is copied
+    instead of drawn again.
     """
     for name, frame in tables.items():
         write_csv(frame, staging / schema.file_name(name))
+    key = _drawing_key(spec)
+    if previous is not None:
+        reused = _reuse_drawing(previous, staging, key)
+        if reused is not None:
+            return None, reused
     try:
-        render.render(
+        written = render.render(
             staging, progress, spec.cost, spec.problem_figures, spec.taus, known(spec.scale)
         )
     except Exception as error:
-        return error
-    return None
+        return error, None
+    files = {str(Path(path).relative_to(staging)): _file_digest(Path(path)) for path in written}
+    return None, {"key": key, "files": files}
 
 
 def _check_drawn(out: Path, failure: Exception | None) -> None:
@@ -444,7 +524,9 @@ def _excluded_row(problem: str, dim: int, reason: str) -> dict:
     return {"problem": problem, "dim": dim, "skipped": reason}
 
 
-def _work(spec: SuiteSpec, pairs: list[tuple[str, str]], devices) -> list[tuple[list, tuple]]:
+def _work(
+    spec: SuiteSpec, pairs: list[tuple[str, str]], devices, cache: SweepCache | None
+) -> list[tuple[list, tuple]]:
     """The units a run submits, in the spec's order, each as (the pairs it covers, the
     function and its arguments): one per pair, or one per problem for the pairs of a
     problem `sweep_problem` runs together."""
@@ -457,7 +539,9 @@ def _work(spec: SuiteSpec, pairs: list[tuple[str, str]], devices) -> list[tuple[
             grouped[problem].append(optimizer)
         else:
             work.append(([optimizer], (sweep_pair, spec, problem, optimizer)))
-    return [([(args[2], o) for o in optimizers], (*args, devices)) for optimizers, args in work]
+    return [
+        ([(args[2], o) for o in optimizers], (*args, devices, cache)) for optimizers, args in work
+    ]
 
 
 def _longest_first(units: list[tuple[list, tuple]], out: Path) -> list[int]:
@@ -471,21 +555,11 @@ def _longest_first(units: list[tuple[list, tuple]], out: Path) -> list[int]:
     order = list(range(len(units)))
     if jax.process_count() > 1:
         return order
-    try:
-        columns = ["problem", "optimizer", "compile_seconds", "run_seconds"]
-        recorded = pd.read_csv(schema.path(out, "runs"), usecols=columns)
-    except Exception:  # no earlier run, or one whose table cannot say: the spec's order
+    seconds = recorded_seconds(out)
+    if seconds is None:  # no earlier run, or one whose table cannot say: the spec's order
         return order
-    seconds = recorded.groupby(["problem", "optimizer"])[columns[2:]].first().sum(axis=1)
-    known = seconds.to_dict()
-
-    def cost(i: int) -> float:
-        pairs = units[i][0]
-        if any(pair not in known for pair in pairs):
-            return math.inf
-        return float(sum(known[pair] for pair in pairs))
-
-    return sorted(order, key=lambda i: -cost(i))
+    costs = [math.inf if c is None else c for c in unit_costs([u[0] for u in units], seconds)]
+    return sorted(order, key=lambda i: -costs[i])
 
 
 def run_suite(
@@ -496,6 +570,8 @@ def run_suite(
     jobs: int | None = None,
     force: bool = False,
     base: Base | None = None,
+    shard: Shard | None = None,
+    cache: SweepCache | None = None,
 ) -> dict:
     """Sweeps every pair of `spec`, then writes the whole results folder `out` atomically.
 
@@ -506,6 +582,12 @@ def run_suite(
     the whole default suite does not replace a folder holding it unless `force`.
     `base`: results the new rows join (its tables first); `out` then holds both, under
     `base.spec`.
+    `shard`: sweep only that shard's units of work (`bench.shards`); the folder records
+    it in meta.json's `shard`, its fingerprint is the whole spec's.
+    `cache`: the sweep cache (`bench.sweep.cache`) every sweep is looked up in first and
+    stored in after; meta.json's timings count the sweeps it held and the seconds of
+    those it did not. With a cache, the drawing of a folder `out` holds already is kept
+    where it was drawn from the same raw tables by the same code (`_reuse_drawing`).
     Raises OutputError (before sweeping anything) when `out` cannot or must not be written,
     and ValueError for a spec that cannot run.
     """
@@ -513,7 +595,10 @@ def run_suite(
     out = Path(out).resolve()
     written = spec if base is None else base.spec
     writer = distributed.is_writer()  # every process holds all lanes; process 0 writes them
-    with _staging_for(out, written, force) if writer else contextlib.nullcontext() as staging:
+    partial = shard is not None
+    with (
+        _staging_for(out, written, force, partial) if writer else contextlib.nullcontext()
+    ) as staging:
         start = time.perf_counter()
         pairs, skipped = [], []
         for problem, optimizer in spec.pairs():
@@ -527,6 +612,14 @@ def run_suite(
             else:
                 skipped.append({"problem": problem, "optimizer": optimizer, "reason": reason})
 
+        units = _work(spec, pairs, devices, cache)
+        dealt = None
+        if shard is not None:  # this shard's units; the skipped pairs are shard 0's
+            held = [(row["problem"], row["optimizer"]) for row in skipped]
+            mine, dealt = shard.deal([unit[0] for unit in units], held)
+            units = [units[i] for i in mine]
+            pairs = [pair for unit in units for pair in unit[0]]
+            skipped = skipped if shard.index == 0 else []
         bar = Progress(len(pairs), progress)
         parts: dict[str, list[pd.DataFrame]] = {}
         facts = [
@@ -535,7 +628,6 @@ def run_suite(
         ]
         compile_seconds = run_seconds = 0.0
         pool = ThreadPoolExecutor(jobs or default_jobs())
-        units = _work(spec, pairs, devices)
         finished: dict[int, dict] = {}
         try:
             futures = {pool.submit(*units[i][1]): i for i in _longest_first(units, out)}
@@ -562,7 +654,8 @@ def run_suite(
         if staging is None:  # not the writer
             return tables
 
-        failure = _draw(staging, tables, spec, progress)
+        previous = None if cache is None else out  # with the caches: a drawing is reused
+        failure, drawing = _draw(staging, tables, spec, progress, previous)
         timings = {
             "jobs": jobs or default_jobs(),
             "pairs": len(pairs),
@@ -571,10 +664,16 @@ def run_suite(
             "run_seconds": round(run_seconds, 3),
             "total_wall_seconds": round(time.perf_counter() - start, 3),
         }
+        if cache is not None:  # sweeps taken from the cache, sweeps run and stored
+            timings["sweep_cache"] = {"hits": cache.hits, "stored": cache.misses}
         record = meta.collect(written, timings, skipped, devices)
-        record["full_suite"] = is_full(asdict(written))
+        record["full_suite"] = is_full(asdict(written)) and dealt is None
+        if dealt is not None:
+            record["shard"] = dealt
         if base is not None:
             record |= base.notes
+        if drawing is not None:
+            record["drawing"] = drawing
         write_text(meta.dumps(record), staging / "meta.json")
         swap_in(staging, out)
     _check_drawn(out, failure)
@@ -585,10 +684,11 @@ def write_results(
     out: Path, tables: dict, record: dict, spec: SuiteSpec, force: bool = False, progress=None
 ) -> None:
     """Writes results joined from other folders (nothing swept) into `out` as `run_suite`
-    writes its own: `tables`, everything drawn from them, `record` as meta.json."""
+    writes its own: `tables`, everything drawn from them, `record` as meta.json (whose
+    `full_suite` says whether it may stand for the whole default suite)."""
     out = Path(out).resolve()
-    with _staging_for(out, spec, force) as staging:
-        failure = _draw(staging, tables, spec, progress)
+    with _staging_for(out, spec, force, not record.get("full_suite", True)) as staging:
+        failure, _ = _draw(staging, tables, spec, progress)
         write_text(meta.dumps(record), staging / "meta.json")
         swap_in(staging, out)
     _check_drawn(out, failure)

@@ -56,3 +56,13 @@ def getkey():
     """A function returning a fresh, deterministic PRNG key on each call."""
     counter = itertools.count()
     return lambda: jax.random.PRNGKey(next(counter))
+
+
+@pytest.fixture(autouse=True)
+def _no_caches(monkeypatch):
+    """`bench run` in a test runs every sweep and draws every figure: a test that patches
+    the code it runs would otherwise find the sweeps and drawings of the unpatched code
+    (the sweep cache's own tests turn it on, tests/test_sweep_cache.py)."""
+    import bench.cli
+
+    monkeypatch.setattr(bench.cli, "CACHES", False)

@@ -77,6 +77,6 @@ def test_the_compilation_cache_is_the_repositorys_whatever_the_working_directory
     monkeypatch.delenv("OPTBENCH_CACHE", raising=False)
     monkeypatch.chdir(tmp_path)
     repository = Path(__file__).resolve().parent.parent
-    assert cache_dir() == repository / ".cache" / "jax"
+    assert cache_dir() == repository / ".cache"
     monkeypatch.setenv("OPTBENCH_CACHE", str(tmp_path / "mine"))
     assert cache_dir() == tmp_path / "mine"

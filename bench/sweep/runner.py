@@ -19,8 +19,10 @@ import jax
 import numpy as np
 
 from bench import plugins, protocols
+from bench.sweep import cache as cache_keys
 from bench.sweep import distributed, targets
 from bench.sweep.arguments import check_sweep, warn_below_f_star
+from bench.sweep.cache import SweepCache
 from bench.sweep.lane import (
     DTYPES,
     fold_indices,
@@ -89,6 +91,9 @@ class SweepResult:
     # the chunk asked for), and whether it was compiled at XLA's default level.
     chunk: int = 0
     optimized: bool = False
+    # True where the outputs came from the sweep cache (`cache`): the compile and run
+    # seconds are then those of the run that stored them.
+    cached: bool = False
 
     @property
     def learning_rates(self) -> np.ndarray:
@@ -129,6 +134,7 @@ def run_sweep(
     trials: Sequence[Mapping[str, float]] | None = None,
     memory_limit: int | None = None,
     levels: Mapping[str, float] | None = None,
+    cache: SweepCache | None = None,
     **hyperparameters: Any,
 ) -> SweepResult:
     """Runs every (trial x seed) lane in one program.
@@ -165,6 +171,8 @@ def run_sweep(
     levels: name -> tau of relative targets tau (f(x0) - f*) to judge every lane at
     besides the problem's own (`targets.problem_levels`; the suite's are
     `bench.results.schema.LEVELS`); None: the own target only.
+    cache: a `SweepCache` to take the outputs from where it holds this sweep's program
+    and inputs, and to store them in otherwise (`bench.sweep.cache`); None: always run.
     """
     problem = resolve_problem(problem)
     name, spec = resolve_optimizer(optimizer)
@@ -228,39 +236,80 @@ def run_sweep(
     fixed_items = tuple(sorted((k, type(v), v) for k, v in fixed.items()))  # 1 and 1.0 differ
     common_key = (id(problem), id(spec), steps, dtype, fixed_items, tuple(trials[0]), folds)
     common_key += (optimize, tuple(record_steps), tuple(d.id for d in mesh.devices.flat))
+    arguments = (name, steps, dtype, repr(fixed_items), folds, tuple(record_steps), levels)
+    arguments += (optimize, chunk, limit, mesh.devices.size)
     compile_seconds = 0.0
-    while True:
-        padded, chunks = split_lanes(lane_args, lanes, chunk, mesh)
 
-        def build(chunks=chunks):
+    def lowering(chunks, size: int):
+        """The lowered program of `chunks`' lanes, its compile level and its key: kept
+        with the compiled programs, so that a later sweep of the same shapes lowers
+        nothing."""
+
+        def lower():
             lane = lane_program(problem, spec, steps, dtype, fixed, split, record_steps, levels)
             in_axes = (None, 0, 0) + ((0,) if lane_folds is not None else ())
             lowered = jax.jit(jax.vmap(lane, in_axes=in_axes)).lower(inputs, *chunks[0])
             level = optimize
             if level is None:
                 level = expected_seconds(lowered, steps, len(chunks)) > OPTIMIZE_AFTER_SECONDS
-            compiled = lowered.compile({} if level else COMPILER_OPTIONS)
-            text = compiled.as_text()
-            if text is None:
-                raise RuntimeError("the compiled sweep has no text to look for LAPACK calls in")
-            lock = LINALG_LOCK if "lapack" in text else None
-            return compiled, lock, level
+            return lowered, bool(level), cache_keys.digest(lowered.as_text())
 
+        return cached(("lowered", *common_key, size), (problem, spec), lower)
+
+    found = key = quick = None
+    if cache is not None:
         start = time.perf_counter()
-        compiled, lock, optimized = cached((*common_key, chunk), (problem, spec), build)
+        inputs_digest = cache_keys.digest(
+            cache_keys.tree_digest(inputs), cache_keys.tree_digest(lane_args)
+        )
+        quick = cache_keys.quick_key(problem, spec.factory, arguments, inputs_digest)
+        found = cache.get(cache.program_key_of(quick))
+        if found is None:
+            _, level, text = lowering(split_lanes(lane_args, lanes, chunk, mesh)[1], chunk)
+            key = cache_keys.program_key(text, level, arguments, inputs_digest)
+            found = cache.get(key)
+            if found is not None:
+                cache.remember(quick, key)
         compile_seconds += time.perf_counter() - start
-        fitting = chunk_that_fits(compiled, chunk, limit, tree_bytes(inputs))
-        if fitting >= chunk:
-            break
-        chunk = fitting
-    with lock or contextlib.nullcontext():
-        start = time.perf_counter()
-        outputs = [
-            distributed.gather(jax.block_until_ready(compiled(inputs, *c)), chunk) for c in chunks
-        ]
-        run_seconds = time.perf_counter() - start
+    if found is not None:
+        outputs, facts = found
+        chunk, optimized = int(facts["chunk"]), bool(facts["optimized"])
+        padded = -(-lanes // chunk) * chunk
+        run_seconds = facts["run_seconds"]
+        compile_seconds = facts["compile_seconds"]
+    else:
+        while True:
+            padded, chunks = split_lanes(lane_args, lanes, chunk, mesh)
+
+            def build(chunks=chunks, size=chunk):
+                lowered, level, _ = lowering(chunks, size)
+                compiled = lowered.compile({} if level else COMPILER_OPTIONS)
+                text = compiled.as_text()
+                if text is None:
+                    raise RuntimeError("the compiled sweep has no text to look for LAPACK calls in")
+                lock = LINALG_LOCK if "lapack" in text else None
+                return compiled, lock, level
+
+            start = time.perf_counter()
+            compiled, lock, optimized = cached((*common_key, chunk), (problem, spec), build)
+            compile_seconds += time.perf_counter() - start
+            fitting = chunk_that_fits(compiled, chunk, limit, tree_bytes(inputs))
+            if fitting >= chunk:
+                break
+            chunk = fitting
+        with lock or contextlib.nullcontext():
+            start = time.perf_counter()
+            outputs = [
+                distributed.gather(jax.block_until_ready(compiled(inputs, *c)), chunk)
+                for c in chunks
+            ]
+            run_seconds = time.perf_counter() - start
+        outputs = jax.tree.map(lambda *parts: np.concatenate(parts)[:lanes], *outputs)
+        if cache is not None and key is not None:
+            facts = {"chunk": chunk, "optimized": bool(optimized)}
+            facts |= {"compile_seconds": compile_seconds, "run_seconds": run_seconds}
+            cache.put(key, quick, outputs, facts)
     seconds_per_step = rounded_time(run_seconds / (padded * (steps + 1)))
-    outputs = jax.tree.map(lambda *parts: np.concatenate(parts)[:lanes], *outputs)
     curves, metrics, reached = outputs
     if folds is None:  # a fold's training loss has a minimum of its own, not f_star
         warn_below_f_star(problem, np.asarray(curves["loss"], np.float64))
@@ -292,6 +341,7 @@ def run_sweep(
         ),
         chunk=chunk,
         optimized=bool(optimized),
+        cached=found is not None,
     )
 
 

@@ -82,8 +82,8 @@ def _start_value(problem: Problem) -> float:
 
         data = cast(problem.data())
         batch = problem.eval_batch(data) if problem.eval_batch is not None else data
-        loss = jax.jit(problem.loss)
-        values = [float(loss(cast(problem.init(start_key(seed))), batch)) for seed in START_SEEDS]
+        loss, init = jax.jit(problem.loss), jax.jit(problem.init)
+        values = [float(loss(cast(init(start_key(seed))), batch)) for seed in START_SEEDS]
     return float(f"{np.median(values):.{SIGNIFICANT}g}")
 
 

@@ -1,0 +1,331 @@
+"""The sweep cache: a sweep's outputs kept under a key of everything that determines them,
+so that a rerun pays only for the sweeps whose program or inputs changed.
+
+A sweep (`run_sweep`) is one compiled program called on its inputs (the problem's data)
+and its lanes (hyperparameter values, seeds, folds). Its outputs are a function of
+
+    the program        its StableHLO text as JAX lowers it (no source locations), and
+                       the compile level it is compiled at;
+    the inputs         the bytes of the data and of the lane arguments, the lanes per
+                       call and the memory limit that may cut them into smaller calls;
+    the machine        jax and jaxlib versions, the platform and device kind, the
+                       devices the lanes are sharded over, XLA_FLAGS and the CPU's
+                       instruction set (a program compiled for AVX2 may round otherwise).
+
+That key (`program_key`) costs a lowering (a tenth of a second to a second per program).
+A second key (`quick_key`) costs none: the digest of the project's sources that build the
+program (optimizers/, problems/ with its data, bench/sweep/), the sweep's arguments and
+the same inputs and machine; it names the program key it was last seen with. A run whose
+sources did not change finds every sweep by its quick key; a change to one rule misses
+the quick keys, lowers every program, and recompiles and reruns only the sweeps whose
+program key changed. A rule or problem defined outside the project (a plug-in) is looked
+up by its program key only.
+
+An entry holds the program's raw outputs (curves, metrics, the targets' first and lasting
+hits), the lanes per call it ran with, its compile level and the compile and run seconds
+of the run that made it. Entries are written atomically (a temporary file, then a rename)
+and carry the SHA-256 of their content, checked on every read: a damaged entry is
+reported in one line, removed and its sweep run again.
+
+Where: `bench.cli.cache_dir()`'s `sweeps/` (the repository's `.cache/`, else the user's
+cache folder, or $OPTBENCH_CACHE). `python -m bench cache info|clear`; `--no-cache`.
+"""
+
+import functools
+import hashlib
+import inspect
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+# The project's checkout: the sources the quick key covers are under it.
+ROOT = Path(__file__).resolve().parent.parent.parent
+SOURCES = ("optimizers", "problems", "bench/sweep")
+# A change to what an entry holds or how keys are made changes this: old entries are
+# then never found (`clear` removes them).
+FORMAT = 1
+_DIGEST_BYTES = 32
+
+
+def digest(*parts) -> str:
+    """The SHA-256 of `parts`: bytes as they are, arrays by dtype, shape and bytes,
+    mappings in key order, anything else by its repr."""
+    h = hashlib.sha256()
+
+    def feed(part):
+        if isinstance(part, bytes):
+            h.update(b"b%d:" % len(part) + part)
+        elif isinstance(part, str):
+            feed(part.encode())
+        elif isinstance(part, np.ndarray | jax.Array):
+            array = np.ascontiguousarray(np.asarray(part))
+            feed(f"array {array.dtype.str} {array.shape}")
+            h.update(array.tobytes())
+        elif isinstance(part, dict):
+            feed(f"dict {len(part)}")
+            for key in sorted(part, key=repr):
+                feed(repr(key))
+                feed(part[key])
+        elif isinstance(part, list | tuple):
+            feed(f"seq {len(part)}")
+            for item in part:
+                feed(item)
+        elif part is None:
+            feed("None")
+        else:
+            feed(f"{type(part).__name__} {part!r}")
+
+    for part in parts:
+        feed(part)
+    return h.hexdigest()
+
+
+def tree_digest(tree) -> str:
+    """The digest of a pytree of arrays: its structure and every leaf."""
+    leaves, structure = jax.tree.flatten(tree)
+    return digest(str(structure), *(np.asarray(leaf) for leaf in leaves))
+
+
+def _isa() -> str:
+    """The CPU's widest vector instruction set XLA may compile for, as /proc/cpuinfo
+    names it (XLA_FLAGS, which may cap it, are a part of the key of their own)."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return next((isa for isa in ("avx512f", "avx2", "avx", "sse4_2") if isa in flags), "base")
+
+
+def machine_type() -> str:
+    """The architecture and widest instruction set of this CPU, say x86_64-avx512f
+    (starts no JAX backend)."""
+    return f"{platform.machine()}-{_isa()}"
+
+
+@functools.cache
+def machine() -> tuple:
+    """What a compiled program's numbers may depend on besides its text and inputs."""
+    from importlib.metadata import version
+
+    return (
+        FORMAT,
+        jax.__version__,
+        version("jaxlib"),
+        jax.default_backend(),
+        tuple(d.device_kind for d in jax.devices()),
+        os.environ.get("XLA_FLAGS", ""),
+        platform.machine(),
+        _isa(),
+        bool(jax.config.jax_enable_x64),  # pyright: ignore[reportAttributeAccessIssue]
+        str(jax.config.jax_default_matmul_precision),  # pyright: ignore[reportAttributeAccessIssue]
+    )
+
+
+@functools.cache
+def source_digest(folders: tuple[str, ...] = SOURCES) -> str:
+    """The digest of every file under `folders` of the checkout (read once per process)."""
+    files = sorted(
+        path
+        for folder in folders
+        for path in ((ROOT / folder).rglob("*") if (ROOT / folder).is_dir() else [ROOT / folder])
+        if path.is_file() and "__pycache__" not in path.parts
+    )
+    return digest(*((str(p.relative_to(ROOT)), p.read_bytes()) for p in files))
+
+
+def _defined_in_project(functions: Iterable[Callable | None]) -> bool:
+    """True when every one of `functions` is defined in a file under SOURCES."""
+    folders = [ROOT / folder for folder in SOURCES]
+    for function in functions:
+        if function is None:
+            continue
+        while isinstance(function, functools.partial):
+            function = function.func
+        try:
+            source = inspect.getsourcefile(function)
+        except TypeError:  # a builtin or a callable object without a source file
+            source = inspect.getsourcefile(type(function)) if callable(function) else None
+        if source is None:
+            return False
+        path = Path(source).resolve()
+        if not any(path.is_relative_to(folder) for folder in folders):
+            return False
+    return True
+
+
+def quick_key(problem, factory, arguments: tuple, inputs_digest: str) -> str | None:
+    """The key of a sweep that needs no lowering, or None where the rule or the problem
+    is defined outside the project's sources (then only `program_key` finds it)."""
+    functions = (
+        factory,
+        problem.init,
+        problem.loss,
+        problem.data,
+        problem.sample_batch,
+        problem.test_data,
+        problem.layer_grad_norms,
+        *problem.metrics.values(),
+    )
+    if not _defined_in_project(functions):
+        return None
+    facts = (
+        problem.name,
+        problem.dim,
+        problem.steps,
+        problem.target,
+        problem.f_star,
+        sorted(problem.tags),
+        problem.fixed_start,
+    )
+    return digest("quick", source_digest(), machine(), facts, arguments, inputs_digest)
+
+
+def program_key(lowered_text: str, level: bool, arguments: tuple, inputs_digest: str) -> str:
+    """The key of a sweep by its lowered program, compile level, inputs and machine."""
+    return digest("program", machine(), lowered_text, bool(level), arguments, inputs_digest)
+
+
+def _pack(outputs) -> dict[str, np.ndarray]:
+    """A sweep's outputs (curves, metrics, reached: `lane.lane_program`'s) as named arrays."""
+    curves, metrics, reached = outputs
+    arrays = {f"curves/{k}": np.asarray(v) for k, v in curves.items()}
+    arrays |= {f"metrics/{k}": np.asarray(v) for k, v in metrics.items()}
+    for kind, pair in (reached or {}).items():
+        arrays |= {f"reached/{kind}/{i}": np.asarray(v) for i, v in enumerate(pair)}
+    return arrays
+
+
+def _unpack(arrays: dict[str, np.ndarray], has_reached: bool):
+    """`_pack`'s arrays as the outputs again."""
+
+    def part(kind):
+        prefix = f"{kind}/"
+        return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    reached = None
+    if has_reached:
+        split = {}
+        for name, array in part("reached").items():
+            kind, index = name.rsplit("/", 1)
+            split.setdefault(kind, {})[int(index)] = array
+        reached = {kind: tuple(pair[i] for i in sorted(pair)) for kind, pair in split.items()}
+    return part("curves"), part("metrics"), reached
+
+
+class SweepCache:
+    """Sweep outputs under `folder`: `entries/KEY` (content) and `quick/KEY` (the program
+    key a quick key was last seen with). Safe for the threads of one run and for
+    concurrent runs: every write is a rename of a complete file."""
+
+    def __init__(self, folder: Path | str, warn=None):
+        self.folder = Path(folder)
+        self.hits = 0
+        self.misses = 0
+        self._warn = warn or (lambda line: print(line, file=sys.stderr))
+        self._lock = threading.Lock()
+
+    def _path(self, kind: str, key: str) -> Path:
+        return self.folder / kind / key[:2] / key
+
+    def _write(self, path: Path, payload: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(hashlib.sha256(payload).digest() + payload)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def _read(self, path: Path) -> bytes | None:
+        """The payload at `path`, None where there is none; a damaged one is removed with
+        one line."""
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            self._warn(f"sweep cache: cannot read {path} ({error.strerror}); running the sweep")
+            return None
+        payload = content[_DIGEST_BYTES:]
+        if hashlib.sha256(payload).digest() != content[:_DIGEST_BYTES]:
+            self._warn(f"sweep cache: {path} is damaged; running its sweep again")
+            path.unlink(missing_ok=True)
+            return None
+        return payload
+
+    def program_key_of(self, quick: str | None) -> str | None:
+        """The program key `quick` was last stored with, if any."""
+        if quick is None:
+            return None
+        payload = self._read(self._path("quick", quick))
+        return None if payload is None else payload.decode()
+
+    def get(self, key: str | None) -> tuple[tuple, dict] | None:
+        """The outputs (`lane.lane_program`'s curves, metrics and reached) and the facts
+        stored under `key`, or None."""
+        if key is None:
+            return None
+        payload = self._read(self._path("entries", key))
+        if payload is None:
+            return None
+        try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as stored:
+                facts = json.loads(str(stored["__facts__"]))
+                arrays = {name: stored[name] for name in stored.files if name != "__facts__"}
+            outputs = _unpack(arrays, facts["reached"])
+        except (ValueError, KeyError, OSError) as error:
+            self._warn(f"sweep cache: entry {key[:12]} is unreadable ({error}); running again")
+            self._path("entries", key).unlink(missing_ok=True)
+            return None
+        with self._lock:
+            self.hits += 1
+        return outputs, facts
+
+    def put(self, key: str, quick: str | None, outputs, facts: dict) -> None:
+        """Stores `outputs` (curves, metrics, reached) and `facts` (JSON) under `key`, and
+        `key` under `quick`."""
+        buffer = io.BytesIO()
+        record = json.dumps({**facts, "reached": outputs[2] is not None})
+        arrays = {"__facts__": np.array(record), **_pack(outputs)}
+        np.savez_compressed(buffer, allow_pickle=False, **arrays)
+        self._write(self._path("entries", key), buffer.getvalue())
+        self.remember(quick, key)
+        with self._lock:
+            self.misses += 1
+
+    def remember(self, quick: str | None, key: str) -> None:
+        """Notes that the sweep of quick key `quick` has program key `key`."""
+        if quick is not None:
+            self._write(self._path("quick", quick), key.encode())
+
+    def info(self) -> dict:
+        """Entries, their bytes and the folder."""
+        entries = [p for p in (self.folder / "entries").rglob("*") if p.is_file()]
+        return {
+            "folder": str(self.folder),
+            "entries": len(entries),
+            "bytes": sum(p.stat().st_size for p in entries),
+        }
+
+    def clear(self) -> int:
+        """Removes every entry; returns how many there were."""
+        count = self.info()["entries"]
+        for kind in ("entries", "quick"):
+            shutil.rmtree(self.folder / kind, ignore_errors=True)
+        return count

@@ -1,0 +1,201 @@
+"""`bench run --shard i/N` and `bench merge` of shards: the assignment of units to shards,
+and shards merged against one run of the whole spec, on a tiny suite."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import shards
+from bench.cli import main
+from bench.results import compare, schema
+
+SMALL = ["--problems", "rosenbrock_2d", "quadratic_20d_cond1e3", "--optimizers", "sgd", "adam"]
+SMALL += ["--steps", "30", "--seeds", "2"]
+PAIRS = [(p, o) for p in ("rosenbrock_2d", "quadratic_20d_cond1e3") for o in ("sgd", "adam")]
+
+
+def _loads(costs, shard_of, count):
+    return [sum(c for c, s in zip(costs, shard_of, strict=True) if s == i) for i in range(count)]
+
+
+def test_every_unit_goes_to_exactly_one_shard_and_the_same_one_every_time():
+    costs = [3.0, None, 7.5, 1.0, None, 2.0, 2.0, 9.0, None, 0.5]
+    shard_of = shards.assign(costs, 3)
+    assert shard_of == shards.assign(list(costs), 3)
+    assert len(shard_of) == len(costs) and set(shard_of) == {0, 1, 2}
+
+
+def test_units_of_unknown_cost_are_dealt_round_robin_in_order_first():
+    costs = [None, 5.0, None, None, 1.0, None]
+    shard_of = shards.assign(costs, 2)
+    assert [shard_of[i] for i in (0, 2, 3, 5)] == [0, 1, 0, 1]
+    assert shards.assign([None] * 5, 3) == [0, 1, 2, 0, 1]
+
+
+def test_the_longest_units_go_to_the_lightest_shard():
+    # LPT: 8 -> 0, 7 -> 1, 6 -> 2, 5 -> 2 (6 < 7 < 8), 4 -> 1, 3 -> 0, then 2 and 1 to
+    # the shards of fewer units among equal loads (11, 11, 11): 13, 12, 11.
+    costs = [4.0, 8.0, 5.0, 7.0, 6.0, 2.0, 3.0, 1.0]
+    shard_of = shards.assign(costs, 3)
+    assert shard_of[1] == 0 and shard_of[3] == 1 and shard_of[4] == 2 and shard_of[2] == 2
+    loads = _loads(costs, shard_of, 3)
+    assert loads == [13.0, 12.0, 11.0]
+    assert max(loads) <= 4 / 3 * sum(costs) / 3  # Graham's bound on LPT
+    # dealt in the spec's order instead, the same units are far less even
+    naive = _loads(costs, [i % 3 for i in range(len(costs))], 3)
+    assert max(naive) - min(naive) > max(loads) - min(loads)
+
+
+def test_ties_are_broken_by_the_spec_order():
+    assert shards.assign([2.0, 2.0, 2.0, 2.0], 2) == [0, 1, 0, 1]
+    assert shards.assign([1.0, 2.0, 2.0, 1.0], 2) == [0, 0, 1, 1]
+
+
+def test_a_unit_of_several_pairs_stays_whole_and_shard_0_holds_the_skipped_pairs():
+    units = [[("p", "a"), ("p", "b"), ("p", "c")], [("q", "a")], [("q", "b")], [("q", "c")]]
+    seconds = {("p", "a"): 1.0, ("p", "b"): 1.0, ("p", "c"): 1.0, ("q", "a"): 3.0}
+    records = []
+    for index in range(2):
+        mine, record = shards.Shard(index, 2, seconds).deal(units, [("r", "a")])
+        records.append(record)
+        assert record["pairs"] == [
+            *([list(pair) for i in mine for pair in units[i]]),
+            *([["r", "a"]] if index == 0 else []),
+        ]
+    held = [tuple(pair) for record in records for pair in record["pairs"]]
+    assert sorted(held) == sorted([pair for unit in units for pair in unit] + [("r", "a")])
+    assert records[0]["assignment"] == records[1]["assignment"]
+    with pytest.raises(shards.ShardError, match="4 units of work"):
+        shards.Shard(0, 5).deal(units)
+
+
+@pytest.mark.parametrize("shard", ["2/2", "1/1", "0/0", "x", "1/2/3", "-1/2", "1 of 2"])
+def test_a_bad_shard_exits_2_in_one_line(shard, tmp_path, capsys):
+    argv = ["run", *SMALL, f"--shard={shard}", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--shard" in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """The tiny suite run whole, and as 2 shards and as 3 shards."""
+    root = tmp_path_factory.mktemp("shards")
+    assert main(["run", *SMALL, "--out", str(root / "joint")]) == 0
+    for count in (2, 3):
+        for index in range(count):
+            out = root / f"of{count}" / str(index)
+            assert main(["run", *SMALL, "--shard", f"{index}/{count}", "--out", str(out)]) == 0
+    return root
+
+
+def _meta(folder: Path) -> dict:
+    return json.loads((folder / "meta.json").read_text())
+
+
+def test_each_shard_records_itself_and_the_whole_specs_fingerprint(runs):
+    joint = _meta(runs / "joint")
+    held = []
+    for index in range(2):
+        record = _meta(runs / "of2" / str(index))
+        assert record["shard"]["index"] == index and record["shard"]["count"] == 2
+        assert record["fingerprint"] == joint["fingerprint"]
+        assert record["spec"] == joint["spec"]
+        frame = pd.read_csv(runs / "of2" / str(index) / "runs.csv.gz")
+        pairs = set(frame[schema.PAIR].itertuples(index=False, name=None))
+        assert pairs == {tuple(pair) for pair in record["shard"]["pairs"]}
+        held += sorted(pairs)
+    assert sorted(held) == sorted(PAIRS)  # each pair in one shard
+
+
+def test_shards_merged_equal_one_run_of_the_whole_spec(runs, capsys):
+    out = runs / "merged"
+    assert main(["merge", str(runs / "of2" / "1"), str(runs / "of2" / "0"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert compare.run(str(runs / "joint"), str(out), [], []) == 0
+    joint, merged = (pd.read_csv(f / "runs.csv.gz") for f in (runs / "joint", out))
+    assert len(merged) == len(joint)
+    columns = [c for c in joint.columns if c not in ("compile_seconds", "run_seconds")]
+    pd.testing.assert_frame_equal(merged[columns], joint[columns])  # the joint run's order
+    record = _meta(out)
+    assert "shard" not in record and record["missing_pairs"] == []
+    walls = [_meta(runs / "of2" / str(i))["total_wall_seconds"] for i in range(2)]
+    assert record["shards"]["wall_seconds"] == walls
+    assert record["total_wall_seconds"] == max(walls)  # shards run at once: not the sum
+    assert "total_wall_seconds" not in record["summed"] and "run_seconds" in record["summed"]
+    assert record["pairs"] == len(PAIRS)
+
+
+def test_an_incomplete_set_of_shards_is_refused_naming_what_lacks(runs, tmp_path, capsys):
+    two = [str(runs / "of3" / "0"), str(runs / "of3" / "1")]
+    assert main(["merge", *two, "--out", str(tmp_path / "bad")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "shards not given: 2/3" in error
+    missing = [tuple(p) for p in _meta(runs / "of3" / "2")["shard"]["pairs"]]
+    assert all(f"{p} x {o}" in error for p, o in missing)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_shard_given_twice_or_of_another_count_is_refused(runs, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(runs / "of2" / "0", copy)
+    argv = [str(runs / "of2" / "0"), str(copy), str(runs / "of2" / "1")]
+    assert main(["merge", *argv, "--out", str(tmp_path / "twice")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "shard 0/2 is given twice" in error
+    argv = [str(runs / "of2" / "0"), str(runs / "of3" / "1"), str(runs / "of3" / "2")]
+    assert main(["merge", *argv, "--out", str(tmp_path / "counts")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "different counts" in error
+    # dealt from another runs table: the pairs of the two do not add up
+    record = _meta(copy)
+    record["shard"]["assignment"] = "0" * 16
+    (copy / "meta.json").write_text(json.dumps(record))
+    argv = [str(copy), str(runs / "of2" / "1")]
+    assert main(["merge", *argv, "--out", str(tmp_path / "dealt")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "dealt differently" in error
+    assert not any((tmp_path / name).exists() for name in ("twice", "counts", "dealt"))
+
+
+def test_allow_partial_merges_and_names_the_missing_pairs(runs, capsys):
+    out = runs / "partial"
+    two = [str(runs / "of3" / "0"), str(runs / "of3" / "1")]
+    assert main(["merge", *two, "--allow-partial", "--out", str(out)]) == 0
+    capsys.readouterr()
+    missing = [tuple(p) for p in _meta(runs / "of3" / "2")["shard"]["pairs"]]
+    record = _meta(out)
+    assert [tuple(p) for p in record["missing_pairs"]] == missing
+    assert record["shards"]["missing"] == [2] and record["full_suite"] is False
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert set(skipped[schema.PAIR].itertuples(index=False, name=None)) >= set(missing)
+    tables = (out / "TABLES.md").read_text()
+    assert all(p in tables and o in tables for p, o in missing)
+    assert "its shard of 3 was not merged" in tables
+
+
+@pytest.mark.slow
+def test_the_local_executor_runs_the_shards_as_processes_and_merges_them(tmp_path, capsys):
+    pytest.importorskip("submitit")
+    tiny = ["--problems", "rosenbrock_2d", "quadratic_20d_cond1e3", "--optimizers", "sgd", "adam"]
+    argv = ["run", *tiny, "--steps", "20", "--seeds", "1", "--executor", "local"]
+    argv += ["--shards", "2", "--out", str(tmp_path / "D")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("job ") == 2  # both shards submitted, each a process of its own
+    for index in range(2):
+        assert _meta(tmp_path / "D" / ".shards" / str(index))["shard"]["index"] == index
+    merged = _meta(tmp_path / "D")
+    assert merged["shards"]["merged"] == [0, 1] and merged["missing_pairs"] == []
+    runs = pd.read_csv(tmp_path / "D" / "runs.csv.gz")
+    assert sorted(set(runs[schema.PAIR].itertuples(index=False, name=None))) == sorted(PAIRS)
+    # submitted again: shard 0's folder is complete and not run again; shard 1 is re-run
+    shutil.rmtree(tmp_path / "D" / ".shards" / "1")
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "shard 0/2: complete" in err and err.count("job ") == 1
+    assert (tmp_path / "D" / ".shards" / "1" / "meta.json").exists()
