@@ -9,9 +9,9 @@ export OPENBLAS_NUM_THREADS ?= 1
 # The tests compare numbers to their last bits, and OpenBLAS's kernels (SVD, eigh, QR) round
 # differently on different CPUs: they run on one that every x86-64 CPU since 2008 has
 # (tests/conftest.py sets the same when pytest is run directly).
-test test-fast test-all test-extensive baseline golden mutation: export OPENBLAS_CORETYPE ?= Nehalem
+test test-slow test-all baseline golden mutation: export OPENBLAS_CORETYPE ?= Nehalem
 
-.PHONY: setup bench test test-fast test-all test-extensive check golden baseline data mutation perf lint clean
+.PHONY: setup bench test test-slow test-all check golden baseline data mutation perf lint clean
 
 setup: $(STAMP)
 
@@ -30,20 +30,19 @@ cutest: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[cutest]'
 	$(PY) -m bench run --suite cutest --out results/cutest
 
-# Test tiers (pytest markers, pyproject.toml): test-fast for the edit loop, test as CI's gate,
-# test-all with the extensive tests (other instruction sets, full-scale quality checks).
+# Test tiers (pytest markers, pyproject.toml): test, the fast tier (under 5 minutes on 2
+# cores; it holds make mutation's subset), and test-slow, what it leaves out (end-to-end
+# runs, several processes or devices, other instruction sets, full-scale checks, the
+# optional references): CI runs
+# both, which together are test-all.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m "not extensive" tests
+	$(PY) -m pytest -q -n 2 -m "not slow and not extensive and not reference" tests
 
-test-fast: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m "not slow and not extensive" tests
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "slow or extensive or reference" tests
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
-
-# What make test leaves out (CI runs it after make test: together, make test-all).
-test-extensive: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m extensive tests
 
 # Lint, format, types and the import layering: what pre-commit and CI run before the tests.
 DEV_STAMP := $(VENV)/.installed-dev

@@ -14,6 +14,8 @@ from typing import Any
 
 import jax
 
+from bench.sweep.program import COMPILER_OPTIONS
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -180,3 +182,11 @@ SETTINGS: dict[str, Settings] = {
 def settings(name: str) -> Settings:
     """The test settings of the registered rule `name` (its defaults where none are set)."""
     return SETTINGS.get(name, Settings())
+
+
+def compiled(function, *args):
+    """`function(*args)`, jitted and compiled as the benchmark compiles its sweeps at level
+    0 (`bench.sweep.program.COMPILER_OPTIONS`: LLVM without optimisation, XLA's older loop
+    emitters): the same IEEE arithmetic as XLA's default level, a third of its compile
+    time, which is most of a parity test's. Both sides of a comparison are one program."""
+    return jax.jit(function).lower(*args).compile(COMPILER_OPTIONS)(*args)

@@ -55,6 +55,7 @@ def test_list_names_every_problem_and_optimizer(capsys):
     assert all(name in out for name in [*PROBLEMS, *OPTIMIZERS])
 
 
+@pytest.mark.slow
 def test_the_module_entry_point_exits_2_without_a_traceback():
     done = subprocess.run(
         [sys.executable, "-m", "bench", "run", "--optimizers", "nope"],

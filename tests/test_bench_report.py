@@ -65,6 +65,7 @@ def test_a_bad_cost_exits_2_with_one_line(tmp_path, capsys):
     assert len(err) == 2 and all("invalid choice: 'minutes'" in line for line in err)
 
 
+@pytest.mark.slow
 def test_plot_by_a_cost_whose_tuned_setting_was_not_evaluated_exits_2(tmp_path, capsys):
     runs = pd.concat(
         [
@@ -84,6 +85,7 @@ def test_plot_by_a_cost_whose_tuned_setting_was_not_evaluated_exits_2(tmp_path, 
     assert len(err) == 1 and "lbfgs on p (lr 0.3)" in err[0]
 
 
+@pytest.mark.slow
 def test_plot_of_a_folder_without_roles_or_other_costs_ranks_by_steps(tmp_path, capsys):
     runs = lanes("p", "a", 0.1, [0.0] * 2, [5, 7]).drop(
         columns=["grad_evals_to_target", "seconds_to_target"]

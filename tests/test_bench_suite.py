@@ -42,6 +42,7 @@ def folders(tmp_path_factory):
     return root / "a", root / "b"
 
 
+@pytest.mark.slow
 def test_the_folder_holds_every_table_and_plot(folders):
     out = folders[0]
     for name in ["runs", "curves", "summary", "skipped", "paths", "layer_grad_norms"]:
@@ -63,6 +64,7 @@ def test_the_folder_holds_every_table_and_plot(folders):
     assert meta["compile_seconds"] > 0 and meta["total_wall_seconds"] >= meta["compile_seconds"] / 2
 
 
+@pytest.mark.slow
 def test_runs_has_one_row_per_lane_and_curves_only_tuned_lanes(folders):
     runs = pd.read_csv(folders[0] / "runs.csv.gz")
     ran_pairs = 3 * 2 + 2  # full_batch_sgd skips the stochastic problem
@@ -77,6 +79,7 @@ def test_runs_has_one_row_per_lane_and_curves_only_tuned_lanes(folders):
     assert "median_test_accuracy" in summary.columns
 
 
+@pytest.mark.slow
 def test_a_pair_the_optimizer_cannot_run_is_skipped_and_listed(folders):
     skipped = pd.read_csv(folders[0] / "skipped.csv")
     assert skipped[["problem", "optimizer"]].values.tolist() == [[STOCHASTIC, "full_batch_sgd"]]
@@ -85,6 +88,7 @@ def test_a_pair_the_optimizer_cannot_run_is_skipped_and_listed(folders):
     assert "## Skipped pairs" in (folders[0] / "TABLES.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_diverging_lane_is_flagged_and_spoils_no_neighbour(folders):
     runs = pd.read_csv(folders[0] / "runs.csv.gz")
     blown = runs[runs.learning_rate == 1e3]
@@ -108,6 +112,7 @@ def _without_timing(path: Path) -> pd.DataFrame:
     return frame.drop(columns=[c for c in frame.columns if "seconds" in c])
 
 
+@pytest.mark.slow
 def test_two_runs_give_identical_tables_apart_from_timing(folders):
     a, b = folders
     names = sorted(p.name for p in a.glob("*.csv*"))
@@ -119,6 +124,7 @@ def test_two_runs_give_identical_tables_apart_from_timing(folders):
     # summary.csv and TABLES.md report seconds to target: wall-clock, never reproduced.
 
 
+@pytest.mark.slow
 def test_plot_redraws_tables_and_figures_from_the_csv_alone(folders, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(folders[0], copy)
@@ -141,6 +147,7 @@ def _snapshot(folder: Path) -> dict:
     return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fail_in", ["sweep_pair", "meta.collect"])
 def test_an_interrupted_run_leaves_the_previous_results_intact(
     folders, tmp_path, monkeypatch, fail_in
@@ -169,6 +176,7 @@ def test_a_folder_that_is_not_a_results_folder_is_never_replaced(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_a_run_keeps_files_it_does_not_own_and_drops_its_stale_ones(folders, tmp_path):
     out = tmp_path / "results"
     shutil.copytree(folders[0], out)
@@ -194,6 +202,7 @@ def test_optimize_comes_from_the_spec_file_and_the_command_line(monkeypatch):
     assert seen["spec"].optimize is True
 
 
+@pytest.mark.slow
 def test_a_target_finer_than_the_dtype_resolves_is_skipped_not_scored_as_solved(tmp_path):
     # bfloat16's numbers near logistic regression's f* = 0.449 are 0.002 apart: its 1e-5
     # target is reached by rounding (25 steps, with a warning that f* is too high).

@@ -107,6 +107,7 @@ def test_a_broken_fact_fails_its_quick_check(changes, name):
     assert all("\n" not in r.message for r in results)
 
 
+@pytest.mark.slow
 def test_a_wrong_gradient_fails_the_gradient_check_alone():
     def loss(x, data):  # jax.grad sees only half of the cross term
         return jnp.sum(x**2) + x[0] * jax.lax.stop_gradient(x[1]) + x[1] * x[0]
@@ -155,6 +156,7 @@ def test_an_f_star_above_the_minimum_fails_the_f_star_check():
     assert "below f_star=10" in results[-1].message
 
 
+@pytest.mark.slow
 def test_an_f_star_a_short_small_step_run_never_reaches_still_fails_the_check():
     # A sphere declared f* = 0.5 (true 0) from a start at loss about 27 passed: 100 steps
     # of adam and sgd at lr 1e-3 stayed far above 0.5. L-BFGS and the tuned grid reach 0.
@@ -246,6 +248,7 @@ WRONG_GRADIENT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_bench_check_passes_a_correct_problem_and_fails_a_wrong_gradient(user_file, capsys):
     wrong = user_file.parent / "wrong.py"
     wrong.write_text(WRONG_GRADIENT)

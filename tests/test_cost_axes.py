@@ -18,6 +18,7 @@ from problems import PROBLEMS
 QUADRATIC = "quadratic_20d_cond1e3"
 
 
+@pytest.mark.slow
 def test_lbfgs_counts_each_evaluation_once_reusing_its_line_searchs_accepted_point():
     """Counted independently: the loss wrapped with a counter, in a Python loop without jit
     (the line search's while loop then runs in Python, one call per evaluation). As in

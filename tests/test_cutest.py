@@ -156,6 +156,7 @@ def fixed_folder(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_a_fixed_start_problem_finds_f_l_after_every_optimizer_ran(fixed_folder):
     facts = pd.read_csv(fixed_folder / "problems.csv").set_index("problem")
     runs = pd.read_csv(fixed_folder / "runs.csv.gz")
@@ -196,6 +197,7 @@ def test_tables_give_provenance_per_level_rankings_and_skipped_problems(fixed_fo
     assert not (fixed_folder / "plots").exists()
 
 
+@pytest.mark.slow
 @needs_extra
 def test_the_catalogue_is_that_of_the_installed_sif2jax():
     installed = cutest._unconstrained()

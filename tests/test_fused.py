@@ -17,7 +17,7 @@ from parity_settings import settings
 from optimizers import OPTIMIZERS, apply_updates, fused_step
 from optimizers.fused import MULTI_OUTPUT_FUSION_FLAG, multi_output_fusion_enabled
 
-# Many cases that together take minutes: make test runs them, make test-fast does not.
+# Many cases that together take minutes: make test-slow runs them, make test does not.
 pytestmark = pytest.mark.slow
 
 # Every rule that needs only the gradient: fused_step's domain.

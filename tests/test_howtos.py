@@ -38,6 +38,7 @@ def page_text(name: str) -> str:
     return (ROOT / "docs" / name).read_text()
 
 
+@pytest.mark.slow
 def test_the_readme_drop_in_example_runs_and_lowers_the_loss():
     """The ```python block of the README's drop-in section, executed as written in a fresh
     namespace; its setup (the lines before the training loop) executed alone gives the
@@ -103,6 +104,7 @@ def test_the_new_optimizer_runs_on_a_registry_problem_and_the_new_problem(howtos
         assert _improves(run_sweep(on, spec, seeds=[0], steps=30, trials=trials))
 
 
+@pytest.mark.slow
 def test_the_new_problem_passes_bench_check_and_runs(howtos, capsys):
     assert check.check_command("my_problem.py:my_problem") == 0
     assert capsys.readouterr().out.count("PASS") == len(check.FULL)

@@ -92,6 +92,7 @@ def test_complex_params_raise_a_type_error_naming_them():
         lbfgs().init({"z": jnp.ones(3, jnp.complex128)})
 
 
+@pytest.mark.slow
 def test_value_and_grad_from_state_spares_an_evaluation_per_step_as_optax():
     """optax's documented idiom: the state keeps f and grad f at the new params, so the
     loop's own evaluation is free; ours then takes optax's steps with as many evaluations."""

@@ -23,7 +23,7 @@ from problems import MODELS, SCALES, datasets, model
 from problems.autoencoder import NOISE
 from problems.transformer import unigram_entropy
 
-# Many cases that together take minutes: make test runs them, make test-fast does not.
+# Many cases that together take minutes: make test-slow runs them, make test does not.
 pytestmark = pytest.mark.slow
 
 FAMILY_TAGS = {"cnn", "transformer", "autoencoder"}

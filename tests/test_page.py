@@ -161,6 +161,7 @@ def test_a_click_on_a_header_sorts_its_table_and_the_menus_filter(folder):
     assert [t for t, c in zip(shown, classes, strict=True) if "hidden" not in c] == ["convex"]
 
 
+@pytest.mark.slow
 def test_a_problems_own_metrics_are_on_the_page_as_in_the_tables(tmp_path):
     # The model families' held-out metrics (accuracy, loss, perplexity, MSE) were in
     # TABLES.md only.

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from parity_settings import settings
+from parity_settings import compiled, settings
 
 from optimizers import OPTIMIZERS, apply_updates
 
@@ -118,8 +118,8 @@ def trajectories(opts, params, steps=STEPS, needs_value_fn=False):
     cost of two separate programs). Each scan stays its own loop, so each trajectory is
     bitwise that of a program of its own.
     """
-    return jax.jit(lambda p: [scan_trajectory(opt, p, steps, needs_value_fn) for opt in opts])(
-        params
+    return compiled(
+        lambda p: [scan_trajectory(opt, p, steps, needs_value_fn) for opt in opts], params
     )
 
 
@@ -256,11 +256,10 @@ def test_vmapped_learning_rates_equal_separate_optax_runs(name):
     def run(reference, lr):
         return scan_trajectory(build(name, reference, learning_rate=lr), params, 50, extra)
 
-    @jax.jit
     def both(lrs):
         return jax.vmap(lambda lr: run(False, lr))(lrs), jax.lax.map(lambda lr: run(True, lr), lrs)
 
-    ours, theirs = both(learning_rates)
+    ours, theirs = compiled(both, learning_rates)
     for i in range(len(learning_rates)):
         lane, separate = (jax.tree.map(lambda x, i=i: x[i], t) for t in (ours, theirs))
         assert_trajectories_match(lane, separate, jnp.float64)

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 import pytest
 from optax import contrib
-from parity_settings import matrices_only
+from parity_settings import compiled, matrices_only
 from test_parity import initial_params, loss
 
 import optimizers
@@ -245,9 +245,9 @@ def trajectories(runs, spec, params, steps=STEPS):
     """`scan_trajectory` of each `(opt, evaluate)` of `runs` from the same params, all in
     one jitted program: XLA's fixed cost per program is paid once, and each scan is its
     own loop (XLA fuses nothing across them), so the numbers are those of separate ones."""
-    return jax.jit(
-        lambda p: [scan_trajectory(opt, spec, p, steps, evaluate) for opt, evaluate in runs]
-    )(params)
+    return compiled(
+        lambda p: [scan_trajectory(opt, spec, p, steps, evaluate) for opt, evaluate in runs], params
+    )
 
 
 def accepted(update, extras):
@@ -356,11 +356,10 @@ def test_vmapped_learning_rates_equal_separate_optax_runs(name):
     def run(reference, lr):
         return scan_trajectory(build(name, reference, learning_rate=lr), spec, params, 50)
 
-    @jax.jit
     def both(lrs):
         return jax.vmap(lambda lr: run(False, lr))(lrs), jax.lax.map(lambda lr: run(True, lr), lrs)
 
-    ours, theirs = both(learning_rates)
+    ours, theirs = compiled(both, learning_rates)
     for i in range(len(learning_rates)):
         lane, separate = (jax.tree.map(lambda x, i=i: x[i], t) for t in (ours, theirs))
         assert_trajectories_match(lane, separate, jnp.float64)
@@ -393,7 +392,7 @@ def test_matrix_rules_on_a_tall_matrix_and_a_rank_3_leaf(name, dtype):
 
     opts = spec.factory(**kwargs), CASES[name].reference(**kwargs)
     # Both in one program (one compilation); each scan is its own loop.
-    ours, theirs = jax.jit(lambda p: [run(opt, p) for opt in opts])(params)
+    ours, theirs = compiled(lambda p: [run(opt, p) for opt in opts], params)
     assert_trajectories_match(ours, theirs, dtype)
 
 

@@ -284,6 +284,14 @@ def _every_branch_frame(torch: bool = True) -> pd.DataFrame:
     for impl, seconds in (("cache_cold", 2.0), ("cache_warm", 0.5)):
         rows.append(_row(section="cache", case="p:adam", impl=impl, size=2, seconds=0.0))
         rows[-1] |= dict(compile_seconds=seconds)
+    for case, impl, seconds in (
+        ("cache", "cold", 9.0),
+        ("cache", "warm", 3.0),
+        ("shards", "one_process", 8.0),
+        ("shards", "two_shards", 12.0),
+    ):
+        rows.append(_row(section="suite", case=case, impl=impl, seconds=seconds))
+        rows[-1] |= dict(compile_seconds=6.0, run_seconds=2.0, hits=4.0, stored=0.0)
     return pd.DataFrame(rows)
 
 
@@ -328,7 +336,8 @@ def test_quick_perf_writes_perf_md_with_every_placeholder_filled(tmp_path):
     assert text.startswith("# Performance\n") and "## Targets" in text
     assert PLACEHOLDER.search(text) is None, PLACEHOLDER.search(text)
     frame, _, _ = run.read_csv(tmp_path / "perf.csv")
-    assert {"kernel", "stream", "sweep", "compile"} <= set(frame.section)
+    assert {"kernel", "stream", "sweep", "compile", "suite"} <= set(frame.section)
+    assert "### Whole runs: the sweep cache and shards" in text
 
 
 def test_targets_toml_holds_the_targets_the_report_judges(tmp_path, monkeypatch):
@@ -378,3 +387,10 @@ def test_targets_toml_holds_the_targets_the_report_judges(tmp_path, monkeypatch)
     path.write_text(path.read_text().replace("adam_speedup", "adam_speed_up"))
     with pytest.raises(ValueError, match=r"missing entries \['adam_speedup'\]"):
         perf_targets.load(path)
+
+
+def test_the_whole_runs_section_gives_its_ratios_and_compile_share():
+    text = "\n".join(report.suite_section(_every_branch_frame()))
+    assert "cold / warm 3.0x" in text and "shards / one process 1.50" in text
+    assert "Compile share of the cold run: 75%" in text
+    assert "| warm | 3.0 | 4 |" in text

@@ -62,6 +62,7 @@ def _rows(folder: Path, table: str, optimizers: set[str]) -> list[str]:
     return [lines[0]] + [line for line in lines[1:] if line.split(",")[1] in optimizers]
 
 
+@pytest.mark.slow
 def test_a_rule_in_a_file_is_ranked_against_a_folder_without_rerunning_it(
     base, rule_file, tmp_path, capsys
 ):
@@ -103,6 +104,7 @@ def test_an_added_rule_below_the_top_five_is_printed_with_its_rank(base, capsys)
     assert printed[2].startswith(f"  2. {other} (score ") and printed[2].endswith(") of 2")
 
 
+@pytest.mark.slow
 def test_a_differing_fingerprint_reruns_the_baselines_and_says_why(
     base, rule_file, tmp_path, capsys
 ):
@@ -126,6 +128,7 @@ def test_a_differing_fingerprint_reruns_the_baselines_and_says_why(
     assert set(pd.read_csv(out / "runs.csv.gz")["optimizer"]) == {"sgd", "adam", "rule"}
 
 
+@pytest.mark.slow
 def test_a_grid_one_ulp_off_or_another_commit_reruns_nothing_and_says_so(
     base, rule_file, tmp_path, capsys
 ):
@@ -270,6 +273,7 @@ def test_a_problem_from_a_file_runs_beside_an_optimizer_from_a_file(
     assert "leaves out" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_merge_combines_matching_folders_and_refuses_others(base, tmp_path, capsys):
     other = tmp_path / "other"
     assert main(["run", *SMALL, "--optimizers", "momentum", "--out", str(other)]) == 0

@@ -219,6 +219,7 @@ def test_random_search_draws_budget_curves_and_heat_maps(random_folder):
         assert (random_folder / name).read_bytes()[:8] == PNG, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol, trials", [("algoperf", 15), ("defaults", 1)])
 def test_algoperf_and_defaults_run_the_same_way(tmp_path, protocol, trials):
     spec = SuiteSpec(

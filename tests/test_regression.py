@@ -26,7 +26,8 @@ from bench.sweep.runner import SweepResult, run_sweep
 from optimizers import OPTIMIZERS
 from problems import PROBLEMS
 
-pytestmark = pytest.mark.slow
+# Not marked slow, though its sweeps take a minute: it is in `make test` because it is
+# what `make mutation` measures (with test_losses.py and test_golden.py).
 
 BASELINE = Path(__file__).parent / "baseline" / "runs.csv"
 SEEDS = (0, 1)

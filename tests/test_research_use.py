@@ -26,7 +26,7 @@ from test_golden import loss
 
 from optimizers import OPTIMIZERS, apply_updates, transforms
 
-# Many cases that together take minutes: make test runs them, make test-fast does not.
+# Many cases that together take minutes: make test-slow runs them, make test does not.
 pytestmark = pytest.mark.slow
 
 NAMES = list(OPTIMIZERS)

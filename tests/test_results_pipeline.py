@@ -28,7 +28,7 @@ from bench.report import plots, render
 from bench.results import files as bench_io
 from bench.spec import SuiteSpec, load, narrowed
 
-# Many cases that together take minutes: make test runs them, make test-fast does not.
+# Many cases that together take minutes: make test-slow runs them, make test does not.
 pytestmark = pytest.mark.slow
 
 BENCH = [sys.executable, "-m", "bench"]

@@ -76,6 +76,7 @@ def test_a_list_hyperparameter_is_swept_too():
     assert not np.array_equal(result.losses[0], result.losses[1])
 
 
+@pytest.mark.slow
 def test_cli_writes_tidy_csv_and_a_png(tmp_path):
     out = tmp_path / "results"
     argv = ["run", "--problems", "rosenbrock_2d", "--optimizers", "sgd", "adam"]
@@ -184,6 +185,7 @@ print("finished")
 """
 
 
+@pytest.mark.slow
 def test_two_sweeps_calling_lapack_at_once_finish():
     import subprocess
     import sys

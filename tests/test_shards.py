@@ -97,6 +97,7 @@ def _meta(folder: Path) -> dict:
     return json.loads((folder / "meta.json").read_text())
 
 
+@pytest.mark.slow
 def test_each_shard_records_itself_and_the_whole_specs_fingerprint(runs):
     joint = _meta(runs / "joint")
     held = []
@@ -112,6 +113,7 @@ def test_each_shard_records_itself_and_the_whole_specs_fingerprint(runs):
     assert sorted(held) == sorted(PAIRS)  # each pair in one shard
 
 
+@pytest.mark.slow
 def test_shards_merged_equal_one_run_of_the_whole_spec(runs, capsys):
     out = runs / "merged"
     assert main(["merge", str(runs / "of2" / "1"), str(runs / "of2" / "0"), "--out", str(out)]) == 0
@@ -130,6 +132,7 @@ def test_shards_merged_equal_one_run_of_the_whole_spec(runs, capsys):
     assert record["pairs"] == len(PAIRS)
 
 
+@pytest.mark.slow
 def test_an_incomplete_set_of_shards_is_refused_naming_what_lacks(runs, tmp_path, capsys):
     two = [str(runs / "of3" / "0"), str(runs / "of3" / "1")]
     assert main(["merge", *two, "--out", str(tmp_path / "bad")]) == 2
@@ -140,6 +143,7 @@ def test_an_incomplete_set_of_shards_is_refused_naming_what_lacks(runs, tmp_path
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_a_shard_given_twice_or_of_another_count_is_refused(runs, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(runs / "of2" / "0", copy)
@@ -162,6 +166,7 @@ def test_a_shard_given_twice_or_of_another_count_is_refused(runs, tmp_path, caps
     assert not any((tmp_path / name).exists() for name in ("twice", "counts", "dealt"))
 
 
+@pytest.mark.slow
 def test_allow_partial_merges_and_names_the_missing_pairs(runs, capsys):
     out = runs / "partial"
     two = [str(runs / "of3" / "0"), str(runs / "of3" / "1")]

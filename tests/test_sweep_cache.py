@@ -124,6 +124,7 @@ RUN = ["run", "--problems", "rosenbrock_2d", "least_squares_diabetes_batch32"]
 RUN += ["--optimizers", "sgd", "adam", "--seeds", "2", "--steps", "30", "--grid", "1e-3", "1e-2"]
 
 
+@pytest.mark.slow
 def test_bench_run_reruns_nothing_when_nothing_changed(tmp_path, monkeypatch):
     monkeypatch.setattr(bench.cli, "CACHES", True)
     monkeypatch.setenv("OPTBENCH_CACHE", str(tmp_path / "cache"))

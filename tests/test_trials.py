@@ -176,6 +176,7 @@ def test_the_tuned_trial_is_re_run_on_the_eval_seeds_with_its_whole_setting(adam
     assert np.array_equal(evals["final_loss"].to_numpy(), again.losses[:, -1])
 
 
+@pytest.mark.slow
 def test_cross_validation_losses_are_merged_per_trial(adam_sweeping_b1):
     spec = SuiteSpec(
         problems=(DATASET,),

@@ -481,8 +481,42 @@ def markdown(frame: pd.DataFrame, notes: list[str], facts: dict) -> str:
             }
         )
         lines += ["", render("cache", table=_table(table))]
+    lines += suite_section(frame)
     lines += analysis(frame, judged)
     return "\n".join(lines) + "\n"
+
+
+def suite_section(frame: pd.DataFrame) -> list[str]:
+    """The whole runs of bench.perf.suite_runs: cold against warm, one process against two
+    shards, and the cold run's compile share."""
+    suite = frame[frame.section == "suite"]
+    if suite.empty:
+        return []
+
+    def value(case: str, impl: str, column: str = "seconds") -> float:
+        row = suite[(suite.case == case) & (suite.impl == impl)]
+        return float(row[column].iloc[0])
+
+    runs = [("cache", "cold"), ("cache", "warm")]
+    runs += [("shards", "one_process"), ("shards", "two_shards")]
+    compiled = value("cache", "cold", "compile_seconds")
+    table = pd.DataFrame(
+        {
+            "run": ["cold", "warm", "one process", "two shards"],
+            "wall s": [f"{value(*run):.1f}" for run in runs],
+            "sweeps from the cache": ["0", f"{value('cache', 'warm', 'hits'):.0f}", "", ""],
+        }
+    )
+    return [
+        "",
+        render(
+            "suite",
+            table=_table(table),
+            cold_over_warm=value("cache", "cold") / value("cache", "warm"),
+            shards_over_one=value("shards", "two_shards") / value("shards", "one_process"),
+            share=compiled / (compiled + value("cache", "cold", "run_seconds")),
+        ),
+    ]
 
 
 def _save(fig, path: Path) -> None:

@@ -13,8 +13,9 @@ Sections: update kernels of every registered optimizer, ours and optax's (bench.
 whole-sweep throughput against one-run-at-a-time optax and torch loops, and its growth
 with the lane count (bench.perf.sweeps), on the CNN and the transformer at cpu scale
 against a per-trial optax loop (bench.perf.models); compile time of `make bench`'s programs and the
-persistent compilation cache (bench.perf.compile_time). `--quick` runs every code path on tiny
-sizes in seconds (for tests; its numbers mean nothing).
+persistent compilation cache (bench.perf.compile_time); whole `bench run`s on a subset, cold
+against warm and one process against two shards (bench.perf.suite_runs). `--quick` runs
+every code path on tiny sizes in seconds (for tests; its numbers mean nothing).
 """
 
 import argparse
@@ -31,7 +32,7 @@ from typing import Any
 import jax
 import pandas as pd
 
-from bench.perf import compile_time, kernels, models, report, sweeps
+from bench.perf import compile_time, kernels, models, report, suite_runs, sweeps
 from bench.perf.targets import TARGETS
 from bench.results.files import locked_when_free, write_csv, write_text
 from optimizers import OPTIMIZERS
@@ -107,6 +108,7 @@ def measure(quick: bool, names: list[str], log) -> tuple[pd.DataFrame, list[str]
     rows += compile_time.compile_rows(pairs, compile_budget, quick, log)
     cache_pairs = [("rosenbrock_2d", "adam"), ("logistic_synthetic_200x10", "momentum")]
     rows += compile_time.cache_effect(cache_pairs[: 1 if quick else None], quick, log)
+    rows += suite_runs.suite_rows(quick, log)
     facts["load_after"] = load_average()
     facts["wall_seconds"] = time.perf_counter() - start
     return pd.DataFrame(rows), notes, facts
