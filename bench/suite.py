@@ -540,8 +540,30 @@ def _work(
         else:
             work.append(([optimizer], (sweep_pair, spec, problem, optimizer)))
     return [
-        ([(args[2], o) for o in optimizers], (*args, devices, cache)) for optimizers, args in work
+        ([(args[2], o) for o in optimizers], (_cached_unit, *args, devices, cache))
+        for optimizers, args in work
     ]
+
+
+def _cached_unit(function, spec: SuiteSpec, problem: str, which, devices, cache) -> dict:
+    """`function(spec, problem, which, devices, cache)` (`sweep_pair`, `sweep_problem`),
+    its result read from the sweep cache where a run of the same sources, spec, unit and
+    machine stored it (`SweepCache.get_unit`; never for a rule or problem defined outside
+    the project), else computed and stored. A unit read from the cache took no compile or
+    run seconds in this run."""
+    key = None
+    if cache is not None:
+        optimizers = [which] if isinstance(which, str) else list(which)
+        factories = [plugins.optimizer(name).factory for name in optimizers]
+        arguments = (function.__name__, asdict(spec), problem, optimizers, devices)
+        key = cache_keys.unit_key(spec.problem(problem), factories, arguments)
+        found = cache.get_unit(key)
+        if found is not None:
+            return found | {"compile_seconds": 0.0, "run_seconds": 0.0}
+    done = function(spec, problem, which, devices, cache)
+    if cache is not None and key is not None:
+        cache.put_unit(key, done)
+    return done
 
 
 def _longest_first(units: list[tuple[list, tuple]], out: Path) -> list[int]:
@@ -665,7 +687,11 @@ def run_suite(
             "total_wall_seconds": round(time.perf_counter() - start, 3),
         }
         if cache is not None:  # sweeps taken from the cache, sweeps run and stored
-            timings["sweep_cache"] = {"hits": cache.hits, "stored": cache.misses}
+            timings["sweep_cache"] = {
+                "units": cache.unit_hits,
+                "hits": cache.hits,
+                "stored": cache.misses,
+            }
         record = meta.collect(written, timings, skipped, devices)
         record["full_suite"] = is_full(asdict(written)) and dealt is None
         if dealt is not None:

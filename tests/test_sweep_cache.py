@@ -135,10 +135,20 @@ def test_bench_run_reruns_nothing_when_nothing_changed(tmp_path, monkeypatch):
     assert sweeps >= 4 and meta["sweep_cache"]["hits"] == 0
     assert main([*RUN, "--out", str(warm)]) == 0
     meta = json.loads((warm / "meta.json").read_text())
-    assert meta["sweep_cache"] == {"hits": sweeps, "stored": 0}
+    # every pair's tables from the cache, no sweep looked up
+    assert meta["sweep_cache"] == {"units": 4, "hits": 0, "stored": 0}
     assert meta["compile_seconds"] == 0 and meta["run_seconds"] == 0
     for name in ("runs.csv.gz", "curves.csv.gz", "TABLES.md", "summary.csv"):
         assert (cold / name).read_bytes() == (warm / name).read_bytes(), name
+    # After an edit of the sources the pairs are tuned again from their sweeps, each found
+    # by its program.
+    edited = tmp_path / "edited"
+    with monkeypatch.context() as patch:
+        patch.setattr(cache_keys, "source_digest", lambda *folders: "edited")
+        assert main([*RUN, "--out", str(edited)]) == 0
+    meta = json.loads((edited / "meta.json").read_text())
+    assert meta["sweep_cache"] == {"units": 0, "hits": sweeps, "stored": 0}
+    assert (edited / "runs.csv.gz").read_bytes() == (cold / "runs.csv.gz").read_bytes()
 
     # Run again into the same folder: the drawing is kept, not drawn again ...
     drawn = warm / "convergence.png"

@@ -21,6 +21,14 @@ the quick keys, lowers every program, and recompiles and reruns only the sweeps 
 program key changed. A rule or problem defined outside the project (a plug-in) is looked
 up by its program key only.
 
+A unit of a suite (`bench.suite`: a pair, tuned and evaluated, or the pairs of a
+problem run together) is kept too, under `unit_key`: the digest of all of the project's
+sources, the whole spec, the unit, the pandas and numpy versions and the machine. A run
+that changed nothing reads every unit's tables without looking at its sweeps (a pair's
+tuning and tables cost tens of milliseconds, its sweeps' lookups less); after any edit
+the units miss and their sweeps are looked up as above. Units are pickled (their pandas
+version is in the key); like entries, they are checked by their SHA-256.
+
 An entry holds the program's raw outputs (curves, metrics, the targets' first and lasting
 hits), the lanes per call it ran with, its compile level and the compile and run seconds
 of the run that made it. Entries are written atomically (a temporary file, then a rename)
@@ -37,6 +45,7 @@ import inspect
 import io
 import json
 import os
+import pickle
 import platform
 import shutil
 import sys
@@ -167,11 +176,8 @@ def _defined_in_project(functions: Iterable[Callable | None]) -> bool:
     return True
 
 
-def quick_key(problem, factory, arguments: tuple, inputs_digest: str) -> str | None:
-    """The key of a sweep that needs no lowering, or None where the rule or the problem
-    is defined outside the project's sources (then only `program_key` finds it)."""
-    functions = (
-        factory,
+def _problem_functions(problem) -> tuple:
+    return (
         problem.init,
         problem.loss,
         problem.data,
@@ -180,9 +186,10 @@ def quick_key(problem, factory, arguments: tuple, inputs_digest: str) -> str | N
         problem.layer_grad_norms,
         *problem.metrics.values(),
     )
-    if not _defined_in_project(functions):
-        return None
-    facts = (
+
+
+def _problem_facts(problem) -> tuple:
+    return (
         problem.name,
         problem.dim,
         problem.steps,
@@ -191,7 +198,34 @@ def quick_key(problem, factory, arguments: tuple, inputs_digest: str) -> str | N
         sorted(problem.tags),
         problem.fixed_start,
     )
+
+
+def quick_key(problem, factory, arguments: tuple, inputs_digest: str) -> str | None:
+    """The key of a sweep that needs no lowering, or None where the rule or the problem
+    is defined outside the project's sources (then only `program_key` finds it)."""
+    if not _defined_in_project((factory, *_problem_functions(problem))):
+        return None
+    facts = _problem_facts(problem)
     return digest("quick", source_digest(), machine(), facts, arguments, inputs_digest)
+
+
+# What a unit of a suite (`bench.suite`: a pair, or a problem's pairs) depends on besides
+# the sweeps: the code that tunes and tabulates them, all of the project's.
+UNIT_SOURCES = ("bench", "optimizers", "problems")
+
+
+def unit_key(problem, factories, arguments: tuple) -> str | None:
+    """The key of a unit of a suite: the digest of every source of the project, the
+    library versions its tables are made with, `problem`'s facts and `arguments` (the
+    unit, the whole spec), the machine; None where a rule or the problem is defined
+    outside the project."""
+    from importlib.metadata import version
+
+    if not _defined_in_project((*factories, *_problem_functions(problem))):
+        return None
+    libraries = [version(name) for name in ("pandas", "numpy")]
+    facts = _problem_facts(problem)
+    return digest("unit", source_digest(UNIT_SOURCES), machine(), libraries, facts, arguments)
 
 
 def program_key(lowered_text: str, level: bool, arguments: tuple, inputs_digest: str) -> str:
@@ -235,6 +269,7 @@ class SweepCache:
         self.folder = Path(folder)
         self.hits = 0
         self.misses = 0
+        self.unit_hits = 0
         self._warn = warn or (lambda line: print(line, file=sys.stderr))
         self._lock = threading.Lock()
 
@@ -314,6 +349,27 @@ class SweepCache:
         if quick is not None:
             self._write(self._path("quick", quick), key.encode())
 
+    def get_unit(self, key: str | None) -> dict | None:
+        """The result (`bench.suite` unit: tables, facts, seconds) stored under `key`."""
+        if key is None:
+            return None
+        payload = self._read(self._path("units", key))
+        if payload is None:
+            return None
+        try:
+            found = pickle.loads(payload)
+        except Exception as error:  # a payload of another pandas, or damaged within
+            self._warn(f"sweep cache: unit {key[:12]} is unreadable ({error}); running it")
+            self._path("units", key).unlink(missing_ok=True)
+            return None
+        with self._lock:
+            self.unit_hits += 1
+        return found
+
+    def put_unit(self, key: str, result: dict) -> None:
+        """Stores a unit's `result` (pickled: tables of pandas, the version in the key)."""
+        self._write(self._path("units", key), pickle.dumps(result))
+
     def info(self) -> dict:
         """Entries, their bytes and the folder."""
         entries = [p for p in (self.folder / "entries").rglob("*") if p.is_file()]
@@ -326,6 +382,6 @@ class SweepCache:
     def clear(self) -> int:
         """Removes every entry; returns how many there were."""
         count = self.info()["entries"]
-        for kind in ("entries", "quick"):
+        for kind in ("entries", "quick", "units"):
             shutil.rmtree(self.folder / kind, ignore_errors=True)
         return count
