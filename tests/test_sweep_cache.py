@@ -178,3 +178,14 @@ def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
     assert SweepCache(tmp_path / "sweeps").info()["entries"] == 0
     assert main(["cache", "info"]) == 0
     assert ": 0 sweeps," in capsys.readouterr().out
+
+
+def test_every_built_in_problem_and_rule_has_a_quick_key():
+    # A problem's data under functools.cache, a loss that is a functools.partial: still
+    # the project's own functions (logistic_synthetic_200x10 had no quick key).
+    from bench import plugins
+    from problems import PROBLEMS
+
+    for name in PROBLEMS:
+        assert cache_keys.quick_key(plugins.problem(name), sgd, (), "") is not None, name
+    assert cache_keys.quick_key(plugins.problem("rosenbrock_2d"), damped_sgd, (), "") is None

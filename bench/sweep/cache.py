@@ -164,6 +164,7 @@ def _defined_in_project(functions: Iterable[Callable | None]) -> bool:
             continue
         while isinstance(function, functools.partial):
             function = function.func
+        function = inspect.unwrap(function)  # a function under functools.cache, say
         try:
             source = inspect.getsourcefile(function)
         except TypeError:  # a builtin or a callable object without a source file
