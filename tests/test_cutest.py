@@ -171,6 +171,7 @@ def test_a_fixed_start_problem_finds_f_l_after_every_optimizer_ran(fixed_folder)
     assert facts.loc["ARGLINA", "skipped"].startswith("200 parameters")
 
 
+@pytest.mark.slow
 def test_the_evaluation_lane_of_a_fixed_start_problem_is_its_tuned_lane(fixed_folder):
     runs = pd.read_csv(fixed_folder / "runs.csv.gz")
     summary = pd.read_csv(fixed_folder / "summary.csv")
@@ -187,6 +188,7 @@ def test_a_rerun_on_another_seed_reproduces_a_fixed_start_lane_bit_for_bit():
     np.testing.assert_array_equal(*runs)
 
 
+@pytest.mark.slow
 def test_tables_give_provenance_per_level_rankings_and_skipped_problems(fixed_folder):
     tables = (fixed_folder / "TABLES.md").read_text()
     assert "**best found**" in tables and "f* = 0, known, target" in tables
@@ -207,6 +209,7 @@ def test_the_catalogue_is_that_of_the_installed_sif2jax():
     assert sizes == {name: cutest.facts(name)[0] for name in installed}
 
 
+@pytest.mark.slow
 @needs_extra
 @pytest.mark.parametrize("name", [*KNOWN, BEST_FOUND])
 def test_the_adapter_gives_sif2jax_values_and_gradients(name):

@@ -46,6 +46,7 @@ def test_evaluation_seeds_are_fresh_and_as_many_as_the_spec_asks():
     assert suite_spec.load().eval_seeds >= 10
 
 
+@pytest.mark.slow
 def test_each_pair_reruns_its_tuned_setting_on_the_evaluation_seeds(tables):
     runs = tables["runs"]
     assert set(runs["role"]) == {"tune", "eval"}
@@ -61,6 +62,7 @@ def test_each_pair_reruns_its_tuned_setting_on_the_evaluation_seeds(tables):
         assert (lanes["learning_rate"] == pick.learning_rate).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["curves", "paths", "layer_grad_norms"])
 def test_curves_paths_and_layer_norms_come_from_the_evaluation_lanes(tables, name):
     frame, held_out = tables[name], tables["runs"].query("role == 'eval'")
@@ -75,6 +77,7 @@ def test_curves_paths_and_layer_norms_come_from_the_evaluation_lanes(tables, nam
     np.testing.assert_allclose(last["loss"], final.loc[last.index], rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_the_summary_reports_the_evaluation_lanes(tables):
     summary, runs = tables["summary"], tables["runs"]
     assert (summary["seeds"] == SPEC.eval_seeds).all()

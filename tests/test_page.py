@@ -85,6 +85,7 @@ class Tree(html.parser.HTMLParser):
             self.table[-1][1][-1] += data
 
 
+@pytest.mark.slow
 def test_render_writes_a_well_formed_page_of_every_pair(folder):
     text = (folder / "index.html").read_text()
     tree = Tree(text)
@@ -145,6 +146,7 @@ def _column(tree: Tree, i: int) -> list[str]:
     return [cells[i] for _, cells in tree.tables["p-rosenbrock_2d"]]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 def test_a_click_on_a_header_sorts_its_table_and_the_menus_filter(folder):
     # rosenbrock_2d's median steps to target (column 4): lion 21, adam 41, my_rule 61,

@@ -92,6 +92,7 @@ def test_a_rule_in_a_file_is_ranked_against_a_folder_without_rerunning_it(
     assert record["spec"]["optimizers"] == ["sgd", "adam", "rule"]
 
 
+@pytest.mark.slow
 def test_an_added_rule_below_the_top_five_is_printed_with_its_rank(base, capsys):
     from bench.cli import _top
 
@@ -248,6 +249,7 @@ def test_entry_points_register_optimizers_and_problems(tmp_path, monkeypatch, ca
     assert result.losses.shape[1] == 6
 
 
+@pytest.mark.slow
 def test_a_problem_from_a_file_runs_beside_an_optimizer_from_a_file(
     rule_file, tmp_path, capsys, monkeypatch
 ):

@@ -189,6 +189,7 @@ def random_folder(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_random_search_summary_lists_every_tuned_hyperparameter(random_folder):
     summary = pd.read_csv(random_folder / "summary.csv")
     runs = pd.read_csv(random_folder / "runs.csv.gz")
@@ -208,6 +209,7 @@ def test_random_search_summary_lists_every_tuned_hyperparameter(random_folder):
     assert json.loads((random_folder / "meta.json").read_text())["spec"]["protocol"] == "random:16"
 
 
+@pytest.mark.slow
 def test_random_search_draws_budget_curves_and_heat_maps(random_folder):
     curves = pd.read_csv(random_folder / "budget_curves.csv")
     assert set(curves["trials"]) == set(range(1, 17))
