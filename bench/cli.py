@@ -150,9 +150,9 @@ def _check_executor(args) -> None:
 
 def _submitted(args, suite) -> int:
     """`bench run --executor`: the shards as jobs (`bench.executors`), merged into --out."""
-    from bench import combine, executors
+    from bench import executors
     from bench.results import meta
-    from bench.suite import OutputError, RenderFailed, is_full, write_results
+    from bench.suite import is_full
 
     out = Path(args.out).resolve()
     if not args.force and not is_full(asdict(suite)) and (meta.read(out) or {}).get("full_suite"):
@@ -178,16 +178,7 @@ def _submitted(args, suite) -> int:
     except executors.ExecutorError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    try:
-        tables, record, merged = combine.merge([combine.read(folder) for folder in folders])
-        write_results(out, tables, record, merged, force=args.force)
-    except (combine.Incompatible, OutputError) as error:
-        raise UsageError(str(error)) from None
-    except RenderFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    _top(out)
-    return 0
+    return _merged_into(out, folders, allow_partial=False, force=args.force)
 
 
 def _shard(args):
@@ -344,17 +335,16 @@ def _cache(args) -> int:
     return 0
 
 
-def _merge(args) -> int:
+def _merged_into(out: Path, folders, allow_partial: bool, force: bool) -> int:
+    """`folders` merged (`combine.merge`) and written into `out`; prints its top five."""
     from bench import combine
     from bench.suite import OutputError, RenderFailed, write_results
 
-    out = Path(args.out).resolve()
-    if out in [Path(folder).resolve() for folder in args.folders]:
-        raise UsageError("merge needs an --out of its own: it never changes the folders it reads")
     try:
-        folders = [combine.read(folder) for folder in args.folders]
-        tables, record, suite = combine.merge(folders, args.allow_partial)
-        write_results(out, tables, record, suite, force=args.force)
+        tables, record, suite = combine.merge(
+            [combine.read(folder) for folder in folders], allow_partial
+        )
+        write_results(out, tables, record, suite, force=force)
     except (combine.Incompatible, OutputError) as error:
         raise UsageError(str(error)) from None
     except RenderFailed as error:
@@ -362,6 +352,13 @@ def _merge(args) -> int:
         return 1
     _top(out)
     return 0
+
+
+def _merge(args) -> int:
+    out = Path(args.out).resolve()
+    if out in [Path(folder).resolve() for folder in args.folders]:
+        raise UsageError("merge needs an --out of its own: it never changes the folders it reads")
+    return _merged_into(out, args.folders, args.allow_partial, args.force)
 
 
 def _plot(args) -> None:
