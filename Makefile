@@ -38,10 +38,13 @@ cutest: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow and not extensive and not reference" tests
 
+# The slow tier runs the local executor's end-to-end test, which needs the `cluster` extra.
 test-slow: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[cluster]'
 	$(PY) -m pytest -q -n 2 -m "slow or extensive or reference" tests
 
 test-all: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[cluster]'
 	$(PY) -m pytest -q -n 2 tests
 
 # Lint, format, types and the import layering: what pre-commit and CI run before the tests.

@@ -65,7 +65,7 @@ def run_shard(prepare: Callable, run: Callable, args) -> int:
 
 def _executor(kind: str, logs: Path, cluster: Cluster):
     try:
-        import submitit
+        import submitit  # pyright: ignore[reportMissingImports]  # the optional `cluster` extra
     except ImportError:
         raise ExecutorError(f"--executor {kind} needs submitit: {INSTALL}") from None
     if kind == "local":
