@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench import plugins
@@ -125,15 +125,19 @@ def _source_names(names: list[str]) -> list[str]:
     return [name for name in names if sources.source_of(name) is not None]
 
 
-def _check_executor(args) -> None:
-    """UsageError for --executor, --shards and --slurm-* options that do not go together."""
+def _check_executor(args):
+    """The `bench.executors.Cluster` of --slurm-config and the --slurm-* options, which
+    override the file's values (None without --executor); UsageError for options that do
+    not go together, or a --slurm-config that cannot be read."""
     import importlib.util
 
-    slurm = [args.slurm_partition, args.slurm_time, args.slurm_parallelism]
+    from bench import executors
+
+    slurm = [args.slurm_config, args.slurm_partition, args.slurm_time, args.slurm_parallelism]
     if args.executor is None:
         if args.shards is not None or any(value is not None for value in slurm):
             raise UsageError("--shards and --slurm-* options run through --executor")
-        return
+        return None
     if args.shards is None or args.shards < 1:
         raise UsageError(f"--executor {args.executor} needs --shards N (N >= 1)")
     if args.shard is not None or args.against is not None:
@@ -144,12 +148,25 @@ def _check_executor(args) -> None:
         raise UsageError(f"--slurm-time must be >= 1 minute, got {args.slurm_time}")
     if args.slurm_parallelism is not None and args.slurm_parallelism < 1:
         raise UsageError(f"--slurm-parallelism must be >= 1, got {args.slurm_parallelism}")
+    cluster = executors.Cluster()
+    if args.slurm_config is not None:
+        try:
+            cluster = executors.load_cluster(args.slurm_config)
+        except ValueError as error:
+            raise UsageError(f"--slurm-config {error}") from None
+    given = dict(
+        partition=args.slurm_partition, minutes=args.slurm_time, parallelism=args.slurm_parallelism
+    )
+    given = {name: value for name, value in given.items() if value is not None}
+    cluster = replace(cluster, **given)
     if importlib.util.find_spec("submitit") is None:
         raise UsageError(f"--executor {args.executor} needs submitit: pip install -e '.[cluster]'")
+    return cluster
 
 
-def _submitted(args, suite) -> int:
-    """`bench run --executor`: the shards as jobs (`bench.executors`), merged into --out."""
+def _submitted(args, suite, cluster) -> int:
+    """`bench run --executor`: the shards as jobs (`bench.executors`) of `cluster`, merged
+    into --out."""
     from bench import executors
     from bench.results import meta
     from bench.suite import is_full
@@ -160,9 +177,6 @@ def _submitted(args, suite) -> int:
             f"{out} holds the full suite's results and this run is a smaller one; "
             "choose another --out, or pass --force to replace them"
         )
-    cluster = executors.Cluster(
-        args.slurm_partition, args.slurm_time or 240, args.slurm_parallelism
-    )
     try:
         folders = executors.submit(
             enable_compilation_cache,
@@ -211,7 +225,7 @@ def _run(args) -> int:
     from bench.shards import ShardError
     from bench.sweep import distributed
 
-    _check_executor(args)
+    cluster = _check_executor(args)
     shard = _shard(args)
     distributed.initialize()
     added_problems, added_optimizers = _added(args)
@@ -298,7 +312,7 @@ def _run(args) -> int:
         )
     args.out = args.out or DEFAULT_OUT
     if args.executor is not None:
-        return _submitted(args, suite)
+        return _submitted(args, suite, cluster)
     try:
         run_suite(
             suite,
@@ -533,9 +547,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--optimize",
         action="store_true",
-        help="compile at XLA's default optimisation level: slower to compile, 3-7x faster to "
-        "run (default: the spec's; suite.toml's 'auto' chooses per pair from its expected "
-        "run time)",
+        help="compile with XLA's default options instead of the fast compile: slower to "
+        "compile (default: the spec's `optimize`)",
     )
     run.add_argument(
         "--out", help=f"output folder (default {DEFAULT_OUT}/, for the whole default suite)"
@@ -573,6 +586,12 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--slurm-parallelism", type=int, metavar="N", help="jobs of the array run at once"
+    )
+    run.add_argument(
+        "--slurm-config",
+        metavar="FILE",
+        help="a TOML file whose [slurm] table gives partition, time (minutes), parallelism "
+        "and additional sbatch options; the --slurm-* options override its values",
     )
     run.add_argument(
         "--no-cache",

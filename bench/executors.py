@@ -10,8 +10,9 @@ is never forked.
 """
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.shards import SHARDS
@@ -24,14 +25,77 @@ class ExecutorError(Exception):
     """A job that could not be submitted or failed; the message is one line."""
 
 
+# sbatch options that the executor sets itself: not among a Cluster's `additional` ones.
+RESERVED = (
+    "partition time array job-name nodes ntasks-per-node output error open-mode signal"
+).split()
+
+
+def _positive(name: str, value) -> None:
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Cluster:
     """What a SLURM job array asks for: the partition (None: the cluster's default), the
-    time limit of each job in minutes, and how many of its jobs run at once (None: all)."""
+    time limit of each job in minutes, how many of its jobs run at once (None: all), and
+    further sbatch options (`account`, `qos`, `gres`, ...: submitit's
+    `slurm_additional_parameters`), each a string, an integer or True (a bare flag).
+    ValueError naming the field for a value of another type, or not positive."""
 
     partition: str | None = None
     minutes: int = 240
     parallelism: int | None = None
+    additional: Mapping[str, str | int | bool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.partition is not None and not isinstance(self.partition, str):
+            raise ValueError(f"partition must be a string, got {self.partition!r}")
+        _positive("minutes", self.minutes)
+        if self.parallelism is not None:
+            _positive("parallelism", self.parallelism)
+        if not isinstance(self.additional, Mapping):
+            raise ValueError(f"additional must be a table of sbatch options: {self.additional!r}")
+        for key, value in self.additional.items():
+            if not (isinstance(key, str) and (type(value) in (str, int) or value is True)):
+                raise ValueError(
+                    f"additional.{key} must be a string, an integer or true, got {value!r}"
+                )
+            if key.replace("_", "-") in RESERVED:
+                raise ValueError(
+                    f"additional.{key} is set by the executor (partition, time and the "
+                    "array's parallelism have keys of their own)"
+                )
+
+
+def load_cluster(path) -> Cluster:
+    """The Cluster of the `[slurm]` table of the TOML file `path`: `partition` (a string),
+    `time` (minutes) and `parallelism` (positive integers), `additional` (a table of
+    further sbatch options); a key left out keeps the Cluster's default. ValueError naming
+    the file, and the key at fault, for a file that cannot be read or holds anything else."""
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except OSError as error:
+        raise ValueError(f"{path}: {error.strerror or error}") from None
+    except ValueError as error:  # TOMLDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path}: not a TOML file: {error}") from None
+    table = document.get("slurm")
+    if set(document) != {"slurm"} or not isinstance(table, dict):
+        raise ValueError(f"{path}: must hold one [slurm] table and nothing else")
+    known = ("partition", "time", "parallelism", "additional")
+    unknown = [key for key in table if key not in known]
+    if unknown:
+        raise ValueError(f"{path}: unknown key {unknown[0]} in [slurm]; known: {', '.join(known)}")
+    minutes = table.get("time", Cluster.minutes)
+    try:
+        _positive("time", minutes)
+        return Cluster(
+            table.get("partition"), minutes, table.get("parallelism"), table.get("additional", {})
+        )
+    except ValueError as error:
+        raise ValueError(f"{path}: [slurm] {error}") from None
 
 
 def shard_folder(out: Path, index: int) -> Path:
@@ -78,6 +142,8 @@ def _executor(kind: str, logs: Path, cluster: Cluster):
         settings["slurm_partition"] = cluster.partition
     if cluster.parallelism is not None:
         settings["slurm_array_parallelism"] = cluster.parallelism
+    if cluster.additional:
+        settings["slurm_additional_parameters"] = dict(cluster.additional)
     executor.update_parameters(name="optbench", **settings)
     return executor
 
@@ -108,6 +174,7 @@ def submit(
     for i in pending:
         job = type(args)(**vars(args))
         job.executor, job.shards, job.shard, job.out = None, None, f"{i}/{count}", str(folders[i])
+        vars(job).update({name: None for name in vars(job) if name.startswith("slurm_")})
         jobs_args.append(job)
     n = len(pending)
     jobs = executor.map_array(run_shard, [prepare] * n, [run] * n, jobs_args)
@@ -127,4 +194,4 @@ def submit(
     return folders
 
 
-__all__ = ["KINDS", "Cluster", "ExecutorError", "complete", "run_shard", "submit"]
+__all__ = ["KINDS", "Cluster", "ExecutorError", "complete", "load_cluster", "run_shard", "submit"]

@@ -42,9 +42,8 @@ class SuiteSpec:
     max_steps: int | None = None  # cap on every budget
     grid_stride: int = 1  # keep every n-th learning rate of each grid
     folds: int | None = None  # k-fold cross-validation tuning on data-set problems
-    # compile at XLA's default level (slower compile, faster run); None: the runner chooses
-    # per pair from its expected run time (`bench.sweep.program.expected_seconds`)
-    optimize: bool | None = False
+    # compile with XLA's default options instead of the fast compile (docs/runner.md)
+    optimize: bool = False
     cost: str = DEFAULT_COST  # axis of tuning and ranking: steps, grad_evals or seconds
     protocol: str = protocols.DEFAULT  # grid, random:N, algoperf or defaults (bench.protocols)
     # Fixed-start problems (CUTEst's): the target is tau (f(x0) - f_L), f_L resolved by the
@@ -144,8 +143,8 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False, max_dim: int | None = N
     if scale not in SCALES:
         raise ValueError(f"{path}: scale = {scale!r}; choose from: {', '.join(SCALES)}")
     optimize = data.get("optimize", False)
-    if optimize not in (True, False, "auto"):
-        raise ValueError(f'{path}: optimize = {optimize!r}; choose from: true, false, "auto"')
+    if optimize not in (True, False):
+        raise ValueError(f"{path}: optimize = {optimize!r}; choose from: true, false")
     cost = data.get("cost", DEFAULT_COST)
     if cost not in COSTS:
         raise ValueError(f"{path}: cost = {cost!r}; choose from: {', '.join(COSTS)}")
@@ -161,7 +160,7 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False, max_dim: int | None = N
         eval_seeds=data.get("eval_seeds", 10),
         dtype=data.get("dtype", "float32"),
         curve_points=data.get("curve_points", 100),
-        optimize=None if optimize == "auto" else optimize,
+        optimize=optimize,
         scale=scale,
         model_optimizers=tuple(models["optimizers"]) if "optimizers" in models else None,
         cost=cost,

@@ -18,7 +18,6 @@ from test_problems import assert_gradient_matches_central_differences, to_float6
 from bench import run_sweep
 from bench.cli import main
 from bench.sweep.lane import program_inputs
-from bench.sweep.program import OPTIMIZE_AFTER_SECONDS, expected_seconds
 from problems import MODELS, SCALES, datasets, model
 from problems.autoencoder import NOISE
 from problems.transformer import unigram_entropy
@@ -156,20 +155,6 @@ def test_bfloat16_computes_in_bfloat16_on_float32_master_weights():
     np.testing.assert_allclose(mixed.losses, full.losses, rtol=5e-2)
     # Mixed precision trains: the loss falls as in float32.
     assert mixed.losses[0, -1] < mixed.losses[0, 0]
-
-
-def test_the_runner_chooses_the_compile_level_from_the_expected_run_time():
-    short = run_sweep("rosenbrock_2d", "adam", [1e-3], seeds=1, steps=5)
-    assert short.optimized is False
-    problem = model("transformer_stdlib", "cpu")
-    from bench.sweep.lane import lane_program
-    from optimizers import OPTIMIZERS
-
-    lane = lane_program(problem, OPTIMIZERS["adam"], problem.steps, jnp.float32, {})
-    args = ({"learning_rate": jnp.ones(10)}, jnp.arange(10, dtype=jnp.uint32))
-    inputs = program_inputs(problem, "float32")
-    lowered = jax.jit(jax.vmap(lane, in_axes=(None, 0, 0))).lower(inputs, *args)
-    assert expected_seconds(lowered, problem.steps, 2) > OPTIMIZE_AFTER_SECONDS
 
 
 def test_bad_scale_on_the_command_line_exits_2_in_one_line(capsys):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import shards
-from bench.cli import main
+from bench import executors, shards
+from bench.cli import _check_executor, main, parser
 from bench.results import compare, schema
 
 SMALL = ["--problems", "rosenbrock_2d", "quadratic_20d_cond1e3", "--optimizers", "sgd", "adam"]
@@ -82,6 +82,149 @@ def test_a_bad_shard_exits_2_in_one_line(shard, tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "--shard" in error
     assert not (tmp_path / "out").exists()
+
+
+CONFIG = """
+[slurm]
+partition = "cpu"
+time = 90
+parallelism = 4
+
+[slurm.additional]
+account = "proj"
+qos = "high"
+cpus-per-task = 8
+exclusive = true
+"""
+EXECUTOR = ["--executor", "submitit", "--shards", "16"]
+
+
+def _config(tmp_path, text=CONFIG) -> str:
+    path = tmp_path / "slurm.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def _cluster(*options):
+    return _check_executor(parser().parse_args(["run", *options]))
+
+
+def test_a_slurm_config_gives_the_cluster_and_a_key_left_out_keeps_its_default(tmp_path):
+    additional = {"account": "proj", "qos": "high", "cpus-per-task": 8, "exclusive": True}
+    assert executors.load_cluster(_config(tmp_path)) == executors.Cluster("cpu", 90, 4, additional)
+    assert executors.load_cluster(_config(tmp_path, "[slurm]\n")) == executors.Cluster()
+    assert executors.load_cluster(_config(tmp_path, '[slurm]\npartition = "gpu"\n')) == (
+        executors.Cluster(partition="gpu", minutes=240)
+    )
+
+
+def test_slurm_options_override_the_config_files_values(tmp_path):
+    config = ["--slurm-config", _config(tmp_path)]
+    assert _cluster(*EXECUTOR, *config).minutes == 90
+    cluster = _cluster(*EXECUTOR, *config, "--slurm-time", "30", "--slurm-partition", "gpu")
+    assert (cluster.partition, cluster.minutes, cluster.parallelism) == ("gpu", 30, 4)
+    assert cluster.additional["account"] == "proj"
+    assert _cluster(*EXECUTOR, *config, "--slurm-parallelism", "2").parallelism == 2
+    assert _cluster(*EXECUTOR, "--slurm-time", "30") == executors.Cluster(minutes=30)
+    assert _cluster(*EXECUTOR) == executors.Cluster()
+    assert _cluster("--out", "x") is None
+
+
+def test_the_cluster_is_what_submitit_submits_as_sbatch_options(tmp_path, monkeypatch):
+    submitit = pytest.importorskip("submitit")
+    # the SLURM executor is built where `srun` is found; what it writes needs no cluster
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 2))
+    cluster = executors.load_cluster(_config(tmp_path))
+    executor = executors._executor("submitit", tmp_path / "logs", cluster)
+    slurm = executor._executor
+    slurm.parameters["map_count"] = 16  # what map_array sets for an array of 16 jobs
+    lines = slurm._make_submission_file_text("command", "uid").splitlines()
+    for line in ["partition=cpu", "time=90", "array=0-15%4", "account=proj", "qos=high"]:
+        assert f"#SBATCH --{line}" in lines
+    assert "#SBATCH --cpus-per-task=8" in lines and "#SBATCH --exclusive" in lines
+    assert "#SBATCH --job-name=optbench" in lines
+    plain = executors._executor("submitit", tmp_path / "logs", executors.Cluster())._executor
+    assert "additional_parameters" not in plain.parameters
+    assert "partition" not in plain.parameters and plain.parameters["time"] == 240
+
+
+def test_the_jobs_of_an_array_are_given_no_executor_options(tmp_path, monkeypatch):
+    given = []
+
+    class Job:
+        job_id, paths = "1", type("Paths", (), {"stderr": "log"})
+
+        def result(self):
+            return 0
+
+    class Executor:
+        def map_array(self, function, prepares, runs, jobs_args):
+            given.extend(jobs_args)
+            return [Job() for _ in jobs_args]
+
+    monkeypatch.setattr(executors, "_executor", lambda *_: Executor())
+    options = [*EXECUTOR, "--slurm-config", _config(tmp_path), "--slurm-time", "30"]
+    options += ["--out", str(tmp_path / "out")]
+    args = parser().parse_args(["run", *options])
+    cluster = _check_executor(args)
+    executors.submit(print, print, args, None, 2, "submitit", tmp_path / "out", cluster, None)
+    assert [job.shard for job in given] == ["0/2", "1/2"]
+    for job in given:  # each job is a plain `bench run --shard i/N`
+        assert _check_executor(job) is None
+        assert job.slurm_config is None and job.slurm_time is None
+
+
+def test_a_bad_cluster_in_python_is_a_value_error_naming_the_field(tmp_path):
+    with pytest.raises(ValueError, match="minutes must be a positive integer, got 0"):
+        executors.Cluster(minutes=0)
+    with pytest.raises(ValueError, match="parallelism must be a positive integer"):
+        executors.Cluster(parallelism=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="partition must be a string"):
+        executors.Cluster(partition=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="additional.mail-type must be a string"):
+        executors.Cluster(additional={"mail-type": None})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="slurm.toml: \\[slurm\\] time must be"):
+        executors.load_cluster(_config(tmp_path, "[slurm]\ntime = 0\n"))
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        (None, "No such file"),
+        ('[slurm\npartition = "cpu"\n', "not a TOML file"),
+        ("\xff", "not a TOML file"),
+        ('[slurm]\npartiton = "cpu"\n', "unknown key partiton in [slurm]"),
+        ("[slurm]\n[other]\n", "one [slurm] table"),
+        ("slurm = 3\n", "one [slurm] table"),
+        ("[slurm]\npartition = 3\n", "partition must be a string, got 3"),
+        ('[slurm]\ntime = "2h"\n', "time must be a positive integer, got '2h'"),
+        ("[slurm]\ntime = 1.5\n", "time must be a positive integer"),
+        ("[slurm]\ntime = 0\n", "time must be a positive integer, got 0"),
+        ("[slurm]\nparallelism = -1\n", "parallelism must be a positive integer, got -1"),
+        ("[slurm]\nparallelism = true\n", "parallelism must be a positive integer"),
+        ('[slurm]\nadditional = "x"\n', "additional must be a table"),
+        ("[slurm.additional]\nexclusive = false\n", "additional.exclusive must be"),
+        ("[slurm.additional]\ntime = 5\n", "additional.time is set by the executor"),
+        ('[slurm.additional]\njob_name = "x"\n', "additional.job_name is set by the executor"),
+    ],
+)
+def test_a_bad_slurm_config_exits_2_in_one_line(text, why, tmp_path, capsys):
+    path = tmp_path / "slurm.toml"
+    if text is not None:
+        path.write_bytes(text.encode("latin-1"))
+    argv = ["run", *SMALL, *EXECUTOR, "--slurm-config", str(path), "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(f"error: --slurm-config {path}: ")
+    assert why in error
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_slurm_config_without_an_executor_exits_2_in_one_line(tmp_path, capsys):
+    argv = ["run", *SMALL, "--slurm-config", _config(tmp_path), "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error == "error: --shards and --slurm-* options run through --executor\n"
 
 
 @pytest.fixture(scope="module")

@@ -96,6 +96,20 @@ def test_changed_sources_fall_back_on_the_program_key(tmp_path, monkeypatch):
     assert found.cached and (cache.hits, cache.misses) == (1, 1)
 
 
+def test_other_compiler_options_miss(tmp_path, monkeypatch):
+    """The same lowered program compiled with other options is another program: its
+    results may differ in the last bits."""
+    from bench.sweep import program
+
+    cache = SweepCache(tmp_path)
+    run_sweep("rosenbrock_2d", "adam", cache=cache, **SMALL)
+    monkeypatch.setattr(cache_keys, "source_digest", lambda *folders: "edited")
+    options = dict(program.COMPILER_OPTIONS, xla_backend_optimization_level=0)
+    monkeypatch.setattr(program, "COMPILER_OPTIONS", options)
+    assert not run_sweep("rosenbrock_2d", "adam", cache=cache, **SMALL).cached
+    assert cache.hits == 0
+
+
 def test_a_damaged_entry_is_run_again_with_one_line(tmp_path, capsys):
     cache = SweepCache(tmp_path)
     ran = run_sweep("rosenbrock_2d", "adam", cache=cache, **SMALL)

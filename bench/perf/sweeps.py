@@ -64,7 +64,7 @@ def learning_rate_grid(points: int) -> np.ndarray:
 
 
 def ours_optimized(case: SweepCase) -> dict:
-    """`ours` compiled with `optimize=True` (XLA's default level) instead of level 0."""
+    """`ours` compiled with `optimize=True` (XLA's defaults) instead of the fast compile."""
     return ours(case, optimize=True)
 
 
@@ -299,7 +299,7 @@ def lane_scaling(cases: list[SweepCase], lane_counts, log=print) -> list[dict]:
                 learning_rates=list(learning_rate_grid(lanes)),
                 seeds=1,
                 steps=steps,
-                optimize=False,  # level 0 at every lane count, whatever the run time
+                optimize=False,  # make bench's fast compile at every lane count
             )
             row = dict(section="lanes", case=case.problem.name, impl="ours", layout="")
             row |= dict(size=case.problem.dim, lanes=lanes, steps=steps)

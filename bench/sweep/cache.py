@@ -229,9 +229,10 @@ def unit_key(problem, factories, arguments: tuple) -> str | None:
     return digest("unit", source_digest(UNIT_SOURCES), machine(), libraries, facts, arguments)
 
 
-def program_key(lowered_text: str, level: bool, arguments: tuple, inputs_digest: str) -> str:
-    """The key of a sweep by its lowered program, compile level, inputs and machine."""
-    return digest("program", machine(), lowered_text, bool(level), arguments, inputs_digest)
+def program_key(lowered_text: str, options: dict, arguments: tuple, inputs_digest: str) -> str:
+    """The key of a sweep by its lowered program, compiler options, inputs and machine."""
+    options_items = sorted(options.items())
+    return digest("program", machine(), lowered_text, options_items, arguments, inputs_digest)
 
 
 def _pack(outputs) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
-"""How a sweep's program is compiled, sized and kept: the compile level, the expected
-run time it is chosen from, the memory budget and the chunks of lanes that fit it, and
-the programs kept for a later sweep of the same shapes.
+"""How a sweep's program is compiled, sized and kept: the compile options, the memory
+budget and the chunks of lanes that fit it, and the programs kept for a later sweep of the
+same shapes.
 """
 
 import collections
@@ -13,37 +13,28 @@ import numpy as np
 
 from bench.sweep import distributed
 
-# Compiling dominates a benchmark of many short sweeps (docs/runner.md, "Compile level"), so by
-# default a sweep is compiled for a fast compile: LLVM at optimisation level 0 (about 2x
-# faster to compile, 3-7x slower to run) and XLA:CPU's older loop emitters instead of
-# its MLIR fusion emitters (again about 2x faster to compile, 0-25% slower to run).
-# `optimize=True` keeps XLA's defaults, for long sweeps; `optimize=None` (run_sweep's
-# default) lets the runner choose from the sweep's expected run time (`expected_seconds`).
-# A third option compiles each program as one LLVM module: with pairs compiled in parallel
-# already, splitting a small program for parallel code generation costs more than it saves.
+# Compiling is a large share of a benchmark of many short sweeps (docs/runner.md, "Compile
+# level"), so by default a sweep is compiled for a fast compile: LLVM at optimisation level
+# 1 and XLA:CPU's older loop emitters instead of its MLIR fusion emitters. Measured on the
+# 2-core CPU over make bench's pairs (a tuning sweep and its evaluation), level 1 compiles
+# about as fast as level 0 (0.3-1.1 s a pair, against 0.2-0.7 s) and runs 2-7x faster
+# (as fast as XLA's defaults, which take 1-5 s more to compile with the fusion emitters).
+# The third option compiles each program as one LLVM module: with pairs compiled in
+# parallel already, splitting a small program for parallel code generation costs more than
+# it saves. `optimize=True` keeps XLA's defaults.
 COMPILER_OPTIONS = {
-    "xla_backend_optimization_level": 0,
+    "xla_backend_optimization_level": 1,
     "xla_cpu_use_fusion_emitters": False,
     "xla_cpu_parallel_codegen_split_count": 1,
 }
-# optimize=None compiles at XLA's default level when the run is expected to take longer
-# than this: the default level's compile costs about 0.5-1 s more per program on the
-# 2-core CPU and repays it within seconds on a long run (3-7x faster).
-OPTIMIZE_AFTER_SECONDS = 8.0
-# What a level-0 program sustains on that CPU, for the expected run time: floating-point
-# operations and bytes accessed per second, as XLA's cost analysis of the lowered
-# (unoptimised) program counts them. Measured there: the MLPs run at 10-13 GFLOP/s
-# (estimate 0.72 s, run 0.57 s for 10 lanes of the deep sigmoid MLP with Adam), the
-# networks of problems.MODELS faster than estimated (the end-of-run metrics are counted
-# once per step). The pairs of PROBLEMS in make bench are estimated at 4.4 s or less
-# (shampoo on the noisy quadratic; every rule was estimated on the MLPs, the softmax
-# regression and the noisy quadratic), the model families at 12 s (autoencoder) to 850 s
-# (transformer).
-LEVEL0_FLOPS = 1e10
-LEVEL0_BYTES = 1e11
 # The share of a device's memory one sweep's program may take (a CPU's physical memory,
 # an accelerator's own); lanes that need more run in chunks (`run_sweep`'s `chunk`).
 MEMORY_SHARE = 0.5
+
+
+def compiler_options(optimize: bool) -> dict:
+    """The compiler options of a sweep's program: XLA's defaults, or the fast compile."""
+    return {} if optimize else COMPILER_OPTIONS
 
 
 def split_lanes(lane_args, lanes: int, chunk: int, mesh) -> tuple[int, list]:
@@ -102,26 +93,6 @@ def chunk_that_fits(compiled, chunk: int, limit: int, shared: int) -> int:
         return chunk
     per_lane = max(needed - shared, 1) / chunk
     return max(1, min(chunk - 1, int((limit - shared) // per_lane)))
-
-
-def expected_seconds(lowered, steps: int, calls: int) -> float:
-    """The run time a program is expected to take at optimisation level 0: XLA's cost
-    analysis of the lowered program (floating-point operations and bytes accessed, which
-    count the body of the step loop once: one step of every lane, with its evaluation
-    branch) at LEVEL0_FLOPS and LEVEL0_BYTES, times the steps and calls. 0 where the
-    backend gives no cost analysis."""
-    try:
-        cost = lowered.cost_analysis()
-    except Exception:  # a backend without cost analysis
-        return 0.0
-    if isinstance(cost, list | tuple):
-        cost = cost[0] if cost else {}
-    cost = cost or {}
-    per_step = max(
-        float(cost.get("flops", 0.0)) / LEVEL0_FLOPS,
-        float(cost.get("bytes accessed", 0.0)) / LEVEL0_BYTES,
-    )
-    return per_step * (steps + 1) * calls
 
 
 # Compiled sweep programs, the most recent _KEPT, for a later sweep with lanes of the same

@@ -32,12 +32,10 @@ from bench.sweep.lane import (
     program_inputs,
 )
 from bench.sweep.program import (
-    COMPILER_OPTIONS,
     LINALG_LOCK,
-    OPTIMIZE_AFTER_SECONDS,
     cached,
     chunk_that_fits,
-    expected_seconds,
+    compiler_options,
     memory_budget,
     split_lanes,
     tree_bytes,
@@ -128,7 +126,7 @@ def run_sweep(
     dtype: str = "float32",
     devices: int | None = None,
     folds: int | None = None,
-    optimize: bool | None = None,
+    optimize: bool = False,
     record_points: int | None = None,
     chunk: int | None = None,
     trials: Sequence[Mapping[str, float]] | None = None,
@@ -154,11 +152,9 @@ def run_sweep(
     The lanes are sharded over the first `devices` devices (default: all of them).
     folds=k (data-set problems) runs k-fold cross-validation: every lane is repeated
     once per fold, trains without that fold and reports its `validation_loss`.
-    optimize=True compiles at XLA's default optimisation level instead of level 0:
-    a slower compile for a faster run, the better choice when a sweep runs for seconds;
-    optimize=False always compiles at level 0; optimize=None (the default) chooses the
-    default level when the run is expected to take over OPTIMIZE_AFTER_SECONDS
-    (`expected_seconds`), else level 0.
+    optimize=True compiles with XLA's default options instead of the fast-compile
+    `COMPILER_OPTIONS` (LLVM level 1, the loop emitters): a slower compile, and on the
+    problems measured no faster a run.
     record_points=n records the curves at about n log-spaced steps (`log_step_grid`)
     instead of every step. chunk=n runs the lanes n at a time through one program
     compiled for n lanes (the last chunk padded): a later sweep of the same pair, steps
@@ -191,8 +187,8 @@ def run_sweep(
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     if memory_limit is not None and not memory_limit > 0:
         raise ValueError(f"memory_limit must be a positive number of bytes, got {memory_limit!r}")
-    if optimize not in (None, True, False):
-        raise ValueError(f"optimize must be True, False or None (automatic), got {optimize!r}")
+    if optimize not in (True, False):
+        raise ValueError(f"optimize must be True or False, got {optimize!r}")
 
     options = {**spec.hparams, **hyperparameters}
     if trials is None:
@@ -249,10 +245,7 @@ def run_sweep(
             lane = lane_program(problem, spec, steps, dtype, fixed, split, record_steps, levels)
             in_axes = (None, 0, 0) + ((0,) if lane_folds is not None else ())
             lowered = jax.jit(jax.vmap(lane, in_axes=in_axes)).lower(inputs, *chunks[0])
-            level = optimize
-            if level is None:
-                level = expected_seconds(lowered, steps, len(chunks)) > OPTIMIZE_AFTER_SECONDS
-            return lowered, bool(level), cache_keys.digest(lowered.as_text())
+            return lowered, bool(optimize), cache_keys.digest(lowered.as_text())
 
         return cached(("lowered", *common_key, size), (problem, spec), lower)
 
@@ -266,7 +259,7 @@ def run_sweep(
         found = cache.get(cache.program_key_of(quick))
         if found is None:
             _, level, text = lowering(split_lanes(lane_args, lanes, chunk, mesh)[1], chunk)
-            key = cache_keys.program_key(text, level, arguments, inputs_digest)
+            key = cache_keys.program_key(text, compiler_options(level), arguments, inputs_digest)
             found = cache.get(key)
             if found is not None:
                 cache.remember(quick, key)
@@ -283,7 +276,7 @@ def run_sweep(
 
             def build(chunks=chunks, size=chunk):
                 lowered, level, _ = lowering(chunks, size)
-                compiled = lowered.compile({} if level else COMPILER_OPTIONS)
+                compiled = lowered.compile(compiler_options(level))
                 text = compiled.as_text()
                 if text is None:
                     raise RuntimeError("the compiled sweep has no text to look for LAPACK calls in")
