@@ -87,11 +87,37 @@ def test_a_rule_outside_the_project_is_keyed_by_its_program(tmp_path, monkeypatc
     assert not np.array_equal(changed.losses, first.losses)
 
 
+def test_a_rules_quick_key_follows_its_own_files_and_their_imports():
+    """A rule's sweeps are keyed by the files that can build them: its module, what it
+    imports, the runner and the problems, not every other rule's module."""
+    from bench import plugins
+    from optimizers.adam import adam
+    from optimizers.lion import lion
+
+    problem = plugins.problem("rosenbrock_2d")
+    root = cache_keys.ROOT
+
+    def files(factory):
+        starts = cache_keys._starts((factory, *cache_keys._problem_functions(problem)))
+        return {str(path.relative_to(root)) for path in cache_keys.sources(starts)}
+
+    adams, lions = files(adam), files(lion)
+    assert {"optimizers/adam.py", "optimizers/base.py", "optimizers/__init__.py"} <= adams
+    assert {"bench/sweep/runner.py", "bench/sweep/lane.py", "problems/rosenbrock.py"} <= adams
+    assert "problems/data/matrices.npz" in adams
+    assert "optimizers/lion.py" not in adams and "optimizers/adam.py" not in lions
+    assert not any(name.startswith("bench/report") for name in adams)
+    # so an edit of lion's module leaves adam's key as it was
+    key = cache_keys.quick_key(problem, adam, (), "")
+    assert key == cache_keys.quick_key(problem, adam, (), "")
+    assert key != cache_keys.quick_key(problem, lion, (), "")
+
+
 def test_changed_sources_fall_back_on_the_program_key(tmp_path, monkeypatch):
     cache = SweepCache(tmp_path)
     run_sweep("rosenbrock_2d", "adam", cache=cache, **SMALL)
     # as if a file under optimizers/ changed, though not adam's program
-    monkeypatch.setattr(cache_keys, "source_digest", lambda *folders: "edited")
+    monkeypatch.setattr(cache_keys, "sources_digest", lambda starts: "edited")
     found = run_sweep("rosenbrock_2d", "adam", cache=cache, **SMALL)
     assert found.cached and (cache.hits, cache.misses) == (1, 1)
 
@@ -103,7 +129,7 @@ def test_other_compiler_options_miss(tmp_path, monkeypatch):
 
     cache = SweepCache(tmp_path)
     run_sweep("rosenbrock_2d", "adam", cache=cache, **SMALL)
-    monkeypatch.setattr(cache_keys, "source_digest", lambda *folders: "edited")
+    monkeypatch.setattr(cache_keys, "sources_digest", lambda starts: "edited")
     options = dict(program.COMPILER_OPTIONS, xla_backend_optimization_level=0)
     monkeypatch.setattr(program, "COMPILER_OPTIONS", options)
     assert not run_sweep("rosenbrock_2d", "adam", cache=cache, **SMALL).cached
@@ -158,7 +184,7 @@ def test_bench_run_reruns_nothing_when_nothing_changed(tmp_path, monkeypatch):
     # by its program.
     edited = tmp_path / "edited"
     with monkeypatch.context() as patch:
-        patch.setattr(cache_keys, "source_digest", lambda *folders: "edited")
+        patch.setattr(cache_keys, "sources_digest", lambda starts: "edited")
         assert main([*RUN, "--out", str(edited)]) == 0
     meta = json.loads((edited / "meta.json").read_text())
     assert meta["sweep_cache"] == {"units": 0, "hits": sweeps, "stored": 0}

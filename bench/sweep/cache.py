@@ -13,21 +13,25 @@ and its lanes (hyperparameter values, seeds, folds). Its outputs are a function 
                        instruction set (a program compiled for AVX2 may round otherwise).
 
 That key (`program_key`) costs a lowering (a tenth of a second to a second per program).
-A second key (`quick_key`) costs none: the digest of the project's sources that build the
-program (optimizers/, problems/ with its data, bench/sweep/), the sweep's arguments and
-the same inputs and machine; it names the program key it was last seen with. A run whose
-sources did not change finds every sweep by its quick key; a change to one rule misses
-the quick keys, lowers every program, and recompiles and reruns only the sweeps whose
-program key changed. A rule or problem defined outside the project (a plug-in) is looked
-up by its program key only.
+A second key (`quick_key`) costs none: the digest of the source files that can build the
+program (`sources_digest`: the files defining the rule and the problem's functions, the
+runner's bench/sweep/, every project file they import, transitively, and the data files
+under problems/), the sweep's arguments and the same inputs and machine; it names the
+program key it was last seen with. A run whose sources did not change finds every sweep
+by its quick key; a change to one rule's module misses the quick keys of that rule's
+sweeps (and of any rule whose module imports it), which are lowered, and recompiled and
+rerun where their program key changed. problems/__init__.py imports every problem
+module, so a change to a problem's file misses every quick key. A rule or problem
+defined outside the project (a plug-in) is looked up by its program key only.
 
 A unit of a suite (`bench.suite`: a pair, tuned and evaluated, or the pairs of a
-problem run together) is kept too, under `unit_key`: the digest of all of the project's
-sources, the whole spec, the unit, the pandas and numpy versions and the machine. A run
-that changed nothing reads every unit's tables without looking at its sweeps (a pair's
-tuning and tables cost tens of milliseconds, its sweeps' lookups less); after any edit
-the units miss and their sweeps are looked up as above. Units are pickled (their pandas
-version is in the key); like entries, they are checked by their SHA-256.
+problem run together) is kept too, under `unit_key`: the digest of the sources of its
+rules and problem and of bench/suite.py's imports (the code that tunes and tabulates),
+the whole spec, the unit, the pandas and numpy versions and the machine. A run that
+changed nothing reads every unit's tables without looking at its sweeps (a pair's tuning
+and tables cost tens of milliseconds, its sweeps' lookups less); a unit that misses has
+its sweeps looked up as above. Units are pickled (their pandas version is in the key);
+like entries, they are checked by their SHA-256.
 
 An entry holds the program's raw outputs (curves, metrics, the targets' first and lasting
 hits), the lanes per call it ran with, its compile level and the compile and run seconds
@@ -39,6 +43,7 @@ Where: `bench.cli.cache_dir()`'s `sweeps/` (the repository's `.cache/`, else the
 cache folder, or $OPTBENCH_CACHE). `python -m bench cache info|clear`; `--no-cache`.
 """
 
+import ast
 import functools
 import hashlib
 import inspect
@@ -60,6 +65,12 @@ import numpy as np
 # The project's checkout: the sources the quick key covers are under it.
 ROOT = Path(__file__).resolve().parent.parent.parent
 SOURCES = ("optimizers", "problems", "bench/sweep")
+# The packages whose source files the keys follow through imports.
+PACKAGES = ("optimizers", "problems", "bench")
+# What every sweep's program may be built from besides its rule's and problem's files:
+# the runner, and the problems' data files.
+RUNNER = "bench/sweep"
+DATA = "problems"
 # A change to what an entry holds or how keys are made changes this: old entries are
 # then never found (`clear` removes them).
 FORMAT = 1
@@ -145,7 +156,7 @@ def machine() -> tuple:
 
 
 @functools.cache
-def source_digest(folders: tuple[str, ...] = SOURCES) -> str:
+def source_digest(folders: tuple[str, ...]) -> str:
     """The digest of every file under `folders` of the checkout (read once per process)."""
     files = sorted(
         path
@@ -156,25 +167,93 @@ def source_digest(folders: tuple[str, ...] = SOURCES) -> str:
     return digest(*((str(p.relative_to(ROOT)), p.read_bytes()) for p in files))
 
 
+def _source_file(function: Callable) -> Path | None:
+    """The file `function` is defined in (through partials and wrappers), if any."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    function = inspect.unwrap(function)  # a function under functools.cache, say
+    try:
+        source = inspect.getsourcefile(function)
+    except TypeError:  # a builtin or a callable object without a source file
+        source = inspect.getsourcefile(type(function)) if callable(function) else None
+    return None if source is None else Path(source).resolve()
+
+
 def _defined_in_project(functions: Iterable[Callable | None]) -> bool:
     """True when every one of `functions` is defined in a file under SOURCES."""
     folders = [ROOT / folder for folder in SOURCES]
     for function in functions:
         if function is None:
             continue
-        while isinstance(function, functools.partial):
-            function = function.func
-        function = inspect.unwrap(function)  # a function under functools.cache, say
-        try:
-            source = inspect.getsourcefile(function)
-        except TypeError:  # a builtin or a callable object without a source file
-            source = inspect.getsourcefile(type(function)) if callable(function) else None
-        if source is None:
-            return False
-        path = Path(source).resolve()
-        if not any(path.is_relative_to(folder) for folder in folders):
+        path = _source_file(function)
+        if path is None or not any(path.is_relative_to(folder) for folder in folders):
             return False
     return True
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of the project's module `name` (dotted), if it is one."""
+    if name.split(".")[0] not in PACKAGES:
+        return None
+    base = ROOT.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+_PARSE_LOCK = threading.Lock()
+
+
+@functools.cache
+def _imports(path: Path) -> frozenset[Path]:
+    """The project's files that the file `path` imports, and the packages' __init__.py
+    files the imports run (static `import` and `from ... import` statements; a name
+    imported from a package may be a module of it)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names = []
+    with _PARSE_LOCK:  # CPython 3.11's parser is not safe in two threads at once
+        tree = ast.parse(path.read_bytes())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            parent = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+            module = node.module or ""
+            if node.level:
+                module = f"{parent}.{module}" if module else parent
+            names.append(module)
+            names += [f"{module}.{alias.name}" for alias in node.names]
+    files = set()
+    for name in names:
+        parts = name.split(".")
+        files |= {_module_file(".".join(parts[:i])) for i in range(1, len(parts) + 1)}
+    return frozenset(files - {None})
+
+
+def sources(starts: Iterable[Path]) -> list[Path]:
+    """The project's files a sweep of code in `starts` can run: those, the runner's, the
+    files they import, transitively, and every data file under problems/."""
+    seen: set[Path] = set()
+    todo = [*starts, *(ROOT / RUNNER).glob("*.py")]
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo += _imports(path)
+    data = [p for p in (ROOT / DATA).rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")]
+    return sorted(seen | set(data))
+
+
+@functools.cache
+def sources_digest(starts: frozenset[Path]) -> str:
+    """The digest of `sources(starts)`, their paths and contents (read once per process)."""
+    return digest(*((str(p.relative_to(ROOT)), p.read_bytes()) for p in sources(starts)))
+
+
+def _starts(functions: Iterable[Callable | None]) -> frozenset[Path]:
+    paths = (_source_file(function) for function in functions if function is not None)
+    return frozenset(path for path in paths if path is not None)
 
 
 def _problem_functions(problem) -> tuple:
@@ -206,13 +285,15 @@ def quick_key(problem, factory, arguments: tuple, inputs_digest: str) -> str | N
     is defined outside the project's sources (then only `program_key` finds it)."""
     if not _defined_in_project((factory, *_problem_functions(problem))):
         return None
+    functions = (factory, *_problem_functions(problem))
     facts = _problem_facts(problem)
-    return digest("quick", source_digest(), machine(), facts, arguments, inputs_digest)
+    sources = sources_digest(_starts(functions))
+    return digest("quick", sources, machine(), facts, arguments, inputs_digest)
 
 
 # What a unit of a suite (`bench.suite`: a pair, or a problem's pairs) depends on besides
-# the sweeps: the code that tunes and tabulates them, all of the project's.
-UNIT_SOURCES = ("bench", "optimizers", "problems")
+# its rules' and problem's files and the sweeps: the code that tunes and tabulates them.
+UNIT_CODE = "bench/suite.py"
 
 
 def unit_key(problem, factories, arguments: tuple) -> str | None:
@@ -222,11 +303,13 @@ def unit_key(problem, factories, arguments: tuple) -> str | None:
     outside the project."""
     from importlib.metadata import version
 
-    if not _defined_in_project((*factories, *_problem_functions(problem))):
+    functions = (*factories, *_problem_functions(problem))
+    if not _defined_in_project(functions):
         return None
     libraries = [version(name) for name in ("pandas", "numpy")]
     facts = _problem_facts(problem)
-    return digest("unit", source_digest(UNIT_SOURCES), machine(), libraries, facts, arguments)
+    sources = sources_digest(_starts(functions) | {ROOT / UNIT_CODE})
+    return digest("unit", sources, machine(), libraries, facts, arguments)
 
 
 def program_key(lowered_text: str, options: dict, arguments: tuple, inputs_digest: str) -> str:
