@@ -36,6 +36,29 @@ NS_COEFFS_PRESETS = {
         (2.8769, -3.1427, 1.2046),
         (2.8366, -3.0525, 1.2012),
     ),
+    # Polar Express (Amsel et al. 2025): eight triples, each the minimax-optimal quintic
+    # for the interval its predecessors leave, with a safety margin of 1e-2 (2e-2 for
+    # "polar_express_safer") against rounding; the values pytorch_optimizer 4.1.0 tabulates.
+    "polar_express": (
+        (8.237312490495555, -23.157747414558198, 16.680568411445915),
+        (4.082441999064835, -2.893047735332586, 0.5252849256975648),
+        (3.9263479922546582, -2.8547468034765298, 0.5318022422894988),
+        (3.2982187133085143, -2.424541981026706, 0.48632008358844075),
+        (2.2970369434552573, -1.63662558125903, 0.4002628455953627),
+        (1.8763805351440397, -1.2347896577722228, 0.35891887501668385),
+        (1.8564423485617974, -1.2132449880935525, 0.3568003487825883),
+        (1.8749994008682747, -1.2499988017229169, 0.3749994008546422),
+    ),
+    "polar_express_safer": (
+        (8.156554524902461, -22.48329292557795, 15.878769915207462),
+        (4.0429299351667245, -2.808917465908704, 0.5000178451051299),
+        (3.8916678022926563, -2.7724841532176825, 0.5060648178503389),
+        (3.285753657755658, -2.3681294933425394, 0.46449024233003117),
+        (2.3005307116270983, -1.6111665557258408, 0.3833374427545273),
+        (1.8631210546382593, -1.2042160621002727, 0.3421879560523383),
+        (1.8382572152247512, -1.1779263289537742, 0.3396513038637379),
+        (1.8749999923301852, -1.2499999836060613, 0.374999991275876),
+    ),
 }
 PRECONDITIONINGS = ("frobenius", "spectral")
 
@@ -133,7 +156,8 @@ def muon(
     Every leaf of another rank (vectors, scalars, and tensors of rank 3 and more) is
     updated by `adamw(adam_learning_rate or learning_rate, adam_b1, adam_b2, eps,
     adam_eps_root, weight_decay=adam_weight_decay, nesterov=nesterov)`. ns_coeffs is
-    an (a, b, c) triple, one triple per step, or a preset name ("standard", "dion").
+    an (a, b, c) triple, one triple per step, or a preset name ("standard", "dion",
+    "polar_express", "polar_express_safer"; the last two have eight rows: ns_steps=8).
     `weight_decay_mask` selects the matrices that decay. Same arguments and defaults as
     `optax.contrib.muon`, except preconditioning "aol" and "schatten" and
     muon_weight_dimension_numbers (other axes or ranks for Muon), not supported.

@@ -1,4 +1,5 @@
-"""Schedule-free learning: iterate averaging in place of a learning-rate schedule (SGD, AdamW)."""
+"""Schedule-free learning: iterate averaging in place of a learning-rate schedule (SGD, AdamW,
+RAdam)."""
 
 from typing import Any, NamedTuple
 
@@ -12,15 +13,18 @@ from optimizers.base import (
     cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
     check_unit_interval,
     descend,
     increment,
     lowest_dtype,
     require_params,
     update_moment,
+    value_at,
     with_weight_decay,
     zeros_like,
 )
+from optimizers.base import state_dtype as state_dtype_of
 from optimizers.registry import (
     ADAM_SPACE,
     LR_GRID,
@@ -219,6 +223,126 @@ def schedule_free_adamw(
     return schedule_free(base, learning_rate, b1, weight_lr_power, state_dtype)
 
 
+class ScheduleFreeRAdamState(NamedTuple):
+    b1: jax.Array  # the interpolation weight b1, kept for schedule_free_eval_params
+    count: jax.Array  # int32 number of updates taken
+    weight_sum: jax.Array  # sum of the averaging weights so far
+    max_lr: jax.Array  # largest rectified learning rate so far
+    nu: Any  # second moment v
+    z: Any  # the base iterate z
+
+
+def schedule_free_radam(
+    learning_rate: ScalarOrSchedule = 0.0025,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    r: float = 0.0,
+    weight_lr_power: float = 2.0,
+    *,
+    silent_sgd_phase: bool = True,
+) -> Optimizer:
+    r"""Schedule-free RAdam: schedule-free AdamW whose step is RAdam's rectified one,
+    which needs no warm-up.
+
+    For step t = 1, 2, ... with gradient g_t taken at y_{t-1}:
+
+        rho_inf = 2 / (1 - b2) - 1,   rho_t = rho_inf - 2 t b2^t / (1 - b2^t)
+        lr'_t   = lr_t * sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
+                  if rho_t > 4, else lr_t (silent_sgd_phase=False) or 0 (True)
+        v_t     = b2 * v_{t-1} + (1 - b2) * g_t^2
+        d_t     = g_t / (sqrt(v_t / (1 - b2^t)) + eps)  if rho_t > 4, else g_t
+        d_t    <- d_t + wd * y_{t-1}
+        w_t     = t^r * max(lr'_1, ..., lr'_t)^weight_lr_power,   c_t = w_t / (w_1 + ... + w_t)
+        y_t     = (1 - c_t) * y_{t-1} + c_t * z_{t-1} + lr'_t * (b1 * (1 - c_t) - 1) * d_t
+        z_t     = z_{t-1} - lr'_t * d_t
+
+    with z_0 = y_0 = theta_0 and c_t = 0 while every weight is 0 (the silent steps). y
+    is the x_t, z_t interpolation of `schedule_free`, updated without forming x_t; the
+    params are y: evaluate the loss at `schedule_free_eval_params(state, params)`. The
+    first steps (rho_t <= 4: t <= 5 for b2 = 0.999) take plain gradient steps, or, with
+    silent_sgd_phase=True, none (they only accumulate v_t). lr_t is a schedule's value at
+    the number of updates taken before, where `learning_rate` is one. Same arguments and
+    defaults as the reference implementation (the authors' `schedulefree`,
+    `RAdamScheduleFree`).
+
+    References: Defazio et al., "The Road Less Scheduled", NeurIPS 2024; Liu et al., "On
+    the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
+    """
+    check_nonnegative("learning_rate", learning_rate)
+    check_unit_interval("b1", b1)
+    check_unit_interval("b2", b2)
+    check_nonnegative("eps", eps)
+    check_nonnegative("weight_decay", weight_decay)
+    check_nonnegative("r", r)
+    check_nonnegative("weight_lr_power", weight_lr_power)
+
+    def init(params):
+        dtype = state_dtype_of(lowest_dtype(params))
+        return ScheduleFreeRAdamState(
+            b1=jnp.asarray(b1, dtype),
+            count=jnp.zeros([], jnp.int32),
+            weight_sum=jnp.zeros([], dtype),
+            max_lr=jnp.zeros([], dtype),
+            nu=zeros_like(params),
+            z=jax.tree.map(
+                lambda p: jnp.array(p, dtype=state_dtype_of(p.dtype), copy=True), params
+            ),
+        )
+
+    def update(grads, state, params=None, **extra):
+        check_state(state, ScheduleFreeRAdamState)
+        del extra
+        require_params("schedule_free_radam", params)
+        check_same_tree(grads, params, "grads", "params")
+        dtype = state.weight_sum.dtype
+        # The step's scalars in float32 at least (a bfloat16 step count is not exact
+        # past 256), stored in the state's dtype.
+        wide = jnp.promote_types(dtype, jnp.float32)
+        t = increment(state.count)
+        step = t.astype(wide)
+        b2_t = b2**step
+        correction2 = 1 - b2_t
+        rho_inf = 2 / (1 - b2) - 1
+        rho_t = rho_inf - 2 * step * b2_t / correction2
+        rectified = rho_t > 4
+        ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+        rect = jnp.where(rectified, jnp.sqrt(jnp.maximum(ratio, 0.0)), float(not silent_sgd_phase))
+        lr = jnp.asarray(value_at(learning_rate, state.count), wide) * rect
+        max_lr = jnp.maximum(state.max_lr.astype(wide), lr)
+        weight = step**r * max_lr**weight_lr_power
+        weight_sum = state.weight_sum.astype(wide) + weight
+        nonzero = weight_sum != 0
+        ck = jnp.where(nonzero, weight / jnp.where(nonzero, weight_sum, 1), 0.0)
+        adaptive_y_lr = (lr * (b1 * (1 - ck) - 1)).astype(dtype)
+        lr, ck = lr.astype(dtype), ck.astype(dtype)
+        nu = update_moment(grads, state.nu, b2, 2)
+        direction = jax.tree.map(
+            lambda g, v: jnp.where(
+                rectified, g / (jnp.sqrt(v / correction2.astype(v.dtype)) + eps), g.astype(v.dtype)
+            ),
+            grads,
+            nu,
+        )
+        direction = with_weight_decay(direction, params, weight_decay, state.count)
+        y = jax.tree.map(
+            lambda y, z, d: y + ck * (z - y) + adaptive_y_lr * d, params, state.z, direction
+        )
+        z = jax.tree.map(lambda z, d: (z - lr * d).astype(z.dtype), state.z, direction)
+        updates = jax.tree.map(lambda new, old: new - old, y, params)
+        return updates, ScheduleFreeRAdamState(
+            b1=state.b1,
+            count=t,
+            weight_sum=weight_sum.astype(dtype),
+            max_lr=max_lr.astype(dtype),
+            nu=cast_like(nu, state.nu),
+            z=z,
+        )
+
+    return Optimizer(init, update)
+
+
 REGISTRY = {
     # The paper's schedule-free SGD runs at 1-10x the learning rate of tuned SGD with
     # momentum; its AdamW at Adam's (1e-3 to 2.5e-2).
@@ -234,11 +358,20 @@ REGISTRY = {
         eval_params=schedule_free_eval_params,
         search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY_OR_OFF},
     ),
+    # Schedule-free AdamW's learning rates: the rectification only shortens early steps.
+    "schedule_free_radam": OptimizerSpec(
+        schedule_free_radam,
+        LR_GRID,
+        eval_params=schedule_free_eval_params,
+        search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY_OR_OFF},
+    ),
 }
 __all__ = [
+    "ScheduleFreeRAdamState",
     "ScheduleFreeState",
     "schedule_free",
     "schedule_free_adamw",
     "schedule_free_eval_params",
+    "schedule_free_radam",
     "schedule_free_sgd",
 ]

@@ -296,6 +296,15 @@ def test_every_registered_rule_without_an_optax_alias_is_checked_somewhere():
         "distributed_shampoo",
         "soap",
         "kron",
+        # tests/test_parity_cautious.py
+        *("laprop", "cautious_laprop", "cautious_lion", "cautious_mars", "cautious_adopt"),
+        *("cautious_ademamix", "cautious_adamw", "cautious_nadamw"),
+        # tests/test_parity_muon_variants.py
+        *("adamuon", "normuon", "scion", "scion_light", "splus"),
+        *("muon_polar_express", "muon_polar_express_safer"),
+        # tests/test_parity_adam_variants.py
+        *("grams", "tiger", "came", "adamc", "adam_mini", "apollo", "fira"),
+        "schedule_free_radam",
     }
     unchecked = {n for n, s in OPTIMIZERS.items() if not s.optax_name} - set(CASES) - optax_lacks
     assert not unchecked, f"registered rules without a parity case: {sorted(unchecked)}"
@@ -366,7 +375,11 @@ def test_vmapped_learning_rates_equal_separate_optax_runs(name):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("name", [n for n, spec in OPTIMIZERS.items() if spec.matrix_only])
+# The matrix rules of optax.contrib; those of pytorch_optimizer are checked on the same
+# leaves in their own parity files.
+@pytest.mark.parametrize(
+    "name", [n for n, spec in OPTIMIZERS.items() if spec.matrix_only and n in CASES]
+)
 def test_matrix_rules_on_a_tall_matrix_and_a_rank_3_leaf(name, dtype):
     """Tall matrices take the other branch (Muon transposes them, GaLore projects from the
     left); a rank-3 leaf is not a matrix to either (AdamW for Muon, Adam for GaLore)."""
