@@ -422,7 +422,11 @@ def _list(args) -> None:
             grid = entry.learning_rates
             lrs = f"{len(grid)} lrs {min(grid):.2g}..{max(grid):.2g}" if grid else "no grid"
             factory = plugins.factory_name(entry.factory)
-            print(f"  {name:32s} {factory}({fixed})  [{lrs}]  [{origin}]")
+            # What the rule is checked against per step: an optax alias's optax function,
+            # else the entry's reference (none for a plug-in without one).
+            reference = f"optax 0.2.8 {entry.optax_name}" if entry.optax_name else entry.reference
+            checked = f"  [checked against {reference}]" if reference else ""
+            print(f"  {name:32s} {factory}({fixed})  [{lrs}]  [{origin}]{checked}")
     except plugins.PluginError as error:
         raise UsageError(str(error)) from None
 

@@ -103,6 +103,7 @@ REGISTRY = {
             "weight_decay": WEIGHT_DECAY_OR_OFF,
         },
         default_learning_rate=1e-3,  # Zhuang et al. 2021, CIFAR
+        reference="optax.contrib 0.2.8 acprop",
     ),
 }
 __all__ = ["AcpropState", "acprop"]

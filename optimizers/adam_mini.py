@@ -161,6 +161,7 @@ REGISTRY = {
         LR_GRID,
         search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY},
         default_learning_rate=1e-3,  # Adam's (the paper tunes it as AdamW's)
+        reference="pytorch-optimizer 4.1.0 AdamMini",
     ),
 }
 __all__ = ["AdamMiniState", "adam_mini"]

@@ -161,6 +161,7 @@ REGISTRY = {
         LR_GRID,
         search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY_OR_OFF},
         default_learning_rate=1e-3,  # pytorch-optimizer's AdamC (Adam's)
+        reference="pytorch-optimizer 4.1.0 AdamC",
     ),
 }
 __all__ = ["AdamCState", "adamc"]

@@ -168,6 +168,7 @@ REGISTRY = {
             "weight_decay": WEIGHT_DECAY_OR_OFF,
             "adamw_learning_rate": Range(1e-5, 1e-1, "log"),
         },
+        reference="pytorch-optimizer 4.1.0 AdaMuon",
     ),
 }
 __all__ = ["AdaMuonState", "adamuon"]

@@ -193,6 +193,7 @@ REGISTRY = {
             "weight_decay": WEIGHT_DECAY_OR_OFF,
         },
         default_learning_rate=1e-3,  # Adam's (Kingma & Ba 2015), as the paper runs it
+        reference="optax.contrib 0.2.8 ademamix",
     ),
     # The momentum sums about 1 / (1 - b1) = 100 gradients: 100x below Adam's grid.
     "simplified_ademamix": OptimizerSpec(
@@ -201,6 +202,7 @@ REGISTRY = {
         search_space=ADAM_SPACE
         | {"alpha": Range(0.0, 10.0, "linear"), "weight_decay": WEIGHT_DECAY_OR_OFF},
         default_learning_rate=1e-5,  # Adam's 1e-3 over the 100 gradients the momentum sums
+        reference="optax.contrib 0.2.8 simplified_ademamix",
     ),
 }
 __all__ = ["AdemamixState", "SimplifiedAdemamixState", "ademamix", "simplified_ademamix"]

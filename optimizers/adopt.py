@@ -93,6 +93,7 @@ REGISTRY = {
         LR_GRID,
         search_space=ADAM_SPACE,
         default_learning_rate=1e-3,  # Taniguchi et al. 2024
+        reference="optax.contrib 0.2.8 adopt",
     ),
 }
 __all__ = ["AdoptState", "adopt"]

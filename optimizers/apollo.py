@@ -232,6 +232,7 @@ REGISTRY = {
         matrix_only=True,
         search_space=ADAM_SPACE | {"scale": Range(0.05, 2.0), "weight_decay": WEIGHT_DECAY_OR_OFF},
         default_learning_rate=1e-3,  # apollo-torch's APOLLOAdamW
+        reference="apollo-torch 1.0.3 APOLLOAdamW",
     ),
 }
 __all__ = ["ApolloState", "apollo", "apollo_gaussian", "projector_shape"]

@@ -205,6 +205,7 @@ REGISTRY = {
             "weight_decay": WEIGHT_DECAY_OR_OFF,
         },
         default_learning_rate=2e-4,  # Luo et al. 2023, pytorch-optimizer's CAME
+        reference="pytorch-optimizer 4.1.0 CAME",
     ),
 }
 __all__ = ["CameState", "came"]

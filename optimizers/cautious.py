@@ -507,8 +507,18 @@ def cautious_ademamix(
 
 ADAMW_SPACE = ADAM_SPACE | {"weight_decay": WEIGHT_DECAY}
 REGISTRY = {
-    "cautious_adamw": OptimizerSpec(cautious_adamw, LR_GRID, search_space=ADAMW_SPACE),
-    "cautious_nadamw": OptimizerSpec(cautious_nadamw, LR_GRID, search_space=ADAMW_SPACE),
+    "cautious_adamw": OptimizerSpec(
+        cautious_adamw,
+        LR_GRID,
+        search_space=ADAMW_SPACE,
+        reference="timm 1.0.31 AdamWLegacy(caution=True)",
+    ),
+    "cautious_nadamw": OptimizerSpec(
+        cautious_nadamw,
+        LR_GRID,
+        search_space=ADAMW_SPACE,
+        reference="timm 1.0.31 NAdamW(caution=True)",
+    ),
     # Lion's grid and ranges; its decay, off by default here, up to 1 (3-10x AdamW's).
     "cautious_lion": OptimizerSpec(
         cautious_lion,
@@ -518,6 +528,7 @@ REGISTRY = {
             "b2": SECOND_MOMENT,
             "weight_decay": Choice((0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)),
         },
+        reference="pytorch-optimizer 4.1.0 Lion(cautious=True)",
     ),
     "cautious_laprop": OptimizerSpec(
         cautious_laprop,
@@ -528,6 +539,7 @@ REGISTRY = {
             "eps": Range(1e-16, 1e-6, "log"),
             "weight_decay": WEIGHT_DECAY_OR_OFF,
         },
+        reference="pytorch-optimizer 4.1.0 LaProp(cautious=True)",
     ),
     # As `mars`: every leaf corrected, so that one learning rate applies throughout.
     "cautious_mars": OptimizerSpec(
@@ -539,11 +551,13 @@ REGISTRY = {
             "weight_decay": WEIGHT_DECAY_OR_OFF,
             "eps": EPS,
         },
+        reference="pytorch-optimizer 4.1.0 MARS(cautious=True)",
     ),
     "cautious_adopt": OptimizerSpec(
         cautious_adopt,
         LR_GRID,
         search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="pytorch-optimizer 4.1.0 ADOPT(cautious=True)",
     ),
     "cautious_ademamix": OptimizerSpec(
         cautious_ademamix,
@@ -554,6 +568,7 @@ REGISTRY = {
             "alpha": Range(1.0, 10.0, "linear"),
             "weight_decay": WEIGHT_DECAY_OR_OFF,
         },
+        reference="pytorch-optimizer 4.1.0 AdEMAMix(cautious=True)",
     ),
 }
 __all__ = [

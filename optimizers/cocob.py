@@ -117,6 +117,7 @@ REGISTRY = {
         cocob,
         log_grid(1e-2, 1e2, per_decade=1),
         search_space={"alpha": Range(10.0, 1000.0), "weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="optax.contrib 0.2.8 cocob",
     ),
 }
 __all__ = ["CocobState", "cocob"]

@@ -122,6 +122,7 @@ REGISTRY = {
         dadapt_adamw,
         log_grid(0.1, 10.0),
         search_space={"weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="optax.contrib 0.2.8 dadapt_adamw",
     ),
 }
 __all__ = ["DadaptAdamwState", "dadapt_adamw"]

@@ -505,6 +505,7 @@ REGISTRY = {
             "block_size": 128,
         },
         search_space={"weight_decay": WEIGHT_DECAY_OR_OFF, "matrix_eps": Range(1e-8, 1e-2)},
+        reference="pytorch-optimizer 4.1.0 ScalableShampoo",
     ),
 }
 __all__ = ["DistributedShampooState", "distributed_shampoo"]

@@ -183,11 +183,13 @@ REGISTRY = {
         dog,
         log_grid(1e-2, 1e2, per_decade=1),
         search_space={"weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="optax.contrib 0.2.8 dog",
     ),
     "dowg": OptimizerSpec(
         dowg,
         log_grid(1e-2, 1e2, per_decade=1),
         search_space={"weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="optax.contrib 0.2.8 dowg",
     ),
 }
 __all__ = ["DogState", "DowgState", "dog", "dowg"]

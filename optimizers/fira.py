@@ -214,6 +214,7 @@ REGISTRY = {
         matrix_only=True,
         search_space=ADAM_SPACE | {"scale": Range(0.05, 2.0), "weight_decay": WEIGHT_DECAY_OR_OFF},
         default_learning_rate=1e-3,  # pytorch-optimizer's Fira
+        reference="pytorch-optimizer 4.1.0 Fira",
     ),
 }
 __all__ = ["FiraState", "channel_ratio", "fira", "limit_norm_growth"]

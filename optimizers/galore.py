@@ -158,6 +158,7 @@ REGISTRY = {
         matrix_only=True,
         search_space={"scale": Range(0.05, 2.0), "weight_decay": WEIGHT_DECAY_OR_OFF},
         default_learning_rate=1e-3,  # its base Adam's (Kingma & Ba 2015)
+        reference="optax.contrib 0.2.8 galore",
     ),
 }
 __all__ = ["GaloreState", "galore"]

@@ -76,6 +76,7 @@ REGISTRY = {
         {"momentum": 0.9},
         search_space={"momentum": MOMENTUM},
         default_learning_rate=1e-2,  # Keras's SGD
+        reference="sgd with momentum at a constant learning rate",
     ),
 }
 __all__ = ["HeavyBallState", "heavy_ball"]

@@ -394,6 +394,7 @@ REGISTRY = {
         LR_GRID,
         hparams={"pre_conditioner_update_probability": 0.1},
         search_space={"momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="pytorch-optimizer 4.1.0 Kron",
     ),
 }
 __all__ = ["KronState", "kron", "precondition_update_prob_schedule"]

@@ -175,6 +175,7 @@ REGISTRY = {
             "eps": Range(1e-16, 1e-6, "log"),
             "weight_decay": WEIGHT_DECAY_OR_OFF,
         },
+        reference="pytorch-optimizer 4.1.0 LaProp",
     ),
 }
 __all__ = ["LapropState", "laprop"]

@@ -93,6 +93,7 @@ REGISTRY = {
         log_grid(1e-4, 1.0),
         search_space={"momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY_OR_OFF, "eps": EPS},
         default_learning_rate=1e-2,  # Defazio & Jelassi 2021
+        reference="optax.contrib 0.2.8 madgrad",
     ),
 }
 __all__ = ["MadgradState", "madgrad"]

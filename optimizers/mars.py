@@ -168,6 +168,7 @@ REGISTRY = {
             "weight_decay": WEIGHT_DECAY_OR_OFF,
             "eps": EPS,
         },
+        reference="pytorch-optimizer 4.1.0 MARS",
     ),
 }
 __all__ = ["MarsState", "mars"]

@@ -139,6 +139,7 @@ REGISTRY = {
         log_grid(1e-4, 1.0, per_decade=1),
         search_space={"weight_decay": WEIGHT_DECAY},
         default_learning_rate=1e-3,  # its base Adam's (Kingma & Ba 2015)
+        reference="optax.contrib 0.2.8 mechanize(adam)",
     ),
 }
 __all__ = ["MechanicState", "mechanic_adam", "mechanize"]

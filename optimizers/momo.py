@@ -234,12 +234,14 @@ REGISTRY = {
         log_grid(1e-2, 1e2, per_decade=1),
         needs_loss=True,
         search_space={"beta": MOMENTUM, "weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="optax.contrib 0.2.8 momo",
     ),
     "momo_adam": OptimizerSpec(
         momo_adam,
         log_grid(1e-4, 1.0),
         needs_loss=True,
         search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="optax.contrib 0.2.8 momo_adam",
     ),
 }
 __all__ = ["MomoAdamState", "MomoState", "momo", "momo_adam"]

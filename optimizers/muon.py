@@ -257,6 +257,7 @@ REGISTRY = {
             "adam_b2": SECOND_MOMENT,
         },
         default_learning_rate=0.02,  # Jordan et al. 2024
+        reference="optax.contrib 0.2.8 muon",
     ),
 }
 __all__ = ["MuonState", "muon", "orthogonalize_via_newton_schulz"]

@@ -78,6 +78,7 @@ REGISTRY = {
         gradient_evaluations=lambda state, dim: GRADIENT + dense_hessian(dim),
         # Levenberg-Marquardt damping of the Hessian: none, or one per decade.
         search_space={"damping": Choice((0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0))},
+        reference="numpy's linear solve and closed-form optima",
     ),
 }
 __all__ = ["NewtonState", "newton"]

@@ -91,6 +91,7 @@ REGISTRY = {
         matrix_only=True,
         search_space=_SPACE,
         default_learning_rate=0.02,
+        reference="optax.contrib 0.2.8 muon with the Polar Express rows",
     ),
     "muon_polar_express_safer": OptimizerSpec(
         muon_polar_express,
@@ -99,6 +100,7 @@ REGISTRY = {
         matrix_only=True,
         search_space=_SPACE,
         default_learning_rate=0.02,
+        reference="optax.contrib 0.2.8 muon with the Polar Express safer rows",
     ),
 }
 __all__ = ["muon_polar_express"]

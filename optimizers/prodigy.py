@@ -133,6 +133,7 @@ REGISTRY = {
         prodigy,
         log_grid(0.1, 10.0),
         search_space={"estim_lr_coef": Range(0.1, 10.0), "weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="optax.contrib 0.2.8 prodigy",
     ),
 }
 __all__ = ["ProdigyState", "prodigy"]

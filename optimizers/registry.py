@@ -125,6 +125,11 @@ class OptimizerSpec:
     # Name of the optax alias with the same meaning, or None for rules optax lacks: the
     # reference of the parity tests and of `make perf`.
     optax_name: str | None = None
+    # The implementation the rule is checked against per step where it is no optax alias:
+    # package, version and class or function, e.g. "pytorch-optimizer 4.1.0 LaProp", or in
+    # words where no package has it. None for an optax alias (its reference is optax_name)
+    # and for plug-ins.
+    reference: str | None = None
     # True for line-search methods whose update needs the loss value and function.
     needs_value_fn: bool = False
     # True where the rule needs a full-batch (deterministic) gradient.

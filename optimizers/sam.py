@@ -154,6 +154,7 @@ REGISTRY = {
         gradient_evaluations=2 * GRADIENT,
         search_space={"radius": Range(1e-2, 0.5), "momentum": MOMENTUM},
         default_learning_rate=0.1,  # Foret et al. 2021
+        reference="optax.contrib 0.2.8 sam(sgd with momentum, normalize)",
     ),
 }
 __all__ = ["SamState", "normalize", "sam", "sam_sgd"]

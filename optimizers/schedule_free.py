@@ -351,12 +351,14 @@ REGISTRY = {
         log_grid(1e-3, 10.0),
         eval_params=schedule_free_eval_params,
         search_space={"b1": MOMENTUM, "weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="optax.contrib 0.2.8 schedule_free_sgd",
     ),
     "schedule_free_adamw": OptimizerSpec(
         schedule_free_adamw,
         LR_GRID,
         eval_params=schedule_free_eval_params,
         search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="optax.contrib 0.2.8 schedule_free_adamw",
     ),
     # Schedule-free AdamW's learning rates: the rectification only shortens early steps.
     "schedule_free_radam": OptimizerSpec(
@@ -364,6 +366,7 @@ REGISTRY = {
         LR_GRID,
         eval_params=schedule_free_eval_params,
         search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY_OR_OFF},
+        reference="schedulefree 1.4.1 RAdamScheduleFree",
     ),
 }
 __all__ = [

@@ -192,7 +192,11 @@ def scion_light(
 # `scale` multiplies the step as the learning rate does and is left at 1.
 _SPACE = {"alpha": Range(1e-2, 1.0, "log"), "weight_decay": WEIGHT_DECAY_OR_OFF}
 REGISTRY = {
-    "scion": OptimizerSpec(scion, LR_GRID, search_space=_SPACE),
-    "scion_light": OptimizerSpec(scion_light, LR_GRID, search_space=_SPACE),
+    "scion": OptimizerSpec(
+        scion, LR_GRID, search_space=_SPACE, reference="pytorch-optimizer 4.1.0 SCION"
+    ),
+    "scion_light": OptimizerSpec(
+        scion_light, LR_GRID, search_space=_SPACE, reference="pytorch-optimizer 4.1.0 SCIONLight"
+    ),
 }
 __all__ = ["ScionLightState", "ScionState", "lmo", "scion", "scion_light"]

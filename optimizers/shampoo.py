@@ -159,6 +159,7 @@ REGISTRY = {
             "weight_decay": WEIGHT_DECAY_OR_OFF,
             "matrix_eps": Range(1e-8, 1e-2),
         },
+        reference="pytorch-optimizer 4.1.0 Shampoo",
     ),
 }
 __all__ = ["ShampooState", "shampoo"]

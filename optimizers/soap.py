@@ -267,6 +267,7 @@ REGISTRY = {
         soap,
         LR_GRID,
         search_space={"shampoo_beta": MOMENTUM, "weight_decay": WEIGHT_DECAY, "eps": EPS},
+        reference="pytorch-optimizer 4.1.0 SOAP",
     ),
 }
 __all__ = ["SoapState", "soap"]

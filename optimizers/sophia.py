@@ -193,6 +193,7 @@ REGISTRY = {
         gradient_evaluations=GRADIENT + HESSIAN_VECTOR_PRODUCT / 10,
         search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY, "gamma": Range(1e-3, 1e-1)},
         default_learning_rate=1e-4,  # the paper's code (Liu et al. 2023)
+        reference="optax.contrib 0.2.8 sophia",
     ),
 }
 __all__ = ["HutchinsonState", "SophiaState", "hutchinson_estimator_diag_hessian", "sophia"]

@@ -227,6 +227,7 @@ REGISTRY = {
             "ema_rate": Range(0.9, 0.9999, "one_minus_log"),
         },
         eval_params=splus_eval_params,
+        reference="pytorch-optimizer 4.1.0 SPlus",
     ),
 }
 __all__ = ["SPlusState", "splus", "splus_eval_params"]

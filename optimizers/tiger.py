@@ -91,6 +91,7 @@ REGISTRY = {
         log_grid(1e-5, 1e-1),
         search_space={"beta": MOMENTUM, "weight_decay": Range(1e-4, 1.0)},
         default_learning_rate=1e-3,  # pytorch-optimizer's Tiger
+        reference="pytorch-optimizer 4.1.0 Tiger",
     ),
 }
 __all__ = ["TigerState", "tiger"]

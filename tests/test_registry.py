@@ -1,6 +1,9 @@
 """The registry as the benchmark and the tests read it: entries declared by the family
 modules, capabilities as one predicate, and the runner honouring them."""
 
+import re
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +16,8 @@ from bench.sweep.runner import run_sweep
 from optimizers import OPTIMIZERS, apply_updates, sgd
 from optimizers.registry import LR_GRID, OptimizerSpec, collect, exact
 from problems import PROBLEMS
+
+TESTS = Path(__file__).parent
 
 
 def test_entries_declared_by_family_modules_are_registered_and_exported():
@@ -141,3 +146,63 @@ def test_every_registered_grid_is_short_decimals_the_same_on_every_machine():
     for name, spec in OPTIMIZERS.items():
         assert all(exact(x) == x and len(repr(x)) <= 20 for x in spec.learning_rates), name
     assert exact(9.999999999999999e-06) == 1e-05
+
+
+# A reference that names a package: "<package> <version> <class or function>[...]".
+PACKAGE_REFERENCE = re.compile(r"(?P<package>\S+) (?P<version>\d+(?:\.\d+)+) (?P<name>\w+)")
+
+
+def loads(text: str, package: str) -> bool:
+    """Whether a test file's `text` imports or loads `package` (a distribution or dotted
+    module name: "pytorch-optimizer", "optax.contrib")."""
+    module = package.replace("-", "_")
+    parent, _, child = module.rpartition(".")
+    forms = [
+        rf"^\s*import {re.escape(module)}\b",
+        rf"^\s*from {re.escape(module)}\b[\w.]* import ",
+        rf"\b(?:importorskip|find_spec|import_module)\(\"{re.escape(module)}\b",
+    ]
+    if parent:
+        forms.append(rf"^\s*from {re.escape(parent)} import (?:.*, )?{re.escape(child)}\b")
+    return any(re.search(form, text, re.MULTILINE) for form in forms)
+
+
+def test_every_built_in_rule_names_what_it_is_checked_against():
+    # `bench list` prints it: the optax alias, or the reference of a rule optax lacks.
+    for name, spec in OPTIMIZERS.items():
+        assert bool(spec.optax_name) != bool(spec.reference), (
+            f"{name}: give an optax_name or a reference (not both): "
+            f"{spec.optax_name!r}, {spec.reference!r}"
+        )
+
+
+def test_every_reference_package_is_loaded_by_a_parity_test():
+    parity = {path.name: path.read_text() for path in sorted(TESTS.glob("test_parity_*.py"))}
+    for name, spec in OPTIMIZERS.items():
+        if not spec.reference:
+            continue
+        match = PACKAGE_REFERENCE.match(spec.reference)
+        if match is None:
+            # In words (no package has the rule): the rule's own test file checks it.
+            assert (TESTS / f"test_{name}.py").exists(), (
+                f"{name}: reference {spec.reference!r} names no '<package> <version> <class>' "
+                f"and tests/test_{name}.py does not exist"
+            )
+            continue
+        package, reference = match["package"], match["name"]
+        loading = [file for file, text in parity.items() if loads(text, package)]
+        assert loading, f"{name}: no tests/test_parity_*.py loads {package} ({spec.reference!r})"
+        assert any(re.search(rf"\b{reference}\b", parity[file]) for file in loading), (
+            f"{name}: {reference} is named in none of {loading}, which load {package}"
+        )
+
+
+def test_every_reference_version_is_the_pinned_one():
+    # pyproject.toml pins the reference packages (its `reference` extra, and the
+    # `pip install --no-deps` line for timm and apollo-torch); optax's contrib is optax's.
+    pyproject = (TESTS.parent / "pyproject.toml").read_text()
+    for name, spec in OPTIMIZERS.items():
+        match = PACKAGE_REFERENCE.match(spec.reference or "")
+        if match and not match["package"].startswith("optax"):
+            pin = f"{match['package']}=={match['version']}"
+            assert pin in pyproject, f"{name}: {spec.reference!r}, but pyproject.toml lacks {pin}"
