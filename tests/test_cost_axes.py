@@ -55,7 +55,10 @@ def test_lbfgs_counts_each_evaluation_once_reusing_its_line_searchs_accepted_poi
             np.testing.assert_allclose(value, fresh_value, rtol=1e-12)
             np.testing.assert_allclose(grads, fresh_grads, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(result.grad_evals[0], counted)
-    np.testing.assert_allclose(result.losses[0, :steps], losses, rtol=1e-12)
+    # The same trajectory: the sweep's compiled program (LLVM level 1) and this op-by-op
+    # loop round a few float64 sums differently, which the line searches carry on (measured:
+    # 2.8e-12 relative by step 11). A different count of evaluations takes another path.
+    np.testing.assert_allclose(result.losses[0, :steps], losses, rtol=1e-10)
     assert counted[-1] > steps + 1  # the line search tried more than one point somewhere
 
 
