@@ -45,6 +45,8 @@ FLOAT32_LINEAR_ALGEBRA = {
     "galore": "SVD of the gradient in float32, as optax.contrib",
     "soap": "QR of the power iteration in float32, as pytorch_optimizer",
     "kron": "triangular solves in float32 (precondition_dtype), as pytorch_optimizer",
+    # measured 4.4e-6 relative under SSE4.2 against AVX-512
+    "apollo": "Gaussian projection drawn in float32 (its inverse erf), as apollo-torch",
 }
 RTOL_FLOAT32_LINEAR_ALGEBRA = 1e-5
 # The rounding is relative to the params' scale (about 1), not to each entry: an entry
