@@ -129,8 +129,6 @@ def _check_executor(args):
     """The `bench.executors.Cluster` of --slurm-config and the --slurm-* options, which
     override the file's values (None without --executor); UsageError for options that do
     not go together, or a --slurm-config that cannot be read."""
-    import importlib.util
-
     from bench import executors
 
     slurm = [args.slurm_config, args.slurm_partition, args.slurm_time, args.slurm_parallelism]
@@ -158,10 +156,17 @@ def _check_executor(args):
         partition=args.slurm_partition, minutes=args.slurm_time, parallelism=args.slurm_parallelism
     )
     given = {name: value for name, value in given.items() if value is not None}
-    cluster = replace(cluster, **given)
-    if importlib.util.find_spec("submitit") is None:
-        raise UsageError(f"--executor {args.executor} needs submitit: pip install -e '.[cluster]'")
-    return cluster
+    return replace(cluster, **given)
+
+
+def _check_submitit(args) -> None:
+    """UsageError, before anything runs, where --executor is given and submitit is missing."""
+    import importlib.util
+
+    from bench import executors
+
+    if args.executor is not None and importlib.util.find_spec("submitit") is None:
+        raise UsageError(f"--executor {args.executor} needs submitit: {executors.INSTALL}")
 
 
 def _submitted(args, suite, cluster) -> int:
@@ -226,6 +231,7 @@ def _run(args) -> int:
     from bench.sweep import distributed
 
     cluster = _check_executor(args)
+    _check_submitit(args)
     shard = _shard(args)
     distributed.initialize()
     added_problems, added_optimizers = _added(args)

@@ -227,6 +227,15 @@ def test_a_slurm_config_without_an_executor_exits_2_in_one_line(tmp_path, capsys
     assert error == "error: --shards and --slurm-* options run through --executor\n"
 
 
+def test_an_executor_without_submitit_exits_2_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # an import of it fails, as if missing
+    argv = ["run", *SMALL, *EXECUTOR, "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error == f"error: --executor submitit needs submitit: {executors.INSTALL}\n"
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     """The tiny suite run whole, and as 2 shards and as 3 shards."""
