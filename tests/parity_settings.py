@@ -14,7 +14,7 @@ from typing import Any
 
 import jax
 
-from bench.sweep.program import COMPILER_OPTIONS
+from bench.sweep.program import compiler_options
 
 
 @dataclass(frozen=True)
@@ -185,8 +185,8 @@ def settings(name: str) -> Settings:
 
 
 def compiled(function, *args):
-    """`function(*args)`, jitted and compiled as the benchmark compiles its sweeps at level
-    0 (`bench.sweep.program.COMPILER_OPTIONS`: LLVM without optimisation, XLA's older loop
-    emitters): the same IEEE arithmetic as XLA's default level, a third of its compile
+    """`function(*args)`, jitted and compiled as the benchmark compiles its brief sweeps
+    (`bench.sweep.program.compiler_options(0)`: LLVM without optimisation, XLA's older
+    loop emitters): the same IEEE arithmetic as XLA's default level, a third of its compile
     time, which is most of a parity test's. Both sides of a comparison are one program."""
-    return jax.jit(function).lower(*args).compile(COMPILER_OPTIONS)(*args)
+    return jax.jit(function).lower(*args).compile(compiler_options(0))(*args)

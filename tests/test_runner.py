@@ -1,5 +1,7 @@
 """The sweep runner and the files `python -m bench run` writes."""
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,21 +10,23 @@ import pytest
 
 from bench import run_sweep
 from bench.cli import main
+from bench.sweep import program
 from bench.sweep.lane import fold_indices
-from bench.sweep.program import COMPILER_OPTIONS
+from bench.sweep.program import compiler_options
 from optimizers import adam, apply_updates
 from problems import PROBLEMS
 
 
-def compiled(fn, *args):
-    """`fn` compiled with the runner's compiler options, so both round floats alike."""
-    return jax.jit(fn).lower(*args).compile(COMPILER_OPTIONS)
+def compiled(fn, *args, level):
+    """`fn` compiled with the runner's compiler options at `level`, so both round floats
+    alike."""
+    return jax.jit(fn).lower(*args).compile(compiler_options(level))
 
 
-def one_run(problem, learning_rate, seed, steps):
+def one_run(problem, learning_rate, seed, steps, level):
     """The same run as a runner lane, as a Python loop over a jitted step: no vmap, no scan."""
     init_key, _ = jax.random.split(jax.random.PRNGKey(seed))
-    params = compiled(problem.init, init_key)(init_key)
+    params = compiled(problem.init, init_key, level=level)(init_key)
     params = jax.tree.map(lambda x: x.astype(jnp.float64), params)
     data = jax.tree.map(lambda x: x.astype(jnp.float64), problem.data())
     opt = adam(learning_rate)
@@ -33,7 +37,7 @@ def one_run(problem, learning_rate, seed, steps):
         return value, apply_updates(params, updates), state
 
     state, losses = opt.init(params), []
-    step = compiled(step, params, state)
+    step = compiled(step, params, state, level=level)
     for _ in range(steps):
         value, params, state = step(params, state)
         losses.append(value)
@@ -44,10 +48,10 @@ def one_run(problem, learning_rate, seed, steps):
 def test_vmapped_lanes_equal_runs_done_one_by_one():
     problem = PROBLEMS["logistic_synthetic_200x10"]
     result = run_sweep(problem, "adam", [0.01, 0.1], seeds=[0, 3], steps=20, dtype="float64")
-    assert result.losses.shape == (4, 21)
+    assert result.losses.shape == (4, 21) and result.level == 0  # a brief program
     for lane in range(result.lanes):
         lr, seed = result.learning_rates[lane], int(result.seeds[lane])
-        expected = one_run(problem, lr, seed, 20)
+        expected = one_run(problem, lr, seed, 20, result.level)
         np.testing.assert_allclose(result.losses[lane], expected, rtol=1e-12)
 
 
@@ -68,6 +72,31 @@ def test_optimize_compiles_the_same_sweep_at_xla_default_level():
     # its last bit differently (float32's unit roundoff is 6e-8); the steps run in float64.
     np.testing.assert_allclose(optimized.losses, level0.losses, rtol=1e-7)
     np.testing.assert_allclose(optimized.grad_norms, level0.grad_norms, rtol=1e-7)
+
+
+def test_the_fast_compile_level_follows_the_programs_expected_run_time(monkeypatch):
+    """A brief program is compiled at LLVM level 0, one expected to run for longer than
+    LEVEL0_BELOW_SECONDS at level 1; the estimate scales with the steps."""
+
+    def matmul(a):
+        return a @ a
+
+    lowered = jax.jit(matmul).lower(jnp.ones((200, 200)))  # 1.6e7 flops a step
+    per_step = program.expected_seconds(lowered, 0)
+    assert per_step == pytest.approx(2 * 200**3 / program.LEVEL0_FLOPS, rel=0.1)
+    assert program.expected_seconds(lowered, 99) == pytest.approx(100 * per_step)
+    assert program.fast_level(lowered, 10) == 0 and program.fast_level(lowered, 10_000) == 1
+
+    common = dict(learning_rates=[0.01, 0.1], seeds=2, steps=30, dtype="float64")
+    brief = run_sweep("rosenbrock_2d", "adam", **common)
+    assert (brief.level, brief.optimized) == (0, False)
+    monkeypatch.setattr(program, "LEVEL0_BELOW_SECONDS", 0.0)
+    monkeypatch.setattr(program, "_PROGRAMS", collections.OrderedDict())  # compile anew
+    longer = run_sweep("rosenbrock_2d", "adam", **common)
+    assert (longer.level, longer.optimized) == (1, False)
+    np.testing.assert_allclose(longer.losses, brief.losses, rtol=1e-12)
+    optimized = run_sweep("rosenbrock_2d", "adam", optimize=True, **common)
+    assert (optimized.level, optimized.optimized) == (None, True)
 
 
 def test_a_list_hyperparameter_is_swept_too():
@@ -158,7 +187,7 @@ def test_cross_validation_lanes_train_without_their_fold():
     data = jax.tree.map(lambda x: np.asarray(x, np.float64), problem.data())
     for fold in range(4):
         subset = jax.tree.map(lambda x, idx=train[fold]: x[idx], data)
-        params = compiled(problem.init, jax.random.PRNGKey(0))(
+        params = compiled(problem.init, jax.random.PRNGKey(0), level=result.level)(
             jax.random.split(jax.random.PRNGKey(1))[0]
         )
         params = jax.tree.map(lambda x: x.astype(jnp.float64), params)

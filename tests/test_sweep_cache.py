@@ -130,8 +130,8 @@ def test_other_compiler_options_miss(tmp_path, monkeypatch):
     cache = SweepCache(tmp_path)
     run_sweep("rosenbrock_2d", "adam", cache=cache, **SMALL)
     monkeypatch.setattr(cache_keys, "sources_digest", lambda starts: "edited")
-    options = dict(program.COMPILER_OPTIONS, xla_backend_optimization_level=0)
-    monkeypatch.setattr(program, "COMPILER_OPTIONS", options)
+    options = dict(program.FAST_COMPILE, xla_cpu_parallel_codegen_split_count=2)
+    monkeypatch.setattr(program, "FAST_COMPILE", options)
     assert not run_sweep("rosenbrock_2d", "adam", cache=cache, **SMALL).cached
     assert cache.hits == 0
 

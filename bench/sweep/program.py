@@ -14,27 +14,73 @@ import numpy as np
 from bench.sweep import distributed
 
 # Compiling is a large share of a benchmark of many short sweeps (docs/runner.md, "Compile
-# level"), so by default a sweep is compiled for a fast compile: LLVM at optimisation level
-# 1 and XLA:CPU's older loop emitters instead of its MLIR fusion emitters. Measured on the
-# 2-core CPU over make bench's pairs (a tuning sweep and its evaluation), level 1 compiles
-# about as fast as level 0 (0.3-1.1 s a pair, against 0.2-0.7 s) and runs 2-7x faster
-# (as fast as XLA's defaults, which take 1-5 s more to compile with the fusion emitters).
-# The third option compiles each program as one LLVM module: with pairs compiled in
-# parallel already, splitting a small program for parallel code generation costs more than
-# it saves. `optimize=True` keeps XLA's defaults.
-COMPILER_OPTIONS = {
-    "xla_backend_optimization_level": 1,
+# level"), so by default a sweep is compiled for a fast compile: XLA:CPU's older loop
+# emitters instead of its MLIR fusion emitters, each program as one LLVM module (with pairs
+# compiled in parallel already, splitting a small program for parallel code generation
+# costs more than it saves), and LLVM at optimisation level 0 or 1, chosen per program
+# (`fast_level`). Measured side by side on the 2-core CPU over make bench's pairs, level 0
+# compiles in 30-60% of level 1's time (0.2-0.7 s a pair against 0.4-2.5 s) and runs 2-3x
+# slower; level 1 runs as fast as XLA's defaults, which take 1-5 s more to compile.
+# `optimize=True` keeps XLA's defaults.
+FAST_COMPILE = {
     "xla_cpu_use_fusion_emitters": False,
     "xla_cpu_parallel_codegen_split_count": 1,
 }
+# A program expected to run for less than this at level 0 (one call: every lane, every
+# step) is compiled at level 0, where running it 2-3x slower costs less than the 0.2-1.8 s
+# that level 1's compile adds.
+LEVEL0_BELOW_SECONDS = 0.15
+# What a level-0 program sustains on that CPU, for the expected run time: floating-point
+# operations and bytes accessed per second, as XLA's cost analysis of the lowered
+# (unoptimised) program counts them. Measured there with adam's tuning sweeps (45 lanes):
+# the MLPs and the softmax regression run at 4-9 GFLOP/s. Element-wise exp and log over a
+# data set and random draws are counted as a few operations each and run slower than
+# estimated (logistic_synthetic_200x10 and noisy_quadratic_100d 6-8x), which puts the
+# first at level 0 (0.2 s more a run, 0.3 s less a compile) and keeps the second at 1.
+# The closed-form test functions, the quadratics, the small least-squares and
+# breast-cancer problems (minibatch or not) fall below the threshold, the softmax
+# regression, the MLPs, the noisy quadratic and the model families above it.
+LEVEL0_FLOPS = 4e9
+LEVEL0_BYTES = 4e10
 # The share of a device's memory one sweep's program may take (a CPU's physical memory,
 # an accelerator's own); lanes that need more run in chunks (`run_sweep`'s `chunk`).
 MEMORY_SHARE = 0.5
 
 
-def compiler_options(optimize: bool) -> dict:
-    """The compiler options of a sweep's program: XLA's defaults, or the fast compile."""
-    return {} if optimize else COMPILER_OPTIONS
+def compiler_options(level: int | None) -> dict:
+    """The compiler options of a sweep's program: XLA's defaults (None), or the fast
+    compile at LLVM optimisation level `level` (0 or 1)."""
+    if level is None:
+        return {}
+    return {"xla_backend_optimization_level": level, **FAST_COMPILE}
+
+
+def expected_seconds(lowered, steps: int) -> float:
+    """The time one call of a lowered sweep program is expected to take at optimisation
+    level 0: XLA's cost analysis of the program (floating-point operations and bytes
+    accessed, which count the body of the step loop once: one step of every lane) at
+    LEVEL0_FLOPS and LEVEL0_BYTES, times the steps. 0 where the backend gives no cost
+    analysis."""
+    try:
+        cost = lowered.cost_analysis()
+    except Exception:  # a backend without cost analysis
+        return 0.0
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else {}
+    cost = cost or {}
+    per_step = max(
+        float(cost.get("flops", 0.0)) / LEVEL0_FLOPS,
+        float(cost.get("bytes accessed", 0.0)) / LEVEL0_BYTES,
+    )
+    return per_step * (steps + 1)
+
+
+def fast_level(lowered, steps: int) -> int:
+    """The LLVM optimisation level of a program's fast compile: 0 where one call is
+    expected to run for less than LEVEL0_BELOW_SECONDS, else 1. A function of the program
+    alone, so that the same sweep is compiled alike (and computes the same last bits)
+    on every run."""
+    return 0 if expected_seconds(lowered, steps) < LEVEL0_BELOW_SECONDS else 1
 
 
 def split_lanes(lane_args, lanes: int, chunk: int, mesh) -> tuple[int, list]:

@@ -36,6 +36,7 @@ from bench.sweep.program import (
     cached,
     chunk_that_fits,
     compiler_options,
+    fast_level,
     memory_budget,
     split_lanes,
     tree_bytes,
@@ -86,9 +87,11 @@ class SweepResult:
     # resolved after the run).
     reached: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     # Lanes per call of the compiled program (the memory the lanes need may lower it below
-    # the chunk asked for), and whether it was compiled at XLA's default level.
+    # the chunk asked for), whether it was compiled with XLA's default options, and else
+    # the LLVM optimisation level of its fast compile (`program.fast_level`).
     chunk: int = 0
     optimized: bool = False
+    level: int | None = None
     # True where the outputs came from the sweep cache (`cache`): the compile and run
     # seconds are then those of the run that stored them.
     cached: bool = False
@@ -152,9 +155,10 @@ def run_sweep(
     The lanes are sharded over the first `devices` devices (default: all of them).
     folds=k (data-set problems) runs k-fold cross-validation: every lane is repeated
     once per fold, trains without that fold and reports its `validation_loss`.
-    optimize=True compiles with XLA's default options instead of the fast-compile
-    `COMPILER_OPTIONS` (LLVM level 1, the loop emitters): a slower compile, and on the
-    problems measured no faster a run.
+    optimize=True compiles with XLA's default options instead of the fast compile
+    (`program.FAST_COMPILE`: the loop emitters, LLVM at level 0 for a program expected to
+    run briefly, else level 1): a slower compile, and on the problems measured no faster
+    a run.
     record_points=n records the curves at about n log-spaced steps (`log_step_grid`)
     instead of every step. chunk=n runs the lanes n at a time through one program
     compiled for n lanes (the last chunk padded): a later sweep of the same pair, steps
@@ -245,7 +249,8 @@ def run_sweep(
             lane = lane_program(problem, spec, steps, dtype, fixed, split, record_steps, levels)
             in_axes = (None, 0, 0) + ((0,) if lane_folds is not None else ())
             lowered = jax.jit(jax.vmap(lane, in_axes=in_axes)).lower(inputs, *chunks[0])
-            return lowered, bool(optimize), cache_keys.digest(lowered.as_text())
+            level = None if optimize else fast_level(lowered, steps)
+            return lowered, level, cache_keys.digest(lowered.as_text())
 
         return cached(("lowered", *common_key, size), (problem, spec), lower)
 
@@ -266,7 +271,9 @@ def run_sweep(
         compile_seconds += time.perf_counter() - start
     if found is not None:
         outputs, facts = found
-        chunk, optimized = int(facts["chunk"]), bool(facts["optimized"])
+        chunk = int(facts["chunk"])
+        # entries stored before the level was chosen per program were compiled at level 1
+        level = facts.get("level", None if facts["optimized"] else 1)
         padded = -(-lanes // chunk) * chunk
         run_seconds = facts["run_seconds"]
         compile_seconds = facts["compile_seconds"]
@@ -284,7 +291,7 @@ def run_sweep(
                 return compiled, lock, level
 
             start = time.perf_counter()
-            compiled, lock, optimized = cached((*common_key, chunk), (problem, spec), build)
+            compiled, lock, level = cached((*common_key, chunk), (problem, spec), build)
             compile_seconds += time.perf_counter() - start
             fitting = chunk_that_fits(compiled, chunk, limit, tree_bytes(inputs))
             if fitting >= chunk:
@@ -299,7 +306,7 @@ def run_sweep(
             run_seconds = time.perf_counter() - start
         outputs = jax.tree.map(lambda *parts: np.concatenate(parts)[:lanes], *outputs)
         if cache is not None and key is not None:
-            facts = {"chunk": chunk, "optimized": bool(optimized)}
+            facts = {"chunk": chunk, "optimized": level is None, "level": level}
             facts |= {"compile_seconds": compile_seconds, "run_seconds": run_seconds}
             cache.put(key, quick, outputs, facts)
     seconds_per_step = rounded_time(run_seconds / (padded * (steps + 1)))
@@ -333,7 +340,8 @@ def run_sweep(
             else {k: (np.asarray(s), np.asarray(e)) for k, (s, e) in reached.items()}
         ),
         chunk=chunk,
-        optimized=bool(optimized),
+        optimized=level is None,
+        level=level,
         cached=found is not None,
     )
 
