@@ -126,6 +126,8 @@ def with_weight_decay(direction, params, weight_decay, count, mask=None):
     that decay: a tree of bools with the structure of the params (or a prefix of it),
     or a function of the params returning one; None decays every leaf.
     """
+    if params is None and not jax.tree.leaves(direction):
+        return direction  # an empty tree (a matrix rule's other half on a lone matrix)
     require_params("weight decay", params)
     check_same_tree(direction, params, "grads", "params")
     if isinstance(weight_decay, int | float) and weight_decay == 0:

@@ -206,3 +206,16 @@ def test_every_reference_version_is_the_pinned_one():
         if match and not match["package"].startswith("optax"):
             pin = f"{match['package']}=={match['version']}"
             assert pin in pyproject, f"{name}: {spec.reference!r}, but pyproject.toml lacks {pin}"
+
+
+@pytest.mark.parametrize("name", [n for n, s in OPTIMIZERS.items() if s.matrix_only])
+def test_a_matrix_rule_takes_a_lone_matrix_as_its_params(name):
+    """A rule that splits the params into matrices and the rest (AdamW's part) steps a
+    lone array as it steps the same array in a tree: the other part is then empty."""
+    matrix = jnp.arange(12.0).reshape(4, 3) / 10
+    grads = jnp.cos(matrix)
+    opt = OPTIMIZERS[name].factory(learning_rate=0.01, weight_decay=0.1)
+    alone, _ = opt.update(grads, opt.init(matrix), matrix)
+    in_tree, _ = opt.update({"w": grads}, opt.init({"w": matrix}), {"w": matrix})
+    np.testing.assert_array_equal(alone, in_tree["w"])
+    assert np.any(np.asarray(alone) != 0)
