@@ -78,12 +78,15 @@ data: $(STAMP)
 mutation: $(STAMP)
 	$(PY) tests/mutation/run.py
 
-# Speed, side by side in one run: update kernels vs optax, sweeps vs one-run loops (optax,
-# torch), compile time; writes results/perf.csv, PERF.md, perf_*.png. The torch baseline is
-# optional and CPU-only: the +cpu pin keeps pip from ever fetching a CUDA build.
+# Speed, side by side in one run: update kernels vs optax and vs the rules' PyTorch
+# references, sweeps vs one-run loops (optax, torch), compile time; writes
+# results/perf.csv, PERF.md, perf_*.png. The torch baselines are optional and CPU-only: the
+# +cpu pin keeps pip from ever fetching a CUDA build; timm and apollo-torch come without
+# their dependencies, as for the parity tests (pyproject.toml, the reference extra).
 perf: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[perf]' 'torch==2.13.0+cpu' \
-		|| echo "perf: torch 2.13.0+cpu not installable here; the torch baseline is skipped"
+	$(PY) -m pip install --quiet -e '.[perf,reference]' 'torch==2.13.0+cpu' \
+		&& $(PY) -m pip install --quiet --no-deps timm==1.0.31 apollo-torch==1.0.3 \
+		|| echo "perf: the torch references are not installable here; what is missing is skipped"
 	$(PY) -m bench.perf --out results
 
 lint: $(STAMP)

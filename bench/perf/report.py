@@ -297,6 +297,40 @@ def kernel_table(frame: pd.DataFrame, size: int) -> str:
     return _table(pd.DataFrame(rows))
 
 
+def torch_kernel_section(frame: pd.DataFrame) -> list[str]:
+    """Our update kernels against the PyTorch classes they are proven equal to
+    (bench.perf.torch_kernels): one row per rule and size, sorted by rule."""
+    timed = frame[frame.section == "torch_kernel"]
+    if timed.empty:
+        return []
+    wide = timed.pivot_table(
+        index=["case", "layout", "size"], columns="impl", values="seconds", aggfunc="first"
+    ).reset_index()
+    wide = wide.sort_values(["case", "size"])
+    ratio = wide["ours"] / wide["torch"]
+    references = timed.groupby("case")["reference"].first()
+    table = pd.DataFrame(
+        {
+            "rule": wide["case"],
+            "reference": wide["case"].map(references),
+            "layout": wide["layout"],
+            "size": wide["size"].map(lambda n: f"{n:.0e}"),
+            "ours ms": wide["ours"].map(_ms),
+            "torch ms": wide["torch"].map(_ms),
+            "ours/torch": ratio.map(lambda r: f"{r:.2f}"),
+        }
+    )
+    text = render(
+        "torch_kernels",
+        rules=wide["case"].nunique(),
+        median=ratio.median(),
+        faster=int((ratio < 1).sum()),
+        pairs=len(wide),
+        table=_table(table),
+    )
+    return ["", text]
+
+
 def multi_output_fusion_section(frame: pd.DataFrame) -> list[str]:
     """Default XLA flags against XLA:CPU multi-output fusion, same kernels, same size."""
     mof = frame[frame.section == "kernel_mof"]
@@ -436,6 +470,7 @@ def markdown(frame: pd.DataFrame, notes: list[str], facts: dict) -> str:
     for size in (1_000_000, 10_000_000):
         if (frame["size"] == size).any() and (frame.section == "kernel").any():
             lines += ["", render("kernel_size", size=size, table=kernel_table(frame, size))]
+    lines += torch_kernel_section(frame)
     if notes:
         lines += ["", render("notes", notes="\n".join(f"- {n}" for n in notes))]
     lines += multi_output_fusion_section(frame)

@@ -9,13 +9,16 @@ Writes to the output folder (default results/):
   (bench/perf/explanations.md), the machine, the versions and the load average;
 - perf_kernels.png, perf_scaling.png, perf_sweeps.png: log-log plots (bench.perf.report).
 
-Sections: update kernels of every registered optimizer, ours and optax's (bench.perf.kernels);
+Sections: update kernels of every registered optimizer, ours and optax's (bench.perf.kernels),
+and ours against the PyTorch class each rule is proven equal to, where its registry entry
+names one and torch is installed (bench.perf.torch_kernels);
 whole-sweep throughput against one-run-at-a-time optax and torch loops, and its growth
 with the lane count (bench.perf.sweeps), on the CNN and the transformer at cpu scale
 against a per-trial optax loop (bench.perf.models); compile time of `make bench`'s programs and the
 persistent compilation cache (bench.perf.compile_time); whole `bench run`s on a subset, cold
 against warm and one process against two shards (bench.perf.suite_runs). `--quick` runs
-every code path on tiny sizes in seconds (for tests; its numbers mean nothing).
+every code path on tiny sizes in seconds (for tests; its numbers mean nothing), the torch
+references on `torch_kernels.QUICK_RULES`.
 """
 
 import argparse
@@ -95,6 +98,18 @@ def measure(quick: bool, names: list[str], log) -> tuple[pd.DataFrame, list[str]
     rows, notes = kernels.run_kernels(sizes, names=names, log=log)
     rows += kernels.donation_rows(["sgd", "adam"], sizes[-1])
     rows += kernels.multi_output_fusion_rows(FUSED_KERNELS, sizes[-1])
+    if sweeps.torch_version() is None:
+        notes.append("torch is not installed: no kernel timed against a PyTorch reference")
+    else:
+        from bench.perf import torch_kernels
+
+        torch_rows, torch_notes = torch_kernels.run_torch_kernels(
+            torch_kernels.QUICK_SIZES if quick else torch_kernels.SIZES,
+            list(torch_kernels.QUICK_RULES) if quick else names,
+            log=log,
+        )
+        rows += torch_rows
+        notes += torch_notes
     facts["load_after_kernels"] = load_average()
 
     cases = sweeps.default_cases(quick)
