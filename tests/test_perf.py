@@ -305,7 +305,8 @@ def _every_branch_frame(torch: bool = True) -> pd.DataFrame:
         ("shards", "two_shards", 12.0),
     ):
         rows.append(_row(section="suite", case=case, impl=impl, seconds=seconds))
-        rows[-1] |= dict(compile_seconds=6.0, run_seconds=2.0, hits=4.0, stored=0.0)
+        rows[-1] |= dict(compile_seconds=6.0, run_seconds=2.0, hits=0.0, stored=0.0)
+        rows[-1] |= dict(pairs=5.0, units=5.0 if impl == "warm" else 0.0)
     return pd.DataFrame(rows)
 
 
@@ -413,7 +414,7 @@ def test_the_whole_runs_section_gives_its_ratios_and_compile_share():
     text = "\n".join(report.suite_section(_every_branch_frame()))
     assert "cold / warm 3.0x" in text and "shards / one process 1.50" in text
     assert "Compile share of the cold run: 75%" in text
-    assert "| warm | 3.0 | 4 |" in text
+    assert "| cold | 9.0 | 0 of 5 |" in text and "| warm | 3.0 | 5 of 5 |" in text
 
 
 def test_the_torch_kernel_table_shows_each_rule_and_size_sorted_by_rule():

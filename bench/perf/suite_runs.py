@@ -57,8 +57,9 @@ def _timed(commands: list[list[str]], env: dict[str, str]) -> float:
 
 def suite_rows(quick: bool = False, log=print) -> list[dict]:
     """Rows of section "suite": case "cache" (impl cold, warm) and case "shards" (impl
-    one_process, two_shards), each with its wall `seconds`; the cold run's row carries
-    its compile and run seconds."""
+    one_process, two_shards), each with its wall `seconds`; the cache rows carry their
+    compile and run seconds, their pairs, and what the sweep cache served: `units`
+    (whole pairs), `hits` (single sweeps) and `stored`."""
     subset = QUICK if quick else SUBSET
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -76,6 +77,8 @@ def suite_rows(quick: bool = False, log=print) -> list[dict]:
                     seconds=seconds,
                     compile_seconds=meta["compile_seconds"],
                     run_seconds=meta["run_seconds"],
+                    pairs=meta["pairs"],
+                    units=meta["sweep_cache"]["units"],
                     hits=meta["sweep_cache"]["hits"],
                     stored=meta["sweep_cache"]["stored"],
                 )
