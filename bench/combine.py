@@ -192,7 +192,7 @@ def against(
             f"from the folder's ({_describe(differing)})"
         )
     else:
-        line = f"{', '.join(kept)} from {folder.path}, not re-run (fingerprints match)"
+        line = f"{_names_text(kept)} from {folder.path}, not re-run (fingerprints match)"
         if code:  # another commit of the same release: named, nothing re-run for it
             line += f"; the code differs ({_describe(code)})"
     return replace(spec, optimizers=tuple(sweep)), base, line
@@ -258,6 +258,13 @@ def merge(
         "summed": list(TIMINGS),
     }
     return tables, record, spec
+
+
+def _names_text(names) -> str:
+    """At most LISTED names, then how many more."""
+    names = list(names)
+    listed = ", ".join(names[:LISTED])
+    return listed + (f" and {len(names) - LISTED} more" if len(names) > LISTED else "")
 
 
 def _pairs_text(pairs: list[tuple[str, str]]) -> str:

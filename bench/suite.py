@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -622,17 +623,22 @@ def run_suite(
         _staging_for(out, written, force, partial) if writer else contextlib.nullcontext()
     ) as staging:
         start = time.perf_counter()
-        pairs, skipped = [], []
+        pairs, skipped, unresolved = [], [], {}
         for problem, optimizer in spec.pairs():
+            too_fine = resolution_reason(spec.problem(problem), spec.dtype)
             reason = (
                 spec.declined(problem, optimizer)
                 or skip_reason(spec.problem(problem), plugins.optimizer(optimizer))
-                or resolution_reason(spec.problem(problem), spec.dtype)
+                or too_fine
             )
             if reason is None:
                 pairs.append((problem, optimizer))
             else:
                 skipped.append({"problem": problem, "optimizer": optimizer, "reason": reason})
+                if reason == too_fine:
+                    unresolved[problem] = reason
+        for problem, reason in unresolved.items():  # said once: the tables say it per pair
+            print(f"{problem}: {reason}; its pairs are skipped", file=progress or sys.stderr)
 
         units = _work(spec, pairs, devices, cache)
         dealt = None

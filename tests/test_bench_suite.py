@@ -214,7 +214,13 @@ def test_a_target_finer_than_the_dtype_resolves_is_skipped_not_scored_as_solved(
         steps=dict.fromkeys(("logistic_synthetic_200x10", "rosenbrock_2d"), 5),
         dtype="bfloat16",
     )
-    suite.run_suite(spec, tmp_path / "out", progress=io.StringIO())
+    printed = io.StringIO()
+    suite.run_suite(spec, tmp_path / "out", progress=printed)
+    said = [line for line in printed.getvalue().splitlines() if "finer than" in line]
+    assert said == [
+        "logistic_synthetic_200x10: target 1e-05 is finer than bfloat16 resolves at "
+        "f* = 0.4487 (spacing 0.002): success would be rounding; its pairs are skipped"
+    ]
     skipped = pd.read_csv(tmp_path / "out" / "skipped.csv")
     assert skipped["problem"].tolist() == ["logistic_synthetic_200x10"]
     assert "finer than bfloat16 resolves at f* = 0.4487" in skipped["reason"].iloc[0]

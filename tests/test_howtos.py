@@ -84,6 +84,28 @@ def test_the_shell_commands_name_the_examples():
     assert "python -m bench check my_problem.py:my_problem" in page_text("adding-a-problem.md")
 
 
+def test_every_page_spells_the_examples_by_the_factories_their_files_define():
+    """`my_rule.py:rule` failed: the file defines `my_rule`. Every mention of an example
+    file with a factory, in the README and every page of docs/, names that factory."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    spelled = {
+        (page.name, match.group(0))
+        for page in pages
+        for match in re.finditer(r"\b(my_rule|my_problem)\.py:(\w+)", page.read_text())
+        if match.group(1) != match.group(2)
+    }
+    assert not spelled, spelled
+
+
+def test_the_space_file_of_the_optimizer_page_loads_as_written(tmp_path):
+    (toml,) = blocks(page_text("adding-an-optimizer.md"), "toml")
+    path = tmp_path / "my_rule.toml"
+    path.write_text(toml)
+    fields = plugins.space_from_toml(path)
+    assert fields["default_learning_rate"] == 0.1 and fields["needs_loss"] is False
+    assert fields["learning_rates"] == (0.01, 0.1, 1.0, 10.0)
+
+
 def _improves(result) -> bool:
     losses = result.losses
     return bool(np.isfinite(losses).all() and (losses[:, -1] < losses[:, 0]).all())

@@ -363,3 +363,12 @@ def test_defaults_without_a_default_learning_rate_says_where_to_declare_one(
     assert error.count("\n") == 1 and "declare default_learning_rate = ..." in error, error
     (tmp_path / "space.toml").write_text("default_learning_rate = 0.01\n")
     assert plugins.space_from_toml(tmp_path / "space.toml")["default_learning_rate"] == 0.01
+
+
+def test_the_baselines_kept_are_named_in_a_line_short_enough_to_read():
+    from bench import combine
+
+    assert combine._names_text(["a", "b"]) == "a, b"
+    assert combine._names_text([f"rule{i}" for i in range(102)]) == (
+        "rule0, rule1, rule2 and 99 more"
+    )

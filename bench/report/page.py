@@ -26,6 +26,7 @@ from bench.analysis.analyze import Analysis
 from bench.report.format import (
     both_solved_text,
     cost_text,
+    counted,
     detectable_text,
     edge_line,
     edge_mark,
@@ -226,7 +227,7 @@ def document(
         "<title>Benchmark results</title>",
         f"<style>\n{_package_file('page.css')}</style></head><body>",
         "<h1>Benchmark results</h1>",
-        f"<p>{len(ranking)} optimizers on {len(problems)} problems. "
+        f"<p>{counted(len(ranking), 'optimizer')} on {counted(len(problems), 'problem')}. "
         f"{html.escape(levels_line(analysis.records_levels, cost))} Click a column header to sort. "
         'Every number and what each means: <a href="TABLES.md">TABLES.md</a>, '
         '<a href="summary.csv">summary.csv</a>.</p>',

@@ -133,6 +133,7 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     tuned_on = summary.loc[summary["problem"] == problem, "tuned_on"].iloc[0]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
     reached = False  # whether any trial drawn reaches the target (has a cost to draw)
+    finished = False  # whether any trial drawn has a finite final value (did not diverge)
     for color, pick in zip(COLORS, _top(summary, problem, TOP_K).itertuples(), strict=False):
         grid = medians[medians["optimizer"] == pick.optimizer].sort_values("learning_rate")
         deepest = grid.loc[grid[schema.TRIAL] == pick.trial, "deepest"]
@@ -155,11 +156,12 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
                 ax.plot(lrs, y, "o", ls=style, color=color, ms=3, label=label)
                 ax.plot(lrs[tuned], y[tuned], "*", color=color, ms=12, mec="black")
             reached |= bool(np.isfinite(line[at]).any())
-    if tuned_on != "cv_loss":
+            finished |= bool(np.isfinite(line["score"]).any())
+    if tuned_on != "cv_loss" and finished:
         right.axhline(_facts(runs).loc[problem, "target"], color="grey", ls=":", label="target")
     levels = [tuning.LEVEL_MEDIAN.format(name) for name in tuning.LEVELS]
     leveled = bool(medians.reindex(columns=levels).notna().to_numpy().any())
-    reach = "the tuned trial's deepest level" if leveled else "target"
+    reach = "the tuned trial's deepest level" if leveled else "the target"
     left.set(ylabel=f"median {tuning.COST_LABELS[cost]} to {reach} (missing: not reached)")
     right.set(
         ylabel="median held-out loss (CV)"
@@ -168,12 +170,16 @@ def sensitivity(runs, summary, path: Path, problem: str, cost: str) -> None:
     )
     if not reached:  # no log scale to draw on
         left.text(
-            0.5, 0.5, f"no setting drawn reaches the {reach}", ha="center", transform=left.transAxes
+            0.5, 0.5, f"no setting drawn reaches {reach}", ha="center", transform=left.transAxes
         )
         left.set_yticks([])
     else:
         left.set(yscale="log")
-    right.set(yscale="log")
+    if not finished:  # every lane drawn diverged: nothing on the right either
+        right.text(0.5, 0.5, "every setting drawn diverged", ha="center", transform=right.transAxes)
+        right.set_yticks([])
+    else:
+        right.set(yscale="log")
     for ax in (left, right):
         ax.set(xscale="log", xlabel="learning rate")
         ax.grid(True, which="major", alpha=0.3)
@@ -349,7 +355,8 @@ def data_profiles(
     for ax, (level, matrix) in zip(axes.flat, times.items(), strict=False):
         _data_profile_axes(ax, matrix, dims, order, k, budgets)
         ax.set_ylabel("share of problems solved within the budget")
-        ax.set_title(f"tau = {level}: f - f* <= tau (f(x0) - f*), {len(matrix)} problems")
+        solved_over = counted(len(matrix), "problem")
+        ax.set_title(f"tau = {level}: f - f* <= tau (f(x0) - f*), {solved_over}")
     for ax in axes.flat[len(times) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize="small", loc="upper left", framealpha=0.85)

@@ -216,7 +216,6 @@ def render(
         document = tables.document(analysis, raw["runs"], skipped, raw["problems"])
         write_text(document, draft / "TABLES.md")
         for name, draw in _figures(raw, analysis, bool(every), known, taus):
-            interrupted.clear()
             try:
                 # matplotlib's advice on a figure (an empty legend, a log axis without
                 # positive values) is not the user's to act on; an error still skips it
@@ -229,8 +228,10 @@ def render(
                     raise KeyboardInterrupt from error
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 print(f"skipped {name}: {type(error).__name__}: {reason}", file=log)
+            interrupted.check()
         families = {o: known.family(o) for o in analysis.ranking["optimizer"]}
         page.write(draft, analysis, raw["runs"], families)
+        interrupted.check()
         made = sorted(p.relative_to(draft) for p in draft.rglob("*") if p.is_file())
         for name in made:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -243,9 +244,11 @@ def render(
 
 class _Interrupts:
     """Notes every Ctrl-C (SIGINT) while a render runs, and raises KeyboardInterrupt as
-    Python's own handler does. matplotlib's Agg renderer calls back into Python from C++
-    and turns an exception raised there into an error of its own: a figure interrupted
-    there looked like one that could not be drawn, and the render went on. Installed only
+    Python's own handler does; the render checks the note after every figure. matplotlib's
+    Agg renderer calls back into Python from C++ and turns an exception raised there into
+    an error of its own, and a KeyboardInterrupt raised in a garbage collector's callback
+    (XLA's) or a finalizer is printed as ignored: either way a figure interrupted there
+    looked drawn or undrawable, and the render went on. Installed only
     in the main thread, where signal handlers live, in place of Python's default handler
     (a process that ignores SIGINT keeps ignoring it); elsewhere it notes nothing."""
 
@@ -263,8 +266,11 @@ class _Interrupts:
     def is_set(self) -> bool:
         return self._event.is_set()
 
-    def clear(self) -> None:
-        self._event.clear()
+    def check(self) -> None:
+        """KeyboardInterrupt where a Ctrl-C came and was lost: raised in a garbage
+        collector's callback or a finalizer, Python prints it as ignored and goes on."""
+        if self._event.is_set():
+            raise KeyboardInterrupt
 
     def restore(self) -> None:
         if self._previous is not None:

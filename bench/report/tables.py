@@ -219,8 +219,8 @@ def _problem_sections(facts: pd.DataFrame) -> list[str]:
             "",
             "## f* provenance",
             "",
-            f"{len(provenance)} problems start from a fixed point: every seed runs the same "
-            "lane, so each setting is reported from its own lane. "
+            f"{counted(len(provenance), 'problem')} start from a fixed point: every seed runs "
+            "the same lane, so each setting is reported from its own lane. "
             f"{len(provenance) - found} have a known f* (the SIF file's value or a reviewed "
             f"one), {found} take the best found. Every known value is checked against the "
             "lowest value any optimizer reached:",
@@ -306,7 +306,9 @@ def document(
         f"hyperparameter), tuned on {counted(seeds, 'seed')} per setting and reported over "
         f"at least {counted(evals, 'evaluation seed')} of the tuned one. "
         f"{levels_line(leveled, cost)} "
-        "Tuning rule, ranking and columns are defined in docs/method.md. " + judged,
+        "Tuning rule, ranking and columns are defined in docs/method.md. " + judged + " "
+        "*median f - f\\**: at the final iterate; slightly below 0 where the loss, computed "
+        "in the run's dtype, rounds below the known f*.",
         "",
         "## Overall ranking",
         "",
