@@ -9,13 +9,9 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
     check_nonnegative,
-    check_state,
-    check_unit_interval,
     increment,
     value_at,
-    zeros_like,
 )
 from optimizers.registry import (
     EPS,
@@ -27,17 +23,17 @@ from optimizers.registry import (
     Range,
 )
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
-    check_decay,
     coupled_gradient,
     decoupled_decay,
+    initial_state,
     learning_rate_at,
     lerp,
     map_leaves,
+    second_moment,
 )
-
-# Added to v_t under the square root, as pytorch_optimizer's AdaBound does.
-EPS_ROOT = 1e-15
 
 
 class AdaboundState(NamedTuple):
@@ -84,26 +80,16 @@ def adabound(
     Reference: Luo, Xiong, Liu & Sun, "Adaptive Gradient Methods with Dynamic Bound of
     Learning Rate", ICLR 2019.
     """
-    check_nonnegative("learning_rate", learning_rate)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
     check_nonnegative("final_lr", final_lr)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
     check_nonnegative("gamma", gamma)
-    check_decay(weight_decay)
-    check_nonnegative("eps", eps)
 
     def init(params):
-        return AdaboundState(
-            count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
-            nu_max=zeros_like(params),
-        )
+        return initial_state(AdaboundState, params)
 
     def update(grads, state, params=None, **extra):
-        check_state(state, AdaboundState)
         del extra
-        check_arguments("adabound", grads, params)
+        check_arguments("adabound", state, AdaboundState, grads, params)
         t = increment(state.count)
         lr, lr_0 = value_at(learning_rate, state.count), value_at(learning_rate, 0)
         final = jnp.where(lr_0 > 0, final_lr * lr / jnp.where(lr_0 > 0, lr_0, 1.0), 0.0)
@@ -115,9 +101,7 @@ def adabound(
             dtype = p.dtype
             g = coupled_gradient(g, p, weight_decay, weight_decouple)
             m = lerp(m, g, 1.0 - b1)
-            v = b2 * v + (1.0 - b2) * (g * g)
-            v_max = jnp.maximum(v_max, v) if ams_bound else v_max
-            denominator = jnp.sqrt((v_max if ams_bound else v) + EPS_ROOT) + eps
+            v, v_max, denominator = second_moment(g, v, v_max, b2, ams_bound, eps)
             eta = jnp.clip(
                 jnp.asarray(step_size, dtype) / denominator,
                 jnp.asarray(lower, dtype),
@@ -133,12 +117,7 @@ def adabound(
             return decay - eta * m, m, v, v_max
 
         updates, mu, nu, nu_max = map_leaves(leaf, grads, state.mu, state.nu, state.nu_max, params)
-        return updates, AdaboundState(
-            count=t,
-            mu=cast_like(mu, state.mu),
-            nu=cast_like(nu, state.nu),
-            nu_max=cast_like(nu_max, state.nu_max),
-        )
+        return updates, advanced(state, count=t, mu=mu, nu=nu, nu_max=nu_max)
 
     return Optimizer(init, update)
 

@@ -8,12 +8,8 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
-    check_nonnegative,
-    check_state,
     check_unit_interval,
     increment,
-    zeros_like,
 )
 from optimizers.registry import (
     EPS,
@@ -25,10 +21,12 @@ from optimizers.registry import (
     Range,
 )
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
-    check_decay,
     coupled_gradient,
     decoupled_decay,
+    initial_state,
     learning_rate_at,
     lerp,
     map_leaves,
@@ -72,24 +70,15 @@ def adamod(
     Reference: Ding, Ren, Luo & Sun, "An Adaptive and Momental Bound Method for
     Stochastic Learning", arXiv:1910.12249, 2019.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    for name, beta in (("b1", b1), ("b2", b2), ("b3", b3)):
-        check_unit_interval(name, beta)
-    check_decay(weight_decay)
-    check_nonnegative("eps", eps)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
+    check_unit_interval("b3", b3)
 
     def init(params):
-        return AdamodState(
-            count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
-            step_average=zeros_like(params),
-        )
+        return initial_state(AdamodState, params)
 
     def update(grads, state, params=None, **extra):
-        check_state(state, AdamodState)
         del extra
-        check_arguments("adamod", grads, params)
+        check_arguments("adamod", state, AdamodState, grads, params)
         t = increment(state.count)
         lr_t = learning_rate_at(learning_rate, state.count)
         step_size = lr_t * jnp.sqrt(1 - b2**t) / (1 - b1**t)
@@ -112,12 +101,7 @@ def adamod(
         updates, mu, nu, average = map_leaves(
             leaf, grads, state.mu, state.nu, state.step_average, params
         )
-        return updates, AdamodState(
-            count=t,
-            mu=cast_like(mu, state.mu),
-            nu=cast_like(nu, state.nu),
-            step_average=cast_like(average, state.step_average),
-        )
+        return updates, advanced(state, count=t, mu=mu, nu=nu, step_average=average)
 
     return Optimizer(init, update)
 

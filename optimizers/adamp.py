@@ -9,12 +9,9 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
     check_nonnegative,
-    check_state,
     check_unit_interval,
     increment,
-    zeros_like,
 )
 from optimizers.registry import (
     EPS,
@@ -26,9 +23,12 @@ from optimizers.registry import (
     Range,
 )
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
     check_decay,
     decoupled_decay,
+    initial_state,
     learning_rate_at,
     lerp,
     map_leaves,
@@ -115,23 +115,16 @@ def adamp(
     Reference: Heo, Chun, Oh, Han, Yun, Kim, Uh & Ha, "AdamP: Slowing Down the Slowdown
     for Momentum Optimizers on Scale-invariant Weights", ICLR 2021.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_decay(weight_decay)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
     check_nonnegative("delta", delta)
     check_nonnegative("wd_ratio", wd_ratio)
-    check_nonnegative("eps", eps)
 
     def init(params):
-        return AdampState(
-            count=jnp.zeros([], jnp.int32), mu=zeros_like(params), nu=zeros_like(params)
-        )
+        return initial_state(AdampState, params)
 
     def update(grads, state, params=None, **extra):
-        check_state(state, AdampState)
         del extra
-        check_arguments("adamp", grads, params)
+        check_arguments("adamp", state, AdampState, grads, params)
         t = increment(state.count)
         lr_t = learning_rate_at(learning_rate, state.count)
         step_size = lr_t / (1.0 - b1**t)
@@ -151,7 +144,7 @@ def adamp(
             return decay - jnp.asarray(step_size, dtype) * perturb, m, v
 
         updates, mu, nu = map_leaves(leaf, grads, state.mu, state.nu, params)
-        return updates, AdampState(count=t, mu=cast_like(mu, state.mu), nu=cast_like(nu, state.nu))
+        return updates, advanced(state, count=t, mu=mu, nu=nu)
 
     return Optimizer(init, update)
 
@@ -201,12 +194,11 @@ def sgdp(
     check_nonnegative("eps", eps)
 
     def init(params):
-        return SgdpState(count=jnp.zeros([], jnp.int32), momentum=zeros_like(params))
+        return initial_state(SgdpState, params)
 
     def update(grads, state, params=None, **extra):
-        check_state(state, SgdpState)
         del extra
-        check_arguments("sgdp", grads, params)
+        check_arguments("sgdp", state, SgdpState, grads, params)
 
         def leaf(g, b, p):
             dtype = p.dtype
@@ -222,9 +214,7 @@ def sgdp(
             return decay - lr * perturb, b
 
         updates, buffers = map_leaves(leaf, grads, state.momentum, params)
-        return updates, SgdpState(
-            count=increment(state.count), momentum=cast_like(buffers, state.momentum)
-        )
+        return updates, advanced(state, count=increment(state.count), momentum=buffers)
 
     return Optimizer(init, update)
 

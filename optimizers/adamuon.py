@@ -6,7 +6,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optimizers.adam import adamw
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
@@ -22,6 +21,8 @@ from optimizers.base import (
     zeros_like,
 )
 from optimizers.muon_groups import (
+    GROUPS_SPACE,
+    adamw_group,
     coupled_decay,
     decoupled_decay,
     learning_rate_factor,
@@ -29,13 +30,12 @@ from optimizers.muon_groups import (
     newton_schulz_schedule,
     only,
     orthogonalize,
+    unzip,
 )
 from optimizers.registry import (
     MOMENTUM,
     SECOND_MOMENT,
-    WEIGHT_DECAY_OR_OFF,
     OptimizerSpec,
-    Range,
     log_grid,
 )
 
@@ -97,19 +97,14 @@ def adamuon(
     check_unit_interval("b1", b1)
     check_unit_interval("b2", b2)
     check_nonnegative("weight_decay", weight_decay)
-    check_nonnegative("adamw_learning_rate", adamw_learning_rate)
-    check_unit_interval("adamw_b1", adamw_b1)
-    check_unit_interval("adamw_b2", adamw_b2)
-    check_nonnegative("eps", eps)
-    check_nonnegative("adamw_weight_decay", adamw_weight_decay)
-    others = adamw(
+    others = adamw_group(
         adamw_learning_rate,
         adamw_b1,
         adamw_b2,
         eps,
-        0.0,
-        None,
-        adamw_weight_decay if weight_decouple else 0.0,
+        adamw_weight_decay,
+        weight_decouple,
+        eps_name="eps",
     )
 
     def direction(m, v, t):
@@ -127,7 +122,7 @@ def adamuon(
             count=jnp.zeros([], jnp.int32),
             m=zeros_like(matrices),
             v=zeros_like(matrices),
-            adam_state=others.init(only(params, params, False)),
+            adam_state=others.init(params),
         )
 
     def update(grads, state, params=None, **extra):
@@ -138,14 +133,9 @@ def adamuon(
         grads = coupled_decay(grads, params, weight_decay, adamw_weight_decay, weight_decouple)
         t = increment(state.count)
         m = update_moment(only(grads, params, True), state.m, b1, 1)
-        pairs = jax.tree.map(lambda m, v: direction(m, v, t), m, state.v)
-        is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
-        steps = jax.tree.map(lambda pair: pair[0], pairs, is_leaf=is_pair)
-        v = jax.tree.map(lambda pair: pair[1], pairs, is_leaf=is_pair)
+        steps, v = unzip(jax.tree.map(lambda m, v: direction(m, v, t), m, state.v))
         steps = decoupled_decay(steps, params, weight_decay, weight_decouple)
-        other_updates, adam_state = others.update(
-            only(grads, params, False), state.adam_state, only(params, params, False)
-        )
+        other_updates, adam_state = others.update(grads, state.adam_state, params)
         updates = merge(descend(learning_rate, state.count, steps), other_updates)
         return updates, AdaMuonState(
             count=t, m=cast_like(m, state.m), v=cast_like(v, state.v), adam_state=adam_state
@@ -162,12 +152,7 @@ REGISTRY = {
         adamuon,
         log_grid(1e-4, 1.0),
         matrix_only=True,
-        search_space={
-            "b1": MOMENTUM,
-            "b2": SECOND_MOMENT,
-            "weight_decay": WEIGHT_DECAY_OR_OFF,
-            "adamw_learning_rate": Range(1e-5, 1e-1, "log"),
-        },
+        search_space={"b1": MOMENTUM, "b2": SECOND_MOMENT} | GROUPS_SPACE,
         reference="pytorch-optimizer 4.1.0 AdaMuon",
     ),
 }

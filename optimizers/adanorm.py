@@ -8,13 +8,8 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
-    check_nonnegative,
-    check_state,
     check_unit_interval,
     increment,
-    state_dtype,
-    zeros_like,
 )
 from optimizers.registry import (
     EPS,
@@ -26,17 +21,18 @@ from optimizers.registry import (
     Range,
 )
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
-    check_decay,
     coupled_gradient,
     decoupled_decay,
+    initial_state,
+    leaf_zeros,
     learning_rate_at,
     lerp,
     map_leaves,
+    second_moment,
 )
-
-# Added to v_t under the square root, as pytorch_optimizer's AdaNorm does.
-EPS_ROOT = 1e-15
 
 
 class AdanormState(NamedTuple):
@@ -89,26 +85,15 @@ def adanorm(
     Reference: Dubey, Singh & Chaudhuri, "AdaNorm: Adaptive Gradient Norm Correction
     based Optimizer for CNNs", WACV 2023.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
     check_unit_interval("r", r)
-    check_decay(weight_decay)
-    check_nonnegative("eps", eps)
 
     def init(params):
-        return AdanormState(
-            count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
-            nu_max=zeros_like(params),
-            grad_norm=jax.tree.map(lambda p: jnp.zeros([], state_dtype(p.dtype)), params),
-        )
+        return initial_state(AdanormState, params, grad_norm=leaf_zeros(params))
 
     def update(grads, state, params=None, **extra):
-        check_state(state, AdanormState)
         del extra
-        check_arguments("adanorm", grads, params)
+        check_arguments("adanorm", state, AdanormState, grads, params)
         t = increment(state.count)
         lr_t = learning_rate_at(learning_rate, state.count)
         step_size = lr_t / (1.0 - b1**t)
@@ -119,9 +104,7 @@ def adanorm(
             g = coupled_gradient(g, p, weight_decay, weight_decouple)
             s, e = adanorm_gradient(g, e, r)
             m = lerp(m, s, 1.0 - b1)
-            v = b2 * v + (1.0 - b2) * (g * g)
-            v_max = jnp.maximum(v_max, v) if ams_bound else v_max
-            denominator = jnp.sqrt((v_max if ams_bound else v) + EPS_ROOT) + eps
+            v, v_max, denominator = second_moment(g, v, v_max, b2, ams_bound, eps)
             denominator = denominator / correction2.astype(p.dtype)
             step = -jnp.asarray(step_size, p.dtype) * (m / denominator)
             decay = decoupled_decay(p, lr, weight_decay, weight_decouple, fixed_decay)
@@ -130,13 +113,7 @@ def adanorm(
         updates, mu, nu, nu_max, norms = map_leaves(
             leaf, grads, state.mu, state.nu, state.nu_max, state.grad_norm, params
         )
-        return updates, AdanormState(
-            count=t,
-            mu=cast_like(mu, state.mu),
-            nu=cast_like(nu, state.nu),
-            nu_max=cast_like(nu_max, state.nu_max),
-            grad_norm=cast_like(norms, state.grad_norm),
-        )
+        return updates, advanced(state, count=t, mu=mu, nu=nu, nu_max=nu_max, grad_norm=norms)
 
     return Optimizer(init, update)
 

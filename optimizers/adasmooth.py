@@ -8,20 +8,17 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
-    check_nonnegative,
-    check_state,
-    check_unit_interval,
     increment,
-    zeros_like,
 )
 from optimizers.registry import EPS, LR_GRID, WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
-    check_decay,
     coupled_gradient,
     decoupled_decay,
     float_copy,
+    initial_state,
     learning_rate_at,
     lerp,
     map_leaves,
@@ -68,25 +65,14 @@ def adasmooth(
     Reference: Lu, "AdaSmooth: An Adaptive Learning Rate Method based on Effective
     Ratio", arXiv:2204.00825, 2022.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_decay(weight_decay)
-    check_nonnegative("eps", eps)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
 
     def init(params):
-        return AdasmoothState(
-            count=jnp.zeros([], jnp.int32),
-            previous=float_copy(params),
-            displacement=zeros_like(params),
-            path=zeros_like(params),
-            nu=zeros_like(params),
-        )
+        return initial_state(AdasmoothState, params, previous=float_copy(params))
 
     def update(grads, state, params=None, **extra):
-        check_state(state, AdasmoothState)
         del extra
-        check_arguments("adasmooth", grads, params)
+        check_arguments("adasmooth", state, AdasmoothState, grads, params)
 
         def leaf(g, previous, s, n, v, p):
             lr = learning_rate_at(learning_rate, state.count, p.dtype)
@@ -105,12 +91,13 @@ def adasmooth(
         updates, previous, s, n, v = map_leaves(
             leaf, grads, state.previous, state.displacement, state.path, state.nu, params
         )
-        return updates, AdasmoothState(
+        return updates, advanced(
+            state,
             count=increment(state.count),
-            previous=cast_like(previous, state.previous),
-            displacement=cast_like(s, state.displacement),
-            path=cast_like(n, state.path),
-            nu=cast_like(v, state.nu),
+            previous=previous,
+            displacement=s,
+            path=n,
+            nu=v,
         )
 
     return Optimizer(init, update)

@@ -3,24 +3,23 @@
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
     check_nonnegative,
-    check_state,
     check_unit_interval,
     increment,
     zeros_like,
 )
 from optimizers.registry import WEIGHT_DECAY_OR_OFF, OptimizerSpec, log_grid
 from optimizers.torch_style import (
+    advanced,
     check_arguments,
     check_decay,
     coupled_gradient,
     decoupled_decay,
+    initial_state,
     learning_rate_at,
     map_leaves,
 )
@@ -64,15 +63,13 @@ def aggmo(
     check_decay(weight_decay)
 
     def init(params):
-        return AggmoState(
-            count=jnp.zeros([], jnp.int32),
-            velocities=tuple(zeros_like(params) for _ in betas),
+        return initial_state(
+            AggmoState, params, velocities=tuple(zeros_like(params) for _ in betas)
         )
 
     def update(grads, state, params=None, **extra):
-        check_state(state, AggmoState)
         del extra
-        check_arguments("aggmo", grads, params)
+        check_arguments("aggmo", state, AggmoState, grads, params)
 
         def leaf(g, p, *velocities):
             lr = learning_rate_at(learning_rate, state.count, p.dtype)
@@ -85,12 +82,7 @@ def aggmo(
             return step, *velocities
 
         updates, *velocities = map_leaves(leaf, grads, params, *state.velocities)
-        return updates, AggmoState(
-            count=increment(state.count),
-            velocities=tuple(
-                cast_like(v, old) for v, old in zip(velocities, state.velocities, strict=True)
-            ),
-        )
+        return updates, advanced(state, count=increment(state.count), velocities=tuple(velocities))
 
     return Optimizer(init, update)
 

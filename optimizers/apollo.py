@@ -10,19 +10,27 @@ from optimizers.adam import check_adam
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
     check_nonnegative,
     check_same_tree,
     check_state,
     increment,
     require_params,
-    state_dtype,
-    update_moment,
     value_at,
-    with_weight_decay,
 )
-from optimizers.fira import channel_ratio, limit_norm_growth
-from optimizers.registry import ADAM_SPACE, LR_GRID, WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range
+from optimizers.fira import (
+    LOW_RANK_SPACE,
+    channel_ratio,
+    check_projection,
+    full_rank_directions,
+    init_low_rank,
+    is_matrix,
+    limit_norm_growth,
+    low_rank_adam,
+    low_rank_shapes,
+    next_low_rank,
+    step_then_decay,
+)
+from optimizers.registry import LR_GRID, OptimizerSpec
 
 SCALE_TYPES = ("channel", "tensor")
 
@@ -35,15 +43,9 @@ class ApolloState(NamedTuple):
     scaled_norm: Any  # ||S_{t-1}|| per matrix, the norm-growth limiter's memory; () elsewhere
 
 
-def _is_matrix(leaf) -> bool:
-    """The leaves APOLLO projects: rank 2. Every other leaf gets AdamW."""
-    return jnp.ndim(leaf) == 2
-
-
 def projector_shape(shape, rank: int) -> tuple[int, int]:
     """P's shape for an m x n matrix: r x n when m >= n (R = G P^T), else m x r (R = P^T G)."""
-    m, n = shape
-    return (rank, n) if m >= n else (m, rank)
+    return low_rank_shapes(shape, rank)[0]
 
 
 def apollo_gaussian(seed: int, leaf_index, refresh, shape):
@@ -113,33 +115,10 @@ def apollo(
     check_nonnegative("scale", scale)
     if scale_type not in SCALE_TYPES:
         raise ValueError(f"scale_type must be one of {SCALE_TYPES}, got {scale_type!r}")
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be an int >= 1, got {rank!r}")
-    if isinstance(update_proj_gap, bool) or not isinstance(update_proj_gap, int):
-        raise TypeError(f"update_proj_gap must be an int, got {update_proj_gap!r}")
-    if update_proj_gap < 1:
-        raise ValueError(f"update_proj_gap must be >= 1, got {update_proj_gap}")
-
-    def low_rank_shape(p):
-        m, n = p.shape
-        return (m, rank) if m >= n else (rank, n)
+    check_projection(rank, update_proj_gap)
 
     def init(params):
-        def moment(p):
-            shape = low_rank_shape(p) if _is_matrix(p) else jnp.shape(p)
-            return jnp.zeros(shape, state_dtype(p.dtype))
-
-        def projector(p):
-            shape = projector_shape(p.shape, rank) if _is_matrix(p) else (0, 0)
-            return jnp.zeros(shape, state_dtype(p.dtype))
-
-        return ApolloState(
-            count=jnp.zeros([], jnp.int32),
-            mu=jax.tree.map(moment, params),
-            nu=jax.tree.map(moment, params),
-            projector=jax.tree.map(projector, params),
-            scaled_norm=jax.tree.map(lambda p: jnp.zeros([], state_dtype(p.dtype)), params),
-        )
+        return init_low_rank(ApolloState, params, lambda p: low_rank_shapes(p.shape, rank))
 
     def refreshed(index, g, projector, count):
         """P of one matrix leaf: drawn anew at every update_proj_gap-th step."""
@@ -156,25 +135,20 @@ def apollo(
         del extra
         require_params("apollo", params)
         check_same_tree(grads, params, "grads", "params")
-        t = increment(state.count)
         leaves, treedef = jax.tree.flatten(grads)
-        projectors = [
-            refreshed(i, g, p, state.count) if _is_matrix(g) else p
-            for i, (g, p) in enumerate(
-                zip(leaves, treedef.flatten_up_to(state.projector), strict=True)
-            )
-        ]
-        projected = [
-            (g @ p.T if g.shape[0] >= g.shape[1] else p.T @ g) if _is_matrix(g) else g
-            for g, p in zip(leaves, projectors, strict=True)
-        ]
-        projected = treedef.unflatten(projected)
-        mu = update_moment(projected, state.mu, b1, 1)
-        nu = update_moment(projected, state.nu, b2, 2)
-        adam = jax.tree.map(lambda m, v: m / (jnp.sqrt(v) + eps), mu, nu)
+        projectors = treedef.unflatten(
+            [
+                refreshed(i, g, p, state.count) if is_matrix(g) else p
+                for i, (g, p) in enumerate(
+                    zip(leaves, treedef.flatten_up_to(state.projector), strict=True)
+                )
+            ]
+        )
+        projected, mu, nu, adam = low_rank_adam(grads, projectors, state, b1, b2, eps)
 
-        def scaled(g, r, n, previous):
-            """(S_t, its norm for the limiter) of one matrix leaf."""
+        def scaled(g, projector, r, n, previous):
+            """(S_t, its norm for the limiter) of one matrix leaf: G_t itself is scaled."""
+            del projector
             if scale_type == "tensor":
                 factor = jnp.linalg.norm(n) / (jnp.linalg.norm(r) + 1e-8)
             else:
@@ -189,36 +163,16 @@ def apollo(
                 s = s * jnp.sqrt(scale).astype(s.dtype)
             return s, norm
 
-        pairs = [
-            scaled(g, r, n, prev) if _is_matrix(g) else (n, prev)
-            for g, r, n, prev in zip(
-                leaves,
-                treedef.flatten_up_to(projected),
-                treedef.flatten_up_to(adam),
-                treedef.flatten_up_to(state.scaled_norm),
-                strict=True,
-            )
-        ]
-        direction = treedef.unflatten([pair[0] for pair in pairs])
-        scaled_norm = treedef.unflatten([pair[1] for pair in pairs])
-
+        direction, scaled_norm = full_rank_directions(
+            scaled, grads, projectors, projected, adam, state.scaled_norm
+        )
         lr = value_at(learning_rate, state.count)
         eta = lr
         if correct_bias:
+            t = increment(state.count)
             eta = lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
-        stepped = jax.tree.map(lambda d: -jnp.asarray(eta, d.dtype) * d, direction)
-        moved = jax.tree.map(lambda p, s: p + s, params, stepped)
-        zeros = jax.tree.map(jnp.zeros_like, stepped)
-        decay = with_weight_decay(zeros, moved, weight_decay, state.count, mask)
-        updates = jax.tree.map(lambda s, d: s - lr * d, stepped, decay)
-        new_state = ApolloState(
-            count=t,
-            mu=cast_like(mu, state.mu),
-            nu=cast_like(nu, state.nu),
-            projector=treedef.unflatten(projectors),
-            scaled_norm=cast_like(scaled_norm, state.scaled_norm),
-        )
-        return updates, new_state
+        updates = step_then_decay(direction, params, eta, lr, weight_decay, state.count, mask)
+        return updates, next_low_rank(state, mu, nu, projectors, scaled_norm)
 
     return Optimizer(init, update)
 
@@ -230,7 +184,7 @@ REGISTRY = {
         apollo,
         LR_GRID,
         matrix_only=True,
-        search_space=ADAM_SPACE | {"scale": Range(0.05, 2.0), "weight_decay": WEIGHT_DECAY_OR_OFF},
+        search_space=LOW_RANK_SPACE,
         default_learning_rate=1e-3,  # apollo-torch's APOLLOAdamW
         reference="apollo-torch 1.0.3 APOLLOAdamW",
     ),

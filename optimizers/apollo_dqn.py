@@ -9,16 +9,13 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
     check_nonnegative,
-    check_state,
     check_unit_interval,
     increment,
     value_at,
-    zeros_like,
 )
 from optimizers.registry import LR_GRID, MOMENTUM, WEIGHT_DECAY_OR_OFF, OptimizerSpec, Range
-from optimizers.torch_style import check_arguments, map_leaves
+from optimizers.torch_style import advanced, check_arguments, initial_state, map_leaves
 
 REBOUNDS = ("constant", "belief")
 WEIGHT_DECAY_TYPES = ("l2", "decoupled", "stable")
@@ -90,17 +87,11 @@ def apollo_dqn(
     epsilon = eps if belief else eps / 1e-2
 
     def init(params):
-        return ApolloDqnState(
-            count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params),
-            hessian=zeros_like(params),
-            direction=zeros_like(params),
-        )
+        return initial_state(ApolloDqnState, params)
 
     def update(grads, state, params=None, **extra):
-        check_state(state, ApolloDqnState)
         del extra
-        check_arguments("apollo_dqn", grads, params)
+        check_arguments("apollo_dqn", state, ApolloDqnState, grads, params)
         t = increment(state.count)
         lr = value_at(learning_rate, state.count)
         start = value_at(learning_rate, 0) / 1000.0 if init_lr is None else init_lr
@@ -135,12 +126,7 @@ def apollo_dqn(
         updates, mu, hessian, direction = map_leaves(
             leaf, grads, state.mu, state.hessian, state.direction, params
         )
-        return updates, ApolloDqnState(
-            count=t,
-            mu=cast_like(mu, state.mu),
-            hessian=cast_like(hessian, state.hessian),
-            direction=cast_like(direction, state.direction),
-        )
+        return updates, advanced(state, count=t, mu=mu, hessian=hessian, direction=direction)
 
     return Optimizer(init, update)
 

@@ -9,14 +9,9 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
-    check_nonnegative,
-    check_state,
-    check_unit_interval,
     increment,
     lowest_dtype,
     state_dtype,
-    zeros_like,
 )
 from optimizers.registry import (
     MOMENTUM,
@@ -27,10 +22,12 @@ from optimizers.registry import (
     log_grid,
 )
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
-    check_decay,
     coupled_gradient,
     decoupled_decay,
+    initial_state,
     learning_rate_at,
     lerp,
     map_leaves,
@@ -78,24 +75,16 @@ def avagrad(
     Reference: Savarese, McAllester, Babu & Maire, "Domain-independent Dominance of
     Adaptive Methods", CVPR 2021.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_decay(weight_decay)
-    check_nonnegative("eps", eps)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
 
     def init(params):
-        return AvagradState(
-            count=jnp.zeros([], jnp.int32),
-            gamma=jnp.zeros([], state_dtype(lowest_dtype(params))),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
+        return initial_state(
+            AvagradState, params, gamma=jnp.zeros([], state_dtype(lowest_dtype(params)))
         )
 
     def update(grads, state, params=None, **extra):
-        check_state(state, AvagradState)
         del extra
-        check_arguments("avagrad", grads, params)
+        check_arguments("avagrad", state, AvagradState, grads, params)
         t = increment(state.count)
         lr_t = learning_rate_at(learning_rate, state.count)
         first = t == 1
@@ -120,12 +109,7 @@ def avagrad(
         updates, mu, nu, inverse_squares = map_leaves(leaf, grads, state.mu, state.nu, params)
         size = sum(leaf.size for leaf in jax.tree.leaves(params))
         gamma = 1.0 / jnp.sqrt(sum(jax.tree.leaves(inverse_squares)) / size)
-        return updates, AvagradState(
-            count=t,
-            gamma=gamma.astype(state.gamma.dtype),
-            mu=cast_like(mu, state.mu),
-            nu=cast_like(nu, state.nu),
-        )
+        return updates, advanced(state, count=t, gamma=gamma, mu=mu, nu=nu)
 
     return Optimizer(init, update)
 

@@ -9,12 +9,7 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
-    check_nonnegative,
-    check_state,
-    check_unit_interval,
     increment,
-    zeros_like,
 )
 from optimizers.registry import (
     EPS,
@@ -25,17 +20,17 @@ from optimizers.registry import (
     OptimizerSpec,
 )
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
-    check_decay,
     coupled_gradient,
     decoupled_decay,
+    initial_state,
     learning_rate_at,
     lerp,
     map_leaves,
+    second_moment,
 )
-
-# Added to v_t under the square root, as pytorch_optimizer's DiffGrad does.
-EPS_ROOT = 1e-15
 
 
 class DiffgradState(NamedTuple):
@@ -99,25 +94,14 @@ def diffgrad(
     Reference: Dubey, Chakraborty, Roy, Mukherjee, Singh & Chaudhuri, "diffGrad: An
     Optimization Method for Convolutional Neural Networks", IEEE TNNLS 2019.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_decay(weight_decay)
-    check_nonnegative("eps", eps)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
 
     def init(params):
-        return DiffgradState(
-            count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
-            nu_max=zeros_like(params),
-            previous_grad=zeros_like(params),
-        )
+        return initial_state(DiffgradState, params)
 
     def update(grads, state, params=None, **extra):
-        check_state(state, DiffgradState)
         del extra
-        check_arguments("diffgrad", grads, params)
+        check_arguments("diffgrad", state, DiffgradState, grads, params)
         t = increment(state.count)
         lr_t = learning_rate_at(learning_rate, state.count)
         if rectify:
@@ -131,9 +115,7 @@ def diffgrad(
             size = jnp.asarray(step_size, p.dtype)
             g = coupled_gradient(g, p, weight_decay, weight_decouple)
             m = lerp(m, g, 1.0 - b1)
-            v = b2 * v + (1.0 - b2) * (g * g)
-            v_max = jnp.maximum(v_max, v) if ams_bound else v_max
-            denominator = jnp.sqrt((v_max if ams_bound else v) + EPS_ROOT) + eps
+            v, v_max, denominator = second_moment(g, v, v_max, b2, ams_bound, eps)
             damped = jax.nn.sigmoid(jnp.abs(g_prev - g)) * m
             step = jnp.where(
                 adaptive,
@@ -146,12 +128,8 @@ def diffgrad(
         updates, mu, nu, nu_max, previous = map_leaves(
             leaf, grads, state.mu, state.nu, state.nu_max, state.previous_grad, params
         )
-        return updates, DiffgradState(
-            count=t,
-            mu=cast_like(mu, state.mu),
-            nu=cast_like(nu, state.nu),
-            nu_max=cast_like(nu_max, state.nu_max),
-            previous_grad=cast_like(previous, state.previous_grad),
+        return updates, advanced(
+            state, count=t, mu=mu, nu=nu, nu_max=nu_max, previous_grad=previous
         )
 
     return Optimizer(init, update)

@@ -12,10 +12,7 @@ from optimizers.base import (
     ScalarOrSchedule,
     cast_like,
     check_nonnegative,
-    check_state,
-    check_unit_interval,
     increment,
-    zeros_like,
 )
 from optimizers.diffgrad import rectification
 from optimizers.registry import (
@@ -29,11 +26,13 @@ from optimizers.registry import (
     Range,
 )
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
-    check_decay,
     coupled_gradient,
     decoupled_decay,
     float_copy,
+    initial_state,
     learning_rate_at,
     lerp,
     map_leaves,
@@ -91,8 +90,7 @@ def lookahead(
         )
 
     def update(grads, state, params=None, **extra):
-        check_state(state, LookaheadState)
-        check_arguments("lookahead", grads, params)
+        check_arguments("lookahead", state, LookaheadState, grads, params)
         inner_updates, inner = optimizer.update(grads, state.inner, params, **extra)
         counter = increment(state.counter)
         synchronise = counter >= k
@@ -198,26 +196,16 @@ def ranger(
     Optimizer: k steps forward, 1 step back", NeurIPS 2019; Yong et al., "Gradient
     Centralization", ECCV 2020.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
     check_lookahead(k, alpha)
-    check_decay(weight_decay)
-    check_nonnegative("eps", eps)
     min_rank = 3 if gc_conv_only else 1
 
     def init(params):
-        return RangerState(
-            count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
-            slow=float_copy(params),
-        )
+        return initial_state(RangerState, params, slow=float_copy(params))
 
     def update(grads, state, params=None, **extra):
-        check_state(state, RangerState)
         del extra
-        check_arguments("ranger", grads, params)
+        check_arguments("ranger", state, RangerState, grads, params)
         t = increment(state.count)
         lr_t = learning_rate_at(learning_rate, state.count)
         r, adaptive = rectification(t, b2, n_sma_threshold, degenerated_to_sgd)
@@ -240,12 +228,7 @@ def ranger(
             return new - p, m, v, jnp.where(synchronise, pulled, phi)
 
         updates, mu, nu, slow = map_leaves(leaf, grads, state.mu, state.nu, state.slow, params)
-        return updates, RangerState(
-            count=t,
-            mu=cast_like(mu, state.mu),
-            nu=cast_like(nu, state.nu),
-            slow=cast_like(slow, state.slow),
-        )
+        return updates, advanced(state, count=t, mu=mu, nu=nu, slow=slow)
 
     return Optimizer(init, update)
 

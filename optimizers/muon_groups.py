@@ -1,7 +1,7 @@
 """What the Muon relatives of pytorch_optimizer share: their split of the leaves into an
 orthogonalised group (every leaf of rank 2 or more, seen as a matrix of its first axis
 against the others) and an AdamW group (vectors and scalars), their Newton-Schulz call,
-their shape factor of the learning rate and their weight decay.
+their shape factor of the learning rate, their weight decay and their AdamW group.
 
 The orthogonalisation itself is `optimizers.muon.orthogonalize_via_newton_schulz`; this
 module only feeds it as pytorch_optimizer's `zero_power_via_newton_schulz_5` is fed: the
@@ -16,13 +16,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optimizers.base import with_weight_decay
+from optimizers.adam import adamw
+from optimizers.base import Optimizer, check_nonnegative, check_unit_interval, with_weight_decay
 from optimizers.muon import NS_COEFFS_PRESETS, orthogonalize_via_newton_schulz
+from optimizers.registry import WEIGHT_DECAY_OR_OFF, Range
 
 # pytorch_optimizer's names of two of muon.py's presets.
 PRESET_ALIASES = {"original": "standard", "quintic": "dion"}
 # The floor of the norm the matrix is divided by before the iterations.
 NS_EPS = 1e-7
+# What the rules of both groups tune besides their momenta: the matrices' decay and the
+# AdamW group's learning rate.
+GROUPS_SPACE = {
+    "weight_decay": WEIGHT_DECAY_OR_OFF,
+    "adamw_learning_rate": Range(1e-5, 1e-1, "log"),
+}
 
 
 def newton_schulz_schedule(ns_coeffs, ns_steps: int) -> np.ndarray:
@@ -105,3 +113,34 @@ def decoupled_decay(direction: Any, params, weight_decay, weight_decouple: bool)
     if not weight_decouple:
         return direction
     return with_weight_decay(direction, only(params, params, True), weight_decay, 0)
+
+
+def adamw_group(
+    learning_rate, b1, b2, eps, weight_decay, weight_decouple: bool, eps_name: str = "adamw_eps"
+) -> Optimizer:
+    """AdamW over the vectors and scalars: an optimizer of the whole tree whose init and
+    update read only the leaves `is_matrix` leaves out (None at the matrices). Its
+    arguments are checked under the rules' names (adamw_learning_rate, ..., `eps_name`
+    for eps); its decay is AdamW's decoupled one under weight_decouple, else none
+    (`coupled_decay` has added it to the gradients)."""
+    check_nonnegative("adamw_learning_rate", learning_rate)
+    check_unit_interval("adamw_b1", b1)
+    check_unit_interval("adamw_b2", b2)
+    check_nonnegative(eps_name, eps)
+    check_nonnegative("adamw_weight_decay", weight_decay)
+    adam = adamw(learning_rate, b1, b2, eps, 0.0, None, weight_decay if weight_decouple else 0.0)
+
+    def init(params):
+        return adam.init(only(params, params, False))
+
+    def update(grads, state, params):
+        return adam.update(only(grads, params, False), state, only(params, params, False))
+
+    return Optimizer(init, update)
+
+
+def unzip(pairs):
+    """Two trees from a tree of pairs: the matrices' (step, moment) pairs split."""
+    is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
+    first = jax.tree.map(lambda pair: pair[0], pairs, is_leaf=is_pair)
+    return first, jax.tree.map(lambda pair: pair[1], pairs, is_leaf=is_pair)

@@ -8,15 +8,13 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
     check_nonnegative,
-    check_state,
     check_unit_interval,
     increment,
     state_dtype,
 )
 from optimizers.registry import OptimizerSpec, Range, log_grid
-from optimizers.torch_style import check_arguments, learning_rate_at, map_leaves
+from optimizers.torch_style import advanced, check_arguments, learning_rate_at, map_leaves
 
 
 def neuron_norm(x):
@@ -95,9 +93,8 @@ def nero(
         )
 
     def update(grads, state, params=None, **extra):
-        check_state(state, NeroState)
         del extra
-        check_arguments("nero", grads, params)
+        check_arguments("nero", state, NeroState, grads, params)
         t = increment(state.count)
         correction = 1.0 - beta**t
 
@@ -112,7 +109,7 @@ def nero(
             return moved - p, v
 
         updates, nu = map_leaves(leaf, grads, state.nu, state.scale, params)
-        return updates, NeroState(count=t, nu=cast_like(nu, state.nu), scale=state.scale)
+        return updates, advanced(state, count=t, nu=nu)
 
     return Optimizer(init, update)
 

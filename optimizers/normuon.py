@@ -6,7 +6,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from optimizers.adam import adamw
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
@@ -22,6 +21,8 @@ from optimizers.base import (
     zeros_like,
 )
 from optimizers.muon_groups import (
+    GROUPS_SPACE,
+    adamw_group,
     as_matrix,
     coupled_decay,
     decoupled_decay,
@@ -30,13 +31,12 @@ from optimizers.muon_groups import (
     newton_schulz_schedule,
     only,
     orthogonalize,
+    unzip,
 )
 from optimizers.registry import (
     MOMENTUM,
     SECOND_MOMENT,
-    WEIGHT_DECAY_OR_OFF,
     OptimizerSpec,
-    Range,
     log_grid,
 )
 
@@ -108,19 +108,8 @@ def normuon(
     check_unit_interval("beta2", beta2)
     check_nonnegative("weight_decay", weight_decay)
     check_nonnegative("eps", eps)
-    check_nonnegative("adamw_learning_rate", adamw_learning_rate)
-    check_unit_interval("adamw_b1", adamw_b1)
-    check_unit_interval("adamw_b2", adamw_b2)
-    check_nonnegative("adamw_eps", adamw_eps)
-    check_nonnegative("adamw_weight_decay", adamw_weight_decay)
-    others = adamw(
-        adamw_learning_rate,
-        adamw_b1,
-        adamw_b2,
-        adamw_eps,
-        0.0,
-        None,
-        adamw_weight_decay if weight_decouple else 0.0,
+    others = adamw_group(
+        adamw_learning_rate, adamw_b1, adamw_b2, adamw_eps, adamw_weight_decay, weight_decouple
     )
 
     def direction(mu, g, nu):
@@ -142,7 +131,7 @@ def normuon(
             count=jnp.zeros([], jnp.int32),
             mu=zeros_like(matrices),
             nu=zeros_like(jax.tree.map(lambda p: as_matrix(p)[:, :1], matrices)),
-            adam_state=others.init(only(params, params, False)),
+            adam_state=others.init(params),
         )
 
     def update(grads, state, params=None, **extra):
@@ -153,14 +142,9 @@ def normuon(
         grads = coupled_decay(grads, params, weight_decay, adamw_weight_decay, weight_decouple)
         matrix_grads = only(grads, params, True)
         mu = update_moment(matrix_grads, state.mu, momentum, 1)
-        pairs = jax.tree.map(direction, mu, matrix_grads, state.nu)
-        is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
-        steps = jax.tree.map(lambda pair: pair[0], pairs, is_leaf=is_pair)
-        nu = jax.tree.map(lambda pair: pair[1], pairs, is_leaf=is_pair)
+        steps, nu = unzip(jax.tree.map(direction, mu, matrix_grads, state.nu))
         steps = decoupled_decay(steps, params, weight_decay, weight_decouple)
-        other_updates, adam_state = others.update(
-            only(grads, params, False), state.adam_state, only(params, params, False)
-        )
+        other_updates, adam_state = others.update(grads, state.adam_state, params)
         updates = merge(descend(learning_rate, state.count, steps), other_updates)
         return updates, NorMuonState(
             count=increment(state.count),
@@ -179,12 +163,7 @@ REGISTRY = {
         normuon,
         log_grid(1e-4, 1.0),
         matrix_only=True,
-        search_space={
-            "momentum": MOMENTUM,
-            "beta2": SECOND_MOMENT,
-            "weight_decay": WEIGHT_DECAY_OR_OFF,
-            "adamw_learning_rate": Range(1e-5, 1e-1, "log"),
-        },
+        search_space={"momentum": MOMENTUM, "beta2": SECOND_MOMENT} | GROUPS_SPACE,
         reference="pytorch-optimizer 4.1.0 NorMuon",
     ),
 }

@@ -9,12 +9,9 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
     check_nonnegative,
-    check_state,
     check_unit_interval,
     increment,
-    zeros_like,
 )
 from optimizers.registry import (
     EPS,
@@ -26,18 +23,20 @@ from optimizers.registry import (
     Range,
 )
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
     check_decay,
     check_fraction,
     coupled_gradient,
     decoupled_decay,
+    initial_state,
     learning_rate_at,
     lerp,
     map_leaves,
+    second_moment,
 )
 
-# Added to v_t under the square root, as pytorch_optimizer's AdaPNM does.
-EPS_ROOT = 1e-15
 # The weight of the negative momentum (the paper's beta_0): 0 is plain momentum.
 NEGATIVE_WEIGHT = Range(0.0, 1.0, "linear")
 
@@ -95,14 +94,11 @@ def pnm(
     check_decay(weight_decay)
 
     def init(params):
-        return PnmState(
-            count=jnp.zeros([], jnp.int32), recent=zeros_like(params), older=zeros_like(params)
-        )
+        return initial_state(PnmState, params)
 
     def update(grads, state, params=None, **extra):
-        check_state(state, PnmState)
         del extra
-        check_arguments("pnm", grads, params)
+        check_arguments("pnm", state, PnmState, grads, params)
 
         def leaf(g, m_recent, m_older, p):
             lr = learning_rate_at(learning_rate, state.count, p.dtype)
@@ -112,10 +108,8 @@ def pnm(
             return decoupled_decay(p, lr, weight_decay, weight_decouple, fixed_decay) + step, m
 
         updates, momenta = map_leaves(leaf, grads, state.recent, state.older, params)
-        return updates, PnmState(
-            count=increment(state.count),
-            recent=cast_like(momenta, state.recent),
-            older=state.recent,
+        return updates, advanced(
+            state, count=increment(state.count), recent=momenta, older=state.recent
         )
 
     return Optimizer(init, update)
@@ -154,26 +148,15 @@ def adapnm(
     Reference: Xie, Yuan, Zhu & Sugiyama, "Positive-Negative Momentum: Manipulating
     Stochastic Gradient Noise to Improve Generalization", ICML 2021.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
     check_fraction("beta0", beta0)
-    check_decay(weight_decay)
-    check_nonnegative("eps", eps)
 
     def init(params):
-        return AdapnmState(
-            count=jnp.zeros([], jnp.int32),
-            recent=zeros_like(params),
-            older=zeros_like(params),
-            nu=zeros_like(params),
-            nu_max=zeros_like(params),
-        )
+        return initial_state(AdapnmState, params)
 
     def update(grads, state, params=None, **extra):
-        check_state(state, AdapnmState)
         del extra
-        check_arguments("adapnm", grads, params)
+        check_arguments("adapnm", state, AdapnmState, grads, params)
         t = increment(state.count)
         lr_t = learning_rate_at(learning_rate, state.count)
         step_size = lr_t / (1.0 - b1**t)
@@ -183,9 +166,7 @@ def adapnm(
             lr = jnp.asarray(lr_t, p.dtype)
             g = coupled_gradient(g, p, weight_decay, weight_decouple)
             m = lerp(m_older, g, 1.0 - b1**2)
-            v = b2 * v + (1.0 - b2) * (g * g)
-            v_max = jnp.maximum(v_max, v) if ams_bound else v_max
-            denominator = jnp.sqrt((v_max if ams_bound else v) + EPS_ROOT) + eps
+            v, v_max, denominator = second_moment(g, v, v_max, b2, ams_bound, eps)
             denominator = denominator / correction2.astype(p.dtype)
             momentum = _pn_momentum(m, m_recent, beta0)
             step = -jnp.asarray(step_size, p.dtype) * (momentum / denominator)
@@ -195,12 +176,8 @@ def adapnm(
         updates, momenta, nu, nu_max = map_leaves(
             leaf, grads, state.recent, state.older, state.nu, state.nu_max, params
         )
-        return updates, AdapnmState(
-            count=t,
-            recent=cast_like(momenta, state.recent),
-            older=state.recent,
-            nu=cast_like(nu, state.nu),
-            nu_max=cast_like(nu_max, state.nu_max),
+        return updates, advanced(
+            state, count=t, recent=momenta, older=state.recent, nu=nu, nu_max=nu_max
         )
 
     return Optimizer(init, update)

@@ -8,12 +8,9 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
     check_nonnegative,
-    check_state,
     check_unit_interval,
     increment,
-    zeros_like,
 )
 from optimizers.registry import (
     EPS,
@@ -25,11 +22,14 @@ from optimizers.registry import (
     Range,
 )
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
     check_decay,
     check_fraction,
     coupled_gradient,
     decoupled_decay,
+    initial_state,
     learning_rate_at,
     lerp,
     map_leaves,
@@ -74,12 +74,11 @@ def qhm(
     check_decay(weight_decay)
 
     def init(params):
-        return QhmState(count=jnp.zeros([], jnp.int32), momentum=zeros_like(params))
+        return initial_state(QhmState, params)
 
     def update(grads, state, params=None, **extra):
-        check_state(state, QhmState)
         del extra
-        check_arguments("qhm", grads, params)
+        check_arguments("qhm", state, QhmState, grads, params)
 
         def leaf(g, m, p):
             lr = learning_rate_at(learning_rate, state.count, p.dtype)
@@ -89,10 +88,7 @@ def qhm(
             return decoupled_decay(p, lr, weight_decay, weight_decouple, fixed_decay) + step, m
 
         updates, momenta = map_leaves(leaf, grads, state.momentum, params)
-        new_state = QhmState(
-            count=increment(state.count), momentum=cast_like(momenta, state.momentum)
-        )
-        return updates, new_state
+        return updates, advanced(state, count=increment(state.count), momentum=momenta)
 
     return Optimizer(init, update)
 
@@ -154,27 +150,21 @@ def qhadam(
     Reference: Ma & Yarats, "Quasi-hyperbolic momentum and Adam for deep learning",
     ICLR 2019.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
     check_fraction("nu1", nu1)
     check_fraction("nu2", nu2)
-    check_decay(weight_decay)
-    check_nonnegative("eps", eps)
 
     def init(params):
-        return QhadamState(
-            count=jnp.zeros([], jnp.int32),
+        return initial_state(
+            QhadamState,
+            params,
             scaled_sum1=_bits(jnp.zeros([], jnp.float32)),
             scaled_sum2=_bits(jnp.zeros([], jnp.float32)),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
         )
 
     def update(grads, state, params=None, **extra):
-        check_state(state, QhadamState)
         del extra
-        check_arguments("qhadam", grads, params)
+        check_arguments("qhadam", state, QhadamState, grads, params)
         # The sums in float32, each product and sum rounded as the reference rounds them:
         # the state keeps s = b * sum, and a step adds 1 (the new sum) then multiplies by
         # b (the next s), an order XLA cannot contract into one fused multiply-add, where
@@ -195,12 +185,13 @@ def qhadam(
             return decoupled_decay(p, lr, weight_decay, weight_decouple, fixed_decay) + step, m, v
 
         updates, mu, nu = map_leaves(leaf, grads, state.mu, state.nu, params)
-        return updates, QhadamState(
+        return updates, advanced(
+            state,
             count=increment(state.count),
             scaled_sum1=_bits(weight1 * jnp.asarray(b1, jnp.float32)),
             scaled_sum2=_bits(weight2 * jnp.asarray(b2, jnp.float32)),
-            mu=cast_like(mu, state.mu),
-            nu=cast_like(nu, state.nu),
+            mu=mu,
+            nu=nu,
         )
 
     return Optimizer(init, update)

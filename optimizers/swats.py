@@ -8,14 +8,9 @@ import jax.numpy as jnp
 from optimizers.base import (
     Optimizer,
     ScalarOrSchedule,
-    cast_like,
-    check_nonnegative,
-    check_state,
-    check_unit_interval,
     increment,
     lowest_dtype,
     state_dtype,
-    zeros_like,
 )
 from optimizers.registry import (
     LR_GRID,
@@ -26,17 +21,19 @@ from optimizers.registry import (
     Range,
 )
 from optimizers.torch_style import (
+    advanced,
+    check_adam_arguments,
     check_arguments,
-    check_decay,
     coupled_gradient,
     decoupled_decay,
+    initial_state,
+    leaf_zeros,
     learning_rate_at,
     lerp,
     map_leaves,
+    second_moment,
 )
 
-# Added to v_t under the square root, as pytorch_optimizer's SWATS does.
-EPS_ROOT = 1e-15
 # The absolute tolerance of the switching test (torch.allclose's default atol).
 SWITCH_ATOL = 1e-8
 
@@ -96,29 +93,20 @@ def swats(
     Reference: Keskar & Socher, "Improving Generalization Performance by Switching from
     Adam to SGD", arXiv:1712.07628, 2017.
     """
-    check_nonnegative("learning_rate", learning_rate)
-    check_unit_interval("b1", b1)
-    check_unit_interval("b2", b2)
-    check_decay(weight_decay)
-    check_nonnegative("eps", eps)
+    check_adam_arguments(learning_rate, b1, b2, weight_decay, eps)
 
     def init(params):
-        dtype = state_dtype(lowest_dtype(params))
-        return SwatsState(
-            count=jnp.zeros([], jnp.int32),
+        return initial_state(
+            SwatsState,
+            params,
             sgd=jnp.zeros([], bool),
-            sgd_learning_rate=jnp.zeros([], dtype),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
-            nu_max=zeros_like(params),
-            scale=jax.tree.map(lambda p: jnp.zeros([], state_dtype(p.dtype)), params),
-            momentum=zeros_like(params),
+            sgd_learning_rate=jnp.zeros([], state_dtype(lowest_dtype(params))),
+            scale=leaf_zeros(params),
         )
 
     def update(grads, state, params=None, **extra):
-        check_state(state, SwatsState)
         del extra
-        check_arguments("swats", grads, params)
+        check_arguments("swats", state, SwatsState, grads, params)
         t = increment(state.count)
         lr_t = learning_rate_at(learning_rate, state.count)
         correction2 = 1.0 - b2**t
@@ -137,9 +125,7 @@ def swats(
                 sgd_direction = sgd_direction + b1 * sgd_buffer
             # Adam phase.
             m_new = lerp(m, g, 1.0 - b1)
-            v_new = b2 * v + (1.0 - b2) * (g * g)
-            v_max_new = jnp.maximum(v_max, v_new) if ams_bound else v_max
-            denominator = jnp.sqrt((v_max_new if ams_bound else v_new) + EPS_ROOT) + eps
+            v_new, v_max_new, denominator = second_moment(g, v, v_max, b2, ams_bound, eps)
             perturb = (m_new / denominator) * -jnp.asarray(step_size, p.dtype)
             projected = jnp.vdot(perturb.reshape(-1), g.reshape(-1))
             moved = projected != 0
@@ -181,15 +167,16 @@ def swats(
             sgd_learning_rate = jnp.where(
                 leaf_settled, leaf_rate.astype(sgd_learning_rate.dtype), sgd_learning_rate
             )
-        return updates, SwatsState(
+        return updates, advanced(
+            state,
             count=t,
             sgd=state.sgd | switch,
             sgd_learning_rate=sgd_learning_rate,
-            mu=cast_like(mu, state.mu),
-            nu=cast_like(nu, state.nu),
-            nu_max=cast_like(nu_max, state.nu_max),
-            scale=cast_like(scale, state.scale),
-            momentum=cast_like(momentum, state.momentum),
+            mu=mu,
+            nu=nu,
+            nu_max=nu_max,
+            scale=scale,
+            momentum=momentum,
         )
 
     return Optimizer(init, update)

@@ -1,5 +1,6 @@
 """What the rules ported from pytorch_optimizer share: its weight-decay modes, torch's
-linear interpolation, and a per-leaf map with several results.
+linear interpolation, its second moment, the checks of an update's arguments, the state
+before the first step and after each, and a per-leaf map with several results.
 
 pytorch_optimizer's rules take three weight-decay options: `weight_decay` (wd),
 `weight_decouple` and `fixed_decay`. Coupled decay adds wd * theta to the gradient
@@ -11,17 +12,34 @@ import jax
 import jax.numpy as jnp
 
 from optimizers.base import (
+    cast_like,
     check_nonnegative,
     check_same_tree,
+    check_state,
+    check_unit_interval,
     require_params,
     state_dtype,
     value_at,
+    zeros_like,
 )
+
+# Added to v_t under the square root, as pytorch_optimizer's Adam relatives add it.
+EPS_ROOT = 1e-15
 
 
 def check_decay(weight_decay) -> None:
     """Raises ValueError when a concrete weight_decay is negative."""
     check_nonnegative("weight_decay", weight_decay)
+
+
+def check_adam_arguments(learning_rate, b1, b2, weight_decay, eps) -> None:
+    """Raises ValueError when a concrete learning_rate, weight_decay or eps is negative,
+    or b1 or b2 lies outside [0, 1): the arguments every Adam relative here takes."""
+    check_nonnegative("learning_rate", learning_rate)
+    check_unit_interval("b1", b1)
+    check_unit_interval("b2", b2)
+    check_decay(weight_decay)
+    check_nonnegative("eps", eps)
 
 
 def coupled_gradient(g, p, weight_decay, weight_decouple: bool):
@@ -54,11 +72,47 @@ def learning_rate_at(learning_rate, count, dtype=None):
     return lr if dtype is None else jnp.asarray(lr, dtype)
 
 
-def check_arguments(rule: str, grads, params) -> None:
-    """Raises ValueError where the rule's update got no params, or grads and params of
-    different structures."""
+def check_arguments(rule: str, state, state_type, grads, params) -> None:
+    """Raises TypeError where the rule's update got a state that is not its `state_type`
+    (another rule's, or optax's), and ValueError where it got no params, or grads and
+    params of different structures."""
+    check_state(state, state_type)
     require_params(rule, params)
     check_same_tree(grads, params, "grads", "params")
+
+
+def initial_state(state_type, params, **fields):
+    """The rule's state before its first step: count 0, the given `fields`, and every
+    other field zeros shaped like the params (each leaf in its `state_dtype`)."""
+    zeros = {
+        name: zeros_like(params)
+        for name in state_type._fields
+        if name != "count" and name not in fields
+    }
+    return state_type(count=jnp.zeros([], jnp.int32), **fields, **zeros)
+
+
+def leaf_zeros(params):
+    """A zero scalar per leaf, in the leaf's `state_dtype`: the start of a per-leaf statistic."""
+    return jax.tree.map(lambda p: jnp.zeros([], state_dtype(p.dtype)), params)
+
+
+def advanced(state, **fields):
+    """`state` with the given fields replaced, each cast to the dtype of the one it
+    replaces (so that `lax.scan` carries keep their types)."""
+    return state._replace(
+        **{name: cast_like(value, getattr(state, name)) for name, value in fields.items()}
+    )
+
+
+def second_moment(g, v, v_max, b2, ams_bound: bool, eps):
+    """(v_t, u_t, sqrt(u_t + 1e-15) + eps): v_t = b2 * v_{t-1} + (1 - b2) * g_t^2, its
+    running maximum u_t = max(u_{t-1}, v_t) with ams_bound (u unchanged and u_t = v_t
+    in the denominator otherwise), and Adam's denominator as pytorch_optimizer's rules
+    take it."""
+    v = b2 * v + (1.0 - b2) * (g * g)
+    v_max = jnp.maximum(v_max, v) if ams_bound else v_max
+    return v, v_max, jnp.sqrt((v_max if ams_bound else v) + EPS_ROOT) + eps
 
 
 def _floating(leaf):
