@@ -268,8 +268,7 @@ def _names_text(names) -> str:
 
 
 def _pairs_text(pairs: list[tuple[str, str]]) -> str:
-    listed = ", ".join(f"{p} x {o}" for p, o in pairs[:LISTED])
-    return listed + (f" and {len(pairs) - LISTED} more" if len(pairs) > LISTED else "")
+    return _names_text(f"{p} x {o}" for p, o in pairs)
 
 
 def _in_spec_order(tables: dict[str, pd.DataFrame], spec: SuiteSpec) -> dict:
