@@ -329,6 +329,7 @@ def _run(args) -> int:
             base=base,
             shard=shard,
             cache=SweepCache(cache_dir() / "sweeps") if CACHES and not args.no_cache else None,
+            processes=True,
         )
     except (OutputError, SpecError, ShardError) as error:
         raise UsageError(str(error)) from None

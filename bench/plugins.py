@@ -36,6 +36,7 @@ from problems import MODELS, PROBLEMS, Problem, model, sources
 OPTIMIZER_GROUP = "optbench.optimizers"
 PROBLEM_GROUP = "optbench.problems"
 BUILT_IN = "built-in"
+ENTRY_POINT = "entry point "
 # The capabilities a --space file may declare, with the type each must have.
 CAPABILITIES = {
     "needs_loss": bool,
@@ -63,11 +64,22 @@ def factory_name(factory) -> str:
     return getattr(factory, "__name__", type(factory).__name__)
 
 
+def added_names() -> set[str]:
+    """The optimizer and problem names `add_optimizer` and `add_problem` registered in
+    this process (not those of entry points, which every process finds)."""
+    return {
+        name
+        for registered in (_optimizers, _problems)
+        for name, (_, origin) in registered.items()
+        if not origin.startswith(ENTRY_POINT)
+    }
+
+
 def _origins(registered: dict, group: str, built_in: dict) -> dict[str, str]:
     found = dict.fromkeys(built_in, BUILT_IN)
     for point in metadata.entry_points(group=group):
         package = point.dist.name if point.dist is not None else point.value
-        found.setdefault(point.name, f"entry point {point.name} ({package})")
+        found.setdefault(point.name, f"{ENTRY_POINT}{point.name} ({package})")
     return found | {name: origin for name, (_, origin) in registered.items()}
 
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from bench import plugins, protocols
+from bench import plugins, pool, protocols
 from bench.analysis.analyze import complete_facts
 from bench.analysis.tuning import grid_edge, grid_medians, recorded_cost, tuned_trials
 from bench.known import facts_frame, known
@@ -567,6 +567,14 @@ def _cached_unit(function, spec: SuiteSpec, problem: str, which, devices, cache)
     return done
 
 
+def _in_worker(*unit) -> dict:
+    """`_cached_unit(*unit)` in a worker process (`bench.pool`), with the counts of the copy
+    of the sweep cache it was given ("cache_counts"), for the run's own to add."""
+    done = _cached_unit(*unit)
+    cache = unit[-1]
+    return done if cache is None else done | {"cache_counts": cache.counts()}
+
+
 def _longest_first(units: list[tuple[list, tuple]], out: Path) -> list[int]:
     """The order `run_suite` submits `units` in (indices): where `out` holds a readable
     runs.csv.gz of an earlier run, by the compile and run seconds it recorded for their
@@ -595,6 +603,7 @@ def run_suite(
     base: Base | None = None,
     shard: Shard | None = None,
     cache: SweepCache | None = None,
+    processes: bool = False,
 ) -> dict:
     """Sweeps every pair of `spec`, then writes the whole results folder `out` atomically.
 
@@ -611,6 +620,10 @@ def run_suite(
     stored in after; meta.json's timings count the sweeps it held and the seconds of
     those it did not. With a cache, the drawing of a folder `out` holds already is kept
     where it was drawn from the same raw tables by the same code (`_reuse_drawing`).
+    `processes`: the units go through `jobs` worker processes where a fresh process
+    resolves every name of the spec alike and the run is one process on a CPU
+    (`bench.pool`; the caller's main module must not start a run when imported); else,
+    and by default, through `jobs` threads.
     Raises OutputError (before sweeping anything) when `out` cannot or must not be written,
     and ValueError for a spec that cannot run.
     """
@@ -655,18 +668,25 @@ def run_suite(
             for problem, reason in spec.excluded.items()
         ]
         compile_seconds = run_seconds = 0.0
-        pool = ThreadPoolExecutor(jobs or default_jobs())
+        in_workers = processes and pool.workers_resolve(spec.optimizers, spec.problems)
+        workers = pool.unit_pool(jobs or default_jobs(), in_workers)
+        separate = isinstance(workers, ProcessPoolExecutor)
         finished: dict[int, dict] = {}
         try:
-            futures = {pool.submit(*units[i][1]): i for i in _longest_first(units, out)}
+            futures = {
+                workers.submit(*((_in_worker, *units[i][1][1:]) if separate else units[i][1])): i
+                for i in _longest_first(units, out)
+            }
             for future in as_completed(futures):
                 finished[futures[future]] = future.result()
                 for problem, optimizer in units[futures[future]][0]:
                     bar.advance(f"{problem} x {optimizer}")
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.stop(workers, at_once=len(finished) < len(units))
         for i in range(len(units)):  # collected in the spec's order, whatever the finish
             done = finished[i]
+            if cache is not None and "cache_counts" in done:
+                cache.add_counts(done["cache_counts"])
             for name, frame in done["tables"].items():
                 parts.setdefault(name, []).append(frame)
             facts += done.get("problems", [])

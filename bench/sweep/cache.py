@@ -345,6 +345,10 @@ def _unpack(arrays: dict[str, np.ndarray], has_reached: bool):
     return part("curves"), part("metrics"), reached
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 class SweepCache:
     """Sweep outputs under `folder`: `entries/KEY` (content) and `quick/KEY` (the program
     key a quick key was last seen with). Safe for the threads of one run and for
@@ -355,8 +359,27 @@ class SweepCache:
         self.hits = 0
         self.misses = 0
         self.unit_hits = 0
-        self._warn = warn or (lambda line: print(line, file=sys.stderr))
+        self._warn = warn or _to_stderr
         self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        """What a worker process is given (`bench.pool`): the folder and how to warn, the
+        counts starting at 0 there (`counts`, `add_counts` bring them back)."""
+        return {"folder": self.folder, "warn": self._warn}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["folder"], state["warn"])
+
+    def counts(self) -> tuple[int, int, int]:
+        """(hits, misses, unit_hits) so far."""
+        return self.hits, self.misses, self.unit_hits
+
+    def add_counts(self, counts: tuple[int, int, int]) -> None:
+        """Adds what a copy of this cache in a worker process counted (`counts`)."""
+        with self._lock:
+            self.hits += counts[0]
+            self.misses += counts[1]
+            self.unit_hits += counts[2]
 
     def _path(self, kind: str, key: str) -> Path:
         return self.folder / kind / key[:2] / key
