@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml
 bench: $(STAMP)
 	$(PY) -m bench run --out results
 
+# The model families (bench/models.toml), into results/models.
+.PHONY: bench-models
+bench-models: $(STAMP)
+	$(PY) -m bench run --suite models --out results/models
+
 # CUTEst's unconstrained problems through sif2jax (the optional extra), into results/cutest.
 .PHONY: cutest
 cutest: $(STAMP)

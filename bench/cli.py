@@ -510,10 +510,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--suite",
-        choices=["main", "cutest"],
+        choices=["main", "models", "cutest"],  # bench.spec.SUITES, not imported here
         default="main",
-        help="the suite file: main (bench/suite.toml, the built-in problems) or cutest "
-        "(bench/cutest.toml, CUTEst's unconstrained problems; pip install -e '.[cutest]')",
+        help="the suite file: main (bench/suite.toml, the built-in problems), models "
+        "(bench/models.toml, the model families) or cutest (bench/cutest.toml, CUTEst's "
+        "unconstrained problems; pip install -e '.[cutest]')",
     )
     run.add_argument(
         "--max-dim",

@@ -81,12 +81,7 @@ def read(folder: str | Path) -> Folder:
                 "problems": tuple(fields["problems"]),
                 "optimizers": tuple(fields["optimizers"]),
                 "grid": {k: tuple(v) for k, v in fields.get("grid", {}).items()},
-            }
-            | (
-                {"model_optimizers": tuple(fields["model_optimizers"])}
-                if fields.get("model_optimizers") is not None
-                else {}
-            ),
+            },
         )
     )
     try:

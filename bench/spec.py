@@ -1,8 +1,9 @@
 """The suite spec: which pairs run, on which learning-rate grid, seeds and step budgets.
 
 Each suite lives as data in a TOML file of `SUITES`: the default, `bench/suite.toml`,
-over the built-in problems and every registered optimizer, and `bench/cutest.toml`, the
-CUTEst problems of the optional extra; the command line narrows or replaces it.
+over the built-in problems and every registered optimizer; `bench/models.toml`, the
+model families (`problems.MODELS`) with the optimizers it names; and `bench/cutest.toml`,
+the CUTEst problems of the optional extra. The command line narrows or replaces it.
 """
 
 import tomllib
@@ -14,11 +15,15 @@ from bench import plugins, protocols
 from bench.analysis.profiles import TAUS
 from bench.analysis.tuning import COSTS, DEFAULT_COST
 from optimizers import OPTIMIZERS
-from problems import MODELS, PROBLEMS, SCALES, Problem, cutest, sources
+from problems import PROBLEMS, SCALES, Problem, cutest, sources
 
 DEFAULT_SPEC = Path(__file__).with_name("suite.toml")
 # Suite name -> its TOML file (`bench run --suite NAME`).
-SUITES = {"main": DEFAULT_SPEC, "cutest": Path(__file__).with_name("cutest.toml")}
+SUITES = {
+    "main": DEFAULT_SPEC,
+    "models": Path(__file__).with_name("models.toml"),
+    "cutest": Path(__file__).with_name("cutest.toml"),
+}
 # Moré and Wild's convergence test f(x0) - f(x) >= (1 - tau) (f(x0) - f_L): the taus of the
 # data profiles (profiles.TAUS), and the one targets are set at on problems whose f* a
 # suite resolves.
@@ -54,20 +59,10 @@ class SuiteSpec:
     # Problems of the suite's selection that are not run, with the reason.
     excluded: dict[str, str] = field(default_factory=dict)
     scale: str = "cpu"  # size preset of the model families (problems.MODELS)
-    # The optimizers run on the model families; None: every optimizer of the spec.
-    model_optimizers: tuple[str, ...] | None = None
 
     def problem(self, name: str) -> Problem:
         """Problem `name`, a model family at the spec's scale."""
         return plugins.problem(name, self.scale)
-
-    def declined(self, problem: str, optimizer: str) -> str | None:
-        """Why the spec itself leaves the pair out (a model family with an optimizer not
-        among `model_optimizers`), else None."""
-        if problem in MODELS and self.model_optimizers is not None:
-            if optimizer not in self.model_optimizers:
-                return "the suite runs the model families with [models] optimizers only"
-        return None
 
     def learning_rates(self, optimizer: str) -> tuple[float, ...]:
         grid = self.grid.get(optimizer, plugins.optimizer(optimizer).learning_rates)
@@ -129,14 +124,10 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False, max_dim: int | None = N
     (default: every registered one); `quick` applies [quick]."""
     data = tomllib.loads(Path(path).read_text())
     problems, excluded = selection(data, path, max_dim)
-    if data.get("source", "built-in") == "built-in":  # the model families, at `scale`
-        problems = (*problems, *(name for name in MODELS if name not in excluded))
     optimizers = tuple(data.get("optimizers", OPTIMIZERS))
     unknown = sorted(set(data.get("grid", {})) - set(OPTIMIZERS))
     unknown += sorted(set(optimizers) - set(OPTIMIZERS))
     unknown += sorted(set(data.get("steps", {})) - set(problems) - set(excluded))
-    models = data.get("models", {})
-    unknown += sorted(set(models.get("optimizers", [])) - set(OPTIMIZERS))
     if unknown:
         raise ValueError(f"{path} names unregistered problems or optimizers: {unknown}")
     scale = data.get("scale", "cpu")
@@ -162,7 +153,6 @@ def load(path: Path = DEFAULT_SPEC, quick: bool = False, max_dim: int | None = N
         curve_points=data.get("curve_points", 100),
         optimize=optimize,
         scale=scale,
-        model_optimizers=tuple(models["optimizers"]) if "optimizers" in models else None,
         cost=cost,
         protocol=protocol,
         grid={k: tuple(float(x) for x in v) for k, v in data.get("grid", {}).items()},
@@ -203,8 +193,8 @@ def narrowed(
     changes = {}
     if problems:  # named problems run, whatever the suite's selection left out
         changes |= {"problems": tuple(problems), "excluded": {}}
-    if optimizers:  # the optimizers named run on every problem, the model families included
-        changes |= {"optimizers": tuple(optimizers), "model_optimizers": None}
+    if optimizers:
+        changes["optimizers"] = tuple(optimizers)
     if seeds is not None:
         changes["seeds"] = seeds
     if steps is not None:

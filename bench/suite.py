@@ -639,11 +639,7 @@ def run_suite(
         pairs, skipped, unresolved = [], [], {}
         for problem, optimizer in spec.pairs():
             too_fine = resolution_reason(spec.problem(problem), spec.dtype)
-            reason = (
-                spec.declined(problem, optimizer)
-                or skip_reason(spec.problem(problem), plugins.optimizer(optimizer))
-                or too_fine
-            )
+            reason = skip_reason(spec.problem(problem), plugins.optimizer(optimizer)) or too_fine
             if reason is None:
                 pairs.append((problem, optimizer))
             else:

@@ -1,7 +1,9 @@
 """Where problems come from: sources, resolved lazily by name or tag.
 
 A source lists its problems' names without building any, and builds one on demand:
-`built-in` is the `PROBLEMS` registry (the families of this package); `cutest` the
+`built-in` is the `PROBLEMS` registry (the families of this package); `models` the
+model families of `MODELS` (at their cpu scale here; a suite builds them at its own);
+`cutest` the
 unconstrained CUTEst problems through sif2jax, present when the optional extra is
 installed (`pip install -e '.[cutest]'`), whose import is paid only by a run that builds
 one of them. A name is looked up in the sources in order; a source's name is also a
@@ -12,7 +14,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from problems import PROBLEMS, cutest
+from problems import MODELS, PROBLEMS, cutest, model
 from problems.base import Problem
 
 
@@ -39,6 +41,13 @@ SOURCES = {
             lambda: tuple(PROBLEMS),
             lambda name: (PROBLEMS[name].dim, ""),
             PROBLEMS.get,
+        ),
+        Source(
+            "models",
+            "the model families (CNNs, a transformer, an autoencoder)",
+            lambda: tuple(MODELS),
+            lambda name: (model(name).dim, ""),
+            model,
         ),
         Source(
             cutest.TAG,

@@ -3,6 +3,7 @@
 import io
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,27 @@ def test_a_run_keeps_files_it_does_not_own_and_drops_its_stale_ones(folders, tmp
     assert (out / "PERF.md").read_text() == "another tool's report"
     assert not (out / "layer_grad_norms.csv.gz").exists()  # ONE_PAIR has no layered model
     assert set(pd.read_csv(out / "runs.csv.gz").problem) == {"rosenbrock_2d"}
+
+
+def test_the_model_families_are_a_suite_of_their_own():
+    """The default suite runs every rule on the built-in problems, none a model family;
+    bench/models.toml runs the model families, at its scale, with its optimizers; the
+    command line's --optimizers replaces those."""
+    from bench import spec
+    from problems import MODELS, PROBLEMS
+
+    main_suite = spec.load()
+    assert set(main_suite.problems) == set(PROBLEMS)
+    assert set(main_suite.optimizers) == set(OPTIMIZERS)
+    models = spec.load(spec.SUITES["models"])
+    assert set(models.problems) == set(MODELS)
+    assert models.scale == "cpu"
+    assert 1 <= len(models.optimizers) < len(OPTIMIZERS)
+    assert not suite.is_full(asdict(models))
+    chosen = spec.narrowed(models, optimizers=["lion"], scale="tiny")
+    assert chosen.optimizers == ("lion",)
+    assert chosen.pairs() == [(p, "lion") for p in models.problems]
+    assert chosen.problem("cnn_digits").dim < models.problem("cnn_digits").dim
 
 
 def test_optimize_comes_from_the_spec_file_and_the_command_line(monkeypatch):

@@ -35,7 +35,7 @@ INSTANCE_ORDER = [*LEVELS, TARGET]
 def ranked(summary: pd.DataFrame, models: Collection[str]) -> pd.DataFrame:
     """The rows the overall ranking, the profiles and their statistics are computed over:
     every problem but a model family (`models`, problems.csv's `model_family`) on which
-    the suite ran only some of the run's optimizers (`[models]` in bench/suite.toml),
+    the run has only some of its optimizers (bench/models.toml's, joined to the others),
     where a rule not run would count as failing a problem it was never given. Those
     problems keep their own tables."""
     everyone = summary["optimizer"].nunique()

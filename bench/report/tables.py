@@ -246,8 +246,8 @@ def _unranked(left_out: list[str]) -> str:
         return ""
     names = ", ".join(f"`{p}`" for p in left_out)
     return (
-        f" Not in it: {names}, model families the suite runs with some of the optimizers "
-        "only ([models] in bench/suite.toml); their own tables below rank those."
+        f" Not in it: {names}, model families run with some of the optimizers only "
+        "(bench/models.toml); their own tables below rank those."
     )
 
 
