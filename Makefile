@@ -45,11 +45,11 @@ test: $(STAMP)
 
 # The slow tier runs the local executor's end-to-end test, which needs the `cluster` extra.
 test-slow: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[cluster]'
+	$(PY) -m pip install --quiet -e '.[cluster,bbob]'
 	$(PY) -m pytest -q -n 2 -m "slow or extensive or reference" tests
 
 test-all: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[cluster]'
+	$(PY) -m pip install --quiet -e '.[cluster,bbob]'
 	$(PY) -m pytest -q -n 2 tests
 
 # Lint, format, types and the import layering: what pre-commit and CI run before the tests.

@@ -510,11 +510,12 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--suite",
-        choices=["main", "models", "cutest"],  # bench.spec.SUITES, not imported here
+        choices=["main", "models", "bbob", "cutest"],  # bench.spec.SUITES, not imported here
         default="main",
         help="the suite file: main (bench/suite.toml, the built-in problems), models "
-        "(bench/models.toml, the model families) or cutest (bench/cutest.toml, CUTEst's "
-        "unconstrained problems; pip install -e '.[cutest]')",
+        "(bench/models.toml, the model families), bbob (bench/bbob.toml, COCO's noiseless "
+        "functions) or cutest (bench/cutest.toml, CUTEst's unconstrained problems; "
+        "pip install -e '.[cutest]')",
     )
     run.add_argument(
         "--max-dim",

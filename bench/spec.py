@@ -2,8 +2,9 @@
 
 Each suite lives as data in a TOML file of `SUITES`: the default, `bench/suite.toml`,
 over the built-in problems and every registered optimizer; `bench/models.toml`, the
-model families (`problems.MODELS`) with the optimizers it names; and `bench/cutest.toml`,
-the CUTEst problems of the optional extra. The command line narrows or replaces it.
+model families (`problems.MODELS`) with the optimizers it names; `bench/bbob.toml`,
+COCO's BBOB functions (`problems.bbob`); and `bench/cutest.toml`, the CUTEst problems of
+the optional extra. The command line narrows or replaces it.
 """
 
 import tomllib
@@ -22,6 +23,7 @@ DEFAULT_SPEC = Path(__file__).with_name("suite.toml")
 SUITES = {
     "main": DEFAULT_SPEC,
     "models": Path(__file__).with_name("models.toml"),
+    "bbob": Path(__file__).with_name("bbob.toml"),
     "cutest": Path(__file__).with_name("cutest.toml"),
 }
 # Moré and Wild's convergence test f(x0) - f(x) >= (1 - tau) (f(x0) - f_L): the taus of the

@@ -66,6 +66,10 @@ class Problem:
     # the compiled program as an argument, and each metric is then `fn(params, test_data)`.
     eval_batch: Callable[[Batch], Batch] | None = None
     test_data: Callable[[], Batch] | None = None
+    # A problem whose lanes differ in their data (BBOB's instances, problems/bbob.py):
+    # `lane_data(seed)` is the data of the lane of `seed`, passed to the compiled program
+    # per lane (one program runs every instance) and given to `loss` in place of `data()`.
+    lane_data: Callable[[int], Batch] | None = None
 
     def __post_init__(self):
         if self.f_star_source not in F_STAR_SOURCES:

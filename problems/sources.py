@@ -3,6 +3,7 @@
 A source lists its problems' names without building any, and builds one on demand:
 `built-in` is the `PROBLEMS` registry (the families of this package); `models` the
 model families of `MODELS` (at their cpu scale here; a suite builds them at its own);
+`bbob` COCO's 24 noiseless functions in the suite's dimensions (`problems.bbob`);
 `cutest` the
 unconstrained CUTEst problems through sif2jax, present when the optional extra is
 installed (`pip install -e '.[cutest]'`), whose import is paid only by a run that builds
@@ -14,7 +15,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from problems import MODELS, PROBLEMS, cutest, model
+from problems import MODELS, PROBLEMS, bbob, cutest, model
 from problems.base import Problem
 
 
@@ -48,6 +49,13 @@ SOURCES = {
             lambda: tuple(MODELS),
             lambda name: (model(name).dim, ""),
             model,
+        ),
+        Source(
+            bbob.TAG,
+            "COCO's BBOB noiseless functions, instances as lanes",
+            bbob.names,
+            lambda name: (bbob.parse(name)[1], ""),  # pyright: ignore[reportOptionalSubscript]
+            lambda name: bbob.problem(*bbob.parse(name)),  # pyright: ignore[reportOptionalIterable]
         ),
         Source(
             cutest.TAG,

@@ -72,6 +72,15 @@ def program_inputs(problem: Problem, dtype) -> dict:
     return inputs
 
 
+def lane_inputs(problem: Problem, seeds, dtype):
+    """The data of each lane of `seeds` (`Problem.lane_data`), stacked on a leading lane
+    axis, floats in the compute dtype; None for a problem whose lanes share their data."""
+    if problem.lane_data is None:
+        return None
+    own = [problem.lane_data(int(seed)) for seed in seeds]
+    return _cast_floats(jax.tree.map(lambda *x: np.stack(x), *own), jnp.dtype(dtype))
+
+
 def _global_norm(tree):
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
@@ -182,8 +191,13 @@ def lane_program(
             out["layer_grad_norms"] = problem.layer_grad_norms(grads)
         return out
 
-    def lane(inputs, swept: dict[str, jax.Array], seed: jax.Array, fold=None):
+    def lane(inputs, swept: dict[str, jax.Array], seed: jax.Array, *extra):
+        # extra: the lane's fold where `folds` is given, then its own data where the
+        # problem has `lane_data` (`program_lanes`)
+        fold = extra[0] if folds is not None else None
         data, test = inputs["train"], inputs.get("test")
+        if problem.lane_data is not None:
+            data = extra[-1]
         train, held_out = data, None
         if folds is not None:
             train_examples, held_out_examples = folds

@@ -88,7 +88,7 @@ def split_lanes(lane_args, lanes: int, chunk: int, mesh) -> tuple[int, list]:
     each sharded over the mesh: (padded lane count, chunks)."""
     padded = -(-lanes // chunk) * chunk
     lane_args = jax.tree.map(
-        lambda x: np.concatenate([x, np.repeat(x[-1:], padded - lanes)]), lane_args
+        lambda x: np.concatenate([x, np.repeat(x[-1:], padded - lanes, axis=0)]), lane_args
     )
 
     def take(first):

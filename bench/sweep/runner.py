@@ -26,6 +26,7 @@ from bench.sweep.cache import SweepCache
 from bench.sweep.lane import (
     DTYPES,
     fold_indices,
+    lane_inputs,
     lane_program,
     log_step_grid,
     master_dtype,
@@ -227,6 +228,8 @@ def run_sweep(
     levels = None if levels is None else targets.problem_levels(problem, levels, dtype)
     lane_args = ({k: v.astype(master_dtype(dtype)) for k, v in swept.items()}, lane_seeds)
     lane_args += () if lane_folds is None else (lane_folds,)
+    own = lane_inputs(problem, lane_seeds, dtype)  # each lane's data (BBOB's instances)
+    lane_args += () if own is None else (own,)
     lanes = len(lane_seeds)
     mesh = distributed.lane_mesh(devices)
     inputs = distributed.replicate(program_inputs(problem, dtype), mesh)
@@ -247,7 +250,7 @@ def run_sweep(
 
         def lower():
             lane = lane_program(problem, spec, steps, dtype, fixed, split, record_steps, levels)
-            in_axes = (None, 0, 0) + ((0,) if lane_folds is not None else ())
+            in_axes = (None, 0, 0) + (0,) * (len(lane_args) - 2)
             lowered = jax.jit(jax.vmap(lane, in_axes=in_axes)).lower(inputs, *chunks[0])
             level = None if optimize else fast_level(lowered, steps)
             return lowered, level, cache_keys.digest(lowered.as_text())

@@ -64,7 +64,8 @@ _STARTS: dict[int, tuple[Problem, float]] = {}
 def start_value(problem: Problem) -> float:
     """f(x0): the median of the problem's loss at the starts of START_SEEDS, in float64,
     on the batch the sweep records the loss on (the evaluation batch where the problem
-    has one, else its whole data). Computed once per problem."""
+    has one, else its whole data; each seed's own data where its lanes have their own,
+    `Problem.lane_data`). Computed once per problem."""
     if id(problem) not in _STARTS:
         _STARTS[id(problem)] = problem, _start_value(problem)
     return _STARTS[id(problem)][1]
@@ -80,10 +81,13 @@ def _start_value(problem: Problem) -> float:
 
             return jax.tree.map(one, tree)
 
-        data = cast(problem.data())
-        batch = problem.eval_batch(data) if problem.eval_batch is not None else data
         loss, init = jax.jit(problem.loss), jax.jit(problem.init)
-        values = [float(loss(cast(init(start_key(seed))), batch)) for seed in START_SEEDS]
+        values = []
+        for seed in START_SEEDS:  # each seed's own data where its lanes have their own
+            own = problem.lane_data
+            data = cast(problem.data() if own is None else own(seed))
+            batch = problem.eval_batch(data) if problem.eval_batch is not None else data
+            values.append(float(loss(cast(init(start_key(seed))), batch)))
     return float(f"{np.median(values):.{SIGNIFICANT}g}")
 
 
