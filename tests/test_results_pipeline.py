@@ -540,3 +540,31 @@ def test_compare_refuses_unknown_metrics_and_negative_limits(results, capsys, op
     captured = capsys.readouterr()
     one_error_line(captured.err, *words)
     assert captured.out == ""
+
+
+def test_git_dirty_counts_the_code_not_the_results_or_the_prose(tmp_path):
+    """meta.json's git_dirty: a rewritten results/ folder, docs/ and Markdown pages leave
+    the tree clean; a changed source file does not (meta.NOT_CODE, with real git)."""
+    from bench.results import meta
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path / "bench",
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    for name in ("results/runs.csv", "docs/page.md", "README.md", "bench/code.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("one\n")
+    git("init", "-q", str(tmp_path))
+    git("add", "-A")
+    git("commit", "-q", "-m", "first")
+    status = ("status", "--porcelain", "--untracked-files=no", "--", ":(top)", *meta.NOT_CODE)
+    for name in ("results/runs.csv", "docs/page.md", "README.md"):
+        (tmp_path / name).write_text("two\n")
+    assert git(*status) == ""
+    (tmp_path / "bench/code.py").write_text("two\n")
+    assert "bench/code.py" in git(*status)

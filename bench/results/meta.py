@@ -41,6 +41,9 @@ def _git(*args: str) -> str | None:
 SPEC_FIELDS = ("dtype", "protocol", "seeds", "eval_seeds", "curve_points", "cost", "folds")
 # The fingerprint's per-name tables: compared on the names both fingerprints hold.
 TABLES = ("steps", "grid")
+# What `git_dirty` leaves out: the committed results a run rewrites and the prose, which
+# no number depends on (git pathspecs from the repository's top).
+NOT_CODE = (":(top,exclude)results", ":(top,exclude)docs", ":(top,exclude,glob)*.md")
 # Fields that name the code (the git commit): `--against` reports a difference in them
 # and re-runs nothing for it; the suite's version, bumped per release, is what re-runs.
 CODE = ("commit",)
@@ -106,7 +109,7 @@ def differences(ours: dict, theirs: dict, ignore: tuple[str, ...] = ()) -> dict[
 def collect(spec, timings: dict, skipped: list[dict], devices: int | None = None) -> dict:
     """Versions, platform, devices, dtype, git commit, date, the spec and the timings."""
     device = jax.devices()[0]
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", *NOT_CODE)
     return {
         "python": platform.python_version(),
         "jax": jax.__version__,
