@@ -21,10 +21,10 @@ from problems import MODELS, Problem, sources
 
 def problem_facts(name: str, scale: str = "cpu") -> dict | None:
     """problems.csv's descriptive columns of problem `name` (a model family at `scale`);
-    an optional source's problem (CUTEst's) from its list, without building it. None
-    for a name no registry holds."""
+    a listed source's problem (CUTEst's) from its list, without building it. None for a
+    name no registry holds."""
     source = sources.source_of(name)
-    if source is not None and source.name != "built-in":
+    if source is not None and source.listed:
         dim = source.facts(name)[0]
         description = f"{source.description}, {dim} parameters"
         return _row(name, dim, description, source.name, False)
@@ -72,10 +72,10 @@ def space(optimizer: str) -> dict:
 
 
 def problem(name: str) -> Problem | None:
-    """The built-in or registered problem `name` (its loss function); None otherwise,
-    and for an optional source's problem (building one costs more than its contour)."""
+    """The problem `name` (its loss function); None for a name no registry holds and for
+    a listed source's problem (building one costs more than its contour)."""
     source = sources.source_of(name)
-    if source is not None and source.name != "built-in":
+    if source is not None and source.listed:
         return None
     try:
         return plugins.problem(name)

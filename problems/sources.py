@@ -31,6 +31,10 @@ class Source:
     facts: Callable[[str], tuple[int, str]]
     build: Callable[[str], Problem]
     missing: Callable[[], str | None] = lambda: None  # None: available here
+    # True where building a problem costs more than describing it from the list (CUTEst's
+    # import of sif2jax): its problems' rows in a results folder come from `facts` and
+    # the source's description, never from a built problem.
+    listed: bool = False
 
 
 SOURCES = {
@@ -64,6 +68,7 @@ SOURCES = {
             cutest.facts,
             cutest.problem,
             cutest.missing,
+            listed=True,
         ),
     )
 }

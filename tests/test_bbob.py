@@ -119,3 +119,13 @@ def test_each_function_equals_coco_on_its_instances(official, function):
                 assert ours == pytest.approx(expected, rel=1e-9, abs=1e-9), (dim, instance, x)
             # x_opt and f_opt: COCO's value at our optimum is our f_opt
             assert theirs(data["x_opt"]) == pytest.approx(float(data["f_opt"]), abs=1e-8)
+
+
+def test_a_results_folder_describes_a_bbob_problem_and_a_model_family_by_their_own_facts():
+    from bench.known import problem_facts
+
+    row = problem_facts("bbob_f13_5d")
+    assert row is not None and row["description"] == bbob.problem(13, 5).description
+    assert row["tags"] == "bbob ill-conditioned" and row["model_family"] is False
+    row = problem_facts("cnn_digits")
+    assert row is not None and row["model_family"] is True and "cnn" in row["tags"]
