@@ -162,6 +162,9 @@ def test_a_truncated_entry_is_run_again(tmp_path, capsys):
 
 RUN = ["run", "--problems", "rosenbrock_2d", "least_squares_diabetes_batch32"]
 RUN += ["--optimizers", "sgd", "adam", "--seeds", "2", "--steps", "30", "--grid", "1e-3", "1e-2"]
+# One job: the units then run in this process, where the test patches the sources' digest
+# (worker processes, bench.pool, would import their own).
+RUN += ["--jobs", "1"]
 
 
 @pytest.mark.slow
