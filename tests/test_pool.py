@@ -24,6 +24,7 @@ SMALL = SuiteSpec(
 )
 
 
+@pytest.mark.slow
 def test_units_in_processes_give_the_tables_threads_give_and_count_the_cache(tmp_path, monkeypatch):
     made = []
     unit_pool = pool.unit_pool
