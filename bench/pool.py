@@ -43,7 +43,7 @@ def workers_resolve(optimizers: Iterable[str], problems: Iterable[str]) -> bool:
     """Whether a spawned worker finds each of these names as this process does: a built-in
     entry not replaced since import, an optional source's problem or an installed entry
     point, never one added at run time (`--optimizer PATH.py:FACTORY`, `--problem`)."""
-    added = set(plugins.added_names())
+    added = plugins.added_names()
     for kind, names, registry in (
         ("optimizer", optimizers, OPTIMIZERS),
         ("problem", problems, PROBLEMS | MODELS),

@@ -529,7 +529,7 @@ def _work(
     spec: SuiteSpec, pairs: list[tuple[str, str]], devices, cache: SweepCache | None
 ) -> list[tuple[list, tuple]]:
     """The units a run submits, in the spec's order, each as (the pairs it covers, the
-    function and its arguments): one per pair, or one per problem for the pairs of a
+    arguments of `_cached_unit`): one per pair, or one per problem for the pairs of a
     problem `sweep_problem` runs together."""
     work, grouped = [], {}
     for problem, optimizer in pairs:
@@ -541,8 +541,7 @@ def _work(
         else:
             work.append(([optimizer], (sweep_pair, spec, problem, optimizer)))
     return [
-        ([(args[2], o) for o in optimizers], (_cached_unit, *args, devices, cache))
-        for optimizers, args in work
+        ([(args[2], o) for o in optimizers], (*args, devices, cache)) for optimizers, args in work
     ]
 
 
@@ -567,11 +566,10 @@ def _cached_unit(function, spec: SuiteSpec, problem: str, which, devices, cache)
     return done
 
 
-def _in_worker(*unit) -> dict:
-    """`_cached_unit(*unit)` in a worker process (`bench.pool`), with the counts of the copy
-    of the sweep cache it was given ("cache_counts"), for the run's own to add."""
-    done = _cached_unit(*unit)
-    cache = unit[-1]
+def _in_worker(function, spec: SuiteSpec, problem: str, which, devices, cache) -> dict:
+    """`_cached_unit` in a worker process (`bench.pool`), with the counts of the copy of the
+    sweep cache it was given ("cache_counts"), for the run's own to add."""
+    done = _cached_unit(function, spec, problem, which, devices, cache)
     return done if cache is None else done | {"cache_counts": cache.counts()}
 
 
@@ -666,13 +664,11 @@ def run_suite(
         compile_seconds = run_seconds = 0.0
         in_workers = processes and pool.workers_resolve(spec.optimizers, spec.problems)
         workers = pool.unit_pool(jobs or default_jobs(), in_workers)
-        separate = isinstance(workers, ProcessPoolExecutor)
+        # a worker process counts the sweep cache on a copy of it (`_in_worker`)
+        task = _in_worker if isinstance(workers, ProcessPoolExecutor) else _cached_unit
         finished: dict[int, dict] = {}
         try:
-            futures = {
-                workers.submit(*((_in_worker, *units[i][1][1:]) if separate else units[i][1])): i
-                for i in _longest_first(units, out)
-            }
+            futures = {workers.submit(task, *units[i][1]): i for i in _longest_first(units, out)}
             for future in as_completed(futures):
                 finished[futures[future]] = future.result()
                 for problem, optimizer in units[futures[future]][0]:

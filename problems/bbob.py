@@ -365,19 +365,15 @@ def name(function: int, dim: int) -> str:
 
 def names() -> tuple[str, ...]:
     """Every (function, dimension) of the suite, function first."""
-    return tuple(name(f, d) for f in FUNCTIONS for d in DIMENSIONS)
+    return tuple(_NAMED)
 
 
-def parse(text: str) -> tuple[int, int] | None:
-    """(function, dim) of a BBOB problem's name, else None."""
-    head, _, rest = text.partition("_f")
-    number, _, size = rest.partition("_")
-    if head != TAG or not number.isdigit() or not size.endswith("d") or not size[:-1].isdigit():
-        return None
-    function, dim = int(number), int(size[:-1])
-    return (
-        (function, dim) if function in NAMES and dim >= 2 and text == name(function, dim) else None
-    )
+def parse(text: str) -> tuple[int, int]:
+    """(function, dim) of the suite's problem named `text` (`names`); KeyError otherwise."""
+    return _NAMED[text]
+
+
+_NAMED = {name(f, d): (f, d) for f in FUNCTIONS for d in DIMENSIONS}
 
 
 def group(function: int) -> str:

@@ -58,8 +58,8 @@ SOURCES = {
             bbob.TAG,
             "COCO's BBOB noiseless functions, instances as lanes",
             bbob.names,
-            lambda name: (bbob.parse(name)[1], ""),  # pyright: ignore[reportOptionalSubscript]
-            lambda name: bbob.problem(*bbob.parse(name)),  # pyright: ignore[reportOptionalIterable]
+            lambda name: (bbob.parse(name)[1], ""),
+            lambda name: bbob.problem(*bbob.parse(name)),
         ),
         Source(
             cutest.TAG,

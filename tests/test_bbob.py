@@ -78,7 +78,8 @@ def test_names_parse_back_and_resolve_through_the_source():
             assert bbob.parse(name) == (function, dim)
             assert sources.problem(name).dim == dim
     for wrong in ("bbob_f25_2d", "bbob_f1_2d", "bbob_f01_1d", "cutest_f01_2d", "bbob_f01_2"):
-        assert bbob.parse(wrong) is None
+        with pytest.raises(KeyError):
+            bbob.parse(wrong)
     assert len(sources.select("bbob")) == 24 * len(DIMS)
     with pytest.raises(ValueError, match="function"):
         bbob.instance_data(0, 2, 1)

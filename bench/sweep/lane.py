@@ -77,7 +77,8 @@ def lane_inputs(problem: Problem, seeds, dtype):
     axis, floats in the compute dtype; None for a problem whose lanes share their data."""
     if problem.lane_data is None:
         return None
-    own = [problem.lane_data(int(seed)) for seed in seeds]
+    drawn = {seed: problem.lane_data(seed) for seed in sorted({int(s) for s in seeds})}
+    own = [drawn[int(seed)] for seed in seeds]  # each seed's data drawn once, not per trial
     return _cast_floats(jax.tree.map(lambda *x: np.stack(x), *own), jnp.dtype(dtype))
 
 
@@ -193,7 +194,7 @@ def lane_program(
 
     def lane(inputs, swept: dict[str, jax.Array], seed: jax.Array, *extra):
         # extra: the lane's fold where `folds` is given, then its own data where the
-        # problem has `lane_data` (`program_lanes`)
+        # problem has `lane_data` (`lane_inputs`)
         fold = extra[0] if folds is not None else None
         data, test = inputs["train"], inputs.get("test")
         if problem.lane_data is not None:

@@ -82,9 +82,8 @@ def _start_value(problem: Problem) -> float:
             return jax.tree.map(one, tree)
 
         loss, init = jax.jit(problem.loss), jax.jit(problem.init)
-        values = []
+        values, own = [], problem.lane_data
         for seed in START_SEEDS:  # each seed's own data where its lanes have their own
-            own = problem.lane_data
             data = cast(problem.data() if own is None else own(seed))
             batch = problem.eval_batch(data) if problem.eval_batch is not None else data
             values.append(float(loss(cast(init(start_key(seed))), batch)))
