@@ -42,6 +42,7 @@ def _row(name: str, dim: int, description: str, tags: str, model_family: bool) -
         "description": description,
         "tags": tags,
         "model_family": model_family,
+        "group": sources.group(name),
     }
 
 

@@ -108,6 +108,18 @@ def facts(name: str) -> tuple[int, str]:
     return source.facts(name)
 
 
+def group(name: str) -> str:
+    """The group a report breaks its scores down by: "main" for the built-in problems,
+    the source's name for the model families and CUTEst's, "bbob: " and the function
+    group for BBOB's (`bbob.GROUPS`), "added" for a problem no source holds (a user's)."""
+    source = source_of(name)
+    if source is None:
+        return "added"
+    if source.name == bbob.TAG:
+        return f"{bbob.TAG}: {bbob.group(bbob.parse(name)[0])}"
+    return "main" if source.name == "built-in" else source.name
+
+
 def select(tag: str) -> list[str]:
     """The problems a tag names: a source's name selects all of its problems, any other
     tag the built-in problems that carry it."""

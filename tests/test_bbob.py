@@ -130,3 +130,18 @@ def test_a_results_folder_describes_a_bbob_problem_and_a_model_family_by_their_o
     assert row["tags"] == "bbob ill-conditioned" and row["model_family"] is False
     row = problem_facts("cnn_digits")
     assert row is not None and row["model_family"] is True and "cnn" in row["tags"]
+
+
+def test_every_problem_has_the_group_its_scores_are_broken_down_by():
+    from bench.known import problem_facts
+    from problems import sources
+
+    assert sources.group("bbob_f13_5d") == "bbob: ill-conditioned"
+    assert sources.group("bbob_f01_20d") == "bbob: separable"
+    assert sources.group("bbob_f24_2d") == "bbob: weakly structured"
+    assert sources.group("rosenbrock_2d") == "main"
+    assert sources.group("cnn_digits") == "models"
+    assert sources.group("a_problem_of_your_own") == "added"
+    for name in ("bbob_f07_10d", "beale", "cnn_digits"):
+        row = problem_facts(name)
+        assert row is not None and row["group"] == sources.group(name)

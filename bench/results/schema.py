@@ -227,7 +227,7 @@ DERIVED = {
 # then, for a problem whose f* the run resolved (bench.suite.sweep_problem), f(x0), f* and
 # their provenance, and for one the suite left out, why.
 PROBLEM_FACTS = (
-    "problem", "dim", "description", "tags", "model_family",
+    "problem", "dim", "description", "tags", "model_family", "group",
     "f0", "f_star", "f_star_source", "known_f_star", "lowest", "note", "check", "skipped",
 )  # fmt: skip
 
