@@ -458,6 +458,26 @@ def _check(args) -> int:
         raise UsageError(str(error)) from None
 
 
+def _coco(args) -> int:
+    """`bench coco DIR --out OUT`: DIR's BBOB evaluation runs in COCO's data format
+    (`bench.coco.export`), one folder per optimizer for cocopp."""
+    from bench.coco import export
+
+    try:
+        exported = export(args.folder, args.out)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot write {args.out}: {error.strerror or error}") from None
+    for optimizer, folder in exported.folders.items():
+        print(f"{folder}: {exported.runs[optimizer]} runs of {optimizer}")
+    if exported.left_out:
+        named = "; ".join(f"{name} ({why})" for name, why in exported.left_out.items())
+        print(f"left out {len(exported.left_out)} problem(s): {named}")
+    print("post-process: python -m cocopp " + " ".join(map(str, exported.folders.values())))
+    return 0
+
+
 def _plugin_arguments(command) -> None:
     command.add_argument(
         "--optimizer",
@@ -674,6 +694,15 @@ def parser() -> argparse.ArgumentParser:
     )
     checking.add_argument("target", metavar="PATH.py:FACTORY", help="or module:FACTORY")
     checking.set_defaults(handler=_check)
+
+    coco = commands.add_parser(
+        "coco", help="write a results folder's BBOB runs in COCO's data format, for cocopp"
+    )
+    coco.add_argument("folder", metavar="DIR", help="a results folder of `run --suite bbob`")
+    coco.add_argument(
+        "--out", required=True, help="the folder to write (absent or empty): one per optimizer"
+    )
+    coco.set_defaults(handler=_coco)
     return top
 
 

@@ -264,8 +264,9 @@ def _added(seconds: tuple[float, float], result) -> tuple[float, float]:
 
 def resolved_by_run(problem) -> bool:
     """True for a problem whose pairs `sweep_problem` runs together: a deterministic one
-    from a fixed start (CUTEst's), whose f* the run checks or finds."""
-    return problem.fixed_start and not problem.stochastic
+    whose f* the run checks or finds (CUTEst's, `Problem.f_star_from_run`, and any from a
+    fixed start)."""
+    return (problem.fixed_start or problem.f_star_from_run) and not problem.stochastic
 
 
 def sweep_problem(
@@ -275,25 +276,32 @@ def sweep_problem(
     devices=None,
     cache: SweepCache | None = None,
 ) -> dict:
-    """The pairs of one fixed-start deterministic problem (`resolved_by_run`), f* resolved
-    by the run; returns their tables, the problem's row of problems.csv and timings.
+    """The pairs of one deterministic problem whose f* the run resolves (`resolved_by_run`);
+    returns their tables, the problem's row of problems.csv and timings.
 
-    Every seed of such a problem runs the same lane: each trial runs on the tuning seeds,
-    and the tuned trial's lanes are its evaluation lanes (a re-run on other seeds would
-    reproduce them bit for bit). Every optimizer's tuning sweep runs first, measuring
-    nothing against f*; then the known f* is checked against the lowest value any of them
-    reached, or that value is taken where none is known (`bench.sweep.optimum`), and with the
-    target tau (f(x0) - f_L) every lane is scored at its record points and each pair tuned.
+    Every optimizer's sweep runs first, measuring nothing against f*: each trial on the
+    tuning seeds and, in the same program, on the evaluation seeds (re-running the tuned
+    trial alone later would compile every optimizer's program a second time). Then the
+    known f* is checked against the lowest value any lane reached, or that value is taken
+    where none is known (`bench.sweep.optimum`); with the target tau (f(x0) - f_L), f(x0)
+    the problem's start value (`targets.start_value`), every lane is scored at its record
+    points, each pair is tuned on its tuning lanes and reported on its tuned trial's
+    evaluation lanes. From a fixed start every seed runs the same lane: the tuning seeds
+    run alone, and the tuned trial's lanes are its evaluation lanes (a re-run on other
+    seeds would reproduce them bit for bit). A problem whose start is not finite in the
+    run's dtype on some seed is left out, with the reason.
     """
     known = spec.problem(problem)
     blind = replace(known, f_star=None, f_star_source="best_found", target=math.nan)
     protocol = protocols.parse(spec.protocol)
     steps = spec.budget(problem)
+    tuning = list(range(spec.seeds))
+    held_out = [] if known.fixed_start else spec.evaluation_seeds()
     results = {
         optimizer: run_sweep(
             blind,
             optimizer,
-            seeds=spec.seeds,
+            seeds=tuning + held_out,
             trials=spec.trials(optimizer),
             steps=steps,
             dtype=spec.dtype,
@@ -309,22 +317,30 @@ def sweep_problem(
         "compile_seconds": sum(c for c, _ in spent),
         "run_seconds": sum(r for _, r in spent),
     }
-    f0 = float(next(iter(results.values())).losses[0, 0])
-    if not math.isfinite(f0):  # finite in float64 (problems.cutest's list), not in this dtype
-        reason = f"f(x0) is not finite in {spec.dtype}"
+    some = next(iter(results.values()))
+    starts = some.losses[:, 0]  # every lane's loss at step 0: its start, in the run's dtype
+    if not np.isfinite(starts).all():  # finite in float64 (problems.cutest's list), not here
+        seed = int(some.seeds[~np.isfinite(starts)][0])
+        where = "" if known.fixed_start else f" at the start of seed {seed}"
+        reason = f"f(x0) is not finite in {spec.dtype}{where}"
         return {"tables": {}, "problems": [_excluded_row(problem, known.dim, reason)], **timings}
+    f0 = float(starts[0]) if known.fixed_start else start_value(known)
     lowest = optimum.lowest_value(results.values())
     f_star, source, finding = optimum.resolve(known.f_star, lowest, f0, spec.tau, spec.dtype)
     target = spec.tau * (f0 - f_star)
+    levels = level_targets(f_star, f0, schema.LEVELS, spec.dtype)
     parts: dict[str, list[pd.DataFrame]] = {}
     for result in results.values():
-        levels = level_targets(f_star, f0, schema.LEVELS, spec.dtype)
         scored = replace(result, f_star=f_star, target=target, levels=levels, reached=None)
-        runs = _rows(scored, "tune", steps, protocol)
+        lanes = _rows(scored, "tune", steps, protocol)
+        on_held_out = np.isin(scored.seeds, held_out)
+        runs = lanes[~on_held_out]
         tuned = scored.trials == _tuned_trial(runs, spec.cost)[0]
-        first = tuned & (np.cumsum(tuned) == 1)
-        runs = pd.concat([runs, runs[tuned].assign(role="eval")], ignore_index=True)
-        for name, frame in _pair_tables(runs, scored, tuned, first, spec.problem_figures).items():
+        evaluated = tuned & on_held_out if held_out else tuned
+        runs = pd.concat([runs, lanes[evaluated].assign(role="eval")], ignore_index=True)
+        first = evaluated & (np.cumsum(evaluated) == 1)
+        tables = _pair_tables(runs, scored, evaluated, first, spec.problem_figures)
+        for name, frame in tables.items():
             parts.setdefault(name, []).append(frame)
     facts = {
         "problem": problem,

@@ -59,6 +59,11 @@ class Problem:
     # True where `init` ignores its key (CUTEst's start point y0): every seed starts at the
     # same point, and a deterministic problem's seeds then run identical lanes.
     fixed_start: bool = False
+    # True where a suite resolves f* from its own run (CUTEst's problems): it checks a known
+    # f_star against the lowest value any optimizer of the run reached, and takes that value
+    # where none is known (`bench.suite.sweep_problem`). A deterministic problem from a
+    # fixed start is always resolved so.
+    f_star_from_run: bool = False
     # Model families (problems/cnn.py, transformer.py, autoencoder.py) declare how they are
     # evaluated, so that the runner never touches the whole data set at a record point:
     # `eval_batch(data)` is the fixed batch whose training loss is recorded (None: the whole

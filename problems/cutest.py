@@ -5,9 +5,10 @@ in pure JAX, each with `objective(y, args)`, a start point `y0`, `args` and the 
 file's `expected_objective_value` (often None). `problem(name)` makes one of its
 unconstrained problems a `Problem`:
 
-- Start: CUTEst's y0, whatever the key (`fixed_start`): a seed perturbs nothing, and on
-  these deterministic problems every seed runs the same lane. Perturbed starts are not
-  offered.
+- Start: CUTEst's y0 moved by a draw of the lane's key, x0 = y0 + RADIUS (1 + |y0|) z with
+  z ~ N(0, I): each coordinate by about a tenth of its own size, and by at least a tenth.
+  The seeds are starts around the problem's standard one, so that a suite tunes on some
+  (its tuning seeds) and reports on others it never tuned on (its evaluation seeds).
 - f_star: the reviewed list `problems/data/cutest_f_star.toml` first (certified values
   where the problem comes from NIST's nonlinear regression set, and sif2jax values found
   wrong or rounded up), then the SIF file's value (`known`); where there is none,
@@ -15,7 +16,8 @@ unconstrained problems a `Problem`:
   run reached (Moré and Wild's f_L), and says so in its tables.
 - Target: the data-profile test f(y0) - f(x) >= (1 - tau) (f(y0) - f*), that is
   f - f* <= tau (f(y0) - f*), at TAU = 1e-3 where f* is known (a suite sets its own tau
-  once f* is resolved); `dim` is y0's size; budget STEPS steps.
+  once f* is resolved); `dim` is y0's size; budget STEPS steps. A suite resolves f*
+  from its own run (`f_star_from_run`).
 - Precision: the objective runs in the dtype of the parameters it is given. Its data
   (`args`) are the problem's `data()`, cast by the runner like any problem's; its
   constants follow JAX's default float type, so `loss` traces it with x64 switched on
@@ -56,6 +58,7 @@ CATALOGUE = DATA / "cutest.csv"
 F_STAR_LIST = DATA / "cutest_f_star.toml"
 TAU = 1e-3  # the target's tau where a problem is swept on its own (a suite sets its own)
 STEPS = 1000  # default step budget
+RADIUS = 0.1  # how far a seed's start lies from y0, relative to 1 + |y0| (module docstring)
 TAG = "cutest"
 
 
@@ -174,8 +177,9 @@ def problem(name: str) -> Problem:
     objective = source.objective
 
     def init(key):
-        del key  # CUTEst's fixed start
-        return jnp.asarray(y0)
+        start = jnp.asarray(y0)
+        move = jax.random.normal(key, start.shape, start.dtype)
+        return start + RADIUS * (1 + jnp.abs(start)) * move
 
     def loss(y, args):
         # The objective's constants follow JAX's default float type: x64 follows y's dtype.
@@ -195,7 +199,7 @@ def problem(name: str) -> Problem:
     target = math.nan if f_star is None else TAU * (facts["f0"] - f_star)
     return Problem(
         name=name,
-        description=f"CUTEst {name} (sif2jax {VERSION}), {y0.size} variables, from y0",
+        description=f"CUTEst {name} (sif2jax {VERSION}), {y0.size} variables, around y0",
         tags=frozenset({TAG}),
         dim=int(y0.size),
         init=init,
@@ -206,7 +210,7 @@ def problem(name: str) -> Problem:
         f_star_note=note,
         target=target,
         steps=STEPS,
-        fixed_start=True,
+        f_star_from_run=True,
     )
 
 

@@ -277,6 +277,7 @@ def _problem_facts(problem) -> tuple:
         problem.f_star,
         sorted(problem.tags),
         problem.fixed_start,
+        problem.f_star_from_run,
     )
 
 
