@@ -112,8 +112,16 @@ def test_render_writes_a_well_formed_page_of_every_pair(folder):
     # it; the robustness rows are no optimizer's, and no family filter hides them.
     assert [c[0] for _, c in tree.tables["head-to-head"]] == ranking["optimizer"][1:].tolist()
     assert all("data-family" not in a for a, _ in tree.tables["robustness"])
-    # One table and one tagged section per problem.
-    assert set(tree.tables) == {"overall", "head-to-head", "robustness", *(f"p-{p}" for p in COSTS)}
+    # The runtime views (groups: the built-in problems and my_problem), then one table and
+    # one tagged section per problem.
+    runtime = {"ert", "win-rate", "groups", "informative"}
+    assert set(tree.tables) == {
+        "overall",
+        "head-to-head",
+        "robustness",
+        *runtime,
+        *(f"p-{p}" for p in COSTS),
+    }
     sections = [a["data-tags"] for tag, a in tree.elements if tag == "section"]
     assert sections == ["", "convex", "nonconvex"]  # my_problem, quadratic, rosenbrock
     assert [c[1] for _, c in tree.tables["p-rosenbrock_2d"]] == ["lion", "adam", "my_rule", "sgd"]

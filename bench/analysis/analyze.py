@@ -4,15 +4,16 @@ view (TABLES.md, summary.csv, ranking.csv, the figures, index.html).
 What each number means is defined in docs/method.md; this module only puts the pieces
 of this wing together: the tuning rule (`tuning.summarize`), the intervals, rank
 intervals and groups (`stats`), the profiles over the ranked problems (`profiles`), the
-claims against a reference and under other definitions (`claims`) and the tuning
-budgets (`budget`).
+claims against a reference and under other definitions (`claims`), the tuning
+budgets (`budget`) and the runtime views, COCO's ECDF and expected runtime, win rates and
+the breakdown by group (`runtime`).
 """
 
 from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.analysis import budget, claims, profiles, stats, tuning
+from bench.analysis import budget, claims, profiles, runtime, stats, tuning
 from bench.results import schema
 
 
@@ -30,7 +31,13 @@ class Analysis:
     the own target, per rule in ranking order (`claims.level_scores`; only the own
     target where the folder records no levels). budgets: expected best score against
     the number of trials (budget_curves.csv). facts: one row per problem of
-    problems.csv's columns (what it is, f(x0) and f*).
+    problems.csv's columns (what it is, f(x0) and f*). groups: each ranked problem's
+    group (`runtime.problem_groups`). The runtime views (`runtime`, over the ranked
+    instances): ecdf, the runtime ECDF per group (runtime_ecdf.csv); ert, the expected
+    runtime per pair and instance (ert.csv), and ert_summary, its share finite and median
+    ratio to the best per rule and group; win_rate, the pairwise win rates in ranking
+    order (win_rate.csv); group_scores, the score and rank in each group (groups.csv;
+    empty with one group); informative, the instances each group's rules tell apart.
     """
 
     cost: str
@@ -44,6 +51,13 @@ class Analysis:
     levels: pd.DataFrame
     budgets: pd.DataFrame
     facts: pd.DataFrame
+    groups: pd.Series
+    ecdf: pd.DataFrame
+    ert: pd.DataFrame
+    ert_summary: pd.DataFrame
+    win_rate: pd.DataFrame
+    group_scores: pd.DataFrame
+    informative: pd.DataFrame
 
     @property
     def left_out(self) -> list[str]:
@@ -57,10 +71,21 @@ class Analysis:
         return profiles.records_levels(self.ranked)
 
     @property
+    def breakdown(self) -> list[str]:
+        """What the runtime views break down by: the overall, then each group where the
+        ranked problems fall in more than one (`runtime.breakdown`)."""
+        return runtime.breakdown(self.groups)
+
+    @property
     def dims(self) -> dict[str, int]:
         """The parameter count of every problem the facts give one."""
-        known = self.facts.dropna(subset=["dim"])
-        return dict(zip(known["problem"], known["dim"].astype(int), strict=True))
+        return dims_of(self.facts)
+
+
+def dims_of(facts: pd.DataFrame) -> dict[str, int]:
+    """The parameter count of every problem of `facts` (problems.csv's rows) that gives one."""
+    known = facts.dropna(subset=["dim"])
+    return dict(zip(known["problem"], known["dim"].astype(int), strict=True))
 
 
 def analyze(
@@ -73,7 +98,7 @@ def analyze(
     them) tuned and ranked by `cost` (a column `tuning.recorded_cost` found).
 
     facts: one row per problem (problems.csv's columns: dim, description, tags,
-    model_family, and f0 / f_star); `reference`: the rule of the head-to-head
+    model_family, group, and f0 / f_star); `reference`: the rule of the head-to-head
     comparisons (default `claims.reference_of`'s).
     Raises tuning.MissingEvalLanes when a tuned setting has no evaluation lanes,
     claims.UnknownReference for a `reference` the ranking does not hold, and ValueError
@@ -89,6 +114,11 @@ def analyze(
     ranking = stats.overall_ranking(ranked, runs, cost, can_run)
     order = ranking["optimizer"].tolist()
     reference = claims.reference_of(ranking, reference)
+    times = profiles.cost_matrix(ranked, cost)
+    can_run_instances = profiles.runnable_instances(can_run, times)
+    groups = runtime.problem_groups(ranked, facts)
+    lanes = runtime.lane_costs(ranked, runs, cost)
+    ert = runtime.expected_runtimes(lanes, order)
     return Analysis(
         cost=cost,
         summary=summary,
@@ -101,6 +131,13 @@ def analyze(
         levels=claims.level_scores(ranked, cost, order),
         budgets=budget.budget_curves(runs, cost),
         facts=facts,
+        groups=groups,
+        ecdf=runtime.runtime_ecdf(lanes, times.index, dims_of(facts), groups, order),
+        ert=ert,
+        ert_summary=runtime.ert_summary(ert, times.index, groups, order),
+        win_rate=runtime.win_rates(times, can_run_instances, order),
+        group_scores=runtime.group_scores(times, groups, order),
+        informative=runtime.informativeness(times, can_run_instances, groups),
     )
 
 

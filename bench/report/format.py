@@ -1,12 +1,13 @@
 """Formatting shared by the views: numbers, costs, intervals, shares, the ranking's rows and
-groups, head-to-head cells, the robustness headline and file names."""
+groups, head-to-head cells, the robustness headline, the runtime views' cells and file
+names."""
 
 import math
 from typing import Any
 
 import pandas as pd
 
-from bench.analysis import profiles, tuning
+from bench.analysis import profiles, runtime, tuning
 from bench.analysis.claims import robust_top
 
 
@@ -199,3 +200,76 @@ def robust_line(definitions: dict, count: int, quote: str = "") -> str:
         f"In the top {count} under every one of the {recorded} definitions recorded here: "
         f"{names or 'no rule'}."
     )
+
+
+# The runtime views' tables show the top of the overall ranking, their win-rate heat map
+# a larger top.
+RUNTIME_TOP = 10
+WIN_RATE_TOP = 20
+
+
+def top_rows(ranking, identical: list[list[str]], count: int = RUNTIME_TOP) -> list:
+    """The first `count` rows of the ranking as the views show them (`joined`)."""
+    return joined(ranking, identical)[:count]
+
+
+def by_group(table) -> dict:
+    """The rows of a table of (group, optimizer) rows (`runtime.ert_summary`, groups.csv)
+    as named tuples, by (group, optimizer)."""
+    return {(r.group, r.optimizer): r for r in table.itertuples()}
+
+
+def ert_cell(row) -> str:
+    """A rule's ERT cell in one group (a row of `runtime.ert_summary`): the share of
+    instances with a finite ERT and the median ratio to the best over those, '83% · 1.4';
+    '0%' where it has none."""
+    if not row.finite:
+        return share(row.share)
+    return f"{share(row.share)} · {row.median_ratio:.3g}"
+
+
+def win_cell(rate: float) -> str:
+    """A win rate: '0.75'; '-' where there is none (the diagonal, nothing both can run)."""
+    return "-" if math.isnan(rate) else f"{rate:.2f}"
+
+
+def group_score_cell(row) -> str:
+    """A rule's score in one group with its rank there (a row of groups.csv): '0.512 (3)'."""
+    return f"{row.score:.3f} ({row.rank})"
+
+
+def informative_line(table) -> str:
+    """The informativeness headline (`runtime.informativeness`'s overall row) in words."""
+    row = next(table.itertuples())
+    return (
+        f"{row.informative} of {counted(row.instances, 'instance')} are informative (solved "
+        "by some rule and not by every rule that can run its problem), on "
+        f"{row.informative_problems} of {counted(row.problems, 'problem')}; "
+        f"{row.nobody} solved by no rule, {row.everyone} by every rule that can run it."
+    )
+
+
+INFORMATIVE_HEADER = [
+    "group",
+    "instances",
+    "problems",
+    "solved by no rule",
+    "by every rule that can run it",
+    f"by 1 to {runtime.FEW} rules, not all",
+    f"by more than {runtime.FEW}, not all",
+    "informative",
+]
+
+
+def informative_cells(row) -> list[str]:
+    """A row of `runtime.informativeness` as the views' cells."""
+    return [
+        str(row.group),
+        str(row.instances),
+        str(row.problems),
+        str(row.nobody),
+        str(row.everyone),
+        str(row.few),
+        str(row.rest),
+        f"{row.informative} ({counted(row.informative_problems, 'problem')})",
+    ]

@@ -1,8 +1,9 @@
 """index.html: a results folder as one static page, readable from the file system.
 
 The page holds the overall ranking (profile scores and ranks with their bootstrap
-intervals, the groups, coverage), the head-to-head table against the reference rule and
-the robustness table, as TABLES.md has them, one table per problem, and the folder's
+intervals, the groups, coverage), the head-to-head table against the reference rule,
+the robustness table and the runtime views (ECDF, expected runtime, win rates, scores by
+group, informative instances), as TABLES.md has them, one table per problem, and the folder's
 figures by relative links. Every table sorts by a click on a column header (numbers as
 numbers; "never", "inf" and "n/a" last either way), and two menus filter by problem tag
 and by optimizer family (the module that defines the rule: its file in optimizers/, or
@@ -24,13 +25,21 @@ import pandas as pd
 from bench.analysis import claims, tuning
 from bench.analysis.analyze import Analysis
 from bench.report.format import (
+    INFORMATIVE_HEADER,
+    RUNTIME_TOP,
+    WIN_RATE_TOP,
     both_solved_text,
+    by_group,
     cost_text,
     counted,
     detectable_text,
     edge_line,
     edge_mark,
+    ert_cell,
+    group_score_cell,
     groups,
+    informative_cells,
+    informative_line,
     interval,
     joined,
     level_cell,
@@ -45,6 +54,8 @@ from bench.report.format import (
     share,
     slug,
     solved_text,
+    top_rows,
+    win_cell,
 )
 from bench.results import schema
 from bench.results.files import write_text
@@ -151,6 +162,72 @@ def _robustness(analysis: Analysis) -> str:
     return _table("robustness", ["definition", f"top {claims.TOP}, best first"], rows)
 
 
+def _runtime(analysis: Analysis, figures: Sequence[str], families: dict) -> list[str]:
+    """The runtime views: the ECDF and win-rate figures, the ERT and win-rate tables of
+    the top of the ranking, its scores by group where there are several, and the
+    informative instances."""
+    top = top_rows(analysis.ranking, analysis.identical)
+    breakdown = analysis.breakdown
+    ert = by_group(analysis.ert_summary)
+    ert_rows = [
+        (
+            families[names[0]],
+            [" = ".join(names), *(ert_cell(ert[g, r.optimizer]) for g in breakdown)],
+        )
+        for names, r in top
+    ]
+    names = [r.optimizer for _, r in top]
+    rates = analysis.win_rate.loc[names, names]
+    win_rows = [
+        (families[members[0]], [" = ".join(members), *map(win_cell, rates.loc[r.optimizer])])
+        for members, r in top
+    ]
+    parts = [
+        "<h2>Runtime distributions</h2>",
+        "<p>COCO's runtime ECDF: the share of (instance, evaluation lane) pairs that reach "
+        f"the instance to stay within a budget of {tuning.COST_LABELS[analysis.cost]} / "
+        "(d + 1), with a bootstrap 95% band "
+        '(<a href="runtime_ecdf.csv">runtime_ecdf.csv</a>); win rates of the top '
+        f'{WIN_RATE_TOP} (<a href="win_rate.csv">win_rate.csv</a>).</p>',
+        *(_image(f, lazy=False) for f in ("runtime_ecdf.png", "win_rate.png") if f in figures),
+        f"<p>Expected runtime (COCO's count with restarts; "
+        '<a href="ert.csv">ert.csv</a>). For the top '
+        f"{RUNTIME_TOP} rules, per group: the share of instances with a finite ERT and the "
+        "median over those instances of ERT / the best ERT of any rule on that "
+        "instance.</p>",
+        _table("ert", ["optimizer", *breakdown], ert_rows),
+        "<p>Win rates: the share of the instances of the problems both can run where the "
+        "row's median cost is lower than the column's (solved beats unsolved; equal costs "
+        "count one half).</p>",
+        _table("win-rate", ["row beats column", *names], win_rows),
+    ]
+    if len(breakdown) > 1:
+        scores = by_group(analysis.group_scores)
+        group_rows = [
+            (
+                families[members[0]],
+                [
+                    str(r.overall_rank),
+                    " = ".join(members),
+                    f"{r.score:.3f}",
+                    *(group_score_cell(scores[g, r.optimizer]) for g in breakdown[1:]),
+                ],
+            )
+            for members, r in top
+        ]
+        parts += [
+            "<p>The profile score over each group's instances only, and the rank there "
+            '(<a href="groups.csv">groups.csv</a>).</p>',
+            _table("groups", ["rank", "optimizer", "overall", *breakdown[1:]], group_rows),
+        ]
+    informative = [(None, informative_cells(r)) for r in analysis.informative.itertuples()]
+    parts += [
+        f"<p>{html.escape(informative_line(analysis.informative))}</p>",
+        _table("informative", INFORMATIVE_HEADER, informative),
+    ]
+    return parts
+
+
 def _problem(summary: pd.DataFrame, cost: str, families: dict) -> str:
     """One problem's pairs at their tuned trials, on the ranking's cost axis: a cell per
     level the problem resolves, then the own target."""
@@ -255,6 +332,7 @@ def document(
     ]
     if "grid_edge" in summary:
         parts.append(f"<p>{html.escape(edge_line(summary))}</p>")
+    parts += _runtime(analysis, figures, families)
     overview = [f for f in OVERVIEW if f in figures]
     if overview:
         parts += ["<h2>Figures</h2>", *(_image(f, lazy=False) for f in overview)]

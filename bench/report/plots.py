@@ -571,3 +571,81 @@ def _extent(centres: np.ndarray) -> tuple[float, float]:
     """The outer edges of equal bins with these centres."""
     half = (centres[1] - centres[0]) / 2 if len(centres) > 1 else 0.5
     return float(centres[0] - half), float(centres[-1] + half)
+
+
+def runtime_ecdf(ecdf: pd.DataFrame, order: list[str], path: Path, cost: str, k: int = 10) -> None:
+    """The runtime ECDF (`bench.analysis.runtime.runtime_ecdf`) of the first k rules of
+    `order` (the overall ranking) with their bootstrap bands: one panel over every
+    instance, and one per group where there are several."""
+    if ecdf.empty:
+        raise ValueError("no ranked problem has a known parameter count")
+    panels = list(dict.fromkeys(ecdf["group"]))
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 5 * rows), squeeze=False)
+    shown = [name for name in order[:k] if name in set(ecdf["optimizer"])]
+    for ax, group in zip(axes.flat, panels, strict=False):
+        frame = ecdf[ecdf["group"] == group]
+        for i, name in enumerate(shown):
+            line = frame[frame["optimizer"] == name]
+            color = COLORS[i % len(COLORS)]
+            ax.step(
+                line["budget"],
+                line["share"],
+                where="post",
+                lw=1.8,
+                ls="-" if i < len(COLORS) else "--",
+                color=color,
+                label=name,
+            )
+            ax.fill_between(
+                line["budget"],
+                line["low"],
+                line["high"],
+                step="post",
+                color=color,
+                alpha=0.12,
+                lw=0,
+            )
+        ax.set(
+            xscale="log",
+            ylim=(-0.02, 1.02),
+            title=str(group),
+            xlabel=f"budget: {tuning.COST_LABELS[cost]} / (d + 1)",
+            ylabel="share of (instance, lane) pairs reached",
+        )
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize="small", loc="upper left", framealpha=0.85)
+    fig.suptitle(
+        f"Runtime ECDF (COCO): evaluation lanes reaching each instance to stay, top {k} of the "
+        "ranking; band: bootstrap 95% over problems",
+        y=1.0,
+    )
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def win_rate(rates: pd.DataFrame, path: Path, k: int = 20) -> None:
+    """A heat map of the pairwise win rates (`bench.analysis.runtime.win_rates`) among the
+    first k rules of its order: the row's share of wins against the column."""
+    names = list(rates.index[:k])
+    if len(names) < 2:
+        raise ValueError("a win rate needs two rules")
+    values = rates.loc[names, names].to_numpy(np.float64)
+    size = max(5.0, 0.42 * len(names) + 2.0)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="RdBu")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize="small")
+    ax.set_yticks(range(len(names)), names, fontsize="small")
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            text_color = "white" if abs(value - 0.5) > 0.3 else "black"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=text_color)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of instances the row wins")
+    ax.set_title(
+        f"Win rates, top {len(names)} of the ranking: row against column over the instances "
+        "both can run\n(lower median cost wins; solved beats unsolved; ties count one half)"
+    )
+    _save(fig, path)

@@ -29,7 +29,7 @@ import pandas as pd
 from bench.analysis import budget, claims, profiles, tuning
 from bench.analysis.analyze import Analysis, analyze, complete_facts
 from bench.report import page, plots, tables
-from bench.report.format import slug
+from bench.report.format import RUNTIME_TOP, WIN_RATE_TOP, slug
 from bench.results import meta, schema
 from bench.results.files import DRAFT_PREFIX, write_csv, write_text
 
@@ -98,6 +98,7 @@ def _figures(raw: dict, analysis: Analysis, every: bool, known: Known, taus) -> 
         analysis.cost,
     )
     dims = analysis.dims
+    order = analysis.ranking["optimizer"].tolist()
     resolved = set().union(*profiles.resolved_levels(ranked).values())
     levels = [name for name, tau in tuning.LEVELS.items() if tau in taus and name in resolved]
     scored = budget.trial_scores(runs, cost)
@@ -106,7 +107,15 @@ def _figures(raw: dict, analysis: Analysis, every: bool, known: Known, taus) -> 
         ("performance_profile.png", lambda path: plots.performance_profile(ranked, path, cost)),
         ("data_profile.png", lambda path: plots.data_profile(ranked, dims, path, cost)),
         ("budget_curves.png", lambda path: plots.budget_curves(budgets, summary, path)),
+        (
+            "runtime_ecdf.png",
+            lambda path: plots.runtime_ecdf(analysis.ecdf, order, path, cost, RUNTIME_TOP),
+        ),
     ]
+    if len(order) > 1:  # a win rate compares two rules
+        figures.append(
+            ("win_rate.png", lambda path: plots.win_rate(analysis.win_rate, path, WIN_RATE_TOP))
+        )
     if levels:
         figures.append(
             (
@@ -168,7 +177,9 @@ def render(
     reference: str | None = None,
 ) -> list[Path]:
     """Writes summary.csv, ranking.csv, head_to_head.csv, robustness.csv,
-    budget_curves.csv, TABLES.md, every plot and index.html (the page of them all,
+    budget_curves.csv, the runtime views' runtime_ecdf.csv, ert.csv, win_rate.csv,
+    informativeness.csv and (where the problems fall in more than one group) groups.csv,
+    TABLES.md, every plot and index.html (the page of them all,
     bench/report/page.py) under `folder`; returns the paths of every file it wrote.
 
     Where the runs record the relative levels, data_profiles.png draws a data profile at
@@ -213,6 +224,12 @@ def render(
         write_csv(analysis.head_to_head, draft / "head_to_head.csv")
         write_csv(claims.robustness_table(analysis.robustness), draft / "robustness.csv")
         write_csv(analysis.budgets, draft / "budget_curves.csv")
+        write_csv(analysis.ecdf, draft / "runtime_ecdf.csv")
+        write_csv(analysis.ert, draft / "ert.csv")
+        write_csv(analysis.win_rate.reset_index(), draft / "win_rate.csv")
+        write_csv(analysis.informative, draft / "informativeness.csv")
+        if len(analysis.group_scores):
+            write_csv(analysis.group_scores, draft / "groups.csv")
         document = tables.document(analysis, raw["runs"], skipped, raw["problems"])
         write_text(document, draft / "TABLES.md")
         for name, draw in _figures(raw, analysis, bool(every), known, taus):

@@ -8,13 +8,21 @@ import pandas as pd
 from bench.analysis import claims, profiles, stats, tuning
 from bench.analysis.analyze import Analysis
 from bench.report.format import (
+    INFORMATIVE_HEADER,
+    RUNTIME_TOP,
+    WIN_RATE_TOP,
     both_solved_text,
+    by_group,
     cost_text,
     counted,
     detectable_text,
     edge_line,
     edge_mark,
+    ert_cell,
+    group_score_cell,
     groups,
+    informative_cells,
+    informative_line,
     interval,
     joined,
     level_cell,
@@ -28,6 +36,8 @@ from bench.report.format import (
     setting,
     share,
     solved_text,
+    top_rows,
+    win_cell,
 )
 from bench.results import schema
 
@@ -122,6 +132,111 @@ def robustness_table(definitions: dict[str, pd.Series | None], count: int) -> st
         for label, scores in definitions.items()
     ]
     return markdown(["definition", f"top {count}, best first"], rows)
+
+
+def ert_table(analysis: Analysis) -> str:
+    """The top of the ranking's ERT cells (`format.ert_cell`), a column per breakdown."""
+    cells = by_group(analysis.ert_summary)
+    rows = [
+        [_names(names), *(ert_cell(cells[group, r.optimizer]) for group in analysis.breakdown)]
+        for names, r in top_rows(analysis.ranking, analysis.identical)
+    ]
+    return markdown(["optimizer", *analysis.breakdown], rows)
+
+
+def win_rate_table(analysis: Analysis) -> str:
+    """The win rates among the top of the ranking: the row's against the column's."""
+    top = top_rows(analysis.ranking, analysis.identical)
+    names = [r.optimizer for _, r in top]
+    rates = analysis.win_rate.loc[names, names]
+    rows = [[_names(members), *(win_cell(x) for x in rates.loc[r.optimizer])] for members, r in top]
+    return markdown(["row beats column", *(f"`{name}`" for name in names)], rows)
+
+
+def group_table(analysis: Analysis) -> str:
+    """The top of the overall ranking with its score and rank in each group."""
+    scores = by_group(analysis.group_scores)
+    groups = analysis.breakdown[1:]
+    rows = [
+        [
+            str(r.overall_rank),
+            _names(names),
+            f"{r.score:.3f}",
+            *(group_score_cell(scores[group, r.optimizer]) for group in groups),
+        ]
+        for names, r in top_rows(analysis.ranking, analysis.identical)
+    ]
+    return markdown(["rank", "optimizer", "overall", *groups], rows)
+
+
+def informative_table(informative: pd.DataFrame) -> str:
+    """`runtime.informativeness`, a row per breakdown."""
+    return markdown(INFORMATIVE_HEADER, [informative_cells(r) for r in informative.itertuples()])
+
+
+def runtime_section(analysis: Analysis) -> list[str]:
+    """The runtime views: the ECDF's files, the ERT and win-rate tables, the scores by
+    group where there are several, and the informative instances."""
+    label = tuning.COST_LABELS[analysis.cost]
+    instance = (
+        "a (problem, level) pair the ranking scores"
+        if analysis.records_levels
+        else "a problem at its own target, as the ranking scores it"
+    )
+    top = f"the top {RUNTIME_TOP} of the overall ranking"
+    grouped = len(analysis.breakdown) > 1
+    parts = [
+        "",
+        "## Runtime distributions",
+        "",
+        f"Over the ranking's instances (an instance: {instance}), on its cost axis. COCO's "
+        "runtime ECDF (`runtime_ecdf.png`, values in `runtime_ecdf.csv`): the share of "
+        "(instance, evaluation lane) pairs that reach the instance to stay within a budget "
+        f"of {label} / (d + 1), with a bootstrap 95% band (problems resampled)"
+        + (", over all instances and per group of problems" if grouped else "")
+        + ". The expected runtime of every pair and instance is in `ert.csv`, the whole "
+        "win-rate matrix in `win_rate.csv`; definitions in docs/method.md.",
+        "",
+        "### Expected runtime",
+        "",
+        f"ERT: the {label} of the evaluation lanes that reach the instance, plus the whole "
+        "runs of those that do not, over the number that reach it (COCO's count with "
+        f"restarts). For {top}, per group: the share of instances with a finite ERT and "
+        "the median over those instances of ERT / the best ERT of any rule on that "
+        "instance.",
+        "",
+        ert_table(analysis),
+        "",
+        "### Win rates",
+        "",
+        f"For {top}: the share of the instances of the problems both can run on which the "
+        f"row's median cost is lower than the column's (solved beats unsolved; equal "
+        "costs, both unsolved included, count one half). `win_rate.png` draws the top "
+        f"{WIN_RATE_TOP}.",
+        "",
+        win_rate_table(analysis),
+    ]
+    if grouped:
+        parts += [
+            "",
+            "### Scores by group",
+            "",
+            f"For {top}: the profile score over each group's instances only (each ratio "
+            "against the cheapest rule there), with the rule's rank in the group in "
+            "brackets; every rule in `groups.csv`.",
+            "",
+            group_table(analysis),
+        ]
+    parts += [
+        "",
+        "### Informative instances",
+        "",
+        informative_line(analysis.informative)
+        + " A rule solves an instance where its median cost there is finite.",
+        "",
+        informative_table(analysis.informative),
+    ]
+    return parts
 
 
 def problem_table(summary: pd.DataFrame) -> str:
@@ -383,6 +498,7 @@ def document(
         robust_line(analysis.robustness, claims.TOP, "`"),
         "",
         robustness_table(analysis.robustness, claims.TOP),
+        *runtime_section(analysis),
         *edges_section(summary),
     ]
     if problems is not None:
