@@ -224,6 +224,8 @@ def _shard(args):
 
 
 def _run(args) -> int:
+    if args.suite == "all":
+        return _run_all(args)
     import jax
 
     from bench import combine, protocols, spec
@@ -375,6 +377,62 @@ def _merged_into(out: Path, folders, allow_partial: bool, force: bool) -> int:
     return 0
 
 
+def _joined_into(out: Path, folders) -> int:
+    """The joint folder of `folders` written into `out` (`combine.join`); prints its top
+    five."""
+    from bench import combine
+    from bench.results.files import OutputError
+
+    try:
+        combine.join([Path(folder) for folder in folders], out)
+    except (combine.Incompatible, OutputError) as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot write to {out}: {error.strerror or error}") from None
+    _top(out)
+    return 0
+
+
+def _join(args) -> int:
+    return _joined_into(Path(args.out), args.folders)
+
+
+# The members of `bench run --suite all`, each an ordinary suite run into OUT/NAME.
+ALL_MEMBERS = ("main", "cutest", "bbob")
+
+
+def _run_all(args) -> int:
+    """`run --suite all`: every suite of ALL_MEMBERS run into OUT/NAME with the same
+    options (each pays only for what its sweep cache lacks), then their joint folder
+    written in OUT."""
+    if args.out is None:
+        raise UsageError(
+            "--suite all needs an --out: its suites go to OUT/main, OUT/cutest, OUT/bbob"
+        )
+    narrowing = [
+        flag
+        for flag, value in (
+            ("--problems", args.problems),
+            ("--problem", args.problem),
+            ("--against", args.against),
+            ("--shard", args.shard),
+        )
+        if value
+    ]
+    if narrowing:
+        raise UsageError(
+            f"--suite all runs whole suites: drop {', '.join(narrowing)} (shard each suite "
+            "on its own and join the folders: docs/cli.md)"
+        )
+    out = Path(args.out)
+    for name in ALL_MEMBERS:
+        print(f"suite {name} -> {out / name}")
+        status = _run(argparse.Namespace(**{**vars(args), "suite": name, "out": str(out / name)}))
+        if status:
+            return status
+    return _joined_into(out, [out / name for name in ALL_MEMBERS])
+
+
 def _merge(args) -> int:
     out = Path(args.out).resolve()
     if out in [Path(folder).resolve() for folder in args.folders]:
@@ -388,6 +446,7 @@ def _plot(args) -> None:
     from bench.known import known
     from bench.report.render import MissingResults, render
     from bench.results.files import OutputError, locked, remove_drafts
+    from bench.results.joint import BadMember
     from bench.results.meta import spec_field
     from bench.results.schema import DamagedTable
 
@@ -402,7 +461,14 @@ def _plot(args) -> None:
                 folder, cost=args.cost, known=known(scale), reference=args.reference
             ):
                 print(path)
-    except (MissingResults, DamagedTable, OutputError, MissingEvalLanes, UnknownReference) as error:
+    except (
+        MissingResults,
+        DamagedTable,
+        OutputError,
+        MissingEvalLanes,
+        UnknownReference,
+        BadMember,
+    ) as error:
         raise UsageError(str(error)) from None
     except OSError as error:  # the lock file or a drawing cannot be written
         raise UsageError(f"cannot write to {folder}: {error.strerror or error}") from None
@@ -530,12 +596,14 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--suite",
-        choices=["main", "models", "bbob", "cutest"],  # bench.spec.SUITES, not imported here
+        # bench.spec.SUITES, not imported here, and all (ALL_MEMBERS)
+        choices=["main", "models", "bbob", "cutest", "all"],
         default="main",
         help="the suite file: main (bench/suite.toml, the built-in problems), models "
         "(bench/models.toml, the model families), bbob (bench/bbob.toml, COCO's noiseless "
         "functions) or cutest (bench/cutest.toml, CUTEst's unconstrained problems; "
-        "pip install -e '.[cutest]')",
+        "pip install -e '.[cutest]'); all: main, cutest and bbob into OUT/NAME, and one "
+        "ranking over them in OUT",
     )
     run.add_argument(
         "--max-dim",
@@ -674,6 +742,15 @@ def parser() -> argparse.ArgumentParser:
         "skipped pairs and in meta.json",
     )
     merge.set_defaults(handler=_merge)
+
+    join = commands.add_parser(
+        "join",
+        help="one ranking over results folders of different suites (a joint folder that "
+        "reads theirs)",
+    )
+    join.add_argument("folders", nargs="+", metavar="DIR", help="two results folders or more")
+    join.add_argument("--out", required=True, help="the joint folder to write")
+    join.set_defaults(handler=_join)
 
     compare = commands.add_parser(
         "compare", help="compare two results folders; exit 1 when a metric moved"

@@ -10,6 +10,7 @@ one spec (`bench run --shard i/N`) only when together they hold each of its pair
 """
 
 import dataclasses
+import datetime
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -20,8 +21,11 @@ import pandas as pd
 from bench import plugins
 from bench.analysis import tuning
 from bench.analysis.analyze import analyze, complete_facts
-from bench.known import facts_frame
-from bench.results import meta, schema
+from bench.analysis.profiles import TAUS
+from bench.known import facts_frame, known
+from bench.report import render
+from bench.results import joint, meta, schema
+from bench.results.files import locked, write_text
 from bench.spec import SuiteSpec
 from bench.suite import Base, combined, is_full
 
@@ -376,3 +380,43 @@ def merge_shards(
         "missing_pairs": [list(pair) for pair in missing],
     }
     return tables, record, spec
+
+
+def join(found: list[Path], out: Path) -> dict:
+    """Joint folder `out` over the results folders `found` (`bench.results.joint`): writes
+    its meta.json (the members, the spec fields its views read) and draws its views;
+    returns the record. Incompatible for fewer than two members, one that is not a
+    results folder, members that rank on different cost axes, `out` among them, or an
+    `out` holding anything but a joint folder."""
+    found = [Path(member).resolve() for member in found]
+    out = Path(out).resolve()
+    if len(found) < 2:
+        raise Incompatible("join needs two results folders or more")
+    if out in found:
+        raise Incompatible("join needs an --out of its own: it never changes its members")
+    if out.exists() and any(out.iterdir()) and joint.members(out) is None:
+        raise Incompatible(f"{out} holds something other than a joint folder: give a new --out")
+    try:
+        joint.check_apart(joint.problems_of(found))
+        entries = joint.describe(out, found)
+    except joint.BadMember as error:
+        raise Incompatible(str(error)) from None
+    costs = {str(member): meta.spec_field(member, "cost", None) for member in found}
+    if len(set(costs.values())) > 1:
+        raise Incompatible(f"the members rank on different cost axes: {costs}")
+    record = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        joint.MEMBERS: entries,
+        # what the views read of a spec: the members' cost axis and data-profile taus, and
+        # no figure per problem (the members draw their own)
+        "spec": {
+            "cost": next(iter(costs.values())),
+            "taus": meta.spec_field(found[0], "taus", list(TAUS)),
+            "problem_figures": False,
+        },
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    with locked(out):
+        write_text(meta.dumps(record), out / "meta.json")
+        render.render(out, known=known())
+    return record

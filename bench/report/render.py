@@ -30,7 +30,7 @@ from bench.analysis import budget, claims, profiles, tuning
 from bench.analysis.analyze import Analysis, analyze, complete_facts
 from bench.report import page, plots, tables
 from bench.report.format import RUNTIME_TOP, WIN_RATE_TOP, slug
-from bench.results import meta, schema
+from bench.results import joint, meta, schema
 from bench.results.files import DRAFT_PREFIX, write_csv, write_text
 
 
@@ -198,7 +198,12 @@ def render(
     folder = Path(folder)
     log = sys.stderr if log is None else log
     known = Known() if known is None else known
-    raw = {name: schema.read(folder, name) for name in schema.COLUMNS}
+    found = joint.members(folder)  # a joint folder draws its members' tables
+    raw = dict.fromkeys(schema.COLUMNS) | (
+        joint.tables(found)
+        if found is not None
+        else {name: schema.read(folder, name) for name in schema.COLUMNS}
+    )
     if raw["runs"] is None or raw["curves"] is None:
         raise MissingResults(f"{folder} holds no runs.csv.gz and curves.csv.gz to plot from")
     skipped = raw["skipped"]
