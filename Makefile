@@ -29,6 +29,11 @@ bench: $(STAMP)
 bench-models: $(STAMP)
 	$(PY) -m bench run --suite models --out results/models
 
+# COCO's BBOB noiseless functions (bench/bbob.toml), every rule, into results/bbob.
+.PHONY: bench-bbob
+bench-bbob: $(STAMP)
+	$(PY) -m bench run --suite bbob --out results/bbob
+
 # CUTEst's unconstrained problems through sif2jax (the optional extra), into results/cutest.
 .PHONY: cutest
 cutest: $(STAMP)
