@@ -255,7 +255,10 @@ def test_a_rerun_on_another_seed_reproduces_a_fixed_start_lane_bit_for_bit():
 @pytest.mark.slow
 def test_tables_give_provenance_per_level_rankings_and_skipped_problems(fixed_folder):
     tables = (fixed_folder / "TABLES.md").read_text()
-    assert "**best found**" in tables and "f* = 0, known, target" in tables
+    assert "2 the best found (fixed_rosenbrock_2d, found_rosenbrock_2d)" in tables
+    # no figure per problem: no table per problem either, summary.csv holds every pair
+    assert "One table per problem is not written" in tables and "## fixed_beale" not in tables
+    assert "One table per problem is not written" in (fixed_folder / "index.html").read_text()
     assert "## Per-level rankings" in tables and "| level 1e-7 |" in tables
     assert "## Skipped problems (2)" in tables and "ARGLINA" in tables
     assert (fixed_folder / "data_profiles.png").exists()

@@ -273,3 +273,12 @@ def informative_cells(row) -> list[str]:
         str(row.rest),
         f"{row.informative} ({counted(row.informative_problems, 'problem')})",
     ]
+
+
+# What TABLES.md and index.html say in place of a table per problem, where a suite draws
+# no figure per problem (`problem_figures = false`: suites of over a hundred problems).
+PER_PROBLEM_LEFT_OUT = (
+    "One table per problem is not written for a suite that draws no figure per problem "
+    "({problems} here): every tuned pair, with its costs at each level and their "
+    "intervals, is a row of summary.csv."
+)

@@ -26,6 +26,7 @@ from bench.analysis import claims, tuning
 from bench.analysis.analyze import Analysis
 from bench.report.format import (
     INFORMATIVE_HEADER,
+    PER_PROBLEM_LEFT_OUT,
     RUNTIME_TOP,
     WIN_RATE_TOP,
     both_solved_text,
@@ -287,10 +288,15 @@ def _select(select_id: str, label: str, values: Sequence[str]) -> str:
 
 
 def document(
-    analysis: Analysis, runs: pd.DataFrame, figures: Sequence[str], families: dict[str, str]
+    analysis: Analysis,
+    runs: pd.DataFrame,
+    figures: Sequence[str],
+    families: dict[str, str],
+    per_problem: bool = True,
 ) -> str:
     """The whole index.html from the analysis, the runs and the figures drawn (paths
-    relative to the folder); `families`: optimizer -> the module that defines it."""
+    relative to the folder); `families`: optimizer -> the module that defines it;
+    `per_problem`: a section per problem (as TABLES.md's, `tables.document`)."""
     summary, cost, ranking = analysis.summary, analysis.cost, analysis.ranking
     numbers = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
     problems = sorted(summary["problem"].unique())
@@ -336,7 +342,13 @@ def document(
     overview = [f for f in OVERVIEW if f in figures]
     if overview:
         parts += ["<h2>Figures</h2>", *(_image(f, lazy=False) for f in overview)]
-    for problem, table in summary.groupby("problem", sort=True):
+    if not per_problem:
+        problems_here = counted(summary["problem"].nunique(), "problem")
+        parts += [
+            "<h2>Each problem</h2>",
+            f"<p>{html.escape(PER_PROBLEM_LEFT_OUT.format(problems=problems_here))}</p>",
+        ]
+    for problem, table in summary.groupby("problem", sort=True) if per_problem else ():
         problem = str(problem)  # a name (pandas-stubs type a group's key as any scalar)
         f_star, target, steps = cast(pd.Series, numbers.loc[problem])  # a problem's one row
         description, tags = facts[problem]
@@ -368,9 +380,15 @@ def _problem_facts(facts: pd.DataFrame, problem: str) -> tuple[str, list[str]]:
     return description, sorted(tags.split()) if isinstance(tags, str) else []
 
 
-def write(folder: Path, analysis: Analysis, runs: pd.DataFrame, families: dict[str, str]) -> Path:
+def write(
+    folder: Path,
+    analysis: Analysis,
+    runs: pd.DataFrame,
+    families: dict[str, str],
+    per_problem: bool = True,
+) -> Path:
     """Writes folder/index.html, linking the PNG files in the folder."""
     figures = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
     path = folder / "index.html"
-    write_text(document(analysis, runs, figures, families), path)
+    write_text(document(analysis, runs, figures, families, per_problem), path)
     return path

@@ -235,7 +235,7 @@ def render(
         write_csv(analysis.informative, draft / "informativeness.csv")
         if len(analysis.group_scores):
             write_csv(analysis.group_scores, draft / "groups.csv")
-        document = tables.document(analysis, raw["runs"], skipped, raw["problems"])
+        document = tables.document(analysis, raw["runs"], skipped, raw["problems"], bool(every))
         write_text(document, draft / "TABLES.md")
         for name, draw in _figures(raw, analysis, bool(every), known, taus):
             try:
@@ -252,7 +252,7 @@ def render(
                 print(f"skipped {name}: {type(error).__name__}: {reason}", file=log)
             interrupted.check()
         families = {o: known.family(o) for o in analysis.ranking["optimizer"]}
-        page.write(draft, analysis, raw["runs"], families)
+        page.write(draft, analysis, raw["runs"], families, bool(every))
         interrupted.check()
         made = sorted(p.relative_to(draft) for p in draft.rglob("*") if p.is_file())
         for name in made:

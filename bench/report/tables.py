@@ -9,6 +9,7 @@ from bench.analysis import claims, profiles, stats, tuning
 from bench.analysis.analyze import Analysis
 from bench.report.format import (
     INFORMATIVE_HEADER,
+    PER_PROBLEM_LEFT_OUT,
     RUNTIME_TOP,
     WIN_RATE_TOP,
     both_solved_text,
@@ -329,15 +330,16 @@ def _problem_sections(facts: pd.DataFrame) -> list[str]:
     parts = []
     provenance = facts[facts["f_star_source"].notna() & (facts["f_star_source"] != "")]
     if len(provenance):
-        found = int((provenance["f_star_source"] == "best_found").sum())
+        named = sorted(provenance.loc[provenance["f_star_source"] == "best_found", "problem"])
+        found = len(named)
+        best_found = f" ({', '.join(named)})" if named else ""
         parts += [
             "",
             "## f* provenance",
             "",
-            f"{counted(len(provenance), 'problem')} start from a fixed point: every seed runs "
-            "the same lane, so each setting is reported from its own lane. "
-            f"{len(provenance) - found} have a known f* (the SIF file's value or a reviewed "
-            f"one), {found} take the best found. Every known value is checked against the "
+            f"{counted(len(provenance), 'problem')} have an f* resolved by the run: "
+            f"{len(provenance) - found} a known one (the SIF file's value or a reviewed one), "
+            f"{found} the best found{best_found}. Every known value is checked against the "
             "lowest value any optimizer reached:",
             "",
         ]
@@ -383,10 +385,12 @@ def document(
     runs: pd.DataFrame,
     skipped: pd.DataFrame,
     problems: pd.DataFrame | None = None,
+    per_problem: bool = True,
 ) -> str:
     """The whole TABLES.md, from the analysis, the runs (for problem facts) and skipped
     pairs; with problems.csv (`problems`), the f* provenance of each problem whose f* the
-    run resolved and the problems left out."""
+    run resolved and the problems left out. `per_problem`: one ranked table per problem
+    (a suite of over a hundred problems has none: `PER_PROBLEM_LEFT_OUT`)."""
     summary, cost, ranking = analysis.summary, analysis.cost, analysis.ranking
     facts = runs.groupby("problem", sort=True)[["f_star", "target", "steps"]].first()
     tune = tuning.lanes_of(runs, "tune")
@@ -513,7 +517,15 @@ def document(
         }
     )
     levels = profiles.resolved_levels(summary)
-    for problem, table in summary.groupby("problem", sort=True):
+    if not per_problem:
+        problems_here = counted(summary["problem"].nunique(), "problem")
+        parts += [
+            "",
+            "## Each problem",
+            "",
+            PER_PROBLEM_LEFT_OUT.format(problems=problems_here),
+        ]
+    for problem, table in summary.groupby("problem", sort=True) if per_problem else ():
         f_star, target, steps = cast(pd.Series, facts.loc[problem])  # a problem's one row
         problem = str(problem)  # a name (pandas-stubs type a group's key as any scalar)
         levels_text = _levels_text(problem, levels[problem], analysis.facts) if leveled else ""
