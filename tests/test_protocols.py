@@ -211,7 +211,7 @@ def test_random_search_summary_lists_every_tuned_hyperparameter(random_folder):
 
 @pytest.mark.slow
 def test_random_search_draws_budget_curves_and_heat_maps(random_folder):
-    curves = pd.read_csv(random_folder / "budget_curves.csv")
+    curves = pd.read_csv(random_folder / "budget_curves.csv.gz")
     assert set(curves["trials"]) == set(range(1, 17))
     for name in ["budget_curves.png"] + [
         f"plots/{kind}_{p}.png"

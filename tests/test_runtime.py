@@ -238,14 +238,14 @@ def test_bench_plot_writes_the_runtime_files(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["run", "--problems", "beale", "rosenbrock_2d", "--optimizers", "adam", "sgd", "lion"]
     assert main([*argv, "--out", str(out), "--no-cache", "--jobs", "1"]) == 0
-    for name in ("runtime_ecdf.csv", "ert.csv", "win_rate.csv", "informativeness.csv"):
+    for name in ("runtime_ecdf.csv.gz", "ert.csv.gz", "win_rate.csv", "informativeness.csv"):
         (out / name).unlink()
     assert main(["plot", str(out)]) == 0
     assert "skipped" not in capsys.readouterr().err
-    ecdf = pd.read_csv(out / "runtime_ecdf.csv")
+    ecdf = pd.read_csv(out / "runtime_ecdf.csv.gz")
     assert set(ecdf["optimizer"]) == {"adam", "sgd", "lion"} and set(ecdf["group"]) == {"all"}
     assert ((ecdf["low"] <= ecdf["share"]) & (ecdf["share"] <= ecdf["high"])).all()
-    ert = pd.read_csv(out / "ert.csv")
+    ert = pd.read_csv(out / "ert.csv.gz")
     assert set(ert["problem"]) == {"beale", "rosenbrock_2d"}
     assert (ert["successes"] <= ert["runs"]).all()
     rates = pd.read_csv(out / "win_rate.csv", index_col="optimizer")

@@ -30,11 +30,11 @@ class Analysis:
     the folder does not record it). levels: the score restricted to each level and to
     the own target, per rule in ranking order (`claims.level_scores`; only the own
     target where the folder records no levels). budgets: expected best score against
-    the number of trials (budget_curves.csv). facts: one row per problem of
+    the number of trials (budget_curves.csv.gz). facts: one row per problem of
     problems.csv's columns (what it is, f(x0) and f*). groups: each ranked problem's
     group (`runtime.problem_groups`). The runtime views (`runtime`, over the ranked
-    instances): ecdf, the runtime ECDF per group (runtime_ecdf.csv); ert, the expected
-    runtime per pair and instance (ert.csv), and ert_summary, its share finite and median
+    instances): ecdf, the runtime ECDF per group (runtime_ecdf.csv.gz); ert, the expected
+    runtime per pair and instance (ert.csv.gz), and ert_summary, its share finite and median
     ratio to the best per rule and group; win_rate, the pairwise win rates in ranking
     order (win_rate.csv); group_scores, the score and rank in each group (groups.csv;
     empty with one group); informative, the instances each group's rules tell apart.

@@ -188,7 +188,7 @@ def _problem_bootstrap(sums: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray,
 
 
 def expected_runtimes(lanes: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """ert.csv: per (optimizer, problem, level) of `lane_costs`, in the order of `order`
+    """ert.csv.gz: per (optimizer, problem, level) of `lane_costs`, in the order of `order`
     then of the problems and levels: `runs` (its evaluation lanes), `successes` (those
     that reach the level to stay) and `ert`, the expected runtime counted as COCO counts
     restarts: the costs of the successes plus the whole runs of the others, over the

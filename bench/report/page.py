@@ -188,11 +188,11 @@ def _runtime(analysis: Analysis, figures: Sequence[str], families: dict) -> list
         "<p>COCO's runtime ECDF: the share of (instance, evaluation lane) pairs that reach "
         f"the instance to stay within a budget of {tuning.COST_LABELS[analysis.cost]} / "
         "(d + 1), with a bootstrap 95% band "
-        '(<a href="runtime_ecdf.csv">runtime_ecdf.csv</a>); win rates of the top '
+        '(<a href="runtime_ecdf.csv.gz">runtime_ecdf.csv.gz</a>); win rates of the top '
         f'{WIN_RATE_TOP} (<a href="win_rate.csv">win_rate.csv</a>).</p>',
         *(_image(f, lazy=False) for f in ("runtime_ecdf.png", "win_rate.png") if f in figures),
         f"<p>Expected runtime (COCO's count with restarts; "
-        '<a href="ert.csv">ert.csv</a>). For the top '
+        '<a href="ert.csv.gz">ert.csv.gz</a>). For the top '
         f"{RUNTIME_TOP} rules, per group: the share of instances with a finite ERT and the "
         "median over those instances of ERT / the best ERT of any rule on that "
         "instance.</p>",

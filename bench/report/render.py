@@ -167,6 +167,12 @@ def _figures(raw: dict, analysis: Analysis, every: bool, known: Known, taus) -> 
     return figures
 
 
+# The derived tables of a row per pair (and budget or instance), written gzip-compressed
+# (a suite of a hundred problems and a hundred rules holds tens of thousands of pairs),
+# by their plain names: a render removes a plain copy an earlier render left.
+SUPERSEDED = ("budget_curves.csv", "runtime_ecdf.csv", "ert.csv")
+
+
 def render(
     folder: str | Path,
     log=None,
@@ -177,7 +183,7 @@ def render(
     reference: str | None = None,
 ) -> list[Path]:
     """Writes summary.csv, ranking.csv, head_to_head.csv, robustness.csv,
-    budget_curves.csv, the runtime views' runtime_ecdf.csv, ert.csv, win_rate.csv,
+    budget_curves.csv.gz, the runtime views' runtime_ecdf.csv.gz, ert.csv.gz, win_rate.csv,
     informativeness.csv and (where the problems fall in more than one group) groups.csv,
     TABLES.md, every plot and index.html (the page of them all,
     bench/report/page.py) under `folder`; returns the paths of every file it wrote.
@@ -228,9 +234,9 @@ def render(
         write_csv(analysis.ranking, draft / "ranking.csv")
         write_csv(analysis.head_to_head, draft / "head_to_head.csv")
         write_csv(claims.robustness_table(analysis.robustness), draft / "robustness.csv")
-        write_csv(analysis.budgets, draft / "budget_curves.csv")
-        write_csv(analysis.ecdf, draft / "runtime_ecdf.csv")
-        write_csv(analysis.ert, draft / "ert.csv")
+        write_csv(analysis.budgets, draft / "budget_curves.csv.gz")
+        write_csv(analysis.ecdf, draft / "runtime_ecdf.csv.gz")
+        write_csv(analysis.ert, draft / "ert.csv.gz")
         write_csv(analysis.win_rate.reset_index(), draft / "win_rate.csv")
         write_csv(analysis.informative, draft / "informativeness.csv")
         if len(analysis.group_scores):
@@ -255,6 +261,8 @@ def render(
         page.write(draft, analysis, raw["runs"], families, bool(every))
         interrupted.check()
         made = sorted(p.relative_to(draft) for p in draft.rglob("*") if p.is_file())
+        for name in SUPERSEDED:  # a plain copy an earlier render wrote, now out of date
+            (folder / name).unlink(missing_ok=True)
         for name in made:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(draft / name, folder / name)

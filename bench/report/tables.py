@@ -191,11 +191,11 @@ def runtime_section(analysis: Analysis) -> list[str]:
         "## Runtime distributions",
         "",
         f"Over the ranking's instances (an instance: {instance}), on its cost axis. COCO's "
-        "runtime ECDF (`runtime_ecdf.png`, values in `runtime_ecdf.csv`): the share of "
+        "runtime ECDF (`runtime_ecdf.png`, values in `runtime_ecdf.csv.gz`): the share of "
         "(instance, evaluation lane) pairs that reach the instance to stay within a budget "
         f"of {label} / (d + 1), with a bootstrap 95% band (problems resampled)"
         + (", over all instances and per group of problems" if grouped else "")
-        + ". The expected runtime of every pair and instance is in `ert.csv`, the whole "
+        + ". The expected runtime of every pair and instance is in `ert.csv.gz`, the whole "
         "win-rate matrix in `win_rate.csv`; definitions in docs/method.md.",
         "",
         "### Expected runtime",
