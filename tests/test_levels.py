@@ -392,7 +392,7 @@ def test_tables_show_a_cell_per_level_the_per_level_ranking_and_the_grid_edges(t
     )
     folder = _folder(tmp_path, pd.concat(frames, ignore_index=True))
     log = io.StringIO()
-    render(folder, log, "steps", problem_figures=False)
+    render(folder, log, "steps")  # a table per problem goes with its figures
     assert "records no relative levels" not in log.getvalue()
     text = (folder / "TABLES.md").read_text()
     assert "lasting success at the relative levels 1e-1, 1e-2, 1e-3, 1e-5, 1e-7" in text
