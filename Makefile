@@ -29,7 +29,8 @@ bench: $(STAMP)
 bench-models: $(STAMP)
 	$(PY) -m bench run --suite models --out results/models
 
-# COCO's BBOB noiseless functions (bench/bbob.toml), every rule, into results/bbob.
+# COCO's BBOB noiseless functions (bench/bbob.toml), every rule, into results/bbob (not
+# committed: over the size budget of results/, .gitignore).
 .PHONY: bench-bbob
 bench-bbob: $(STAMP)
 	$(PY) -m bench run --suite bbob --out results/bbob
