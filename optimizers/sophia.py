@@ -84,6 +84,16 @@ class SophiaState(NamedTuple):
     hessian_fn_state: Any
 
 
+# Steps between Hessian-diagonal estimates (the paper's and optax.contrib's k = 10).
+UPDATE_INTERVAL = 10
+
+
+def hessian_steps(state: SophiaState) -> jax.Array:
+    """1 where the update that returned `state` estimated the Hessian diagonal (the
+    update whose step count before it was a multiple of UPDATE_INTERVAL), else 0."""
+    return ((state.count - 1) % UPDATE_INTERVAL == 0).astype(jnp.float32)
+
+
 def sophia(
     learning_rate: ScalarOrSchedule,
     b1: float = 0.965,
@@ -93,7 +103,7 @@ def sophia(
     weight_decay_mask: Any | Callable | None = None,
     gamma: float = 0.01,
     clip_threshold: float | None = 1.0,
-    update_interval: int = 10,
+    update_interval: int = UPDATE_INTERVAL,
     hessian_diagonal_fn: Optimizer = HUTCHINSON,
     mu_dtype: Any | None = None,
     verbose: bool = False,
@@ -184,13 +194,15 @@ def sophia(
 REGISTRY = {
     # The paper's step is clipped to lr per coordinate; it uses 2e-4 to 6e-4 for GPT-2,
     # about Adam's; the default grid covers it. A Hessian-vector product (counted as two
-    # gradients) every update_interval = 10 steps. gamma scales the Hessian (0.01 to
-    # 0.05 in the paper, as rho).
+    # gradients) every UPDATE_INTERVAL steps, counted at the step that makes it, from the
+    # first. gamma scales the Hessian (0.01 to 0.05 in the paper, as rho).
     "sophia": OptimizerSpec(
         sophia,
         LR_GRID,
         needs_loss=True,
-        gradient_evaluations=GRADIENT + HESSIAN_VECTOR_PRODUCT / 10,
+        gradient_evaluations=lambda state, dim: (
+            GRADIENT + HESSIAN_VECTOR_PRODUCT * hessian_steps(state)
+        ),
         search_space=ADAM_SPACE | {"weight_decay": WEIGHT_DECAY, "gamma": Range(1e-3, 1e-1)},
         default_learning_rate=1e-4,  # the paper's code (Liu et al. 2023)
         reference="optax.contrib 0.2.8 sophia",
