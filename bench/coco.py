@@ -17,26 +17,29 @@ instance its seed plays (held-out seeds 1000-1009: instances 6-15). Problems of 
 sources, and BBOB problems without evaluation lanes, are left out and named.
 
 What a run's trace holds. runs.csv.gz does not keep every evaluation of a lane; it
-keeps the cost at which the lane reached each relative level tau (f0 - f*) to stay
-there (`bench.results.schema.LEVELS`, f0 from problems.csv), the cost of its first hit
-of the problem's own target, its cost at the end of the run and the best f - f* at its
-record points. Each is a point (evaluations, f - fopt): at a level or a hit, the target
-the lane was at (the suite's BBOB loss is COCO's f - fopt); at the end, the best value
-recorded. The trace is the running minimum of these points in the order of their
-evaluations, with a line at each point that improves it, so that a line's f - fopt is
-the best value the records say the run had reached by then: an upper bound on the best
-it had found, never a value the records do not hold. Nothing between the points is
-written: a level reached before the lane stayed at it shows at the later cost, and
-there is no line for the first evaluation (cocopp warns that it was not recorded).
-A value below 0 (float32 rounding at the optimum) is written as 0, as COCO's logger
-writes no f - fopt below 0. The `.tdat` file, which COCO writes at set evaluation
+keeps f at the lane's start (`start_loss`), the cost at which the lane reached each
+relative level tau (f0 - f*) to stay there (`bench.results.schema.LEVELS`, f0 from
+problems.csv), the cost of its first hit of the problem's own target, its cost at the
+end of the run and the best f - f* at its record points. Each is a point (evaluations,
+f - fopt): the start at cost 0; at a level or a hit, the target the lane was at (the
+suite's BBOB loss is COCO's f - fopt); at the end, the best value recorded. The trace
+is the running minimum of these points in the order of their evaluations, with a line
+at each point that improves it, so that a line's f - fopt is the best value the records
+say the run had reached by then: an upper bound on the best it had found, never a value
+the records do not hold. Nothing between the points is written: a level reached before
+the lane stayed at it shows at the later cost. The first line of every run is at
+evaluation 1 (below), which is how COCO's readers (cocopp, iohinspector) find where a
+run begins. A value below 0 (float32 rounding at the optimum) is written as 0, as
+COCO's logger writes no f - fopt below 0. The `.tdat` file, which COCO writes at set evaluation
 counts, holds the same points and ends at the run's last evaluation: cocopp takes each
 run's budget from it.
 
 Evaluations are gradient evaluations, the suite's cost model (an evaluation of f and
 its gradient counts 1), counted as runs.csv.gz counts them: those spent before the
-iterate at a target, so a run whose start is already at a level has a point at 0 where
-COCO would count the evaluation of the start as the first. COCO's logger writes more
+iterate at a target. The start, and a level it is already at, cost 0 there; COCO counts
+the evaluation of the start as the first, so a point at cost 0 is written at evaluation
+1 (`FIRST_EVALUATION`). A folder written before runs.csv.gz recorded `start_loss` is
+refused: its runs would have no first evaluation. COCO's logger writes more
 columns (the measured f, including f_opt, and the point x); the lane tables hold
 neither, and cocopp reads only the first three.
 """
@@ -70,6 +73,8 @@ COMMENT = (
 )
 
 EVAL = "eval"
+# COCO's count of the evaluation of the start: the first.
+FIRST_EVALUATION = 1
 
 
 def bbob_problem(name: str) -> tuple[int, int] | None:
@@ -123,12 +128,12 @@ def _count(value: float, what: str) -> int:
 
 
 def points(lane: pd.Series, levels: dict[str, float]) -> list[tuple[float, float]]:
-    """The points (gradient evaluations, f - f*) runs.csv.gz records for `lane`: the cost
-    of lasting success at each level of `levels` (name -> target on f - f*) the lane
-    reached, and the cost of the first hit (and of lasting success) at the lane's own
-    target, each with its target; the end of the run with the best value recorded (NaN
-    where no loss was finite)."""
-    found = []
+    """The points (gradient evaluations, f - f*) runs.csv.gz records for `lane`: its start
+    (cost 0, `start_loss` - f*); the cost of lasting success at each level of `levels`
+    (name -> target on f - f*) the lane reached, and the cost of the first hit (and of
+    lasting success) at the lane's own target, each with its target; the end of the run
+    with the best value recorded (NaN where no loss was finite)."""
+    found = [(0.0, float(lane["start_loss"]) - float(lane["f_star"]))]
     for name, target in levels.items():
         cost = _cost(lane, schema.level_column("grad_evals", name))
         if cost is not None:
@@ -155,14 +160,18 @@ def trace(found: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def run(lane: pd.Series, levels: dict[str, float]) -> Run:
-    """`lane`, a row of runs.csv.gz, as a COCO run (`points`, `trace`); ValueError where it
-    records no finite loss or its evaluations are not whole numbers."""
+    """`lane`, a row of runs.csv.gz, as a COCO run (`points`, `trace`, a cost of 0 at
+    COCO's first evaluation); ValueError where it records no finite loss or its
+    evaluations are not whole numbers."""
     what = f"{lane['problem']} x {lane['optimizer']}, seed {lane['seed']}"
-    kept = trace(points(lane, levels))
-    if not kept:
+    found = [
+        (max(_count(cost, f"{what}: a cost"), FIRST_EVALUATION), value)
+        for cost, value in points(lane, levels)
+    ]
+    steps = trace(found)
+    if not steps:
         raise ValueError(f"folder: {what} records no finite loss")
     evaluations = _count(float(lane["final_grad_evals"]), f"{what}: final_grad_evals")
-    steps = [(_count(cost, f"{what}: a cost"), value) for cost, value in kept]
     return Run(bbob.instance_of(int(lane["seed"])), int(lane["seed"]), steps, evaluations)
 
 
@@ -217,6 +226,12 @@ def _read(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise ValueError(
             f"folder {folder}: runs.csv.gz records no evaluation lanes or gradient "
             "evaluations (a folder written before them)"
+        )
+    if "start_loss" not in runs:
+        raise ValueError(
+            f"folder {folder}: runs.csv.gz records no start_loss, each run's first "
+            "evaluation (a folder written before it): run it again (the sweep cache "
+            "keeps that quick)"
         )
     if problems is None:
         problems = pd.DataFrame({"problem": pd.Series(dtype=str), "f0": pd.Series(dtype=float)})

@@ -42,10 +42,11 @@ def lane(
     lasting=NEVER,
     end=50,
     best=1.0,
+    start=12.0,
 ):
     """A row of runs.csv.gz: the costs of lasting success at the levels 1e-1 .. 1e-7, of
-    the first hit and of lasting success at the target 1e-5, the last evaluation and
-    the best f - f*."""
+    the first hit and of lasting success at the target 1e-5, the last evaluation, the
+    best f - f* and f at the start."""
     row = {
         "problem": problem,
         "optimizer": optimizer,
@@ -56,6 +57,7 @@ def lane(
         "f_star": 0.0,
         "target": 1e-5,
         "steps": end,
+        "start_loss": start,
         "final_loss": best,
         "best_loss": best,
         "final_suboptimality": best,
@@ -76,11 +78,20 @@ def lane(
 LANES = [
     # adam on instance 6: down the levels, then the target, then a better end.
     lane("bbob_f01_2d", "adam", 1000, levels=(3, 10, 12, NEVER, NEVER), hit=20, best=2e-6),
-    # adam on instance 7: at two levels from the start; the level 1e-5 (1e-4) comes after
-    # the target's first hit, which already beat it; the end rounds below f*.
-    lane("bbob_f01_2d", "adam", 1001, levels=(0, 0, 4, 9, 15), hit=8, lasting=9, best=-3e-8),
-    # sgd on instance 6: one level, a better end.
-    lane("bbob_f01_2d", "sgd", 1000, levels=(7, NEVER, NEVER, NEVER, NEVER), best=0.5),
+    # adam on instance 7: at two levels from the start (0.05); the level 1e-5 (1e-4) comes
+    # after the target's first hit, which already beat it; the end rounds below f*.
+    lane(
+        "bbob_f01_2d",
+        "adam",
+        1001,
+        levels=(0, 0, 4, 9, 15),
+        hit=8,
+        lasting=9,
+        best=-3e-8,
+        start=0.05,
+    ),
+    # sgd on instance 6: one level, after its first evaluation, then a better end.
+    lane("bbob_f01_2d", "sgd", 1000, levels=(1, NEVER, NEVER, NEVER, NEVER), best=0.5),
     # sgd on instance 7: touched the target but ended above it, and recorded no better.
     lane("bbob_f01_2d", "sgd", 1001, levels=(5, 6, 8, NEVER, NEVER), hit=30, best=2e-5),
     # A tuning lane, not exported.
@@ -90,11 +101,12 @@ LANES = [
     lane("rosenbrock_2d", "adam", 1000),
 ]
 # What each run's data file holds, worked out by hand from LANES: (evaluations, f - fopt).
+# Each begins at COCO's first evaluation, 1, where the start and any cost of 0 or 1 fall.
 TRACES = {
-    ("adam", 6): [(3, 1.0), (10, 0.1), (12, 0.01), (20, 1e-5), (50, 2e-6)],
-    ("adam", 7): [(0, 0.1), (4, 0.01), (8, 1e-5), (15, 1e-6), (50, 0.0)],
-    ("sgd", 6): [(7, 1.0), (50, 0.5)],
-    ("sgd", 7): [(5, 1.0), (6, 0.1), (8, 0.01), (30, 1e-5)],
+    ("adam", 6): [(1, 12.0), (3, 1.0), (10, 0.1), (12, 0.01), (20, 1e-5), (50, 2e-6)],
+    ("adam", 7): [(1, 0.05), (4, 0.01), (8, 1e-5), (15, 1e-6), (50, 0.0)],
+    ("sgd", 6): [(1, 1.0), (50, 0.5)],
+    ("sgd", 7): [(1, 12.0), (5, 1.0), (6, 0.1), (8, 0.01), (30, 1e-5)],
 }
 
 
@@ -228,6 +240,9 @@ def test_bad_folder_or_out_raises_a_value_error_naming_the_argument(folder, tmp_
         coco.export(folder, tmp_path / "full")
     with pytest.raises(ValueError, match="^folder .* has no runs.csv.gz"):
         coco.export(tmp_path / "full", tmp_path / "coco")
+    older = [{k: v for k, v in row.items() if k != "start_loss"} for row in LANES]
+    with pytest.raises(ValueError, match="^folder .*older.* records no start_loss"):
+        coco.export(write_folder(tmp_path / "older", older, PROBLEMS), tmp_path / "coco")
     assert not (tmp_path / "coco").exists()
 
 
@@ -314,12 +329,14 @@ def eval_lanes(run_folder) -> pd.DataFrame:
 
 
 def recorded(row, f0: float) -> list[tuple[float, float]]:
-    """What runs.csv.gz records of a lane: (cost, the f - f* it was at, at most)."""
+    """What runs.csv.gz records of a lane: (cost, the f - f* it was at, at most), a cost
+    of 0 (the start) counted as COCO counts the start's evaluation, the first."""
     taus = {"1e-1": 1e-1, "1e-2": 1e-2, "1e-3": 1e-3, "1e-5": 1e-5, "1e-7": 1e-7}
-    points = [(row[f"grad_evals_to_tau_{name}"], tau * f0) for name, tau in taus.items()]
+    points = [(0, row["start_loss"] - row["f_star"])]
+    points += [(row[f"grad_evals_to_tau_{name}"], tau * f0) for name, tau in taus.items()]
     points += [(row["grad_evals_to_first_hit"], row["target"])]
     points += [(row["grad_evals_to_target"], row["target"])]
-    points = [(cost, value) for cost, value in points if cost >= 0]
+    points = [(max(cost, 1), value) for cost, value in points if cost >= 0]
     return [*points, (row["final_grad_evals"], max(row["best_suboptimality"], 0.0))]
 
 
@@ -454,3 +471,34 @@ def test_cocopp_reads_the_export_and_counts_what_runs_csv_records(run_export, ev
             assert numbers_of["ert"] == pytest.approx(spent / reached.sum(), rel=1e-12)
         else:
             assert numbers_of["ert"] == math.inf
+
+
+# --- iohinspector ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.reference
+def test_iohinspector_reads_each_run_of_the_export_as_runs_csv_records_it(run_export, eval_lanes):
+    """IOHprofiler's reader finds where a run begins by its line at evaluation 1: each lane
+    is one run, in the order of its instance, ending at its last evaluation, first at
+    the own target 1e-5 where runs.csv.gz says (its index file gives no instance)."""
+    ih = pytest.importorskip("iohinspector", reason="the ioh extra: pip install -e '.[ioh]'")
+    manager = ih.DataManager()
+    manager.add_folder(str(run_export))
+    data = manager.load(monotonic=False, include_meta_data=True).to_pandas()
+    assert len(data.groupby(["algorithm_name", "function_id", "dimension"])) == 4
+    for (name, optimizer), lanes in eval_lanes.groupby(["problem", "optimizer"]):
+        function, dim = bbob.parse(str(name))
+        read = data[
+            (data["algorithm_name"] == optimizer)
+            & (data["function_id"] == function)
+            & (data["dimension"] == dim)
+        ]
+        runs = read.groupby("run_id")
+        lanes = lanes.sort_values("seed")
+        assert runs.ngroups == len(lanes) == 10
+        assert (runs["evaluations"].first() == 1).all()
+        assert list(runs["evals"].first()) == list(lanes["final_grad_evals"])
+        for (_, points), hit in zip(runs, lanes["grad_evals_to_first_hit"], strict=True):
+            at = points.loc[points["raw_y"] <= 1e-5, "evaluations"]
+            assert (at.min() if len(at) else -1) == (max(hit, 1) if hit >= 0 else -1)

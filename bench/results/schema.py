@@ -128,6 +128,8 @@ RUNS = (
     Column("f_star", VALUE, FACT, DEFAULT_TOLERANCE),
     Column("target", VALUE, FACT, DEFAULT_TOLERANCE),
     Column("steps", INTEGER, FACT, DEFAULT_TOLERANCE),
+    # f at the lane's start, its first record (folders written before have none).
+    Column("start_loss", NUMBER, OUTCOME, DEFAULT_TOLERANCE, optional=True),
     Column("final_loss", NUMBER, OUTCOME, DEFAULT_TOLERANCE),
     Column("best_loss", NUMBER, OUTCOME, DEFAULT_TOLERANCE),
     Column("final_suboptimality", NUMBER, OUTCOME, DEFAULT_TOLERANCE),

@@ -116,6 +116,7 @@ def runs_frame(result: SweepResult) -> pd.DataFrame:
             "trial": result.trials,
             **result.hparams,
             "seed": result.seeds,
+            "start_loss": result.losses[:, 0],
             "final_loss": result.losses[:, -1],
             "best_loss": best,
             "final_suboptimality": suboptimality[:, -1],
