@@ -32,10 +32,20 @@ def problem_facts(name: str, scale: str = "cpu") -> dict | None:
         known = plugins.problem(name, scale)
     except (KeyError, ValueError):
         return None
-    return _row(name, known.dim, known.description, " ".join(sorted(known.tags)), name in MODELS)
+    tags = " ".join(sorted(known.tags))
+    return _row(name, known.dim, known.description, tags, name in MODELS, known.baselines)
 
 
-def _row(name: str, dim: int, description: str, tags: str, model_family: bool) -> dict:
+def baselines_text(baselines) -> str:
+    """A problem's `baselines` as problems.csv writes them: "metric: model value, ...",
+    metrics separated by "; " ("" for none)."""
+    return "; ".join(
+        f"{metric}: " + ", ".join(f"{model} {value:.4g}" for model, value in models.items())
+        for metric, models in baselines.items()
+    )
+
+
+def _row(name: str, dim: int, description: str, tags: str, model_family: bool, baselines=None):
     return {
         "problem": name,
         "dim": dim,
@@ -43,6 +53,7 @@ def _row(name: str, dim: int, description: str, tags: str, model_family: bool) -
         "tags": tags,
         "model_family": model_family,
         "group": sources.group(name),
+        "baselines": baselines_text(baselines or {}),
     }
 
 

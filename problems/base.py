@@ -75,6 +75,10 @@ class Problem:
     # `lane_data(seed)` is the data of the lane of `seed`, passed to the compiled program
     # per lane (one program runs every instance) and given to `loss` in place of `data()`.
     lane_data: Callable[[int], Batch] | None = None
+    # What simple reference models score on a metric, metric -> {model: value}: the bar a
+    # trained model must clear (the transformer's unigram and bigram test losses), shown
+    # beside the results.
+    baselines: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.f_star_source not in F_STAR_SOURCES:

@@ -16,8 +16,10 @@ the recorded training loss is the mean next-byte cross-entropy, in nats, on
 `eval_windows` windows at fixed, evenly spaced offsets of the training bytes; at the end
 the run reports `test_loss` (nats per byte) and `perplexity` (its exponential) on
 `test_windows` evenly spaced windows of the held-out bytes. A byte-level model is only
-worth its parameters if it beats the unigram model: `unigram_entropy()` is the
-held-out cross-entropy of the training bytes' frequencies, 3.2 nats.
+worth its parameters if it beats the unigram model (`unigram_entropy()`, the held-out
+cross-entropy of the training bytes' frequencies), and worth its context if it beats
+the bigram model (`bigram_entropy()`, of their pair frequencies): both are the problem's
+`baselines` of `test_loss`, printed beside its results.
 """
 
 import dataclasses
@@ -145,6 +147,17 @@ def unigram_entropy(corpus: str = CORPUS) -> float:
     return float(-np.mean(log_p[held_out]))
 
 
+def bigram_entropy(corpus: str = CORPUS) -> float:
+    """Cross-entropy (nats per byte) of each held-out byte after the first under the
+    training bytes' pair frequencies, P(b | a) add-one smoothed: what a model that sees
+    one byte of context achieves."""
+    train, held_out = datasets.text(corpus)
+    pairs = train[:-1].astype(np.int64) * VOCAB + train[1:]
+    counts = np.bincount(pairs, minlength=VOCAB * VOCAB).reshape(VOCAB, VOCAB) + 1.0
+    log_p = np.log(counts / counts.sum(axis=1, keepdims=True))
+    return float(-np.mean(log_p[held_out[:-1], held_out[1:]]))
+
+
 def transformer_lm(scale: str = "cpu") -> Problem:
     """The byte-level language model at `scale` (tiny, cpu or gpu)."""
     check_scale(scale)
@@ -188,4 +201,5 @@ def transformer_lm(scale: str = "cpu") -> Problem:
         eval_batch=eval_batch,
         test_data=test_data,
         metrics={"test_loss": loss, "perplexity": lambda p, test: jnp.exp(loss(p, test))},
+        baselines={"test_loss": {"unigram": unigram_entropy(), "bigram": bigram_entropy()}},
     )

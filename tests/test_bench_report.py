@@ -279,3 +279,18 @@ def test_a_problem_where_every_lane_diverged_still_gets_its_sensitivity_figure(t
     assert main([*argv, "--steps", "20", "--seeds", "1", "--out", str(out)]) == 0
     assert "skipped" not in capsys.readouterr().err
     assert (out / "plots" / "sensitivity_rosenbrock_2d.png").is_file()
+
+
+def test_a_problem_with_baselines_names_them_beside_its_table_and_one_without_does_not():
+    runs = _runs(COSTS)
+    facts = pd.DataFrame(
+        {"problem": ["p0"], "baselines": ["test_loss: unigram 3.167, bigram 2.548"]}
+    )
+    analysis = analyze({"runs": runs, "curves": None}, "steps", complete_facts(facts))
+    text = tables.document(analysis, runs, pd.DataFrame(columns=["problem", "optimizer", "reason"]))
+    heading = text.split("## p0")[1].split("|")[0]
+    assert (
+        "What reference models score on its metrics: test_loss: unigram 3.167, bigram 2.548."
+        in heading
+    )
+    assert "What reference models score" not in _document(runs)

@@ -18,9 +18,9 @@ from test_problems import assert_gradient_matches_central_differences, to_float6
 from bench import run_sweep
 from bench.cli import main
 from bench.sweep.lane import program_inputs
-from problems import MODELS, SCALES, datasets, model
+from problems import MODELS, SCALES, datasets, model, transformer
 from problems.autoencoder import NOISE
-from problems.transformer import unigram_entropy
+from problems.transformer import bigram_entropy, unigram_entropy
 
 # Many cases that together take minutes: make test-slow runs them, make test does not.
 pytestmark = pytest.mark.slow
@@ -68,8 +68,33 @@ def test_text_corpus_is_over_a_megabyte_with_a_disjoint_held_out_part():
     assert len(held_out) > 100_000
     # The held-out part starts at a file boundary: the docstring of genericpath.py.
     assert bytes(held_out[:40]).startswith(b'"""\nPath operations common to more than')
-    # A byte model must beat the unigram entropy of the bytes to be worth anything.
+    # A byte model must beat the unigram entropy of the bytes to be worth anything, and
+    # the bigram entropy to be worth its context.
     assert 3.0 < unigram_entropy() < 3.5
+    assert 2.3 < bigram_entropy() < unigram_entropy() - 0.4
+
+
+def test_the_bigram_baseline_is_the_cross_entropy_of_smoothed_pair_frequencies(monkeypatch):
+    # Training pairs (0,1) and (1,0) twice each; add-one smoothing over 256 next bytes:
+    # P(1|0) = 3/258 and P(1|1) = 1/258, the held-out pairs (0,1) and (1,1).
+    corpus = (np.array([0, 1, 0, 1, 0], np.uint8), np.array([0, 1, 1], np.uint8))
+    monkeypatch.setattr(transformer.datasets, "text", lambda name: corpus)
+    expected = -(math.log(3 / 258) + math.log(1 / 258)) / 2
+    assert bigram_entropy() == pytest.approx(expected, rel=1e-12)
+    # Unigram: 3 zeros and 2 ones, add-one over 256 values; held out 0, 1, 1.
+    assert unigram_entropy() == pytest.approx(-(math.log(4 / 261) + 2 * math.log(3 / 261)) / 3)
+
+
+def test_the_transformer_declares_its_unigram_and_bigram_test_losses_as_baselines():
+    from bench.known import problem_facts
+
+    problem = model("transformer_stdlib", "tiny")
+    assert problem.baselines == {
+        "test_loss": {"unigram": unigram_entropy(), "bigram": bigram_entropy()}
+    }
+    text = problem_facts("transformer_stdlib")["baselines"]
+    assert text == f"test_loss: unigram {unigram_entropy():.4g}, bigram {bigram_entropy():.4g}"
+    assert problem_facts("cnn_digits")["baselines"] == ""
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

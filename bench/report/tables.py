@@ -276,6 +276,16 @@ def problem_table(summary: pd.DataFrame) -> str:
     return markdown(header, rows)
 
 
+def _baselines_text(problem: str, facts: pd.DataFrame) -> str:
+    """The sentence naming what reference models score on the problem's metrics
+    (problems.csv's `baselines`), or "" where it records none."""
+    if "baselines" not in facts:
+        return ""
+    text = facts.loc[facts["problem"] == problem, "baselines"].dropna()
+    text = text.iloc[0] if len(text) else ""
+    return f" What reference models score on its metrics: {text}." if text else ""
+
+
 def _f_star_text(f_star: float, fact) -> str:
     """A problem's f* with its provenance (`fact`: its problems.csv row, None if none)."""
     if fact is None:
@@ -534,7 +544,7 @@ def document(
             f"## {problem}",
             "",
             f"{_f_star_text(f_star, resolved.get(problem))}, target f - f* <= {target:g}, "
-            f"{int(steps)} steps.{levels_text}",
+            f"{int(steps)} steps.{levels_text}{_baselines_text(problem, analysis.facts)}",
             "",
             problem_table(table),
         ]

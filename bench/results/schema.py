@@ -225,11 +225,12 @@ DERIVED = {
     }
 }
 # problems.csv's columns, in order: the problem's facts (what the views show: its parameter
-# count, description, tags separated by spaces, whether it is a model family of the suite),
-# then, for a problem whose f* the run resolved (bench.suite.sweep_problem), f(x0), f* and
-# their provenance, and for one the suite left out, why.
+# count, description, tags separated by spaces, whether it is a model family of the suite,
+# its group, what reference models score on its metrics), then, for a problem whose f* the
+# run resolved (bench.suite.sweep_problem), f(x0), f* and their provenance, and for one
+# the suite left out, why.
 PROBLEM_FACTS = (
-    "problem", "dim", "description", "tags", "model_family", "group",
+    "problem", "dim", "description", "tags", "model_family", "group", "baselines",
     "f0", "f_star", "f_star_source", "known_f_star", "lowest", "note", "check", "skipped",
 )  # fmt: skip
 
