@@ -146,7 +146,7 @@ def points(lane: pd.Series, levels: dict[str, float]) -> list[tuple[float, float
     return found
 
 
-def trace(found: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def trace(found: list[tuple[int, float]]) -> list[tuple[int, float]]:
     """The running minimum of `found` (evaluations, f - fopt) in the order of the
     evaluations: one point at each evaluation count where it improves, f - fopt no lower
     than 0. Points without a value (NaN) are passed over."""
