@@ -246,6 +246,22 @@ def test_a_problem_whose_start_is_not_finite_on_a_seed_is_left_out_with_the_seed
     assert "unfinite_start" not in set(runs["problem"])
 
 
+def test_a_start_that_is_not_finite_leaves_the_problem_out_before_any_rule_runs(monkeypatch):
+    problem = unfinite_start()
+    spec = SuiteSpec(problems=(problem.name,), optimizers=("adam", "lbfgs"), seeds=2, eval_seeds=3)
+    monkeypatch.setitem(PROBLEMS, problem.name, problem)
+    ran = []
+
+    def recording(problem, optimizer, *args, **kwargs):
+        ran.append((optimizer, kwargs["steps"]))
+        return run_sweep(problem, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(suite, "run_sweep", recording)
+    out = suite.sweep_problem(spec, problem.name, ["adam", "lbfgs"])
+    assert ran == [(suite.START_PROBE, 1)]  # one step of one lane per seed, no rule's sweep
+    assert out["tables"] == {} and "is not finite" in out["problems"][0]["skipped"]
+
+
 def test_a_rerun_on_another_seed_reproduces_a_fixed_start_lane_bit_for_bit():
     problem = fixed_start(f_star=0.0)
     runs = [run_sweep(problem, "adam", [1e-2], seeds=[s], steps=30).losses for s in (0, 1000)]

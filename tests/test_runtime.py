@@ -224,7 +224,7 @@ def test_the_tables_show_the_runtime_views(analysis):
     )
     assert "| optimizer | all | g1 | g2 |" in section
     # a: 2 of 5 finite, median ratio 2; in g1 1 of 2 (p: ratio 3)
-    assert "| `a` | 40% · 2 | 50% · 3 |" in section
+    assert "| `a` | 40% · 2.00 | 50% · 3.00 |" in section
     assert "| `c` | 0.50 | - | 0.62 |" in section  # c against b, itself, a
     assert "### Scores by group" in section
     assert "| 3 | `a` | 0.333 | 0.167 (3) | 0.500 (3) |" in section

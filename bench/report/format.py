@@ -221,11 +221,11 @@ def by_group(table) -> dict:
 
 def ert_cell(row) -> str:
     """A rule's ERT cell in one group (a row of `runtime.ert_summary`): the share of
-    instances with a finite ERT and the median ratio to the best over those, '83% · 1.4';
-    '0%' where it has none."""
+    instances with a finite ERT and the median ratio to the best over those, '83% · 1.40';
+    '0%' where it has none. Ratios with two decimals, so that a column aligns."""
     if not row.finite:
         return share(row.share)
-    return f"{share(row.share)} · {row.median_ratio:.3g}"
+    return f"{share(row.share)} · {row.median_ratio:.2f}"
 
 
 def win_cell(rate: float) -> str:
