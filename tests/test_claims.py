@@ -75,6 +75,20 @@ def test_wins_losses_and_ties_count_every_ranked_problem_and_skipped_ones_apart(
     assert math.isnan(row.detectable_ratio)
 
 
+def test_a_cost_of_0_against_a_positive_one_is_a_win_outside_the_ratio():
+    # p0: the rule's lanes stay at the level from the start (cost 0), the reference's
+    # reach it at 10; p1 .. p6: the rule twice as dear. Without p0 the ratio is 2 exactly;
+    # with it, it would be 0 (a log of -inf) and its interval none.
+    reference, rule = [10, 10, 20, 30, 40, 50, 60], [0, 20, 40, 60, 80, 100, 120]
+    row = _versus({"ref": reference, "rule": rule}).loc["rule"]
+    assert (row.wins, row.losses, row.ties) == (1, 6, 0)
+    assert (row.both_solved, row.differing) == (6, 6)
+    assert row.ratio == row.ratio_low == row.ratio_high == pytest.approx(2.0, rel=1e-12)
+    assert row.detectable_ratio == pytest.approx(1.0, rel=1e-12)
+    both_at_start = _versus({"ref": [0, 10], "rule": [0, 20]}).loc["rule"]
+    assert (both_at_start.ties, both_at_start.both_solved) == (1, 2)  # 0 against 0: equal
+
+
 def test_fewer_than_six_differing_problems_can_never_reject():
     assert claims.FEWEST == 6
     assert stats.wilcoxon(np.arange(1, 7), np.zeros(6))[1] < stats.ALPHA

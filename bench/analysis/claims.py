@@ -85,13 +85,16 @@ def _versus(cost: pd.Series, reference: pd.Series, both_run: pd.Series) -> dict:
     (problem, level), +inf where unsolved; `both_run`: the instances of the problems both
     can run). The ratio is over the instances both solve, its interval resamples their
     problems; the test takes one value per problem, the mean log ratio over its instances
-    both solve, so that its units are independent."""
+    both solve, so that its units are independent. A cost of 0 (the start already there to
+    stay) has no ratio to a positive one: such an instance counts as a win or a loss, not
+    in the ratio."""
     solved, solved_by_reference = np.isfinite(cost), np.isfinite(reference)
     both = solved & solved_by_reference
-    mine, theirs = cost[both].to_numpy(), reference[both].to_numpy()
-    with np.errstate(divide="ignore"):
+    rated = both & (((cost > 0) & (reference > 0)) | (cost == reference))
+    mine, theirs = cost[rated].to_numpy(), reference[rated].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.where(mine == theirs, 0.0, np.log(mine / theirs))
-    problems = np.asarray(cost[both].index.get_level_values(0))
+    problems = np.asarray(cost[rated].index.get_level_values(0))
     per_problem = pd.Series(logs).groupby(problems, sort=True).mean().to_numpy()
     wins = both_run & ((solved & ~solved_by_reference) | (both & (cost < reference)))
     losses = both_run & ((solved_by_reference & ~solved) | (both & (cost > reference)))
